@@ -1,0 +1,1 @@
+"""Configuration: loading, validating and the immutable model."""

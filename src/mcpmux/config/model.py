@@ -1,0 +1,151 @@
+"""The validated, immutable configuration that every other part of mcpmux reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Transport = Literal["stdio", "sse", "streamable-http"]
+SessionMode = Literal["shared", "isolated"]
+FilterMode = Literal["allow", "block"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFilter:
+    """Allow or block tools by exact name or glob pattern (`*`, `?`, `[...]`)."""
+
+    mode: FilterMode
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOverride:
+    """Per-tool presentation changes: publish under another name, description or title."""
+
+    name: str | None = None
+    description: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenScope:
+    """An accepted auth token, optionally limited to some servers and tools.
+
+    `servers` holds server-name glob patterns (empty means every server); `tool_filter` applies to the
+    published tool names of those servers (for the merged endpoint, the namespaced names).
+    """
+
+    token: str
+    servers: tuple[str, ...] = ()
+    tool_filter: ToolFilter | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return not self.servers and self.tool_filter is None
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """Exponential backoff with jitter for restarting or reconnecting an upstream."""
+
+    initial_seconds: float = 0.5
+    max_seconds: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2  # +/- fraction of each delay
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """Periodic ping of an upstream; `interval_seconds` 0 disables it."""
+
+    interval_seconds: float = 30.0
+    failure_threshold: int = 3
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Options of one server after inheritance from `mcpProxy.options` has been applied.
+
+    `auth_tokens` empty means auth is off for this server's routes.
+    """
+
+    panic_if_invalid: bool = False
+    log_enabled: bool = False
+    auth_tokens: tuple[TokenScope, ...] = ()
+    tool_filter: ToolFilter | None = None
+    tool_overrides: dict[str, ToolOverride] = field(default_factory=dict)
+    session_mode: SessionMode = "shared"
+    max_sessions: int = 1000
+    idle_timeout_seconds: float = 1800.0
+    connect_timeout_seconds: float = 30.0
+    request_timeout_seconds: float = 300.0
+    lazy_start: bool = False
+    restart: BackoffPolicy = field(default_factory=BackoffPolicy)
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One upstream MCP server (a key of `mcpServers`)."""
+
+    name: str
+    transport: Transport
+    options: ServerOptions
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: float | None = None  # the seed's per-server `timeout`, applied to requests
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    server: str
+    tool_filter: ToolFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """A virtual server: hand-picked servers (each with its own tool filter) served merged."""
+
+    name: str
+    members: tuple[GroupMember, ...]
+    auth_tokens: tuple[TokenScope, ...] = ()
+    log_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MergedConfig:
+    """The `{basePath}/mcp` and `{basePath}/sse` endpoint that serves every enabled server."""
+
+    enabled: bool = True
+    separator: str = "__"
+    auth_tokens: tuple[TokenScope, ...] = ()
+    log_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The whole configuration: `mcpProxy` plus servers, groups and the merged endpoint."""
+
+    base_url: str
+    addr: str
+    name: str
+    version: str
+    type: Literal["sse", "streamable-http"]
+    defaults: ServerOptions
+    servers: dict[str, ServerConfig]  # every configured server, disabled ones included
+    merged: MergedConfig = field(default_factory=MergedConfig)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    allowed_hosts: tuple[str, ...] = ()  # extra Host values accepted besides the derived ones
+    allowed_origins: tuple[str, ...] = ()  # extra Origin values accepted besides the derived ones
+    max_request_bytes: int = 4 * 1024 * 1024
+    source: str = "config.json"
+
+    @property
+    def enabled_servers(self) -> dict[str, ServerConfig]:
+        return {name: s for name, s in self.servers.items() if not s.disabled}

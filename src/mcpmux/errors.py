@@ -1,0 +1,43 @@
+"""The small error tree of mcpmux: config errors, and upstream failures as seen by a client."""
+
+from __future__ import annotations
+
+
+class MuxError(Exception):
+    """Base of every error mcpmux raises on purpose."""
+
+
+class ConfigError(MuxError):
+    """A configuration problem, located by source (file or URL) and JSON path.
+
+    str() gives the line users see, e.g. `config.json: mcpServers.github: needs "command" or "url"`.
+    """
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source = source
+        self.path = path
+        self.message = message
+        where = f"{source}: {path}: " if path else f"{source}: "
+        super().__init__(where + message)
+
+
+class UpstreamError(MuxError):
+    """An upstream server could not serve a request; carries the JSON-RPC code to answer with."""
+
+    code = -32000
+
+    def __init__(self, server: str, message: str) -> None:
+        self.server = server
+        super().__init__(f"{server}: {message}")
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The upstream is not connected (starting, restarting, failed) or its connection just died."""
+
+    code = -32000
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The upstream did not answer in time; the request was cancelled upstream."""
+
+    code = -32001
