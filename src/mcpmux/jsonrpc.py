@@ -1,0 +1,120 @@
+"""Raw JSON-RPC 2.0 messages as plain dicts: parsing, classification and error objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+Message = dict[str, Any]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
+
+dumps = orjson.dumps
+
+
+class MessageError(ValueError):
+    """A message that is not valid JSON-RPC; carries the code to answer with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(PARSE_ERROR, f"Parse error: {exc}") from None
+
+
+def parse_message(data: bytes | bytearray | memoryview | str) -> Message:
+    """Parse one JSON-RPC message (not a batch) and check its envelope."""
+    msg = loads(data)
+    if type(msg) is not dict:
+        if isinstance(msg, list):
+            raise MessageError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported")
+        raise MessageError(INVALID_REQUEST, "Invalid Request: expected a JSON object")
+    check_envelope(msg)
+    return msg
+
+
+def check_envelope(msg: Message) -> None:
+    if msg.get("jsonrpc") != "2.0":
+        raise MessageError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
+    method = msg.get("method")
+    if method is not None:
+        if type(method) is not str:
+            raise MessageError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+        params = msg.get("params")
+        if params is not None and type(params) is not dict:
+            raise MessageError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
+        if "id" in msg:
+            check_id(msg["id"])
+    elif "id" not in msg or ("result" not in msg and "error" not in msg):
+        raise MessageError(
+            INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
+        )
+
+
+def check_id(request_id: Any) -> None:
+    kind = type(request_id)
+    if kind is not str and kind is not int:
+        raise MessageError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
+
+
+def is_request(msg: Message) -> bool:
+    return "method" in msg and "id" in msg
+
+
+def is_notification(msg: Message) -> bool:
+    return "method" in msg and "id" not in msg
+
+
+def is_response(msg: Message) -> bool:
+    return "method" not in msg and ("result" in msg or "error" in msg)
+
+
+def error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return err
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> Message:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error_object(code, message, data)}
+
+
+def result_response(request_id: Any, result: Any) -> Message:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> Message:
+    msg: Message = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def request(request_id: Any, method: str, params: dict[str, Any] | None = None) -> Message:
+    msg: Message = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def progress_token(msg: Message) -> Any:
+    """The `_meta.progressToken` of a request, or None."""
+    params = msg.get("params")
+    if params:
+        meta = params.get("_meta")
+        if meta:
+            return meta.get("progressToken")
+    return None

@@ -1,0 +1,152 @@
+"""One downstream client session: its identity, state, standalone outbox and requests to the client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..config.model import TokenScope
+from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request
+
+if TYPE_CHECKING:
+    from ..upstream.session import UpstreamSession
+    from .route import Route
+
+log = logging.getLogger("mcpmux.relay")
+
+OUTBOX_LIMIT = 1000
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LOG_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+_client_request_ids = itertools.count(1)
+
+
+class Outbox:
+    """Messages for the session's standalone stream (GET stream or legacy SSE stream), bounded."""
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self.items: deque[Message] = deque()
+        self.limit = limit
+        self.waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+        self.closed = False
+
+    def push(self, msg: Message) -> None:
+        if len(self.items) >= self.limit:
+            self.items.popleft()
+            self.dropped += 1
+            if self.dropped in (1, 100, 10000):
+                log.warning("a client's stream is not being read; dropped %d message(s)", self.dropped)
+        self.items.append(msg)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Message | None:
+        """The next message, or None once the session has ended."""
+        while not self.items:
+            if self.closed:
+                return None
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.items.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class ClientSession:
+    """A downstream MCP session on one route, with everything the proxy keeps per client."""
+
+    def __init__(self, session_id: str, route: Route, scope: TokenScope | None) -> None:
+        self.id = session_id
+        self.route = route
+        self.scope = scope
+        self.protocol_version: str | None = None
+        self.capabilities: dict[str, Any] = {}
+        self.client_info: dict[str, Any] = {}
+        self.initialized = False
+        self.log_level: str | None = None
+        self.subscriptions: set[str] = set()
+        self.upstreams: dict[str, UpstreamSession] = {}  # isolated upstream sessions, by server
+        self.upstream_scopes: dict[str, Any] = {}  # cancel scopes that end those sessions
+        self.outbox = Outbox()
+        self.has_stream = False  # a standalone stream is currently reading the outbox
+        self.task_group: Any = None  # legacy SSE: where this session's requests run
+        self.init_params: dict[str, Any] = {}
+        self._client_requests: dict[str, asyncio.Future[Message]] = {}
+        self.last_active = time.monotonic()
+        self.closed = False
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def wants_log(self, level: Any) -> bool:
+        if self.log_level is None:
+            return True
+        return LOG_RANK.get(str(level), len(LOG_LEVELS)) >= LOG_RANK.get(self.log_level, 0)
+
+    def supports(self, capability: str, sub: str | None = None) -> bool:
+        cap = self.capabilities.get(capability)
+        if cap is None:
+            return False
+        if sub is None:
+            return True
+        if capability == "elicitation" and isinstance(cap, dict) and not cap:
+            return sub == "form"  # an empty elicitation capability means form mode
+        return isinstance(cap, dict) and cap.get(sub) is not None
+
+    async def request_client(
+        self,
+        rid: str,
+        method: str,
+        params: Any,
+        deliver: Callable[[Message], None] | None,
+        timeout_seconds: float,
+    ) -> Message:
+        """Send a server-to-client request (under our id `rid`) to this client and wait for its answer.
+
+        `deliver` puts it on the originating request's stream; None means the standalone stream.
+        The returned message is the client's response, still carrying `rid`.
+        """
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._client_requests[rid] = future
+        msg = request(rid, method, params)
+        try:
+            (deliver or self.outbox.push)(msg)
+            async with asyncio.timeout(timeout_seconds):
+                return await future
+        except TimeoutError:
+            return error_response(
+                rid, INTERNAL_ERROR, f"the client did not answer {method} in {timeout_seconds:g}s"
+            )
+        finally:
+            self._client_requests.pop(rid, None)
+
+    @staticmethod
+    def new_request_id() -> str:
+        return f"mcpmux-{next(_client_request_ids)}"
+
+    def resolve(self, msg: Message) -> bool:
+        """A response from the client to one of our requests."""
+        future = self._client_requests.get(msg.get("id"))  # type: ignore[arg-type]
+        if future is None or future.done():
+            return False
+        future.set_result(msg)
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        for scope in list(self.upstream_scopes.values()):
+            scope.cancel()
+        for rid, future in list(self._client_requests.items()):
+            if not future.done():
+                future.set_result(error_response(rid, INTERNAL_ERROR, "the client session ended"))
+        self.outbox.close()

@@ -1,0 +1,98 @@
+"""What every endpoint (one server, the merged endpoint, a group) does the same way for its clients."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from ..config.model import TokenScope
+from ..core.auth import TokenSet
+from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
+from .client import LOG_RANK, ClientSession
+
+log = logging.getLogger("mcpmux.relay")
+
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_HANDSHAKE_VERSION = HANDSHAKE_VERSIONS[-1]
+
+
+def negotiate_version(requested: Any, upstream: str | None = None) -> str:
+    """The protocol version to answer a client's initialize with.
+
+    A known handshake version is honoured (capped at the upstream's, which the proxy cannot exceed);
+    anything else (2026-07-28, unknown strings) gets the newest handshake version the path supports.
+    """
+    ceiling = upstream if upstream in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION
+    if requested in HANDSHAKE_VERSIONS:
+        return min(str(requested), ceiling)
+    return ceiling
+
+
+class Route:
+    """Base of the endpoints a client can connect to: sessions, initialize bookkeeping, local methods."""
+
+    name: str
+    log_enabled: bool = False
+
+    def __init__(self, name: str, tokens: tuple[TokenScope, ...]) -> None:
+        self.name = name
+        self.tokens = TokenSet(tokens)
+        self.sessions: dict[str, ClientSession] = {}
+
+    # -- overridden by endpoints ---------------------------------------------------------------
+
+    def unavailable_reason(self) -> str | None:
+        """Why new sessions cannot be served right now (None when they can)."""
+        return None
+
+    async def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        raise NotImplementedError
+
+    async def handle_notification(self, client: ClientSession, msg: Message) -> None:
+        raise NotImplementedError
+
+    def on_upstream_notification(self, client: ClientSession, runtime: Any, msg: Message) -> None:
+        """A notification from an upstream for this client's standalone stream."""
+        client.outbox.push(msg)
+
+    async def on_session_closed(self, client: ClientSession) -> None:
+        """Release what the session held upstream."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
+
+    def new_session(self, scope: TokenScope | None) -> ClientSession:
+        client = ClientSession(secrets.token_hex(16), self, scope)
+        self.sessions[client.id] = client
+        return client
+
+    async def close_session(self, client: ClientSession) -> None:
+        if client.closed:
+            return
+        self.sessions.pop(client.id, None)
+        client.close()
+        await self.on_session_closed(client)
+
+    def handle_response(self, client: ClientSession, msg: Message) -> None:
+        if not client.resolve(msg):
+            log.debug("%s: a client answered an unknown request %r", self.name, msg.get("id"))
+
+    @staticmethod
+    def remember_initialize(client: ClientSession, params: dict[str, Any]) -> None:
+        caps = params.get("capabilities")
+        client.capabilities = caps if isinstance(caps, dict) else {}
+        info = params.get("clientInfo")
+        client.client_info = info if isinstance(info, dict) else {}
+
+    @staticmethod
+    def answer_ping(msg: Message) -> Message:
+        return result_response(msg["id"], {})
+
+    @staticmethod
+    def set_log_level(client: ClientSession, msg: Message) -> Message | None:
+        """Record a client's logging/setLevel; returns an error response for a bad level."""
+        level = (msg.get("params") or {}).get("level")
+        if level not in LOG_RANK:
+            return error_response(msg["id"], INVALID_PARAMS, f"Invalid log level: {level!r}")
+        client.log_level = level
+        return None

@@ -1,0 +1,291 @@
+"""The per-server endpoint: relays each client session to the server's shared or private upstream session."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..config.model import ProxyConfig
+from ..core.toolfilter import NameFilter
+from ..errors import UpstreamError
+from ..jsonrpc import (
+    CONNECTION_CLOSED,
+    INVALID_PARAMS,
+    Message,
+    error_response,
+    notification,
+    result_response,
+)
+from ..upstream.runtime import ServerRuntime
+from ..upstream.session import UpstreamSession
+from .client import LOG_RANK, ClientSession
+from .route import Route, negotiate_version
+
+log = logging.getLogger("mcpmux.relay")
+
+LISTABLE = ("tools", "prompts", "resources")
+
+
+class ServerRoute(Route):
+    """`{base}/{name}/mcp` and `/sse`: one upstream server, its tool filter and overrides applied."""
+
+    def __init__(self, runtime: ServerRuntime, proxy: ProxyConfig) -> None:
+        super().__init__(runtime.name, runtime.options.auth_tokens)
+        self.runtime = runtime
+        self.proxy = proxy
+        self.log_enabled = runtime.options.log_enabled
+        self.isolated = runtime.options.session_mode == "isolated"
+        self.filter = NameFilter(runtime.options.tool_filter)
+        self.filtered = runtime.options.tool_filter is not None
+        self.overrides = runtime.options.tool_overrides
+        self.renamed = {o.name: orig for orig, o in self.overrides.items() if o.name}
+        self._subscribers: dict[str, int] = {}
+        self._local = {
+            "initialize": self._initialize,
+            "ping": self._ping,
+            "logging/setLevel": self._set_level,
+            "resources/subscribe": self._subscribe,
+            "resources/unsubscribe": self._unsubscribe,
+        }
+
+    def unavailable_reason(self) -> str | None:
+        if self.runtime.ready:
+            return None
+        error = f": {self.runtime.last_error}" if self.runtime.last_error else ""
+        return f"server {self.name!r} is not connected ({self.runtime.state}{error})"
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        method = msg["method"]
+        local = self._local.get(method)
+        if local is not None:
+            return await local(client, msg, exchange)
+        upstream = await self._upstream_for(client)
+        if upstream is None:
+            return self._unavailable(msg["id"])
+        if method == "tools/call" and (self.filtered or self.renamed):
+            refused = self._prepare_tool_call(msg)
+            if refused is not None:
+                return refused
+        response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        if method == "tools/list" and (self.filtered or self.overrides):
+            self._present_tools(response)
+        return response
+
+    def _prepare_tool_call(self, msg: Message) -> Message | None:
+        params = msg.get("params") or {}
+        name = params.get("name")
+        original = self.renamed.get(name, name)
+        if original != name:
+            msg["params"] = {**params, "name": original}
+        elif name in self.overrides and self.overrides[name].name:
+            return unknown_tool(msg["id"], name)  # only reachable under its new name
+        if not self.filter.allows(str(original)):
+            return unknown_tool(msg["id"], name)
+        return None
+
+    def _present_tools(self, response: Message) -> None:
+        result = response.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            return
+        tools = []
+        for tool in result["tools"]:
+            if not isinstance(tool, dict) or not self.filter.allows(str(tool.get("name"))):
+                continue
+            override = self.overrides.get(tool.get("name"))  # type: ignore[arg-type]
+            if override is not None:
+                tool = apply_override(tool, override)
+            tools.append(tool)
+        result["tools"] = tools
+
+    async def _upstream_for(self, client: ClientSession) -> UpstreamSession | None:
+        if not self.isolated:
+            session = self.runtime.session
+            return session if session is not None and session.closed_reason is None else None
+        session = client.upstreams.get(self.name)
+        if session is not None and session.closed_reason is None:
+            return session
+        if not self.runtime.ready:
+            return None
+        try:  # the private upstream session died (or the upstream restarted): open a fresh one
+            session = await self.runtime.open_isolated(client, self._isolated_params(client))
+        except (UpstreamError, OSError, TimeoutError) as exc:
+            log.warning("%s: could not open an upstream session: %s", self.name, exc)
+            return None
+        client.upstreams[self.name] = session
+        return session
+
+    def _unavailable(self, request_id: Any) -> Message:
+        reason = self.unavailable_reason() or f"server {self.name!r} is not available"
+        return error_response(request_id, CONNECTION_CLOSED, reason)
+
+    # -- methods answered by the proxy -----------------------------------------------------------
+
+    async def _initialize(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        params = msg.get("params") or {}
+        self.remember_initialize(client, params)
+        shared = self.runtime.session
+        if shared is None or shared.init_result is None:
+            return self._unavailable(msg["id"])
+        upstream_init = shared.init_result
+        if self.isolated:
+            client.init_params = params
+            session = await self._upstream_for(client)
+            if session is None or session.init_result is None:
+                return self._unavailable(msg["id"])
+            upstream_init = session.init_result
+        else:
+            self.runtime.attach(client)
+        version = negotiate_version(params.get("protocolVersion"), upstream_init.get("protocolVersion"))
+        client.protocol_version = version
+        return result_response(msg["id"], self.initialize_result(upstream_init, version))
+
+    def initialize_result(self, upstream_init: dict[str, Any], version: str) -> dict[str, Any]:
+        caps = dict(upstream_init.get("capabilities") or {})
+        for kind in LISTABLE:  # the proxy sends list_changed itself when an upstream restarts
+            if isinstance(caps.get(kind), dict):
+                caps[kind] = {**caps[kind], "listChanged": True}
+        info = upstream_init.get("serverInfo")
+        server_info = {
+            **(info if isinstance(info, dict) else {}),
+            "name": self.name,
+            "version": self.proxy.version,
+        }
+        result: dict[str, Any] = {"protocolVersion": version, "capabilities": caps, "serverInfo": server_info}
+        if upstream_init.get("instructions"):
+            result["instructions"] = upstream_init["instructions"]
+        return result
+
+    def _isolated_params(self, client: ClientSession) -> dict[str, Any]:
+        params = client.init_params
+        return {
+            "protocolVersion": negotiate_version(params.get("protocolVersion")),
+            "capabilities": client.capabilities,
+            "clientInfo": {"name": self.proxy.name, "version": self.proxy.version},
+        }
+
+    async def _ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        return self.answer_ping(msg)
+
+    async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        refused = self.set_log_level(client, msg)
+        if refused is not None:
+            return refused
+        upstream = await self._upstream_for(client)
+        if upstream is None:
+            return self._unavailable(msg["id"])
+        if self.isolated:
+            return await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        # shared upstream: ask it for the most verbose level any client wants; filter per client
+        levels = [c.log_level for c in self.runtime.attached if c.log_level]
+        wanted = min(levels, key=LOG_RANK.__getitem__) if levels else client.log_level
+        response = await upstream.request(
+            {**msg, "params": {**(msg.get("params") or {}), "level": wanted}},
+            exchange,
+            self.runtime.request_timeout_seconds,
+        )
+        return response
+
+    async def _subscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        uri = (msg.get("params") or {}).get("uri")
+        if not isinstance(uri, str):
+            return error_response(msg["id"], INVALID_PARAMS, "resources/subscribe needs a string uri")
+        upstream = await self._upstream_for(client)
+        if upstream is None:
+            return self._unavailable(msg["id"])
+        if uri in client.subscriptions:
+            return result_response(msg["id"], {})
+        if self.isolated or not self._subscribers.get(uri):
+            response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+            if "error" in response:
+                return response
+        else:
+            response = result_response(msg["id"], {})
+        client.subscriptions.add(uri)
+        if not self.isolated:
+            self._subscribers[uri] = self._subscribers.get(uri, 0) + 1
+        return response
+
+    async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        uri = (msg.get("params") or {}).get("uri")
+        upstream = await self._upstream_for(client)
+        if upstream is None:
+            return self._unavailable(msg["id"])
+        if uri not in client.subscriptions:
+            return result_response(msg["id"], {})
+        client.subscriptions.discard(uri)
+        if self.isolated:
+            return await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        return await self._release_subscription(upstream, uri, msg["id"])
+
+    async def _release_subscription(self, upstream: UpstreamSession, uri: Any, request_id: Any) -> Message:
+        left = self._subscribers.get(uri, 1) - 1
+        if left > 0:
+            self._subscribers[uri] = left
+            return result_response(request_id, {})
+        self._subscribers.pop(uri, None)
+        return await upstream.request(
+            {"jsonrpc": "2.0", "id": request_id, "method": "resources/unsubscribe", "params": {"uri": uri}},
+            None,
+            self.runtime.request_timeout_seconds,
+        )
+
+    # -- notifications and session end -------------------------------------------------------
+
+    async def handle_notification(self, client: ClientSession, msg: Message) -> None:
+        method = msg["method"]
+        if method == "notifications/initialized":
+            client.initialized = True
+            return
+        upstream = await self._upstream_for(client)
+        if upstream is None:
+            return
+        if method == "notifications/cancelled":
+            params = msg.get("params") or {}
+            uid = find_in_flight(upstream, client, params.get("requestId"))
+            if uid is not None:
+                upstream.cancel(uid, params.get("reason"))
+            return
+        await upstream.notify(msg)
+
+    async def on_session_closed(self, client: ClientSession) -> None:
+        self.runtime.detach(client)
+        if self.isolated:
+            return  # closing the client ended its private upstream session
+        upstream = self.runtime.session
+        for uri in list(client.subscriptions):
+            if upstream is not None:
+                try:
+                    await self._release_subscription(upstream, uri, f"mcpmux-unsub-{client.id}")
+                except UpstreamError:
+                    pass
+        client.subscriptions.clear()
+
+
+def find_in_flight(upstream: UpstreamSession, client: ClientSession, request_id: Any) -> int | None:
+    """The upstream id of the client's in-flight request `request_id`."""
+    for uid, pending in upstream.pending.items():
+        origin = pending.origin
+        if origin is not None and origin.client is client and origin.request_id == request_id:
+            return uid
+    return None
+
+
+def unknown_tool(request_id: Any, name: Any) -> Message:
+    return error_response(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
+
+
+def apply_override(tool: dict[str, Any], override: Any) -> dict[str, Any]:
+    tool = dict(tool)
+    if override.name:
+        tool["name"] = override.name
+    if override.description is not None:
+        tool["description"] = override.description
+    if override.title is not None:
+        tool["title"] = override.title
+    return tool
+
+
+def list_changed(kind: str) -> Message:
+    return notification(f"notifications/{kind}/list_changed")

@@ -1,0 +1,49 @@
+"""The one seam every upstream transport implements: send a raw message, deliver received ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ..config.model import ServerConfig
+from ..jsonrpc import Message
+
+# Called for every message the upstream sends, with the upstream request id whose HTTP response
+# stream carried it (None when the transport cannot tell, as on stdio).
+Receiver = Callable[[Message, Any], None]
+
+
+class Connection(Protocol):
+    """A live transport to one upstream MCP session."""
+
+    name: str
+
+    async def send(self, msg: Message, related: Any = None) -> None:
+        """Send one message. HTTP transports may deliver the reply to the receiver before returning."""
+        ...
+
+    async def wait_closed(self) -> str:
+        """Return (with a reason) once the transport is dead."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncContextManager[Connection]:
+    """Open the transport `server.transport` names."""
+    if server.transport == "stdio":
+        from .stdio import open_stdio_connection
+
+        return open_stdio_connection(server, receiver)
+    if server.transport == "streamable-http":
+        from .streamable_http import open_streamable_http_connection
+
+        return open_streamable_http_connection(server, receiver)
+    from .sse import open_sse_connection
+
+    return open_sse_connection(server, receiver)
+
+
+__all__ = ["Connection", "Receiver", "open_connection"]

@@ -1,0 +1,278 @@
+"""One MCP session with an upstream: id remapping, pending requests, progress tokens, origins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from ..errors import UpstreamError
+from ..jsonrpc import (
+    CONNECTION_CLOSED,
+    REQUEST_TIMEOUT,
+    Message,
+    error_response,
+    notification,
+    progress_token,
+)
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = logging.getLogger("mcpmux.upstream")
+
+REQUEST_CANCELLED = -32800
+
+
+class Exchange(Protocol):
+    """The downstream request an upstream request was made for: where related messages go."""
+
+    client: Any  # relay.client.ClientSession
+
+    async def emit(self, msg: Message) -> None: ...
+
+
+class SessionEvents(Protocol):
+    """What an upstream session reports to its owner (the server runtime)."""
+
+    def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None: ...
+
+    def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None: ...
+
+
+class InFlight:
+    """Messages for one in-flight request, in order; the final response ends it."""
+
+    __slots__ = ("client_token", "final", "items", "origin", "waiter")
+
+    def __init__(self, origin: Exchange | None) -> None:
+        self.origin = origin
+        self.client_token: Any = None
+        self.final: Message | None = None
+        self.items: deque[Message] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def put(self, msg: Message) -> None:
+        if self.final is not None:
+            return
+        if self.items is None:
+            self.items = deque()
+        self.items.append(msg)
+        self._wake()
+
+    def finish(self, msg: Message) -> None:
+        if self.final is None:
+            self.final = msg
+            self._wake()
+
+
+class _NotConnected:
+    name = "-"
+    closed = True
+
+    async def send(self, msg: Message, related: Any = None) -> None:
+        raise UpstreamError("-", "not connected")
+
+    async def wait_closed(self) -> str:
+        return "not connected"
+
+
+_NOT_CONNECTED: Any = _NotConnected()
+
+
+class UpstreamSession:
+    """Relays requests to one upstream session under ids of its own, and routes what comes back."""
+
+    def __init__(self, name: str, events: SessionEvents, owner: Any = None) -> None:
+        self.name = name
+        self.connection: Connection = _NOT_CONNECTED
+        self.events = events
+        self.owner = owner  # the ClientSession this upstream session is private to (isolated mode)
+        self.pending: dict[int, InFlight] = {}
+        self._next_id = 0
+        self.closed_reason: str | None = None
+        self.init_result: dict[str, Any] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive(self, msg: Message, related: Any) -> None:
+        """The connection's receiver: called inline for every upstream message."""
+        if "method" not in msg:
+            pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            if pending is not None:
+                pending.finish(msg)
+            else:
+                log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
+            return
+        if msg["method"] == "notifications/progress" and "id" not in msg:
+            self._route_progress(msg)
+            return
+        in_flight = self.related_request(related)
+        if "id" in msg:
+            self.events.on_server_request(self, msg, in_flight)
+        else:
+            self.events.on_notification(self, msg, in_flight)
+
+    def _route_progress(self, msg: Message) -> None:
+        params = msg.get("params") or {}
+        pending = self.pending.get(params.get("progressToken"))
+        if pending is None or pending.client_token is None:
+            log.debug("%s sent progress for an unknown token", self.name)
+            return
+        pending.put(notification("notifications/progress", {**params, "progressToken": pending.client_token}))
+
+    def related_request(self, related: Any) -> InFlight | None:
+        """The in-flight request a server-initiated message belongs to, when it can be known.
+
+        HTTP upstreams tell which request's stream carried the message. Otherwise it is known only
+        when every in-flight request comes from the same downstream client session (the latest wins).
+        """
+        if related is not None:
+            pending = self.pending.get(related)
+            if pending is not None and pending.origin is not None:
+                return pending
+        found: InFlight | None = None
+        for pending in self.pending.values():
+            if pending.origin is None:
+                continue
+            if found is not None and pending.origin.client is not found.origin.client:  # type: ignore[union-attr]
+                return None
+            found = pending
+        return found
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def request(self, msg: Message, origin: Exchange | None, timeout_seconds: float | None) -> Message:
+        """Forward a request; return the upstream's response carrying the caller's id.
+
+        Messages related to the request (progress, server-to-client requests and notifications the
+        transport attributes to it) are emitted to `origin` in order before the response returns.
+        """
+        request_id = msg["id"]
+        if self.closed_reason is not None:
+            return self._closed_error(request_id)
+        self._next_id += 1
+        uid = self._next_id
+        pending = InFlight(origin)
+        up = {**msg, "id": uid}
+        token = progress_token(msg)
+        if token is not None:
+            pending.client_token = token
+            params = msg["params"]
+            up["params"] = {**params, "_meta": {**params["_meta"], "progressToken": uid}}
+        self.pending[uid] = pending
+        timer = None
+        if timeout_seconds:
+            timer = self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
+        try:
+            await self.connection.send(up, uid)
+            while pending.final is None:
+                items = pending.items
+                if items:
+                    related_msg = items.popleft()
+                    if origin is not None:
+                        await origin.emit(related_msg)
+                    continue
+                pending.waiter = self._loop.create_future()
+                await pending.waiter
+        except UpstreamError as exc:
+            self.pending.pop(uid, None)
+            return error_response(request_id, exc.code, str(exc))
+        except BaseException:
+            if self.pending.pop(uid, None) is not None:
+                await self._send_cancel(uid, "The client cancelled the request")
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        response = pending.final
+        response["id"] = request_id
+        return response
+
+    def _expire(self, uid: int, timeout_seconds: float) -> None:
+        pending = self.pending.pop(uid, None)
+        if pending is None:
+            return
+        pending.finish(
+            error_response(
+                None, REQUEST_TIMEOUT, f"{self.name}: request timed out after {timeout_seconds:g}s"
+            )
+        )
+        self._loop.create_task(self._send_cancel(uid, "Request timed out"))
+
+    def cancel(self, uid: int, reason: str | None) -> bool:
+        """The client cancelled: answer the waiter at once and tell the upstream."""
+        pending = self.pending.pop(uid, None)
+        if pending is None:
+            return False
+        pending.finish(error_response(None, REQUEST_CANCELLED, "Request cancelled"))
+        self._loop.create_task(self._send_cancel(uid, reason))
+        return True
+
+    async def _send_cancel(self, uid: int, reason: str | None) -> None:
+        params: dict[str, Any] = {"requestId": uid}
+        if reason:
+            params["reason"] = reason
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await self.connection.send(notification("notifications/cancelled", params))
+            except Exception as exc:  # the upstream may be gone already; nothing to tell then
+                log.debug("%s: could not send cancellation: %s", self.name, exc)
+
+    async def notify(self, msg: Message) -> None:
+        if self.closed_reason is None:
+            await self.connection.send(msg)
+
+    async def respond(self, msg: Message) -> None:
+        """Send the answer to a server-to-client request back upstream."""
+        if self.closed_reason is None:
+            await self.connection.send(msg)
+
+    def in_flight_for(self, client: Any) -> list[int]:
+        return [uid for uid, p in self.pending.items() if p.origin is not None and p.origin.client is client]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def initialize(self, params: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        """Run the MCP handshake; raise UpstreamError when the upstream refuses or does not answer."""
+        response = await self.request(
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}, None, timeout_seconds
+        )
+        if "error" in response:
+            err = response["error"]
+            raise UpstreamError(
+                self.name, f"initialize failed: {err.get('message')} (code {err.get('code')})"
+            )
+        result = response.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(self.name, "initialize returned no result object")
+        self.init_result = result
+        await self.connection.send(notification("notifications/initialized"))
+        return result
+
+    def close(self, reason: str) -> None:
+        """The connection died: every waiting request gets an error naming the server, at once."""
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        pending, self.pending = self.pending, {}
+        for p in pending.values():
+            p.finish(self._closed_error(None))
+
+    def _closed_error(self, request_id: Any) -> Message:
+        return error_response(
+            request_id, CONNECTION_CLOSED, f"{self.name}: upstream unavailable ({self.closed_reason})"
+        )
+
+    @property
+    def protocol_version(self) -> str | None:
+        return (self.init_result or {}).get("protocolVersion")

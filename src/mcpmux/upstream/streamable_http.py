@@ -1,0 +1,202 @@
+"""A streamable-HTTP upstream: POST per message, JSON or SSE replies, a GET stream for the rest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+from anyio.abc import TaskGroup
+
+from ..config.model import ServerConfig
+from ..errors import UpstreamUnavailableError
+from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response
+from .connection import Receiver
+from .sse_events import iter_events
+
+log = logging.getLogger("mcpmux.upstream")
+
+GET_STREAM_RETRIES = 3
+
+
+def http_client(server: ServerConfig) -> httpx2.AsyncClient:
+    """One client per upstream connection; the proxy's own downstream headers are never added here."""
+    connect = server.options.connect_timeout_seconds
+    return httpx2.AsyncClient(
+        headers=dict(server.headers),
+        timeout=httpx2.Timeout(connect, read=None),
+        follow_redirects=True,
+        limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
+    )
+
+
+class StreamableHttpConnection:
+    def __init__(
+        self, server: ServerConfig, client: httpx2.AsyncClient, receiver: Receiver, tg: TaskGroup
+    ) -> None:
+        self.name = server.name
+        self.url = server.url or ""
+        self.client = client
+        self.receiver = receiver
+        self.tg = tg
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self._dead = anyio.Event()
+        self._reason = ""
+
+    @property
+    def closed(self) -> bool:
+        return self._dead.is_set()
+
+    async def wait_closed(self) -> str:
+        await self._dead.wait()
+        return self._reason
+
+    def _die(self, reason: str) -> None:
+        if not self._dead.is_set():
+            self._reason = reason
+            self._dead.set()
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"accept": accept, "content-type": "application/json"}
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        if self.protocol_version:
+            headers["mcp-protocol-version"] = self.protocol_version
+        return headers
+
+    async def send(self, msg: Message, related: Any = None) -> None:
+        if self.closed:
+            raise UpstreamUnavailableError(self.name, self._reason)
+        if "method" in msg and "id" in msg:
+            # a request: its reply may stream for a long time, so read it in the background
+            self.tg.start_soon(self._post_request, msg, related)
+            return
+        await self._post(msg, None)
+        if msg.get("method") == "notifications/initialized":
+            self.tg.start_soon(self._get_stream)
+
+    async def _post_request(self, msg: Message, related: Any) -> None:
+        try:
+            answered = await self._post(msg, related)
+            if not answered:
+                self.receiver(
+                    error_response(
+                        msg["id"],
+                        CONNECTION_CLOSED,
+                        f"{self.name}: the reply stream ended without a response",
+                    ),
+                    related,
+                )
+        except UpstreamUnavailableError as exc:
+            self.receiver(error_response(msg["id"], CONNECTION_CLOSED, str(exc)), related)
+
+    async def _post(self, msg: Message, related: Any) -> bool:
+        """POST one message; deliver what comes back; return whether a response to it arrived."""
+        body = orjson.dumps(msg)
+        try:
+            async with self.client.stream(
+                "POST", self.url, content=body, headers=self._headers("application/json, text/event-stream")
+            ) as resp:
+                return await self._read_reply(msg, resp, related)
+        except httpx2.HTTPError as exc:
+            raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None
+
+    async def _read_reply(self, msg: Message, resp: httpx2.Response, related: Any) -> bool:
+        if resp.status_code in (202, 204):
+            return False
+        if resp.status_code == 404 and self.session_id:
+            self._die("the upstream no longer knows our session (HTTP 404)")
+            raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
+        ctype = resp.headers.get("content-type", "")
+        if msg.get("method") == "initialize" and resp.status_code == 200:
+            self.session_id = resp.headers.get("mcp-session-id") or self.session_id
+        if ctype.startswith("text/event-stream") and resp.status_code == 200:
+            answered = False
+            async for event in iter_events(resp.aiter_bytes()):
+                if event.event == "message" and event.data:
+                    answered = self._deliver(orjson.loads(event.data), msg, related) or answered
+            return answered
+        raw = await resp.aread()
+        if resp.status_code >= 400 and not ctype.startswith("application/json"):
+            text = raw[:200].decode("utf-8", "replace")
+            raise UpstreamUnavailableError(self.name, f"HTTP {resp.status_code} from {self.url}: {text}")
+        try:
+            data = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailableError(
+                self.name, f"invalid JSON from {self.url} (HTTP {resp.status_code})"
+            ) from None
+        if data is None:
+            return False
+        if isinstance(data, dict) and "jsonrpc" not in data and "id" in msg:
+            data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {resp.status_code}: {data}")
+        items = data if isinstance(data, list) else [data]
+        return any([self._deliver(item, msg, related) for item in items if isinstance(item, dict)])
+
+    def _deliver(self, item: Message, sent: Message, related: Any) -> bool:
+        is_answer = "method" not in item and item.get("id") == sent.get("id")
+        if is_answer and sent.get("method") == "initialize":
+            result = item.get("result")
+            if isinstance(result, dict):
+                self.protocol_version = result.get("protocolVersion")
+        if "method" not in item and "id" in item and item.get("id") is None and "id" in sent:
+            item = {**item, "id": sent["id"]}  # an error the server could not attribute: it is ours
+            is_answer = True
+        self.receiver(item, related if related is not None else sent.get("id"))
+        return is_answer
+
+    async def _get_stream(self) -> None:
+        """The standalone stream for messages unrelated to a request; optional for servers (405)."""
+        last_id: str | None = None
+        for _attempt in range(GET_STREAM_RETRIES):
+            headers = self._headers("text/event-stream")
+            if last_id:
+                headers["last-event-id"] = last_id
+            try:
+                async with self.client.stream("GET", self.url, headers=headers) as resp:
+                    if resp.status_code == 404 and self.session_id:
+                        self._die("the upstream no longer knows our session (HTTP 404)")
+                        return
+                    if resp.status_code != 200:
+                        return  # 405: the server offers no standalone stream
+                    async for event in iter_events(resp.aiter_bytes()):
+                        last_id = event.id or last_id
+                        if event.event == "message" and event.data:
+                            self.receiver(orjson.loads(event.data), None)
+            except httpx2.HTTPError as exc:
+                log.debug("%s: GET stream dropped: %s", self.name, describe(exc))
+            except orjson.JSONDecodeError:
+                log.warning("%s: invalid JSON on the GET stream", self.name)
+            await anyio.sleep(0.5)
+
+    async def terminate(self) -> None:
+        if not self.session_id:
+            return
+        with anyio.move_on_after(2), anyio.CancelScope(shield=True):
+            try:
+                await self.client.delete(self.url, headers=self._headers("application/json"))
+            except httpx2.HTTPError:
+                pass
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@asynccontextmanager
+async def open_streamable_http_connection(
+    server: ServerConfig, receiver: Receiver
+) -> AsyncIterator[StreamableHttpConnection]:
+    async with http_client(server) as client, anyio.create_task_group() as tg:
+        conn = StreamableHttpConnection(server, client, receiver, tg)
+        try:
+            yield conn
+        finally:
+            await conn.terminate()
+            tg.cancel_scope.cancel()

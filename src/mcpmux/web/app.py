@@ -1,0 +1,174 @@
+"""The raw ASGI app: one dict lookup from path to endpoint, security checks, health endpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..core.auth import token_from_authorization
+from ..core.hostcheck import HostPolicy
+from ..relay.route import Route
+from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
+from .sse import handle_sse_message, handle_sse_stream
+from .streamable import handle_streamable
+
+if TYPE_CHECKING:
+    from ..proxy import Proxy
+
+log = logging.getLogger("mcpmux.http")
+access_log = logging.getLogger("mcpmux.access")
+
+UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="mcpmux"')]
+
+
+def base_path(base_url: str) -> str:
+    return urlsplit(base_url).path.rstrip("/")
+
+
+class ProxyApp:
+    """Serves every route's endpoints plus `/_healthz` and `/_readyz`."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.table: dict[str, tuple[str, Any]] = {}
+        self.hosts = HostPolicy(
+            proxy.config.addr, proxy.config.base_url, proxy.config.allowed_hosts, proxy.config.allowed_origins
+        )
+        self.extra: dict[
+            str, Any
+        ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Recompute the path table from the proxy's routes (at start and after a reload)."""
+        config = self.proxy.config
+        base = base_path(config.base_url)
+        public = config.base_url.rstrip("/")
+        table: dict[str, tuple[str, Any]] = {
+            "/_healthz": ("healthz", None),
+            "/_readyz": ("readyz", None),
+        }
+        for route in self.proxy.routes.values():
+            prefix = f"/{route.name}" if route.name else ""
+            table[f"{base}{prefix}/mcp"] = ("mcp", route)
+            table[f"{base}{prefix}/sse"] = ("sse", (route, f"{public}{prefix}/message"))
+            table[f"{base}{prefix}/message"] = ("message", route)
+        for path, handler in self.extra.items():
+            table[path] = ("extra", handler)
+        self.table = table
+        self.hosts = HostPolicy(config.addr, config.base_url, config.allowed_hosts, config.allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        entry = self.table.get(path)
+        if entry is None and path.endswith("/"):
+            entry = self.table.get(path.rstrip("/"))
+        if entry is None:
+            await send_error(send, 404, "Not Found")
+            return
+        headers = RequestHeaders(scope["headers"])
+        if not self.hosts.host_allowed(headers.host):
+            await send_error(send, 403, f"Forbidden: Host {headers.host!r} is not allowed")
+            return
+        if not self.hosts.origin_allowed(headers.origin):
+            await send_error(send, 403, f"Forbidden: Origin {headers.origin!r} is not allowed")
+            return
+        kind, target = entry
+        if kind == "healthz":
+            await self._healthz(send)
+        elif kind == "readyz":
+            await self._readyz(send)
+        elif kind == "extra":
+            await target(scope, receive, send, headers)
+        else:
+            route: Route = target[0] if kind == "sse" else target
+            if route.log_enabled:
+                await self._logged(kind, target, route, scope, receive, send, headers)
+            else:
+                await self._serve(kind, target, route, scope, receive, send, headers)
+
+    async def _serve(
+        self,
+        kind: str,
+        target: Any,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+    ) -> None:
+        token = None
+        if route.tokens.enabled:
+            token = route.tokens.match(token_from_authorization(headers.authorization))
+            if token is None:
+                await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
+                return
+        limit = self.proxy.config.max_request_bytes
+        if kind == "mcp":
+            await handle_streamable(route, scope, receive, send, headers, token, limit)
+        elif kind == "sse":
+            if scope["method"] != "GET":
+                await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
+                return
+            await handle_sse_stream(route, target[1], receive, send, token)
+        else:
+            await handle_sse_message(route, scope, receive, send, headers, token, limit)
+
+    async def _logged(
+        self,
+        kind: str,
+        target: Any,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+    ) -> None:
+        started = time.perf_counter()
+        status = [0]
+
+        async def send_and_record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(kind, target, route, scope, receive, send_and_record, headers)
+        finally:
+            duration_ms = (time.perf_counter() - started) * 1000
+            access_log.info(
+                "%s %s %s %d %.1fms",
+                route.name,
+                scope["method"],
+                scope["path"],
+                status[0],
+                duration_ms,
+                extra={
+                    "route": route.name,
+                    "status": status[0],
+                    "duration_ms": round(duration_ms, 3),
+                    "session": headers.session_id,
+                },
+            )
+
+    async def _healthz(self, send: Send) -> None:
+        config = self.proxy.config
+        await send_json(send, 200, {"status": "ok", "name": config.name, "version": config.version})
+
+    async def _readyz(self, send: Send) -> None:
+        config = self.proxy.config
+        servers = {name: rt.status() for name, rt in self.proxy.runtimes.items()}
+        ready = all(rt.ready for rt in self.proxy.runtimes.values())
+        body = {
+            "status": "ready" if ready else "not ready",
+            "name": config.name,
+            "version": config.version,
+            "serverCount": len(servers),
+            "readyCount": sum(1 for rt in self.proxy.runtimes.values() if rt.ready),
+            "servers": servers,
+        }
+        await send_json(send, 200 if ready else 503, body)

@@ -1,0 +1,128 @@
+"""Small raw-ASGI building blocks: request headers, bounded bodies, plain responses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_TYPE = (b"content-type", b"application/json")
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class RequestHeaders:
+    """The request headers mcpmux looks at, picked out of the ASGI list in one pass."""
+
+    __slots__ = (
+        "accept",
+        "authorization",
+        "content_length",
+        "content_type",
+        "host",
+        "last_event_id",
+        "origin",
+        "protocol_version",
+        "session_id",
+    )
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.authorization: str | None = None
+        self.host: str | None = None
+        self.origin: str | None = None
+        self.session_id: str | None = None
+        self.content_type: bytes = b""
+        self.accept: bytes = b""
+        self.protocol_version: str | None = None
+        self.content_length: int | None = None
+        self.last_event_id: str | None = None
+        for name, value in raw:
+            setter = _PICK.get(name)
+            if setter is not None:
+                setter(self, value)
+
+
+def _set_content_length(h: RequestHeaders, v: bytes) -> None:
+    try:
+        h.content_length = int(v)
+    except ValueError:
+        h.content_length = None
+
+
+_PICK: dict[bytes, Callable[[RequestHeaders, bytes], None]] = {
+    b"authorization": lambda h, v: setattr(h, "authorization", v.decode("latin-1")),
+    b"host": lambda h, v: setattr(h, "host", v.decode("latin-1")),
+    b"origin": lambda h, v: setattr(h, "origin", v.decode("latin-1")),
+    b"mcp-session-id": lambda h, v: setattr(h, "session_id", v.decode("latin-1")),
+    b"content-type": lambda h, v: setattr(h, "content_type", v),
+    b"accept": lambda h, v: setattr(h, "accept", v),
+    b"mcp-protocol-version": lambda h, v: setattr(h, "protocol_version", v.decode("latin-1")),
+    b"content-length": _set_content_length,
+    b"last-event-id": lambda h, v: setattr(h, "last_event_id", v.decode("latin-1")),
+}
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class ClientDisconnectedError(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnectedError
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise BodyTooLargeError
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: Headers | None = None) -> None:
+    await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *(headers or ())])
+
+
+async def send_error(send: Send, status: int, message: str, headers: Headers | None = None) -> None:
+    """A plain HTTP error with a JSON body `{"error": message}`."""
+    await send_json(send, status, {"error": message}, headers)
+
+
+def sse_event(data: bytes, event: bytes = b"message") -> bytes:
+    return b"event: " + event + b"\ndata: " + data + b"\n\n"

@@ -1,0 +1,120 @@
+"""Downstream legacy HTTP+SSE (`…/sse` + `…/message`): one event stream per session, POSTs answered 202."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+
+from ..config.model import TokenScope
+from ..jsonrpc import INTERNAL_ERROR, MessageError, error_response, parse_message
+from ..relay.client import ClientSession
+from ..relay.route import Route
+from .asgi import (
+    SSE_HEADERS,
+    BodyTooLargeError,
+    ClientDisconnectedError,
+    Receive,
+    RequestHeaders,
+    Send,
+    read_body,
+    send_bytes,
+    send_error,
+    sse_event,
+)
+from .streamable import pump_outbox
+
+log = logging.getLogger("mcpmux.http")
+
+
+class StreamExchange:
+    """A request on a legacy SSE session: everything, response included, rides the one stream."""
+
+    __slots__ = ("client", "request_id")
+
+    def __init__(self, client: ClientSession, request_id: Any) -> None:
+        self.client = client
+        self.request_id = request_id
+
+    async def emit(self, msg: dict[str, Any]) -> None:
+        self.client.outbox.push(msg)
+
+
+async def handle_sse_stream(
+    route: Route, message_url: str, receive: Receive, send: Send, token: TokenScope | None
+) -> None:
+    """GET …/sse: open a session, announce where to POST, then stream until the client leaves."""
+    reason = route.unavailable_reason()
+    if reason is not None:
+        await send_error(send, 404, reason)
+        return
+    client = route.new_session(token)
+    client.has_stream = True
+    endpoint = f"{message_url}?sessionId={client.id}".encode()
+    try:
+        async with anyio.create_task_group() as tg:
+            client.task_group = tg
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await send(
+                {"type": "http.response.body", "body": sse_event(endpoint, b"endpoint"), "more_body": True}
+            )
+            await pump_outbox(client, receive, send)
+            tg.cancel_scope.cancel()
+    finally:
+        client.task_group = None
+        with anyio.CancelScope(shield=True):
+            await route.close_session(client)
+
+
+async def handle_sse_message(
+    route: Route,
+    scope: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    limit: int,
+) -> None:
+    """POST …/message?sessionId=…: accept a message for a session's stream."""
+    if scope["method"] != "POST":
+        await send_error(send, 405, "Method Not Allowed", [(b"allow", b"POST")])
+        return
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    session_id = (query.get("sessionId") or query.get("session_id") or [""])[0]
+    client = route.sessions.get(session_id)
+    if client is None or client.task_group is None or client.scope is not token:
+        await send_error(send, 404, "Session not found")
+        return
+    try:
+        body = await read_body(receive, limit)
+        msg = parse_message(body)
+    except BodyTooLargeError:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+        return
+    except ClientDisconnectedError:
+        return
+    except MessageError as exc:
+        await send_error(send, 400, str(exc))
+        return
+    client.touch()
+    await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
+    if "method" not in msg:
+        route.handle_response(client, msg)
+    elif "id" not in msg:
+        client.task_group.start_soon(route.handle_notification, client, msg)
+    else:
+        client.task_group.start_soon(_serve_request, route, client, msg)
+
+
+async def _serve_request(route: Route, client: ClientSession, msg: dict[str, Any]) -> None:
+    try:
+        response = await route.handle_request(client, msg, StreamExchange(client, msg["id"]))
+    except Exception as exc:  # task boundary: the session's stream must survive one bad request
+        log.exception("%s: request %s failed", route.name, msg.get("method"))
+        response = error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+    client.outbox.push(response)
+
+
+__all__ = ["handle_sse_message", "handle_sse_stream"]

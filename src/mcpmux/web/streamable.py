@@ -1,0 +1,249 @@
+"""Downstream streamable HTTP (`…/mcp`): POST messages, GET the standalone stream, DELETE the session."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from ..config.model import TokenScope
+from ..jsonrpc import INVALID_REQUEST, MessageError, error_response, parse_message
+from ..relay.client import ClientSession
+from ..relay.route import HANDSHAKE_VERSIONS, Route
+from .asgi import (
+    JSON_TYPE,
+    SSE_HEADERS,
+    BodyTooLargeError,
+    ClientDisconnectedError,
+    Receive,
+    RequestHeaders,
+    Send,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+    sse_event,
+)
+
+log = logging.getLogger("mcpmux.http")
+
+KEEPALIVE_SECONDS = 25.0
+MODERN_VERSIONS = ("2026-07-28",)
+dumps = __import__("orjson").dumps
+
+
+class PostExchange:
+    """One POSTed request: answered as JSON, or as an SSE stream once a related message must go first."""
+
+    __slots__ = ("client", "done", "request_id", "send", "session_header", "started")
+
+    def __init__(self, client: ClientSession, request_id: Any, send: Send, session_header: bytes) -> None:
+        self.client = client
+        self.request_id = request_id
+        self.send = send
+        self.session_header = session_header
+        self.started = False
+        self.done = False
+
+    async def emit(self, msg: dict[str, Any]) -> None:
+        if self.done:
+            self.client.outbox.push(msg)
+            return
+        if not self.started:
+            self.started = True
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE_HEADERS, (b"mcp-session-id", self.session_header)],
+                }
+            )
+        await self.send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+
+    async def finish(self, msg: dict[str, Any]) -> None:
+        self.done = True
+        body = dumps(msg)
+        if self.started:
+            await self.send({"type": "http.response.body", "body": sse_event(body)})
+        else:
+            await send_bytes(self.send, 200, body, [JSON_TYPE, (b"mcp-session-id", self.session_header)])
+
+
+async def handle_streamable(
+    route: Route,
+    scope: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    limit: int,
+) -> None:
+    method = scope["method"]
+    if method == "POST":
+        await _post(route, receive, send, headers, token, limit)
+    elif method == "GET":
+        await _get(route, receive, send, headers, token)
+    elif method == "DELETE":
+        client = _session(route, headers, token)
+        if client is None:
+            await send_error(send, 404, "Session not found")
+            return
+        await route.close_session(client)
+        await send_bytes(send, 200, b"", [])
+    else:
+        await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST, DELETE")])
+
+
+def _session(route: Route, headers: RequestHeaders, token: TokenScope | None) -> ClientSession | None:
+    client = route.sessions.get(headers.session_id or "")
+    if client is None or client.scope is not token or client.closed:
+        return None
+    return client
+
+
+async def _post(
+    route: Route, receive: Receive, send: Send, headers: RequestHeaders, token: TokenScope | None, limit: int
+) -> None:
+    if b"json" not in headers.content_type:
+        await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
+        return
+    if headers.content_length is not None and headers.content_length > limit:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+        return
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLargeError:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+        return
+    except ClientDisconnectedError:
+        return
+    try:
+        msg = parse_message(body)
+    except MessageError as exc:
+        await send_json(send, 400, error_response(None, exc.code, str(exc)))
+        return
+    if msg.get("method") == "initialize" and "id" in msg:
+        await _initialize(route, msg, send, headers, token)
+        return
+    if headers.protocol_version in MODERN_VERSIONS and not headers.session_id:
+        await _refuse_modern(send, msg)
+        return
+    client = _session(route, headers, token)
+    if client is None:
+        if headers.session_id:
+            await send_json(send, 404, error_response(msg.get("id"), INVALID_REQUEST, "Session not found"))
+        else:
+            await send_json(
+                send, 400, error_response(msg.get("id"), INVALID_REQUEST, "Bad Request: Missing session ID")
+            )
+        return
+    if headers.protocol_version is not None and headers.protocol_version not in HANDSHAKE_VERSIONS:
+        await send_json(
+            send,
+            400,
+            error_response(
+                msg.get("id"), INVALID_REQUEST, f"Unsupported protocol version: {headers.protocol_version}"
+            ),
+        )
+        return
+    client.touch()
+    if "method" not in msg:
+        route.handle_response(client, msg)
+        await send_bytes(send, 202, b"", [])
+    elif "id" not in msg:
+        await send_bytes(send, 202, b"", [])
+        await route.handle_notification(client, msg)
+    else:
+        exchange = PostExchange(client, msg["id"], send, client.id.encode())
+        response = await route.handle_request(client, msg, exchange)
+        await exchange.finish(response)
+
+
+async def _initialize(
+    route: Route, msg: dict[str, Any], send: Send, headers: RequestHeaders, token: TokenScope | None
+) -> None:
+    reason = route.unavailable_reason()
+    if reason is not None:
+        await send_json(send, 404, error_response(msg["id"], -32000, reason))
+        return
+    client = route.new_session(token)
+    exchange = PostExchange(client, msg["id"], send, client.id.encode())
+    response = await route.handle_request(client, msg, exchange)
+    if "error" in response:
+        await route.close_session(client)
+        await send_json(send, 200, response)
+        return
+    log.debug("%s: new session %s", route.name, client.id)
+    await exchange.finish(response)
+
+
+async def _refuse_modern(send: Send, msg: dict[str, Any]) -> None:
+    """A 2026-07-28 (stateless) request: tell the client to use the handshake era instead.
+
+    The SDK's `Client` probes with `server/discover` and falls back to `initialize` on a 4xx that is
+    not a recognised modern error.
+    """
+    await send_json(
+        send,
+        400,
+        error_response(
+            msg.get("id"),
+            INVALID_REQUEST,
+            "mcpmux serves the handshake protocol era (2024-11-05 to 2025-11-25): send initialize",
+        ),
+    )
+
+
+async def _get(
+    route: Route, receive: Receive, send: Send, headers: RequestHeaders, token: TokenScope | None
+) -> None:
+    if b"text/event-stream" not in headers.accept and b"*/*" not in headers.accept:
+        await send_error(send, 406, "Not Acceptable: the GET stream needs Accept: text/event-stream")
+        return
+    client = _session(route, headers, token)
+    if client is None:
+        await send_error(send, 404 if headers.session_id else 400, "Session not found")
+        return
+    if client.has_stream:
+        await send_error(send, 409, "Conflict: only one GET stream per session")
+        return
+    client.has_stream = True
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*SSE_HEADERS, (b"mcp-session-id", client.id.encode())],
+            }
+        )
+        await pump_outbox(client, receive, send)
+    finally:
+        client.has_stream = False
+
+
+async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> None:
+    """Write the session's standalone messages to an open SSE response until either side ends."""
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        tg.cancel_scope.cancel()
+
+    async def pump() -> None:
+        while True:
+            msg = None
+            with anyio.move_on_after(KEEPALIVE_SECONDS) as scope:
+                msg = await client.outbox.get()
+            if msg is None and not scope.cancelled_caught:
+                break  # the session ended
+            if msg is None:
+                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                continue
+            await send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_disconnect)
+        tg.start_soon(pump)
+    await send({"type": "http.response.body", "body": b""})
