@@ -2,14 +2,16 @@
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 import pytest
+from anyio.abc import ByteReceiveStream
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
@@ -42,11 +44,11 @@ BOUND_SECONDS = 30
 
 
 @asynccontextmanager
-async def stdio_session(*args: str) -> AsyncIterator[ClientSession]:
+async def stdio_session(*args: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
     with anyio.fail_after(BOUND_SECONDS):
         async with (
             stdio_client(stdio_parameters(*args)) as (read, write),
-            ClientSession(read, write) as session,
+            ClientSession(read, write, **callbacks) as session,
         ):
             await session.initialize()
             yield session
@@ -96,6 +98,35 @@ async def test_fail_tool_surfaces_its_json_rpc_error_unchanged() -> None:
     assert (caught.value.code, caught.value.message, caught.value.data) == (-32099, "boom", {"x": 1})
 
 
+async def test_ask_tools_return_the_clients_answers_verbatim_and_whoami_counts_calls() -> None:
+    async def sample(ctx: Any, params: Any) -> types.CreateMessageResult:
+        content = types.TextContent(type="text", text="sampled")
+        return types.CreateMessageResult(role="assistant", content=content, model="m", _meta={"k": 1})
+
+    async def roots(ctx: Any) -> types.ListRootsResult:
+        return types.ListRootsResult.model_validate({"roots": [{"uri": "file:///tmp", "name": "tmp"}]})
+
+    async with stdio_session(sampling_callback=sample, list_roots_callback=roots) as session:
+        sampled = await session.call_tool("ask_sampling", {"prompt": "hi"})
+        listed = await session.call_tool("ask_roots", {})
+        first, second = [await session.call_tool("whoami", {}) for _ in range(2)]
+    assert json.loads(text_of(sampled)) == {
+        "_meta": {"k": 1},
+        "role": "assistant",
+        "content": {"type": "text", "text": "sampled"},
+        "model": "m",
+    }
+    assert json.loads(text_of(listed)) == {"roots": [{"uri": "file:///tmp", "name": "tmp"}]}
+    assert first.structured_content is not None and second.structured_content is not None
+    assert (first.structured_content["calls"], second.structured_content["calls"]) == (1, 2)
+    assert first.structured_content["pid"] == second.structured_content["pid"]
+
+
+def text_of(result: types.CallToolResult) -> str:
+    assert isinstance(result.content[0], types.TextContent)
+    return result.content[0].text
+
+
 async def test_custom_request_is_echoed_and_custom_notification_is_answered_verbatim() -> None:
     lines = [
         {
@@ -116,16 +147,23 @@ async def test_custom_request_is_echoed_and_custom_notification_is_answered_verb
         async with await anyio.open_process(fixture_command("stdio")) as process:
             assert process.stdin is not None and process.stdout is not None
             await process.stdin.send(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
-            received = await read_messages(process.stdout, until=lambda msg: msg.get("method") == "x/pong")
+            received = await read_messages(process.stdout, until=has_custom_answer_and_pong)
             await process.stdin.aclose()
     by_id = {msg["id"]: msg for msg in received if "id" in msg}
     assert by_id[2]["result"] == {"a": [1, {"b": None}], "vendorX": "y"}
-    assert received[-1] == {"jsonrpc": "2.0", "method": "x/pong", "params": {"n": 7}}
+    assert {"jsonrpc": "2.0", "method": "x/pong", "params": {"n": 7}} in received
 
 
-async def read_messages(stdout: Any, until: Any) -> list[dict[str, Any]]:
-    buffer, messages = b"", []
-    while not messages or not until(messages[-1]):
+def has_custom_answer_and_pong(messages: list[dict[str, Any]]) -> bool:
+    answered = any(msg.get("id") == 2 for msg in messages)
+    return answered and any(msg.get("method") == "x/pong" for msg in messages)
+
+
+async def read_messages(
+    stdout: ByteReceiveStream, until: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    buffer, messages = b"", list[dict[str, Any]]()
+    while not until(messages):
         buffer += await stdout.receive()
         *complete, buffer = buffer.split(b"\n")
         messages += [json.loads(line) for line in complete if line.strip()]
