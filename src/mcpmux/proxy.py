@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .config.model import ProxyConfig
+from .relay.merged_route import MergedRoute
 from .relay.route import Route
 from .relay.server_route import ServerRoute
 from .upstream.runtime import ServerRuntime
@@ -42,6 +43,17 @@ class Proxy:
             runtime = ServerRuntime(server, config)
             self.runtimes[name] = runtime
             self.routes[name] = ServerRoute(runtime, config)
+        self.server_routes = list(self.routes.values())
+        if config.merged.enabled and self.runtimes:
+            members = [(rt, None) for rt in self.runtimes.values()]
+            self.routes[""] = MergedRoute(
+                "", members, config, config.merged.auth_tokens, config.merged.log_enabled, config.name
+            )
+        for group in config.groups.values():
+            members = [(self.runtimes[m.server], m.tool_filter) for m in group.members if m.server in self.runtimes]
+            self.routes[group.name] = MergedRoute(
+                group.name, members, config, group.auth_tokens, group.log_enabled, group.name
+            )
         self.fatal: str | None = None
 
     async def start_servers(self, tg: TaskGroup) -> None:

@@ -13,8 +13,7 @@ from .client import LOG_RANK, ClientSession
 
 log = logging.getLogger("mcpmux.relay")
 
-HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-LATEST_HANDSHAKE_VERSION = HANDSHAKE_VERSIONS[-1]
+from ..upstream.runtime import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
 
 
 def negotiate_version(requested: Any, upstream: str | None = None) -> str:

@@ -39,7 +39,7 @@ class ServerRoute(Route):
         self.filtered = runtime.options.tool_filter is not None
         self.overrides = runtime.options.tool_overrides
         self.renamed = {o.name: orig for orig, o in self.overrides.items() if o.name}
-        self._subscribers: dict[str, int] = {}
+        runtime.catalog_listeners.append(self._catalog_changed)
         self._local = {
             "initialize": self._initialize,
             "ping": self._ping,
@@ -47,6 +47,19 @@ class ServerRoute(Route):
             "resources/subscribe": self._subscribe,
             "resources/unsubscribe": self._unsubscribe,
         }
+
+    def _catalog_changed(self, runtime: ServerRuntime, why: str) -> None:
+        """After an upstream restart the lists may differ: tell this route's clients."""
+        if why != "connected" or runtime.restarts == 0:
+            return
+        for client in list(self.sessions.values()):
+            if client.initialized:
+                for kind in LISTABLE:
+                    client.outbox.push(list_changed(kind))
+
+    def detach_listeners(self) -> None:
+        if self._catalog_changed in self.runtime.catalog_listeners:
+            self.runtime.catalog_listeners.remove(self._catalog_changed)
 
     def unavailable_reason(self) -> str | None:
         if self.runtime.ready:
@@ -100,21 +113,7 @@ class ServerRoute(Route):
         result["tools"] = tools
 
     async def _upstream_for(self, client: ClientSession) -> UpstreamSession | None:
-        if not self.isolated:
-            session = self.runtime.session
-            return session if session is not None and session.closed_reason is None else None
-        session = client.upstreams.get(self.name)
-        if session is not None and session.closed_reason is None:
-            return session
-        if not self.runtime.ready:
-            return None
-        try:  # the private upstream session died (or the upstream restarted): open a fresh one
-            session = await self.runtime.open_isolated(client, self._isolated_params(client))
-        except (UpstreamError, OSError, TimeoutError) as exc:
-            log.warning("%s: could not open an upstream session: %s", self.name, exc)
-            return None
-        client.upstreams[self.name] = session
-        return session
+        return await self.runtime.session_for(client)
 
     def _unavailable(self, request_id: Any) -> Message:
         reason = self.unavailable_reason() or f"server {self.name!r} is not available"
@@ -157,14 +156,6 @@ class ServerRoute(Route):
             result["instructions"] = upstream_init["instructions"]
         return result
 
-    def _isolated_params(self, client: ClientSession) -> dict[str, Any]:
-        params = client.init_params
-        return {
-            "protocolVersion": negotiate_version(params.get("protocolVersion")),
-            "capabilities": client.capabilities,
-            "clientInfo": {"name": self.proxy.name, "version": self.proxy.version},
-        }
-
     async def _ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         return self.answer_ping(msg)
 
@@ -196,7 +187,7 @@ class ServerRoute(Route):
             return self._unavailable(msg["id"])
         if uri in client.subscriptions:
             return result_response(msg["id"], {})
-        if self.isolated or not self._subscribers.get(uri):
+        if self.isolated or not self.runtime.subscribers.get(uri):
             response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
             if "error" in response:
                 return response
@@ -204,7 +195,7 @@ class ServerRoute(Route):
             response = result_response(msg["id"], {})
         client.subscriptions.add(uri)
         if not self.isolated:
-            self._subscribers[uri] = self._subscribers.get(uri, 0) + 1
+            self.runtime.subscribers[uri] = self.runtime.subscribers.get(uri, 0) + 1
         return response
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -220,11 +211,11 @@ class ServerRoute(Route):
         return await self._release_subscription(upstream, uri, msg["id"])
 
     async def _release_subscription(self, upstream: UpstreamSession, uri: Any, request_id: Any) -> Message:
-        left = self._subscribers.get(uri, 1) - 1
+        left = self.runtime.subscribers.get(uri, 1) - 1
         if left > 0:
-            self._subscribers[uri] = left
+            self.runtime.subscribers[uri] = left
             return result_response(request_id, {})
-        self._subscribers.pop(uri, None)
+        self.runtime.subscribers.pop(uri, None)
         return await upstream.request(
             {"jsonrpc": "2.0", "id": request_id, "method": "resources/unsubscribe", "params": {"uri": uri}},
             None,

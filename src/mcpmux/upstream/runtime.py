@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcpmux.server")
 
-LATEST_HANDSHAKE_VERSION = "2025-11-25"
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_HANDSHAKE_VERSION = HANDSHAKE_VERSIONS[-1]
 PROXY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "roots": {"listChanged": True},
     "sampling": {},
@@ -58,9 +59,13 @@ class ServerRuntime:
         self.connected_at: float | None = None
         self.session: UpstreamSession | None = None
         self.tools: list[dict[str, Any]] = []
+        self.prompts: list[dict[str, Any]] = []
+        self.resource_uris: set[str] = set()
+        self.template_prefixes: set[str] = set()
         self.attached: set[ClientSession] = set()
+        self.subscribers: dict[str, int] = {}  # resource uri -> shared-session subscriber count
         self.tool_filter = NameFilter(config.options.tool_filter)
-        self.catalog_listeners: list[Callable[[ServerRuntime], None]] = []
+        self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
         self._tg: TaskGroup | None = None
         self._server_requests: dict[tuple[int, Any], anyio.CancelScope] = {}
 
@@ -128,14 +133,14 @@ class ServerRuntime:
             async with open_connection(self.config, session.receive) as conn:
                 session.connection = conn
                 await self._handshake(session)
-                await self._load_tools(session)
+                await self._load_catalog(session)
                 self.session = session
                 self.state = "ready"
                 self.connected_at = time.monotonic()
                 self.last_error = None
                 connected = True
                 log.info("%s Connected", self.name, extra={"server": self.name, "state": "ready"})
-                self._catalog_changed()
+                self._catalog_changed("connected")
                 if task_status is not None:
                     task_status.started(True)
                 reason = await conn.wait_closed()
@@ -151,7 +156,7 @@ class ServerRuntime:
             session.close(self.last_error or "stopped")
             if self.session is session:
                 self.session = None
-                self._catalog_changed()
+                self._catalog_changed("disconnected")
         if not connected:
             log.error("%s failed to connect: %s", self.name, self.last_error, extra={"server": self.name})
         else:
@@ -168,44 +173,56 @@ class ServerRuntime:
         with anyio.fail_after(timeout + 1):  # the request itself times out first, with a clear message
             await session.initialize(params, timeout)
 
-    async def _load_tools(self, session: UpstreamSession) -> None:
-        """Snapshot the tool list (for the logs, the status page and the merged catalog)."""
-        if "tools" not in (session.init_result or {}).get("capabilities", {}):
-            self.tools = []
-            return
-        tools: list[dict[str, Any]] = []
+    async def _load_catalog(self, session: UpstreamSession) -> None:
+        """Snapshot tools, prompts and resources (for the logs, the status page and merged naming)."""
+        caps = (session.init_result or {}).get("capabilities") or {}
+        self.tools = await self._list_all(session, "tools/list", "tools") if "tools" in caps else []
+        self.prompts = await self._list_all(session, "prompts/list", "prompts") if "prompts" in caps else []
+        if "resources" in caps:
+            resources = await self._list_all(session, "resources/list", "resources")
+            templates = await self._list_all(session, "resources/templates/list", "resourceTemplates")
+            self.resource_uris = {str(r.get("uri")) for r in resources}
+            self.template_prefixes = {template_prefix(t.get("uriTemplate")) for t in templates}
+        self._log_tools()
+
+    async def _list_all(self, session: UpstreamSession, method: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         cursor = None
         for _page in range(100):
             params = {"cursor": cursor} if cursor else {}
             resp = await session.request(
-                {"jsonrpc": "2.0", "id": 0, "method": "tools/list", "params": params},
+                {"jsonrpc": "2.0", "id": 0, "method": method, "params": params},
                 None,
                 self.options.connect_timeout_seconds,
             )
             result = resp.get("result")
             if not isinstance(result, dict):
                 break
-            tools.extend(t for t in result.get("tools", []) if isinstance(t, dict))
+            items.extend(t for t in result.get(key, []) if isinstance(t, dict))
             cursor = result.get("nextCursor")
             if not cursor:
                 break
-        self.tools = tools
-        for tool in tools:
+        return items
+
+    def _log_tools(self) -> None:
+        mode = self.options.tool_filter.mode if self.options.tool_filter else "block"
+        for tool in self.tools:
             name = str(tool.get("name"))
             if self.tool_filter.allows(name):
                 log.info("%s Adding tool %s", self.name, name, extra={"server": self.name, "tool": name})
             else:
-                mode = self.options.tool_filter.mode if self.options.tool_filter else "block"
-                log.info(
-                    "%s Ignoring tool %s as it is not in %s list",
-                    self.name,
-                    name,
-                    mode if mode == "allow" else "block",
-                )
+                log.info("%s Ignoring tool %s as it is not in %s list", self.name, name, mode,
+                         extra={"server": self.name, "tool": name})
 
-    def _catalog_changed(self) -> None:
+    def note_resource(self, uri: Any, *, template: bool) -> None:
+        """Remember a URI seen in a live listing, so reads of it route here."""
+        if isinstance(uri, str):
+            (self.template_prefixes if template else self.resource_uris).add(template_prefix(uri) if template else uri)
+
+    def _catalog_changed(self, why: str) -> None:
+        """Tell listeners (routes) that the catalog changed: "connected", "disconnected" or "refreshed"."""
         for listener in list(self.catalog_listeners):
-            listener(self)
+            listener(self, why)
 
     # -- what the upstream initiates ------------------------------------------------------------
 
@@ -223,8 +240,8 @@ class ServerRuntime:
                 scope.cancel()
             return
         if method in LIST_CHANGED:
-            if method == "notifications/tools/list_changed" and session is self.session and self._tg:
-                self._tg.start_soon(self._refresh_tools, session)
+            if session is self.session and self._tg:
+                self._tg.start_soon(self._refresh_catalog, session)
             for client in self.clients_of(session):
                 client.route.on_upstream_notification(client, self, msg)
             return
@@ -243,12 +260,12 @@ class ServerRuntime:
             if not is_log or client.wants_log(level):
                 client.route.on_upstream_notification(client, self, msg)
 
-    async def _refresh_tools(self, session: UpstreamSession) -> None:
+    async def _refresh_catalog(self, session: UpstreamSession) -> None:
         try:
-            await self._load_tools(session)
+            await self._load_catalog(session)
         except UpstreamError as exc:
-            log.debug("%s: tool refresh failed: %s", self.name, exc)
-        self._catalog_changed()
+            log.debug("%s: catalog refresh failed: %s", self.name, exc)
+        self._catalog_changed("refreshed")
 
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
         if self._tg is None:
@@ -319,6 +336,38 @@ class ServerRuntime:
     def detach(self, client: ClientSession) -> None:
         self.attached.discard(client)
 
+    # -- the session a client's requests go to ---------------------------------------------------
+
+    @property
+    def isolated(self) -> bool:
+        return self.options.session_mode == "isolated"
+
+    async def session_for(self, client: ClientSession) -> UpstreamSession | None:
+        """The shared session, or the client's private one (opened, or reopened after a restart)."""
+        if not self.isolated:
+            session = self.session
+            return session if session is not None and session.closed_reason is None else None
+        session = client.upstreams.get(self.name)
+        if session is not None and session.closed_reason is None:
+            return session
+        if not self.ready or client.closed:
+            return None
+        try:
+            session = await self.open_isolated(client, self._isolated_params(client))
+        except (UpstreamError, OSError, TimeoutError) as exc:
+            log.warning("%s: could not open an upstream session: %s", self.name, exc, extra={"server": self.name})
+            return None
+        client.upstreams[self.name] = session
+        return session
+
+    def _isolated_params(self, client: ClientSession) -> dict[str, Any]:
+        requested = client.init_params.get("protocolVersion")
+        return {
+            "protocolVersion": requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION,
+            "capabilities": client.capabilities,
+            "clientInfo": {"name": self.proxy.name, "version": self.proxy.version},
+        }
+
     # -- isolated sessions -------------------------------------------------------------------
 
     async def open_isolated(self, client: ClientSession, params: dict[str, Any]) -> UpstreamSession:
@@ -347,3 +396,8 @@ class ServerRuntime:
                 session.close("client session ended")
                 if client.upstream_scopes.get(self.name) is scope:
                     del client.upstream_scopes[self.name]
+
+
+def template_prefix(uri_template: Any) -> str:
+    """The literal start of a URI template (`file:///{path}` -> `file:///`)."""
+    return str(uri_template or "").split("{", 1)[0]

@@ -30,6 +30,7 @@ log = logging.getLogger("mcpmux.http")
 
 KEEPALIVE_SECONDS = 25.0
 MODERN_VERSIONS = ("2026-07-28",)
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 dumps = __import__("orjson").dumps
 
 
@@ -126,7 +127,7 @@ async def _post(
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token)
         return
-    if headers.protocol_version in MODERN_VERSIONS and not headers.session_id:
+    if not headers.session_id and (headers.protocol_version in MODERN_VERSIONS or msg.get("method") == "server/discover"):
         await _refuse_modern(send, msg)
         return
     client = _session(route, headers, token)
