@@ -152,6 +152,9 @@ class ServerRuntime:
         except OSError as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             session.close(self.last_error)
+        except Exception as exc:  # task boundary: one server's bug must never take the others down
+            log.exception("%s: unexpected error", self.name, extra={"server": self.name})
+            self.last_error = f"internal error: {type(exc).__name__}: {exc}"
         finally:
             session.close(self.last_error or "stopped")
             if self.session is session:

@@ -175,13 +175,15 @@ class UpstreamSession:
             timer = self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
         try:
             await self.connection.send(up, uid)
-            while pending.final is None:
+            while True:
                 items = pending.items
-                if items:
+                if items:  # related messages first, even those that arrived just before the response
                     related_msg = items.popleft()
                     if origin is not None:
                         await origin.emit(related_msg)
                     continue
+                if pending.final is not None:
+                    break
                 pending.waiter = self._loop.create_future()
                 await pending.waiter
         except UpstreamError as exc:

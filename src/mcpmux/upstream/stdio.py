@@ -109,9 +109,7 @@ class StdioConnection:
         self.name = name
         self.transport = transport
         self.protocol = protocol
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
+        self._stdin: Any = transport.get_pipe_transport(0)  # uvloop's pipe is not an asyncio.WriteTransport
         self.pid = transport.get_pid()
 
     async def send(self, msg: Message, related: Any = None) -> None:

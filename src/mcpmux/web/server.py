@@ -33,6 +33,7 @@ class HttpServer:
             lifespan="off",
             ws="none",
             access_log=False,
+            proxy_headers=False,
             log_config=None,
             server_header=False,
             date_header=False,

@@ -37,34 +37,37 @@ dumps = __import__("orjson").dumps
 class PostExchange:
     """One POSTed request: answered as JSON, or as an SSE stream once a related message must go first."""
 
-    __slots__ = ("client", "done", "request_id", "send", "session_header", "started")
+    __slots__ = ("client", "done", "prefer_sse", "request_id", "send", "session_header", "started")
 
-    def __init__(self, client: ClientSession, request_id: Any, send: Send, session_header: bytes) -> None:
+    def __init__(
+        self, client: ClientSession, request_id: Any, send: Send, session_header: bytes, prefer_sse: bool = False
+    ) -> None:
         self.client = client
         self.request_id = request_id
         self.send = send
         self.session_header = session_header
+        self.prefer_sse = prefer_sse
         self.started = False
         self.done = False
+
+    async def _start_stream(self) -> None:
+        self.started = True
+        headers = [*SSE_HEADERS, (b"mcp-session-id", self.session_header)]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def emit(self, msg: dict[str, Any]) -> None:
         if self.done:
             self.client.outbox.push(msg)
             return
         if not self.started:
-            self.started = True
-            await self.send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*SSE_HEADERS, (b"mcp-session-id", self.session_header)],
-                }
-            )
+            await self._start_stream()
         await self.send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
 
     async def finish(self, msg: dict[str, Any]) -> None:
         self.done = True
         body = dumps(msg)
+        if self.prefer_sse and not self.started:
+            await self._start_stream()
         if self.started:
             await self.send({"type": "http.response.body", "body": sse_event(body)})
         else:
@@ -156,9 +159,21 @@ async def _post(
         await send_bytes(send, 202, b"", [])
         await route.handle_notification(client, msg)
     else:
-        exchange = PostExchange(client, msg["id"], send, client.id.encode())
+        exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
         response = await route.handle_request(client, msg, exchange)
         await exchange.finish(response)
+
+
+def prefers_sse(accept: bytes) -> bool:
+    """Answer with an event stream when the client lists it before JSON (or accepts nothing else).
+
+    Otherwise the response is JSON unless something must be sent before it, which is the fast path.
+    """
+    sse = accept.find(b"text/event-stream")
+    if sse < 0:
+        return False
+    json_at = accept.find(b"application/json")
+    return json_at < 0 or sse < json_at
 
 
 async def _initialize(
