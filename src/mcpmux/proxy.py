@@ -69,10 +69,12 @@ class Proxy:
             for runtime in self.runtimes.values():
                 starters.start_soon(start_one, runtime)
         if self.fatal is None:
+            base = self.config.base_url.rstrip("/")
             for route in self.routes.values():
-                log.info(
-                    "%s Handling requests at %s/%s/", route.name, self.config.base_url.rstrip("/"), route.name
-                )
+                if route.name:
+                    log.info("%s Handling requests at %s/%s/", route.name, base, route.name)
+                else:
+                    log.info("All servers merged at %s/mcp and %s/sse", base, base)
             log.info("All clients initialized")
 
     async def close_sessions(self) -> None:
