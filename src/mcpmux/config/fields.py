@@ -1,0 +1,184 @@
+"""Typed reads of one JSON object of our schema: case-insensitive keys, JSON paths, unknown-key warnings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from mcpmux.config.durations import DURATION_EXPECTED, parse_duration_seconds
+from mcpmux.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(slots=True)
+class Diagnostics:
+    """Where the config came from, and the warnings collected while reading it."""
+
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
+
+    def error(self, path: str, message: str) -> ConfigError:
+        return ConfigError(self.source, path, message)
+
+
+def join_path(parent: str, key: str | int) -> str:
+    """`mcpServers` + `github` -> `mcpServers.github`; an int index gives `authTokens[0]`."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+class JsonObject:
+    """One object of our schema. Keys match case-insensitively (like Go's encoding/json); keys that are
+    not in `known_keys` are kept out and reported as warnings, since typos are the commonest config bug."""
+
+    def __init__(self, diag: Diagnostics, path: str, data: Mapping[str, Any], known_keys: Sequence[str]):
+        self.diag = diag
+        self.path = path
+        self._entries: dict[str, tuple[str, Any]] = {}  # schema key -> (key as written, value)
+        by_lower = {key.lower(): key for key in known_keys}
+        for written, value in data.items():
+            known = by_lower.get(written.lower())
+            if known is None:
+                diag.warn(join_path(path, written), "unknown key")
+            elif known in self._entries:
+                earlier = self._entries[known][0]
+                diag.warn(join_path(path, written), f'duplicate of "{earlier}"; the last one is used')
+                self._entries[known] = (written, value)
+            else:
+                self._entries[known] = (written, value)
+
+    def get(self, key: str) -> Any:
+        """The raw value: MISSING when absent, None for an explicit null."""
+        entry = self._entries.get(key)
+        return MISSING if entry is None else entry[1]
+
+    def has(self, key: str) -> bool:
+        """True when the key is present with a non-null value."""
+        return self.get(key) not in (MISSING, None)
+
+    def path_of(self, key: str) -> str:
+        entry = self._entries.get(key)
+        return join_path(self.path, entry[0] if entry else key)
+
+    def read(self, key: str, convert: Callable[[Diagnostics, str, Any], T]) -> T | None:
+        """Convert the value with `convert(diag, path, value)`; None when absent or null."""
+        value = self.get(key)
+        if value is MISSING or value is None:
+            return None
+        return convert(self.diag, self.path_of(key), value)
+
+    def object(self, key: str, known_keys: Sequence[str]) -> JsonObject | None:
+        value = self.get(key)
+        if value is MISSING or value is None:
+            return None
+        return as_object(self.diag, self.path_of(key), value, known_keys)
+
+    def keys_as_written(self) -> list[str]:
+        return [written for written, _ in self._entries.values()]
+
+
+def as_object(diag: Diagnostics, path: str, value: Any, known_keys: Sequence[str]) -> JsonObject:
+    if not isinstance(value, dict):
+        raise diag.error(path, "expected an object")
+    return JsonObject(diag, path, value, known_keys)
+
+
+def as_string(diag: Diagnostics, path: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise diag.error(path, "expected a string")
+    return value
+
+
+def as_bool(diag: Diagnostics, path: str, value: Any) -> bool:
+    # "true"/"false" strings are accepted because `"${FLAG:-false}"` is how people template booleans.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise diag.error(path, "expected true or false")
+
+
+def as_positive_int(diag: Diagnostics, path: str, value: Any) -> int:
+    number = _integer_or_none(value)
+    if number is None or number < 1:
+        raise diag.error(path, "expected an integer >= 1")
+    return number
+
+
+def _integer_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def as_number(diag: Diagnostics, path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise diag.error(path, "expected a number")
+    return float(value)
+
+
+def as_duration(diag: Diagnostics, path: str, value: Any) -> float:
+    try:
+        return parse_duration_seconds(value)
+    except ValueError:
+        raise diag.error(path, DURATION_EXPECTED) from None
+
+
+def as_string_list(diag: Diagnostics, path: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise diag.error(path, "expected a list of strings")
+    return tuple(value)
+
+
+def as_names(diag: Diagnostics, path: str, value: Any) -> tuple[str, ...]:
+    """A list of names, or one comma-separated string (so that `"${TOOLS}"` works); blanks dropped."""
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    else:
+        items = [item.strip() for item in as_string_list(diag, path, value)]
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+def as_string_map(diag: Diagnostics, path: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise diag.error(path, "expected an object of strings")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise diag.error(join_path(path, key), "expected a string")
+        result[key] = item
+    return result
+
+
+def as_env_map(diag: Diagnostics, path: str, value: Any) -> dict[str, str]:
+    """Like as_string_map, but numbers and booleans become strings (with a warning), as a shell would."""
+    if not isinstance(value, dict):
+        raise diag.error(path, "expected an object of strings")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool | int | float):
+            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+            diag.warn(join_path(path, key), f'expected a string; using "{text}"')
+            item = text
+        result[key] = as_string(diag, join_path(path, key), item)
+    return result

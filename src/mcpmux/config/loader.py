@@ -1,0 +1,101 @@
+"""Read a config from a file or an http(s) URL (plus an optional .env file) and parse it into ProxyConfig."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx2
+
+from mcpmux.config.envexpand import parse_dotenv
+from mcpmux.config.model import ProxyConfig
+from mcpmux.config.parse import parse_config
+from mcpmux.errors import ConfigError
+
+log = logging.getLogger("mcpmux.config")
+
+
+def is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def load_config(
+    source: str,
+    *,
+    expand_env: bool = True,
+    http_headers: Mapping[str, str] | None = None,
+    http_timeout_seconds: float = 10.0,
+    insecure: bool = False,
+    env_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProxyConfig:
+    """Load and validate the config at `source` (a path or an http(s) URL); logs warnings.
+
+    Every problem is raised as a ConfigError naming the source (and JSON path when there is one).
+    """
+    if is_url(source):
+        text = fetch_text(
+            source, headers=http_headers, timeout_seconds=http_timeout_seconds, insecure=insecure
+        )
+    else:
+        text = read_text(source)
+    variables = os.environ if environ is None else environ
+    if expand_env:
+        variables = {**read_env_file(source, env_file), **variables}  # the real environment wins
+    config, warnings = parse_config(text, source, environ=variables, expand_env=expand_env)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return config
+
+
+def read_text(path: str) -> str:
+    """A local file as text (UTF-8, BOM allowed)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "", "is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(path, "", "permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(path, "", exc.strerror or str(exc)) from None
+
+
+def fetch_text(url: str, *, headers: Mapping[str, str] | None, timeout_seconds: float, insecure: bool) -> str:
+    """A remote config: GET with the given headers, following redirects; any non-2xx is an error."""
+    try:
+        with httpx2.Client(
+            headers=dict(headers or {}),
+            timeout=timeout_seconds,
+            verify=not insecure,
+            follow_redirects=True,
+        ) as client:
+            response = client.get(url)
+    except httpx2.HTTPError as exc:
+        raise ConfigError(url, "", f"cannot fetch: {exc or type(exc).__name__}") from None
+    if not response.is_success:
+        raise ConfigError(url, "", f"cannot fetch: HTTP {response.status_code} {response.reason_phrase}")
+    try:
+        return response.content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(url, "", f"not UTF-8 text (byte {exc.start})") from None
+
+
+def read_env_file(source: str, env_file: str | None) -> dict[str, str]:
+    """Variables from `env_file`, else from a `.env` next to a local config file when there is one."""
+    if env_file is None:
+        if is_url(source):
+            return {}
+        candidate = Path(source).parent / ".env"
+        if not candidate.is_file():
+            return {}
+        env_file = str(candidate)
+    dotenv = parse_dotenv(read_text(env_file), env_file)
+    for warning in dotenv.warnings:
+        log.warning("%s", warning)
+    return dotenv.values

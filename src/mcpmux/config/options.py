@@ -1,0 +1,205 @@
+"""The `options` objects of `mcpProxy` and each server: reading, inheritance, tokens and tool filters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mcpmux.config.fields import (
+    Diagnostics,
+    JsonObject,
+    as_bool,
+    as_duration,
+    as_names,
+    as_number,
+    as_object,
+    as_positive_int,
+    as_string,
+    join_path,
+)
+from mcpmux.config.model import (
+    BackoffPolicy,
+    HealthCheck,
+    ServerOptions,
+    TokenScope,
+    ToolFilter,
+    ToolOverride,
+)
+
+# Option values as explicitly given at one level, keyed by ServerOptions field name. Absent or null keys
+# are left out, which is exactly what makes them inherit from `mcpProxy.options`.
+OptionValues = dict[str, Any]
+
+TOKEN_KEYS = ("token", "servers", "toolFilter")
+TOOL_FILTER_KEYS = ("mode", "list")
+OVERRIDE_KEYS = ("name", "description", "title")
+RESTART_KEYS = ("initialDelay", "maxDelay", "multiplier", "jitter")
+HEALTH_CHECK_KEYS = ("interval", "failureThreshold", "timeout")
+PER_SERVER_KEYS = ("toolFilter", "toolOverrides")
+
+
+def as_session_mode(diag: Diagnostics, path: str, value: Any) -> str:
+    mode = as_string(diag, path, value).strip().lower()
+    if mode not in ("shared", "isolated"):
+        raise diag.error(path, 'expected "shared" or "isolated"')
+    return mode
+
+
+def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
+    restart = as_object(diag, path, value, RESTART_KEYS)
+    given = {
+        "initial_seconds": restart.read("initialDelay", as_duration),
+        "max_seconds": restart.read("maxDelay", as_duration),
+        "multiplier": restart.read("multiplier", as_number),
+        "jitter": restart.read("jitter", as_number),
+    }
+    if given["multiplier"] is not None and given["multiplier"] < 1:
+        raise diag.error(restart.path_of("multiplier"), "expected a number >= 1")
+    if given["jitter"] is not None and not 0 <= given["jitter"] <= 1:
+        raise diag.error(restart.path_of("jitter"), "expected a number between 0 and 1")
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def as_health_check(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
+    health = as_object(diag, path, value, HEALTH_CHECK_KEYS)
+    given = {
+        "interval_seconds": health.read("interval", as_duration),
+        "failure_threshold": health.read("failureThreshold", as_positive_int),
+        "timeout_seconds": health.read("timeout", as_duration),
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def as_auth_tokens(diag: Diagnostics, path: str, value: Any) -> tuple[TokenScope, ...]:
+    """A list of tokens, each a string or `{token, servers, toolFilter}`; `[]` means auth off."""
+    if not isinstance(value, list):
+        raise diag.error(path, "expected a list of strings")
+    scopes: list[TokenScope] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        scope = _token_scope(diag, join_path(path, index), item)
+        if scope.token in seen:
+            diag.warn(join_path(path, index), "duplicate token")
+            continue
+        seen.add(scope.token)
+        scopes.append(scope)
+    return tuple(scopes)
+
+
+def _token_scope(diag: Diagnostics, path: str, item: Any) -> TokenScope:
+    if isinstance(item, str):
+        return TokenScope(token=_non_empty_token(diag, path, item))
+    if not isinstance(item, dict):
+        raise diag.error(path, 'expected a token string or an object {"token": ...}')
+    entry = JsonObject(diag, path, item, TOKEN_KEYS)
+    token = entry.read("token", as_string)
+    if token is None:
+        raise diag.error(path, 'needs "token"')
+    return TokenScope(
+        token=_non_empty_token(diag, entry.path_of("token"), token),
+        servers=entry.read("servers", as_names) or (),
+        tool_filter=entry.read("toolFilter", as_tool_filter),
+    )
+
+
+def _non_empty_token(diag: Diagnostics, path: str, token: str) -> str:
+    # An empty token (often an unset ${VAR}) would let an empty Authorization header in.
+    if not token.strip():
+        raise diag.error(path, "expected a non-empty token")
+    return token
+
+
+def as_tool_filter(diag: Diagnostics, path: str, value: Any) -> ToolFilter | None:
+    """`{mode, list}`; an empty list filters nothing; a missing or unknown mode warns and filters nothing."""
+    spec = as_object(diag, path, value, TOOL_FILTER_KEYS)
+    patterns = spec.read("list", as_names) or ()
+    if not patterns:
+        return None
+    mode = (spec.read("mode", as_string) or "").strip().lower()
+    if mode == "allow":
+        return ToolFilter(mode="allow", patterns=patterns)
+    if mode == "block":
+        return ToolFilter(mode="block", patterns=patterns)
+    diag.warn(spec.path_of("mode"), 'expected "allow" or "block"; the tool filter is ignored')
+    return None
+
+
+def as_tool_overrides(diag: Diagnostics, path: str, value: Any) -> dict[str, ToolOverride]:
+    if not isinstance(value, dict):
+        raise diag.error(path, "expected an object")
+    overrides: dict[str, ToolOverride] = {}
+    renamed_from: dict[str, str] = {}
+    for tool, spec in value.items():
+        entry = as_object(diag, join_path(path, tool), spec, OVERRIDE_KEYS)
+        override = ToolOverride(
+            name=entry.read("name", as_string),
+            description=entry.read("description", as_string),
+            title=entry.read("title", as_string),
+        )
+        if override.name is not None:
+            _check_new_tool_name(diag, entry.path_of("name"), override.name, renamed_from, tool)
+        overrides[tool] = override
+    return overrides
+
+
+def _check_new_tool_name(
+    diag: Diagnostics, path: str, name: str, renamed_from: dict[str, str], tool: str
+) -> None:
+    if not name.strip():
+        raise diag.error(path, "expected a non-empty tool name")
+    if name in renamed_from:
+        raise diag.error(path, f'"{name}" is already the new name of "{renamed_from[name]}"')
+    renamed_from[name] = tool
+
+
+# JSON key -> (ServerOptions field, converter); all of these inherit from `mcpProxy.options`.
+INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]] = {
+    "panicIfInvalid": ("panic_if_invalid", as_bool),
+    "logEnabled": ("log_enabled", as_bool),
+    "authTokens": ("auth_tokens", as_auth_tokens),
+    "sessionMode": ("session_mode", as_session_mode),
+    "maxSessions": ("max_sessions", as_positive_int),
+    "idleTimeout": ("idle_timeout_seconds", as_duration),
+    "connectTimeout": ("connect_timeout_seconds", as_duration),
+    "requestTimeout": ("request_timeout_seconds", as_duration),
+    "lazyStart": ("lazy_start", as_bool),
+    "restart": ("restart", as_restart),
+    "healthCheck": ("health_check", as_health_check),
+}
+OPTION_KEYS = (*INHERITED_OPTIONS, *PER_SERVER_KEYS)
+
+
+def read_option_values(options: JsonObject | None, *, per_server: bool) -> OptionValues:
+    """The option values explicitly given in one `options` object (None: nothing given)."""
+    if options is None:
+        return {}
+    values: OptionValues = {}
+    for key, (field_name, convert) in INHERITED_OPTIONS.items():
+        value = options.read(key, convert)
+        if value is not None:
+            values[field_name] = value
+    for key in PER_SERVER_KEYS:
+        if not options.has(key):
+            continue
+        if per_server:
+            converted = options.read(key, as_tool_filter if key == "toolFilter" else as_tool_overrides)
+            values["tool_filter" if key == "toolFilter" else "tool_overrides"] = converted
+        else:
+            options.diag.warn(options.path_of(key), "only applies in mcpServers; ignored here")
+    return values
+
+
+def build_options(inherited: OptionValues, own: OptionValues, *, transport: str | None) -> ServerOptions:
+    """Apply inheritance: own values win, then `mcpProxy.options`, then the model's defaults.
+
+    `restart` and `healthCheck` inherit field by field. Without any sessionMode, stdio servers share one
+    upstream session (a process per client is costly) and HTTP upstreams get one per client session.
+    """
+    values = {**inherited, **own}
+    values["restart"] = BackoffPolicy(**{**inherited.get("restart", {}), **own.get("restart", {})})
+    values["health_check"] = HealthCheck(
+        **{**inherited.get("health_check", {}), **own.get("health_check", {})}
+    )
+    if "session_mode" not in values and transport is not None:
+        values["session_mode"] = "shared" if transport == "stdio" else "isolated"
+    return ServerOptions(**values)

@@ -1,0 +1,164 @@
+"""One upstream server entry: its transport fields, the transport choice, and the rules for route names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcpmux.config.fields import (
+    Diagnostics,
+    JsonObject,
+    as_bool,
+    as_duration,
+    as_env_map,
+    as_object,
+    as_string,
+    as_string_list,
+    as_string_map,
+    join_path,
+)
+from mcpmux.config.model import ServerConfig, ServerOptions, Transport
+from mcpmux.config.options import OPTION_KEYS, OptionValues, build_options, read_option_values
+
+TRANSPORT_FIELD_KEYS = ("command", "args", "env", "cwd", "url", "headers", "timeout")
+# `type` is what Claude Desktop/Code configs call transportType; accepting it lets their entries be pasted.
+SERVER_KEYS = (*TRANSPORT_FIELD_KEYS, "transportType", "type", "options", "disabled")
+
+_TRANSPORT_NAMES: dict[str, Transport] = {
+    "stdio": "stdio",
+    "sse": "sse",
+    "streamable-http": "streamable-http",
+    "streamablehttp": "streamable-http",
+    "streamable_http": "streamable-http",
+    "http": "streamable-http",
+}
+_STDIO_ONLY = ("args", "env", "cwd")
+_HTTP_ONLY = ("headers",)
+
+
+def transport_named(name: str) -> Transport | None:
+    """`stdio`, `sse` or `streamable-http` (aliases `http`, `streamableHttp`), any case; else None."""
+    return _TRANSPORT_NAMES.get(name.strip().lower())
+
+
+@dataclass(slots=True)
+class TransportFields:
+    """The transport fields of one entry as written, before the transport is chosen."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: float | None = None
+    given: tuple[str, ...] = ()  # the keys that were present, for "ignored" warnings
+
+
+def read_transport_fields(entry: JsonObject) -> TransportFields:
+    url = entry.read("url", as_string) or None
+    if url is not None:
+        _check_http_url(entry.diag, entry.path_of("url"), url)
+    timeout = entry.read("timeout", as_duration)
+    return TransportFields(
+        command=entry.read("command", as_string) or None,
+        args=entry.read("args", as_string_list) or (),
+        env=entry.read("env", as_env_map) or {},
+        cwd=entry.read("cwd", as_string) or None,
+        url=url,
+        headers=entry.read("headers", as_string_map) or {},
+        # 0 is Go's zero Duration, i.e. "no timeout set".
+        timeout_seconds=timeout or None,
+        given=tuple(key for key in TRANSPORT_FIELD_KEYS if entry.has(key)),
+    )
+
+
+def _check_http_url(diag: Diagnostics, path: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise diag.error(path, 'expected an http(s) URL like "https://example.com/mcp"')
+
+
+def choose_transport(entry: JsonObject, fields: TransportFields) -> Transport:
+    """The original's rule: `command` (or transportType stdio) is stdio; else `url` is streamable HTTP
+    only when asked for, SSE otherwise; an entry with neither is an error."""
+    type_key = "transportType" if entry.has("transportType") else "type"
+    declared_text = entry.read(type_key, as_string)
+    declared = transport_named(declared_text) if declared_text else None
+    if fields.command or declared == "stdio":
+        if not fields.command:
+            raise entry.diag.error(entry.path, 'transportType "stdio" needs "command"')
+        return "stdio"
+    if not fields.url:
+        raise entry.diag.error(entry.path, 'needs "command" or "url"')
+    if declared_text and declared is None:
+        entry.diag.warn(entry.path_of(type_key), f'unknown transport "{declared_text}"; using "sse"')
+    return "streamable-http" if declared == "streamable-http" else "sse"
+
+
+def warn_ignored_fields(entry: JsonObject, fields: TransportFields, transport: Transport) -> None:
+    ignored = (*_HTTP_ONLY, "url") if transport == "stdio" else (*_STDIO_ONLY, "command")
+    for key in ignored:
+        if key in fields.given:
+            entry.diag.warn(entry.path_of(key), f"ignored for a {transport} server")
+
+
+def make_server(
+    name: str, transport: Transport, fields: TransportFields, options: ServerOptions, *, disabled: bool
+) -> ServerConfig:
+    stdio = transport == "stdio"
+    return ServerConfig(
+        name=name,
+        transport=transport,
+        options=options,
+        command=fields.command if stdio else None,
+        args=fields.args if stdio else (),
+        env=fields.env if stdio else {},
+        cwd=fields.cwd if stdio else None,
+        url=None if stdio else fields.url,
+        headers={} if stdio else fields.headers,
+        timeout_seconds=fields.timeout_seconds,
+        disabled=disabled,
+    )
+
+
+def parse_server(
+    diag: Diagnostics, path: str, name: str, value: Any, inherited: OptionValues
+) -> ServerConfig:
+    """One `mcpServers` entry, with its options inherited from `mcpProxy.options`."""
+    check_route_name(diag, path, name)
+    entry = as_object(diag, path, value, SERVER_KEYS)
+    fields = read_transport_fields(entry)
+    transport = choose_transport(entry, fields)
+    warn_ignored_fields(entry, fields, transport)
+    own = read_option_values(entry.object("options", OPTION_KEYS), per_server=True)
+    options = build_options(inherited, own, transport=transport)
+    return make_server(name, transport, fields, options, disabled=bool(entry.read("disabled", as_bool)))
+
+
+def parse_servers(
+    diag: Diagnostics, path: str, section: Any, inherited: OptionValues
+) -> dict[str, ServerConfig]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise diag.error(path, "expected an object of servers")
+    return {
+        name: parse_server(diag, join_path(path, name), name, value, inherited)
+        for name, value in section.items()
+    }
+
+
+def check_route_name(diag: Diagnostics, path: str, name: str) -> None:
+    """A server or group name becomes the route prefix `/<name>/`; `fetch/<token>` must keep working."""
+    if not name.strip():
+        raise diag.error(path, "expected a non-empty name")
+    if name.startswith("/") or name.endswith("/"):
+        raise diag.error(path, 'a name must not start or end with "/"')
+    if name.startswith("_"):
+        raise diag.error(path, 'a name must not start with "_" (reserved for built-in routes like /_healthz)')
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        raise diag.error(path, 'a name must not contain empty, "." or ".." path segments')
+    if any(char in "?#" or ord(char) < 32 for char in name):
+        raise diag.error(path, 'a name must not contain "?", "#" or control characters')

@@ -1,0 +1,97 @@
+"""Logging setup: one stderr handler, a greppable text format or one JSON object per line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+# Keys a caller may pass with `extra={...}` that the JSON format writes out as fields.
+EXTRA_FIELDS = (
+    "server",
+    "session",
+    "request_id",
+    "method",
+    "tool",
+    "status",
+    "duration_ms",
+    "route",
+    "client",
+    "error",
+    "attempt",
+    "state",
+    "transport",
+)
+NOISY_LOGGERS = ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp")
+_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def utc_timestamp(created: float) -> str:
+    """`2026-11-23T20:40:36.123Z` for a `time.time()` value."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created * 1000) % 1000:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """`<timestamp> INFO  <message>`: messages stay verbatim, users grep for them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = _LEVEL_NAMES.get(record.levelname, record.levelname)
+        line = f"{utc_timestamp(record.created)} {level:<5} {record.getMessage()}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and the known `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": utc_timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in EXTRA_FIELDS:
+            if key in record.__dict__:
+                entry[key] = record.__dict__[key]
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def parse_level(level: str) -> int:
+    """`debug|info|warning|error` (any case, `warn` too) -> a logging level; ValueError otherwise."""
+    try:
+        return LEVELS[level.strip().lower()]
+    except KeyError:
+        raise ValueError(f'unknown log level "{level}" (expected debug, info, warning or error)') from None
+
+
+def setup_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | None = None) -> None:
+    """Configure the root logger on stderr (or `stream`); calling it again replaces the previous setup."""
+    if fmt not in ("text", "json"):
+        raise ValueError(f'unknown log format "{fmt}" (expected text or json)')
+    numeric_level = parse_level(level)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    # At debug everything shows; otherwise third-party chatter (per-request lines) is cut to warnings.
+    noisy_level = logging.NOTSET if numeric_level <= logging.DEBUG else max(logging.WARNING, numeric_level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(noisy_level)

@@ -1,0 +1,117 @@
+"""The exported MCP client config: URLs per transport, tokens, merged endpoint and groups."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mcpmux.clientconfig import client_config, merged_entry_name
+from mcpmux.config.model import ProxyConfig
+from mcpmux.config.parse import parse_config
+
+
+def config_of(
+    proxy: dict[str, Any], servers: dict[str, Any], groups: dict[str, Any] | None = None
+) -> ProxyConfig:
+    document: dict[str, Any] = {
+        "mcpProxy": {"baseURL": "https://mcp.example.com/", **proxy},
+        "mcpServers": servers,
+    }
+    if groups:
+        document["mcpGroups"] = groups
+    return parse_config(json.dumps(document), "config.json", environ={}, expand_env=True)[0]
+
+
+def test_sse_entries_point_at_the_sse_route_with_type_sse() -> None:
+    config = config_of({"merged": False}, {"fetch": {"command": "uvx"}})
+    assert client_config(config) == {
+        "mcpServers": {"fetch": {"type": "sse", "url": "https://mcp.example.com/fetch/sse"}}
+    }
+
+
+def test_streamable_http_entries_point_at_mcp_with_type_http() -> None:
+    config = config_of({"type": "streamable-http", "merged": False}, {"fetch": {"command": "uvx"}})
+    assert client_config(config)["mcpServers"]["fetch"] == {
+        "type": "http",
+        "url": "https://mcp.example.com/fetch/mcp",
+    }
+
+
+def test_the_transport_argument_overrides_the_proxy_type() -> None:
+    config = config_of({"merged": False}, {"fetch": {"command": "uvx"}})
+    assert client_config(config, transport="http")["mcpServers"]["fetch"]["url"].endswith("/fetch/mcp")
+
+
+def test_a_server_uses_its_own_first_token_else_the_default_first_token() -> None:
+    options = {"authTokens": ["d1", "d2"]}
+    servers = {"own": {"command": "x", "options": {"authTokens": ["s1", "s2"]}}, "inherits": {"command": "x"}}
+    entries = client_config(config_of({"options": options, "merged": False}, servers))["mcpServers"]
+    assert entries["own"]["headers"] == {"Authorization": "Bearer s1"}
+    assert entries["inherits"]["headers"] == {"Authorization": "Bearer d1"}
+
+
+def test_no_headers_when_auth_is_off() -> None:
+    servers = {"open": {"command": "x", "options": {"authTokens": []}}}
+    entry = client_config(config_of({"options": {"authTokens": ["d"]}, "merged": False}, servers))[
+        "mcpServers"
+    ]["open"]
+    assert "headers" not in entry
+
+
+def test_a_token_scoped_to_other_servers_is_skipped_for_this_one() -> None:
+    tokens = [{"token": "only-b", "servers": ["b"]}, "any"]
+    config = config_of({"options": {"authTokens": tokens}, "merged": False}, {"a": {"command": "x"}})
+    assert client_config(config)["mcpServers"]["a"]["headers"] == {"Authorization": "Bearer any"}
+
+
+def test_disabled_servers_are_left_out() -> None:
+    config = config_of({"merged": False}, {"on": {"command": "x"}, "off": {"command": "x", "disabled": True}})
+    assert list(client_config(config)["mcpServers"]) == ["on"]
+
+
+def test_the_merged_endpoint_is_named_after_the_proxy_and_uses_its_own_token() -> None:
+    proxy = {"name": "MCP Proxy!", "merged": {"authTokens": ["m"]}}
+    entries = client_config(config_of(proxy, {"a": {"command": "x"}}))["mcpServers"]
+    assert entries["MCP-Proxy"] == {
+        "type": "sse",
+        "url": "https://mcp.example.com/sse",
+        "headers": {"Authorization": "Bearer m"},
+    }
+
+
+def test_the_merged_entry_name_never_collides_with_a_server() -> None:
+    config = config_of({"name": "a"}, {"a": {"command": "x"}})
+    assert merged_entry_name(config) == "a-all"
+
+
+def test_groups_get_their_own_route_and_token() -> None:
+    groups = {"dev": {"servers": ["a"], "options": {"authTokens": ["g"]}}}
+    entries = client_config(
+        config_of({"merged": False}, {"a": {"command": "x"}}, groups), transport="streamable-http"
+    )
+    assert entries["mcpServers"]["dev"] == {
+        "type": "http",
+        "url": "https://mcp.example.com/dev/mcp",
+        "headers": {"Authorization": "Bearer g"},
+    }
+
+
+def test_path_token_names_keep_their_slash_and_spaces_are_encoded() -> None:
+    config = config_of({"merged": False}, {"fetch/tok": {"command": "x"}, "my server": {"command": "x"}})
+    urls = [entry["url"] for entry in client_config(config)["mcpServers"].values()]
+    assert urls == ["https://mcp.example.com/fetch/tok/sse", "https://mcp.example.com/my%20server/sse"]
+
+
+def test_servers_selects_entries_by_name_in_the_given_order() -> None:
+    config = config_of({"merged": False}, {"a": {"command": "x"}, "b": {"command": "x"}})
+    assert list(client_config(config, servers=["b", "a"])["mcpServers"]) == ["b", "a"]
+
+
+def test_unknown_names_and_transports_raise_value_error() -> None:
+    config = config_of({}, {"a": {"command": "x"}})
+    with pytest.raises(ValueError, match='unknown server "zzz"'):
+        client_config(config, servers=["zzz"])
+    with pytest.raises(ValueError, match='unknown transport "ws"'):
+        client_config(config, transport="ws")
