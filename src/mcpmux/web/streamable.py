@@ -40,7 +40,12 @@ class PostExchange:
     __slots__ = ("client", "done", "prefer_sse", "request_id", "send", "session_header", "started")
 
     def __init__(
-        self, client: ClientSession, request_id: Any, send: Send, session_header: bytes, prefer_sse: bool = False
+        self,
+        client: ClientSession,
+        request_id: Any,
+        send: Send,
+        session_header: bytes,
+        prefer_sse: bool = False,
     ) -> None:
         self.client = client
         self.request_id = request_id
@@ -130,8 +135,10 @@ async def _post(
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token)
         return
-    if not headers.session_id and (headers.protocol_version in MODERN_VERSIONS or msg.get("method") == "server/discover"):
-        await _refuse_modern(send, msg)
+    if not headers.session_id and (
+        headers.protocol_version in MODERN_VERSIONS or msg.get("method") == "server/discover"
+    ):
+        await _refuse_modern(send, msg, headers.protocol_version)
         return
     client = _session(route, headers, token)
     if client is None:
@@ -194,21 +201,20 @@ async def _initialize(
     await exchange.finish(response)
 
 
-async def _refuse_modern(send: Send, msg: dict[str, Any]) -> None:
-    """A 2026-07-28 (stateless) request: tell the client to use the handshake era instead.
+async def _refuse_modern(send: Send, msg: dict[str, Any], requested: str | None) -> None:
+    """A 2026-07-28 (stateless) request: -32022 listing the handshake versions, so the client initializes.
 
-    The SDK's `Client` probes with `server/discover` and falls back to `initialize` on a 4xx that is
-    not a recognised modern error.
+    The SDK's `Client` (mode auto) probes with `server/discover`; on -32022 whose `supported` list has
+    no modern version it falls back to `initialize`.
     """
-    await send_json(
-        send,
-        400,
-        error_response(
-            msg.get("id"),
-            INVALID_REQUEST,
-            "mcpmux serves the handshake protocol era (2024-11-05 to 2025-11-25): send initialize",
-        ),
+    params = msg.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    version = requested or (
+        meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
     )
+    data = {"supported": list(HANDSHAKE_VERSIONS), "requested": version or "2026-07-28"}
+    message = "mcpmux serves the handshake protocol era (2024-11-05 to 2025-11-25): send initialize"
+    await send_json(send, 400, error_response(msg.get("id"), UNSUPPORTED_PROTOCOL_VERSION, message, data))
 
 
 async def _get(
