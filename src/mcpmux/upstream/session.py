@@ -74,6 +74,16 @@ class InFlight:
             self._wake()
 
 
+def wanted_by(client: Any, msg: Message) -> bool:
+    """Whether a related message passes the client's own filter (its logging/setLevel threshold).
+
+    A shared upstream is set to the most verbose level any of its clients asked for.
+    """
+    if msg.get("method") != "notifications/message":
+        return True
+    return bool(client.wants_log((msg.get("params") or {}).get("level")))
+
+
 class _NotConnected:
     name = "-"
     closed = True
@@ -179,7 +189,7 @@ class UpstreamSession:
                 items = pending.items
                 if items:  # related messages first, even those that arrived just before the response
                     related_msg = items.popleft()
-                    if origin is not None:
+                    if origin is not None and wanted_by(origin.client, related_msg):
                         await origin.emit(related_msg)
                     continue
                 if pending.final is not None:
