@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import re
 
 import pytest
 
@@ -14,6 +15,7 @@ from mcpmux.core.naming import (
     build_name_table,
     is_valid_published_name,
     published_name,
+    server_labels,
 )
 
 
@@ -208,3 +210,27 @@ def test_every_published_name_is_valid_and_unique_on_a_messy_catalog() -> None:
     assert len(table) == len(pairs) == len(set(published))
     assert all(is_valid_published_name(name) for name in published)
     assert all(table.resolve(table.publish(*pair)) == pair for pair in pairs)
+
+
+def test_a_plain_server_name_is_its_own_label() -> None:
+    assert server_labels(["github", "my.fs-2"]) == {"github": "github", "my.fs-2": "my.fs-2"}
+
+
+def test_a_token_in_the_server_path_never_reaches_the_label() -> None:
+    assert server_labels(["fetch/s3cr3t"]) == {"fetch/s3cr3t": "fetch"}
+
+
+def test_servers_sharing_a_label_all_get_a_hash_suffix() -> None:
+    labels = server_labels(["fetch/a", "fetch/b", "other"])
+    assert labels["fetch/a"] == f"fetch-{hash8('fetch/a', '')}"
+    assert labels["fetch/b"] == f"fetch-{hash8('fetch/b', '')}"
+    assert labels["other"] == "other"
+
+
+def test_labels_are_sanitized_unique_and_independent_of_order() -> None:
+    servers = ["my server", "my_server", "wéb", "/x", "a/b/c", "a"]
+    labels = server_labels(servers)
+    assert labels == server_labels(reversed(servers))
+    assert len(set(labels.values())) == len(servers)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", label) for label in labels.values())
+    assert labels["wéb"] == "w_b"

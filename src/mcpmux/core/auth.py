@@ -42,9 +42,10 @@ class TokenSet:
 
     __slots__ = ("_entries", "enabled")
 
-    def __init__(self, scopes: Sequence[TokenScope]) -> None:
+    def __init__(self, scopes: Sequence[TokenScope], *, required: bool | None = None) -> None:
+        """`required` keeps auth on even when no token is accepted here (all scoped to other routes)."""
         self._entries: tuple[tuple[bytes, TokenScope], ...] = tuple((_utf8(s.token), s) for s in scopes)
-        self.enabled: bool = bool(self._entries)
+        self.enabled: bool = bool(self._entries) if required is None else required
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,34 +1,32 @@
-"""Opaque pagination cursors of merged lists: which server to continue with, and its own cursor."""
+"""Opaque pagination cursors of merged lists: the list they continue and, per server, its own cursor."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 
 import orjson
 
-__all__ = ["MAX_CURSOR_LENGTH", "decode_cursor", "encode_cursor"]
+__all__ = ["MAX_CURSOR_LENGTH", "Position", "decode_cursor", "encode_cursor"]
 
 MAX_CURSOR_LENGTH = 65536  # longer input is refused before any decoding work
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
-_FIELD_COUNT = 3  # [server_index, upstream_cursor, catalog_epoch]
+
+# (server, that server's own nextCursor): where one server's listing continues.
+Position = tuple[str, str]
 
 
-def encode_cursor(server_index: int, upstream_cursor: str | None, catalog_epoch: int) -> str:
-    """Url-safe base64 (no padding) of the compact JSON `[server_index, upstream_cursor, epoch]`.
+def encode_cursor(kind: str, positions: Sequence[Position]) -> str:
+    """Url-safe base64 (no padding) of the compact JSON `[kind, [[server, cursor], ...]]`.
 
-    `catalog_epoch` identifies the server list the index refers to, so that a cursor issued before
-    the list changed can be recognised and refused.
+    `kind` names the list (`tools`, `prompts`, ...), so that a cursor of one list is refused by another
+    instead of sending one server's tools cursor to its prompts/list. A merged page carries one page of
+    every server that had more, so the cursor holds one position per such server.
     """
-    if server_index < 0 or catalog_epoch < 0:
-        raise ValueError("server_index and catalog_epoch must not be negative")
-    payload = orjson.dumps([server_index, upstream_cursor, catalog_epoch])
+    payload = orjson.dumps([kind, [list(position) for position in positions]])
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
-
-
-def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0
 
 
 def _json_of(cursor: object) -> object:
@@ -43,17 +41,28 @@ def _json_of(cursor: object) -> object:
         return None
 
 
-def decode_cursor(cursor: object) -> tuple[int, str | None, int] | None:
-    """`(server_index, upstream_cursor, catalog_epoch)`, or None for anything malformed (never raises).
+def _position(item: object) -> Position | None:
+    if type(item) is not list or len(item) != 2:
+        return None
+    server, upstream_cursor = item
+    if type(server) is not str or type(upstream_cursor) is not str:
+        return None
+    return server, upstream_cursor
 
-    Takes any object because the cursor comes straight from a client's JSON `params`.
+
+def decode_cursor(cursor: object, kind: str) -> tuple[Position, ...] | None:
+    """The positions a cursor of list `kind` continues from; None for anything else (never raises).
+
+    Takes any object because the cursor comes straight from a client's JSON `params`. Refused: not our
+    encoding, another list's cursor, no positions, and a server named twice.
     """
     value = _json_of(cursor)
-    if type(value) is not list or len(value) != _FIELD_COUNT:
+    if type(value) is not list or len(value) != 2 or value[0] != kind or type(value[1]) is not list:
         return None
-    server_index, upstream_cursor, catalog_epoch = value
-    if not (_is_count(server_index) and _is_count(catalog_epoch)):
+    positions = tuple(_position(item) for item in value[1])
+    if not positions or None in positions:
         return None
-    if upstream_cursor is not None and type(upstream_cursor) is not str:
+    checked = tuple(p for p in positions if p is not None)
+    if len({server for server, _ in checked}) != len(checked):
         return None
-    return server_index, upstream_cursor, catalog_epoch
+    return checked

@@ -14,6 +14,7 @@ __all__ = [
     "build_name_table",
     "is_valid_published_name",
     "published_name",
+    "server_labels",
 ]
 
 MAX_NAME_LENGTH = 64
@@ -52,6 +53,35 @@ def published_name(server: str, name: str, separator: str = "__") -> str:
     if len(sanitized) > MAX_NAME_LENGTH:
         return _with_suffix(sanitized, _short_hash(server, name))
     return sanitized or _short_hash(server, name)
+
+
+def _label_of(server: str) -> str:
+    # A `/` in a server key is the "token in the path" trick (`fetch/<token>`): only the part before
+    # it is shown, so that merged names never reveal the token.
+    label = _INVALID_CHAR.sub("_", server.split("/", 1)[0])[:_SUFFIXED_PREFIX_LENGTH]
+    return label or _short_hash(server, "")
+
+
+def server_labels(servers: Iterable[str]) -> dict[str, str]:
+    """The namespace of each server on one merged endpoint: unique, `[A-Za-z0-9_.-]`, no path tokens.
+
+    A server's label is its name up to the first `/`, sanitized; servers whose labels coincide (such as
+    `fetch/a` and `fetch/b`) all get `<label>-<hash8>`, so that no label depends on the input order.
+    """
+    unique = sorted(set(servers))
+    natural = {server: _label_of(server) for server in unique}
+    counts: dict[str, int] = {}
+    for label in natural.values():
+        counts[label] = counts.get(label, 0) + 1
+    taken = {label for label, count in counts.items() if count == 1}
+    labels: dict[str, str] = {}
+    for server in unique:
+        label = natural[server]
+        if counts[label] > 1:
+            label = _resolve_collision(server, "", label, taken)
+            taken.add(label)
+        labels[server] = label
+    return labels
 
 
 class NameEntry(NamedTuple):

@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import orjson
 
 from ..config.model import ProxyConfig, TokenScope, ToolFilter
-from ..core.naming import NameTable, build_name_table
+from ..core.cursor import decode_cursor, encode_cursor
+from ..core.naming import server_labels
 from ..core.toolfilter import NameFilter, scope_allows
 from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, result_response
-from ..upstream.runtime import ServerRuntime
+from ..upstream.runtime import LIST_CHANGED, ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import LOG_RANK, ClientSession
-from .route import Route, negotiate_version
-from .server_route import apply_override, find_in_flight, list_changed, unknown_tool
+from .merged_catalog import MemberCatalog, MergedCatalog
+from .route import Route, admitted_tokens, negotiate_version
+from .server_route import find_in_flight, list_changed, unknown_tool
 
 log = logging.getLogger("mcpmux.relay")
 
-# list method -> (result key, name field, kind of names)
+# list method -> (result key, the server capability it needs)
 LISTS = {
-    "tools/list": ("tools", "name", "tool"),
-    "prompts/list": ("prompts", "name", "prompt"),
-    "resources/list": ("resources", "uri", "resource"),
-    "resources/templates/list": ("resourceTemplates", "uriTemplate", "resource"),
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resourceTemplates", "resources"),
 }
 KINDS = ("tools", "prompts", "resources")
+RESOURCE_NOT_FOUND = -32002
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Member:
-    """One server of a merged endpoint, with the filter the endpoint adds to the server's own."""
+    """One server of a merged endpoint: its runtime, the filter the endpoint adds, its namespace."""
 
     runtime: ServerRuntime
     filter: NameFilter
+    label: str
 
     @property
     def name(self) -> str:
@@ -47,28 +49,38 @@ class Member:
 class MergedRoute(Route):
     """`{base}/mcp` (every enabled server) or `{base}/{group}/mcp` (hand-picked servers)."""
 
-    def __init__(self, name: str, members: list[tuple[ServerRuntime, ToolFilter | None]], proxy: ProxyConfig,
-                 tokens: tuple[TokenScope, ...], log_enabled: bool, display_name: str) -> None:
-        super().__init__(name, tokens)
+    def __init__(
+        self,
+        name: str,
+        members: list[tuple[ServerRuntime, ToolFilter | None]],
+        proxy: ProxyConfig,
+        tokens: tuple[TokenScope, ...],
+        log_enabled: bool,
+        display_name: str,
+    ) -> None:
+        super().__init__(name, ())
+        labels = server_labels(rt.name for rt, _ in members)
+        self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
+        self.by_label = {m.label: m for m in self.members}
+        self.tokens = admitted_tokens(tokens, [m.name for m in self.members])
         self.proxy = proxy
         self.display_name = display_name
         self.log_enabled = log_enabled
         self.separator = proxy.merged.separator
-        self.members = [Member(rt, NameFilter(f)) for rt, f in members]
-        self.by_name = {m.name: m for m in self.members}
-        self.tool_names: NameTable = build_name_table((), self.separator)
-        self.prompt_names: NameTable = build_name_table((), self.separator)
-        self.epoch = 0
+        # Names seen in live listings before the runtime's snapshot had them: server -> tools, prompts.
+        self._extra: dict[str, tuple[set[str], set[str]]] = {}
+        # client id -> {(server, upstream uri): the uri the client subscribed with}
+        self._subscriptions: dict[str, dict[tuple[str, str], str]] = {}
+        self.catalog: MergedCatalog[Member] = self._build_catalog()
         for member in self.members:
             member.runtime.catalog_listeners.append(self._catalog_changed)
-        self._rebuild_names()
         self._local = {
             "initialize": self._initialize,
             "ping": self._ping,
             "logging/setLevel": self._set_level,
             "tools/call": self._call_tool,
             "prompts/get": self._get_prompt,
-            "resources/read": self._by_uri,
+            "resources/read": self._read,
             "resources/subscribe": self._subscribe,
             "resources/unsubscribe": self._unsubscribe,
             "completion/complete": self._complete,
@@ -79,42 +91,54 @@ class MergedRoute(Route):
             if self._catalog_changed in member.runtime.catalog_listeners:
                 member.runtime.catalog_listeners.remove(self._catalog_changed)
 
-    # -- the catalog -------------------------------------------------------------------------
-
-    def _rebuild_names(self) -> None:
-        tools, prompts = [], []
-        for member in self.members:
-            tools += [(member.name, self._upstream_tool_name(member, t)) for t in member.runtime.tools]
-            prompts += [(member.name, str(p.get("name"))) for p in member.runtime.prompts]
-        self.tool_names = build_name_table(tools, self.separator)
-        self.prompt_names = build_name_table(prompts, self.separator)
-
-    @staticmethod
-    def _upstream_tool_name(member: Member, tool: dict[str, Any]) -> str:
-        name = str(tool.get("name"))
-        override = member.runtime.options.tool_overrides.get(name)
-        return override.name if override is not None and override.name else name
-
-    def _catalog_changed(self, runtime: ServerRuntime, why: str) -> None:
-        """A member connected, disconnected or changed its lists: rename, and tell every client."""
-        self.epoch += 1
-        self._rebuild_names()
-        for client in list(self.sessions.values()):
-            if client.initialized:
-                for kind in KINDS:
-                    client.outbox.push(list_changed(kind))
-
     def unavailable_reason(self) -> str | None:
         return None  # the merged endpoint serves whatever members are up
 
-    def _allowed(self, client: ClientSession, member: Member, published: str | None, upstream_name: str | None) -> bool:
-        if upstream_name is not None and not (member.filter.allows(upstream_name)
-                                              and member.runtime.tool_filter.allows(upstream_name)):
-            return False
-        return client.scope is None or scope_allows(client.scope, member.name, published)
+    # -- the catalog -------------------------------------------------------------------------
 
-    def _ready_members(self, client: ClientSession) -> list[Member]:
-        return [m for m in self.members if m.runtime.ready and self._allowed(client, m, None, None)]
+    def _build_catalog(self) -> MergedCatalog[Member]:
+        return MergedCatalog([self._member_catalog(m) for m in self.members], self.separator)
+
+    def _member_catalog(self, member: Member) -> MemberCatalog[Member]:
+        runtime = member.runtime
+        tools, prompts = self._extra.get(member.name, ((), ()))
+        return MemberCatalog(
+            member=member,
+            server=member.name,
+            label=member.label,
+            tools=[*(str(t.get("name")) for t in runtime.tools), *sorted(tools)],
+            prompts=[*(str(p.get("name")) for p in runtime.prompts), *sorted(prompts)],
+            resources=runtime.resource_uris,
+            template_prefixes=runtime.template_prefixes,
+            server_filter=runtime.tool_filter,
+            member_filter=member.filter,
+            overrides=runtime.options.tool_overrides,
+        )
+
+    def _catalog_changed(self, runtime: ServerRuntime, why: str) -> None:
+        """A member connected, disconnected or refreshed its lists: rename, and tell its clients.
+
+        A member that goes down keeps its names in the catalog (only the lists skip it), so that
+        names never move while servers come and go.
+        """
+        if why != "disconnected":
+            self._extra.pop(runtime.name, None)
+        self.catalog = self._build_catalog()
+        for client in list(self.sessions.values()):
+            if client.initialized and self._reaches(client, runtime.name):
+                for kind in KINDS:
+                    client.outbox.push(list_changed(kind))
+
+    @staticmethod
+    def _reaches(client: ClientSession, server: str) -> bool:
+        return client.scope is None or scope_allows(client.scope, server, None)
+
+    def _serves(self, client: ClientSession, member: Member, capability: str | None = None) -> bool:
+        """Whether `member` is up, reachable with the client's token, and (if given) has `capability`."""
+        session = member.runtime.session
+        if session is None or session.closed_reason is not None or not self._reaches(client, member.name):
+            return False
+        return capability is None or capability in ((session.init_result or {}).get("capabilities") or {})
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -124,167 +148,227 @@ class MergedRoute(Route):
         if local is not None:
             return await local(client, msg, exchange)
         if method in LISTS:
-            return await self._list(client, msg, exchange)
-        return error_response(msg["id"], -32601, f"Method not found: {method} (the merged endpoint cannot route it)")
+            return await self._list(client, msg)
+        return error_response(
+            msg["id"], -32601, f"Method not found: {method} (the merged endpoint cannot route it)"
+        )
 
     async def _forward(self, member: Member, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        session = await member.runtime.session_for(client)
+        runtime = member.runtime
+        session = await runtime.session_for(client)
         if session is None:
-            return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.name!r} is not connected")
-        return await session.request(msg, exchange, member.runtime.request_timeout_seconds)
+            return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.label!r} is not connected")
+        return await session.request(msg, exchange, runtime.request_timeout_seconds)
 
     async def _call_tool(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        params = msg.get("params") or {}
-        published = params.get("name")
-        target = self.tool_names.resolve(published) if isinstance(published, str) else None
-        member = self.by_name.get(target[0]) if target else None
-        if member is None or target is None or not self._allowed(client, member, published, target[1]):
-            return unknown_tool(msg["id"], published)
-        upstream_name = self._original_tool_name(member, target[1])
-        return await self._forward(member, client, {**msg, "params": {**params, "name": upstream_name}}, exchange)
-
-    @staticmethod
-    def _original_tool_name(member: Member, presented: str) -> str:
-        for original, override in member.runtime.options.tool_overrides.items():
-            if override.name == presented:
-                return original
-        return presented
+        params = msg.get("params")
+        name = params.get("name") if params else None
+        target = self.catalog.tools.get(name) if type(name) is str else None
+        scope = client.scope
+        if target is None or (scope is not None and not scope_allows(scope, target.server, name)):
+            return unknown_tool(msg["id"], name)
+        params["name"] = target.upstream  # type: ignore[index]
+        return await self._forward(target.member, client, msg, exchange)
 
     async def _get_prompt(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}
-        published = params.get("name")
-        target = self.prompt_names.resolve(published) if isinstance(published, str) else None
-        member = self.by_name.get(target[0]) if target else None
-        if member is None or target is None or not self._allowed(client, member, None, None):
-            return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {published}")
-        return await self._forward(member, client, {**msg, "params": {**params, "name": target[1]}}, exchange)
+        name = params.get("name")
+        found = self.catalog.prompts.get(name) if type(name) is str else None
+        if found is None or not self._reaches(client, found[0].server):
+            return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {name}")
+        msg["params"] = {**params, "name": found[1]}
+        return await self._forward(found[0].member, client, msg, exchange)
 
-    def _owner_of_uri(self, client: ClientSession, uri: Any) -> Member | None:
-        if not isinstance(uri, str):
+    def _resolve_uri(self, client: ClientSession, uri: Any) -> tuple[Member, str] | None:
+        found = self.catalog.resolve_uri(uri) if type(uri) is str else None
+        if found is None or not self._reaches(client, found[0].server):
             return None
-        candidates = self._ready_members(client)
-        for member in candidates:
-            if uri in member.runtime.resource_uris:
-                return member
-        for member in candidates:
-            if any(uri.startswith(prefix) for prefix in member.runtime.template_prefixes if prefix):
-                return member
-        return candidates[0] if len(candidates) == 1 else None
+        return found[0].member, found[1]
 
-    async def _by_uri(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        uri = (msg.get("params") or {}).get("uri")
-        member = self._owner_of_uri(client, uri)
-        if member is None:
-            return error_response(msg["id"], INVALID_PARAMS, f"Resource not found: {uri}")
-        return await self._forward(member, client, msg, exchange)
+    async def _read(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        params = msg.get("params") or {}
+        uri = params.get("uri")
+        found = self._resolve_uri(client, uri)
+        if found is None:
+            return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
+        member, upstream_uri = found
+        if upstream_uri == uri:
+            return await self._forward(member, client, msg, exchange)
+        response = await self._forward(
+            member, client, {**msg, "params": {**params, "uri": upstream_uri}}, exchange
+        )
+        relabel_contents(response, upstream_uri, uri)
+        return response
 
     async def _complete(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}
         ref = params.get("ref") or {}
         if ref.get("type") == "ref/prompt":
-            target = self.prompt_names.resolve(str(ref.get("name")))
-            member = self.by_name.get(target[0]) if target else None
-            if member is None or target is None:
+            found = self.catalog.prompts.get(ref.get("name"))
+            if found is None or not self._reaches(client, found[0].server):
                 return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {ref.get('name')}")
-            fixed = {**params, "ref": {**ref, "name": target[1]}}
-            return await self._forward(member, client, {**msg, "params": fixed}, exchange)
-        member = self._owner_of_uri(client, ref.get("uri"))
-        if member is None:
-            return error_response(msg["id"], INVALID_PARAMS, f"Resource not found: {ref.get('uri')}")
-        return await self._forward(member, client, msg, exchange)
+            member, ref = found[0].member, {**ref, "name": found[1]}
+        else:
+            resolved = self._resolve_uri(client, ref.get("uri"))
+            if resolved is None:
+                return error_response(
+                    msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": ref.get("uri")}
+                )
+            member, ref = resolved[0], {**ref, "uri": resolved[1]}
+        return await self._forward(member, client, {**msg, "params": {**params, "ref": ref}}, exchange)
+
+    # -- subscriptions -----------------------------------------------------------------------
 
     async def _subscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        uri = (msg.get("params") or {}).get("uri")
-        member = self._owner_of_uri(client, uri)
-        if member is None:
-            return error_response(msg["id"], INVALID_PARAMS, f"Resource not found: {uri}")
-        session = await member.runtime.session_for(client)
-        if session is None:
-            return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.name!r} is not connected")
-        if uri in client.subscriptions:
+        params = msg.get("params") or {}
+        uri = params.get("uri")
+        found = self._resolve_uri(client, uri)
+        if found is None:
+            return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
+        member, upstream_uri = found
+        runtime = member.runtime
+        held = self._subscriptions.setdefault(client.id, {})
+        if (member.name, upstream_uri) in held:
             return result_response(msg["id"], {})
-        counts = member.runtime.subscribers
-        if member.runtime.isolated or not counts.get(uri):
-            response = await session.request(msg, exchange, member.runtime.request_timeout_seconds)
+        if runtime.isolated or not runtime.subscribers.get(upstream_uri):
+            sent = {**msg, "params": {**params, "uri": upstream_uri}}
+            response = await self._forward(member, client, sent, exchange)
             if "error" in response:
                 return response
-        client.subscriptions.add(uri)
-        if not member.runtime.isolated:
-            counts[uri] = counts.get(uri, 0) + 1
+        held[member.name, upstream_uri] = uri
+        client.subscriptions.add(upstream_uri)  # what the runtime checks before relaying resources/updated
+        if not runtime.isolated:
+            runtime.subscribers[upstream_uri] = runtime.subscribers.get(upstream_uri, 0) + 1
         return result_response(msg["id"], {})
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        uri = (msg.get("params") or {}).get("uri")
-        member = self._owner_of_uri(client, uri)
-        if member is None or uri not in client.subscriptions:
-            return result_response(msg["id"], {})
-        client.subscriptions.discard(uri)
-        await release_subscription(member.runtime, client, uri)
+        found = self._resolve_uri(client, (msg.get("params") or {}).get("uri"))
+        held = self._subscriptions.get(client.id, {})
+        if found is not None and held.pop((found[0].name, found[1]), None) is not None:
+            client.subscriptions = {upstream for _, upstream in held}
+            await release_subscription(found[0].runtime, client, found[1])
         return result_response(msg["id"], {})
 
     # -- lists ---------------------------------------------------------------------------------
 
-    async def _list(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        """Fan out to every ready member (first pages, or the pages a merged cursor asks for) and merge."""
-        method = msg["method"]
-        key, field, kind = LISTS[method]
+    async def _list(self, client: ClientSession, msg: Message) -> Message:
+        """One page of every member that has more (first pages, or those a merged cursor names)."""
+        key, capability = LISTS[msg["method"]]
         params = msg.get("params") or {}
-        if "cursor" in params:
-            plan = decode_cursor(params["cursor"], self.epoch)
-            if plan is None:
+        if params.get("cursor") is not None:
+            positions = decode_cursor(params["cursor"], key)
+            if positions is None:
                 return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
+            plan = [(self.by_label.get(label), cursor) for label, cursor in positions]
         else:
-            plan = [(m.name, None) for m in self._ready_members(client)]
-        pages: dict[str, dict[str, Any]] = {}
-
-        async def fetch(member: Member, cursor: Any) -> None:
-            call = {k: v for k, v in params.items() if k != "cursor"}
-            if cursor is not None:
-                call["cursor"] = cursor
-            response = await self._forward(member, client, {**msg, "params": call}, None)
-            if isinstance(response.get("result"), dict):
-                pages[member.name] = response["result"]
-
-        async with anyio.create_task_group() as tg:
-            for name, cursor in plan:
-                member = self.by_name.get(name)
-                if member is not None and member.runtime.ready:
-                    tg.start_soon(fetch, member, cursor)
+            plan = [(member, None) for member in self.members]
+        pages = await self._fetch_pages(
+            client, msg, [(m, c) for m, c in plan if m is not None and self._serves(client, m, capability)]
+        )
+        self._learn(pages, key)
         items: list[Any] = []
-        follow: list[tuple[str, Any]] = []
+        follow: list[tuple[str, str]] = []
         for member in self.members:  # a fixed order, whatever order the answers came in
-            page = pages.get(member.name)
+            page = pages.get(member.label)
             if page is None:
                 continue
-            items += self._present(client, member, page.get(key) or [], field, kind)
-            if page.get("nextCursor"):
-                follow.append((member.name, page["nextCursor"]))
+            items += self._present(client, member, key, page.get(key))
+            if isinstance(page.get("nextCursor"), str):
+                follow.append((member.label, page["nextCursor"]))
         result: dict[str, Any] = {key: items}
         if follow:
-            result["nextCursor"] = encode_cursor(follow, self.epoch)
+            result["nextCursor"] = encode_cursor(key, follow)
         return result_response(msg["id"], result)
 
-    def _present(self, client: ClientSession, member: Member, entries: list[Any], field: str, kind: str) -> list[Any]:
-        out = []
+    async def _fetch_pages(
+        self, client: ClientSession, msg: Message, plan: list[tuple[Member, str | None]]
+    ) -> dict[str, dict[str, Any]]:
+        pages: dict[str, dict[str, Any]] = {}
+        base = {k: v for k, v in (msg.get("params") or {}).items() if k != "cursor"}
+
+        async def fetch(member: Member, cursor: str | None) -> None:
+            params = base if cursor is None else {**base, "cursor": cursor}
+            response = await self._forward(member, client, {**msg, "params": params}, None)
+            if isinstance(response.get("result"), dict):
+                pages[member.label] = response["result"]
+            else:
+                log.info(
+                    "%s: %s from %s failed: %s",
+                    self.name or "merged",
+                    msg["method"],
+                    member.name,
+                    response.get("error"),
+                    extra={"server": member.name},
+                )
+
+        if len(plan) == 1:
+            await fetch(*plan[0])
+            return pages
+        async with anyio.create_task_group() as tg:
+            for member, cursor in plan:
+                tg.start_soon(fetch, member, cursor)
+        return pages
+
+    def _learn(self, pages: dict[str, dict[str, Any]], key: str) -> None:
+        """Add what a live listing shows but the catalog snapshot lacks (rare: right after list_changed)."""
+        changed = False
+        for label, page in pages.items():
+            member = self.by_label[label]
+            entries = [e for e in page.get(key) or () if isinstance(e, dict)]
+            if key in ("tools", "prompts"):
+                changed |= self._learn_names(member, key, entries)
+            else:
+                changed |= self._learn_uris(member, key, entries)
+        if changed:
+            self.catalog = self._build_catalog()
+
+    def _learn_names(self, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
+        catalog = self.catalog
+        shown = catalog.by_label[member.label]
+        names = [str(e.get("name")) for e in entries]
+        if key == "tools":
+            new = {n for n in names if not catalog.knows_tool(member.name, n) and shown.shows(n)}
+        else:
+            new = {n for n in names if not catalog.knows_prompt(member.name, n)}
+        if new:
+            extra = self._extra.setdefault(member.name, (set(), set()))
+            extra[0 if key == "tools" else 1].update(new)
+        return bool(new)
+
+    def _learn_uris(self, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
+        runtime, template = member.runtime, key == "resourceTemplates"
+        field = "uriTemplate" if template else "uri"
+        known = runtime.template_prefixes if template else runtime.resource_uris
+        before = len(known)
+        for entry in entries:
+            runtime.note_resource(entry.get(field), template=template)
+        return len(known) != before
+
+    def _present(self, client: ClientSession, member: Member, key: str, entries: Any) -> list[Any]:
+        if not isinstance(entries, list):
+            return []
+        catalog, server, scope = self.catalog, member.name, client.scope
+        out: list[Any] = []
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
-            if kind == "tool":
-                name = str(entry.get("name"))
-                if not member.runtime.tool_filter.allows(name) or not member.filter.allows(name):
-                    continue
-                override = member.runtime.options.tool_overrides.get(name)
-                if override is not None:
-                    entry = apply_override(entry, override)
-                published = self.tool_names.publish(member.name, str(entry.get("name")))
-                if client.scope is not None and not scope_allows(client.scope, member.name, published):
-                    continue
-                entry = {**entry, "name": published}
-            elif kind == "prompt":
-                entry = {**entry, "name": self.prompt_names.publish(member.name, str(entry.get("name")))}
+            if key == "tools":
+                target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
+                if target is None or (
+                    scope is not None and not scope_allows(scope, server, target.published)
+                ):
+                    continue  # filtered out
+                out.append(target.present(entry))
+            elif key == "prompts":
+                published = catalog.prompt_by_pair.get((server, str(entry.get("name"))))
+                if published is not None:
+                    out.append({**entry, "name": published})
+            elif key == "resources":
+                out.append(relabel(entry, "uri", catalog.publish_uri, catalog.by_label[member.label]))
             else:
-                member.runtime.note_resource(entry.get(field), template=field == "uriTemplate")
-            out.append(entry)
+                out.append(
+                    relabel(entry, "uriTemplate", catalog.publish_template, catalog.by_label[member.label])
+                )
         return out
 
     # -- methods answered here -------------------------------------------------------------------
@@ -296,16 +380,17 @@ class MergedRoute(Route):
         caps: dict[str, Any] = {}
         instructions = []
         for member in self.members:
-            init = member.runtime.session.init_result if member.runtime.session else None
             if not member.runtime.isolated:
                 member.runtime.attach(client)
-            if not init:
+            session = member.runtime.session
+            init = session.init_result if session is not None else None
+            if not init or not self._reaches(client, member.name):
                 continue
             merge_capabilities(caps, init.get("capabilities") or {})
             if init.get("instructions"):
-                instructions.append(f"## {member.name}\n{init['instructions']}")
-        for kind in KINDS:
-            caps.setdefault(kind, {})["listChanged"] = True
+                instructions.append(f"## {member.label}\n{init['instructions']}")
+        for kind in KINDS:  # members come and go: the lists can always change
+            caps[kind] = {**(caps.get(kind) or {}), "listChanged": True}
         version = negotiate_version(params.get("protocolVersion"))
         client.protocol_version = version
         result: dict[str, Any] = {
@@ -324,59 +409,82 @@ class MergedRoute(Route):
         refused = self.set_log_level(client, msg)
         if refused is not None:
             return refused
-        for member in self._ready_members(client):
+        for member in self.members:
+            if not self._serves(client, member, "logging"):
+                continue
             level = client.log_level
-            if not member.runtime.isolated:
+            if not member.runtime.isolated:  # a shared upstream sends what its most verbose client wants
                 levels = [c.log_level for c in member.runtime.attached if c.log_level]
                 level = min(levels, key=LOG_RANK.__getitem__) if levels else level
             await self._forward(member, client, {**msg, "params": {"level": level}}, None)
         return result_response(msg["id"], {})
 
-    # -- notifications and session end ---------------------------------------------------------
+    # -- what upstreams and clients send without being asked ------------------------------------
+
+    def on_upstream_notification(self, client: ClientSession, runtime: Any, msg: Message) -> None:
+        method = msg["method"]
+        if method in LIST_CHANGED and not runtime.isolated:
+            return  # the runtime refreshes its catalog, and _catalog_changed tells the clients
+        if method == "notifications/resources/updated":
+            params = msg.get("params") or {}
+            shown = self._subscriptions.get(client.id, {}).get((runtime.name, params.get("uri")))
+            if shown is None:
+                return  # another server's resource with the same URI
+            if shown != params.get("uri"):
+                msg = {**msg, "params": {**params, "uri": shown}}
+        client.outbox.push(msg)
 
     async def handle_notification(self, client: ClientSession, msg: Message) -> None:
         method = msg["method"]
         if method == "notifications/initialized":
             client.initialized = True
             return
-        for member in self._ready_members(client):
-            session = await member.runtime.session_for(client)
-            if session is None:
+        for member in self.members:
+            session = open_session_of(member.runtime, client)
+            if session is None or not self._reaches(client, member.name):
                 continue
             if method == "notifications/cancelled":
                 params = msg.get("params") or {}
                 uid = find_in_flight(session, client, params.get("requestId"))
                 if uid is not None:
                     session.cancel(uid, params.get("reason"))
+                    return
             else:
                 await session.notify(msg)
 
     async def on_session_closed(self, client: ClientSession) -> None:
         for member in self.members:
             member.runtime.detach(client)
-            for uri in list(client.subscriptions):
-                if uri in member.runtime.resource_uris:
-                    await release_subscription(member.runtime, client, uri)
+        for (server, upstream_uri), _shown in self._subscriptions.pop(client.id, {}).items():
+            member = next((m for m in self.members if m.name == server), None)
+            if member is not None:
+                await release_subscription(member.runtime, client, upstream_uri)
         client.subscriptions.clear()
+
+
+def open_session_of(runtime: ServerRuntime, client: ClientSession) -> UpstreamSession | None:
+    """The upstream session the client already uses on `runtime` (never opens one)."""
+    session = client.upstreams.get(runtime.name) if runtime.isolated else runtime.session
+    return session if session is not None and session.closed_reason is None else None
 
 
 async def release_subscription(runtime: ServerRuntime, client: ClientSession, uri: str) -> None:
     """Unsubscribe upstream when the last shared subscriber of `uri` leaves (or at once, if isolated)."""
-    session: UpstreamSession | None
-    if runtime.isolated:
-        session = client.upstreams.get(runtime.name)
-    else:
+    if not runtime.isolated:
         left = runtime.subscribers.get(uri, 1) - 1
         if left > 0:
             runtime.subscribers[uri] = left
             return
         runtime.subscribers.pop(uri, None)
-        session = runtime.session
-    if session is None or session.closed_reason is not None:
+    session = open_session_of(runtime, client)
+    if session is None:
         return
     with anyio.move_on_after(runtime.request_timeout_seconds):
-        await session.request({"jsonrpc": "2.0", "id": 0, "method": "resources/unsubscribe", "params": {"uri": uri}},
-                              None, runtime.request_timeout_seconds)
+        await session.request(
+            {"jsonrpc": "2.0", "id": 0, "method": "resources/unsubscribe", "params": {"uri": uri}},
+            None,
+            runtime.request_timeout_seconds,
+        )
 
 
 def merge_capabilities(into: dict[str, Any], caps: dict[str, Any]) -> None:
@@ -389,18 +497,20 @@ def merge_capabilities(into: dict[str, Any], caps: dict[str, Any]) -> None:
             into[key] = dict(value) if isinstance(value, dict) else value
 
 
-def encode_cursor(follow: list[tuple[str, Any]], epoch: int) -> str:
-    raw = orjson.dumps({"e": epoch, "p": follow})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def relabel(entry: dict[str, Any], field: str, publish: Any, member: Any) -> dict[str, Any]:
+    value = entry.get(field)
+    if not isinstance(value, str):
+        return entry
+    published = publish(member, value)
+    return entry if published == value else {**entry, field: published}
 
 
-def decode_cursor(cursor: Any, epoch: int) -> list[tuple[str, Any]] | None:
-    """The (server, upstream cursor) pairs a merged cursor continues with; None if it is not ours."""
-    if not isinstance(cursor, str):
-        return None
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        pairs = [(str(name), upstream) for name, upstream in data["p"]]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return pairs
+def relabel_contents(response: Message, upstream_uri: str, shown_uri: str) -> None:
+    """A read of a prefixed URI answers with the prefixed URI, as the client asked for it."""
+    result = response.get("result")
+    contents = result.get("contents") if isinstance(result, dict) else None
+    if isinstance(contents, list):
+        result["contents"] = [  # type: ignore[index]
+            {**c, "uri": shown_uri} if isinstance(c, dict) and c.get("uri") == upstream_uri else c
+            for c in contents
+        ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from ..config.model import TokenScope
 from ..core.auth import TokenSet
+from ..core.toolfilter import scope_allows
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from .client import LOG_RANK, ClientSession
 
@@ -26,6 +28,16 @@ def negotiate_version(requested: Any, upstream: str | None = None) -> str:
     if requested in HANDSHAKE_VERSIONS:
         return min(str(requested), ceiling)
     return ceiling
+
+
+def admitted_tokens(tokens: Sequence[TokenScope], servers: Sequence[str]) -> TokenSet:
+    """The tokens a route accepts: those whose scope reaches at least one of its servers.
+
+    A token scoped away from every server of a route gets 401 there, like a wrong token, so that it
+    never reaches an upstream it may not use; auth stays on even if no token is left.
+    """
+    admitted = [t for t in tokens if any(scope_allows(t, server, None) for server in servers)]
+    return TokenSet(admitted, required=bool(tokens))
 
 
 class Route:

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from ..config.model import ProxyConfig
-from ..core.toolfilter import NameFilter
+from ..core.naming import published_name, server_labels
+from ..core.toolfilter import NameFilter, scope_allows
 from ..errors import UpstreamError
 from ..jsonrpc import (
     CONNECTION_CLOSED,
@@ -19,7 +20,7 @@ from ..jsonrpc import (
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import LOG_RANK, ClientSession
-from .route import Route, negotiate_version
+from .route import Route, admitted_tokens, negotiate_version
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -31,6 +32,7 @@ class ServerRoute(Route):
 
     def __init__(self, runtime: ServerRuntime, proxy: ProxyConfig) -> None:
         super().__init__(runtime.name, runtime.options.auth_tokens)
+        self.tokens = admitted_tokens(runtime.options.auth_tokens, (runtime.name,))
         self.runtime = runtime
         self.proxy = proxy
         self.log_enabled = runtime.options.log_enabled
@@ -39,6 +41,9 @@ class ServerRoute(Route):
         self.filtered = runtime.options.tool_filter is not None
         self.overrides = runtime.options.tool_overrides
         self.renamed = {o.name: orig for orig, o in self.overrides.items() if o.name}
+        # A token scope's toolFilter matches `<server>__<tool>` here too, as on the merged endpoint.
+        self.label = server_labels([runtime.name])[runtime.name]
+        self.separator = proxy.merged.separator
         runtime.catalog_listeners.append(self._catalog_changed)
         self._local = {
             "initialize": self._initialize,
@@ -77,16 +82,23 @@ class ServerRoute(Route):
         upstream = await self._upstream_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
-        if method == "tools/call" and (self.filtered or self.renamed):
-            refused = self._prepare_tool_call(msg)
+        scoped = client.scope is not None and client.scope.tool_filter is not None
+        if method == "tools/call" and (self.filtered or self.renamed or scoped):
+            refused = self._prepare_tool_call(client, msg)
             if refused is not None:
                 return refused
         response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
-        if method == "tools/list" and (self.filtered or self.overrides):
-            self._present_tools(response)
+        if method == "tools/list" and (self.filtered or self.overrides or scoped):
+            self._present_tools(client, response)
         return response
 
-    def _prepare_tool_call(self, msg: Message) -> Message | None:
+    def _scope_allows(self, client: ClientSession, tool: Any) -> bool:
+        scope = client.scope
+        if scope is None or scope.tool_filter is None:
+            return True
+        return scope_allows(scope, self.name, published_name(self.label, str(tool), self.separator))
+
+    def _prepare_tool_call(self, client: ClientSession, msg: Message) -> Message | None:
         params = msg.get("params") or {}
         name = params.get("name")
         original = self.renamed.get(name, name)
@@ -94,11 +106,11 @@ class ServerRoute(Route):
             msg["params"] = {**params, "name": original}
         elif name in self.overrides and self.overrides[name].name:
             return unknown_tool(msg["id"], name)  # only reachable under its new name
-        if not self.filter.allows(str(original)):
+        if not self.filter.allows(str(original)) or not self._scope_allows(client, name):
             return unknown_tool(msg["id"], name)
         return None
 
-    def _present_tools(self, response: Message) -> None:
+    def _present_tools(self, client: ClientSession, response: Message) -> None:
         result = response.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return
@@ -109,7 +121,8 @@ class ServerRoute(Route):
             override = self.overrides.get(tool.get("name"))  # type: ignore[arg-type]
             if override is not None:
                 tool = apply_override(tool, override)
-            tools.append(tool)
+            if self._scope_allows(client, tool.get("name")):
+                tools.append(tool)
         result["tools"] = tools
 
     async def _upstream_for(self, client: ClientSession) -> UpstreamSession | None:
