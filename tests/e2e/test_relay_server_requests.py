@@ -1,0 +1,251 @@
+"""Sampling, elicitation and roots requests from an upstream reach the client whose call caused them.
+
+Two clients are connected at once and answer differently, so a misrouted request shows in the result.
+On an isolated upstream the routing is always exact; on a shared stdio upstream it is exact while one
+client has requests in flight, and a clear error goes back to the upstream otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+import orjson
+import pytest
+from relay_kit import raw_http, relay_proxy
+
+from harness import ProxyProcess, mcp_client
+from mcpmux.upstream.sse_events import iter_events
+
+pytestmark = pytest.mark.anyio
+
+ISOLATED_KINDS = ("streamable-http", "sse")
+FACES = {"mcp": "streamable-http", "sse": "sse"}
+ASKS: dict[str, dict[str, Any]] = {
+    "ask_sampling": {"prompt": "hi"},
+    "ask_elicitation": {"message": "Who?"},
+    "ask_elicitation_url": {"url": "https://example.com/verify", "elicitationId": "e-1"},
+    "ask_roots": {},
+}
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    routes = {kind: (kind, (), {}) for kind in ("stdio", *ISOLATED_KINDS)}
+    with relay_proxy(tmp_path_factory.mktemp("server-requests"), routes) as running:
+        yield running
+
+
+class Answerer:
+    """The callbacks of one client: each answer names the client; every request's params are kept."""
+
+    def __init__(self, name: str, rendezvous: Callable[[], Any] | None = None) -> None:
+        self.name = name
+        self.rendezvous = rendezvous
+        self.asked: list[tuple[str, Any]] = []
+
+    async def _arrived(self, method: str, params: Any) -> None:
+        self.asked.append((method, params))
+        if self.rendezvous is not None:
+            await self.rendezvous()
+
+    async def sampling(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        await self._arrived("sampling", params)
+        text = types.TextContent(type="text", text=f"sampled by {self.name}")
+        return types.CreateMessageResult(role="assistant", content=text, model=f"model-{self.name}")
+
+    async def elicitation(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        await self._arrived("elicitation", params)
+        if isinstance(params, types.ElicitRequestURLParams):
+            return types.ElicitResult(action="decline" if self.name == "b" else "accept")
+        return types.ElicitResult(action="accept", content={"name": self.name})
+
+    async def roots(self, context: Any) -> types.ListRootsResult:
+        await self._arrived("roots", None)
+        return types.ListRootsResult(roots=[types.Root(uri=f"file:///{self.name}", name=self.name)])
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "sampling_callback": self.sampling,
+            "elicitation_callback": self.elicitation,
+            "list_roots_callback": self.roots,
+        }
+
+
+def expected_answer(tool: str, name: str) -> dict[str, Any]:
+    if tool == "ask_sampling":
+        return {
+            "role": "assistant",
+            "content": {"type": "text", "text": f"sampled by {name}"},
+            "model": f"model-{name}",
+        }
+    if tool == "ask_elicitation":
+        return {"action": "accept", "content": {"name": name}}
+    if tool == "ask_elicitation_url":
+        return {"action": "decline" if name == "b" else "accept"}
+    return {"roots": [{"uri": f"file:///{name}", "name": name}]}
+
+
+def answer_in(result: types.CallToolResult) -> dict[str, Any]:
+    answer = json.loads(result.content[0].text)
+    answer.pop("_meta", None)
+    return answer
+
+
+def rendezvous_of(count: int) -> Callable[[], Any]:
+    """A barrier: each caller waits until `count` callers arrived (bounded by the test's timeout)."""
+    arrived = [0]
+    everyone = anyio.Event()
+
+    async def meet() -> None:
+        arrived[0] += 1
+        if arrived[0] == count:
+            everyone.set()
+        await everyone.wait()
+
+    return meet
+
+
+@pytest.mark.parametrize("kind", ISOLATED_KINDS)
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("tool", ASKS)
+async def test_two_clients_asked_at_once_by_an_isolated_upstream_each_get_their_own_request(
+    proxy: ProxyProcess, kind: str, face: str, tool: str
+) -> None:
+    meet = rendezvous_of(2)
+    answerers = {name: Answerer(name, meet) for name in ("a", "b")}
+    results: dict[str, types.CallToolResult] = {}
+
+    async def call(name: str) -> None:
+        url = proxy.url(f"/{kind}/{face}")
+        async with mcp_client(url, transport=FACES[face], **answerers[name].callbacks()) as session:
+            results[name] = await session.call_tool(tool, ASKS[tool])
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for name in answerers:
+                tg.start_soon(call, name)
+    for name, answerer in answerers.items():
+        assert not results[name].is_error, results[name]
+        assert answer_in(results[name]) == expected_answer(tool, name)
+        assert len(answerer.asked) == 1
+
+
+@pytest.mark.parametrize("kind", ISOLATED_KINDS)
+async def test_a_server_request_sent_outside_any_call_reaches_the_owner_of_the_isolated_session(
+    proxy: ProxyProcess, kind: str
+) -> None:
+    answerers = {name: Answerer(name) for name in ("a", "b")}
+    with anyio.fail_after(20):
+        async with (
+            mcp_client(proxy.url(f"/{kind}/mcp"), **answerers["a"].callbacks()) as a,
+            mcp_client(proxy.url(f"/{kind}/sse"), transport="sse", **answerers["b"].callbacks()) as b,
+        ):
+            for session, name in ((a, "a"), (b, "b")):
+                result = await session.call_tool("ask_sampling", {"standalone": True})
+                assert answer_in(result) == expected_answer("ask_sampling", name)
+    assert [method for method, _ in answerers["a"].asked] == ["sampling"]
+    assert [method for method, _ in answerers["b"].asked] == ["sampling"]
+
+
+@pytest.mark.parametrize("tool", ASKS)
+async def test_on_a_shared_stdio_upstream_the_only_client_with_a_call_in_flight_is_asked(
+    proxy: ProxyProcess, tool: str
+) -> None:
+    answerers = {name: Answerer(name) for name in ("a", "b")}
+    with anyio.fail_after(20):
+        async with (
+            mcp_client(proxy.url("/stdio/mcp"), **answerers["a"].callbacks()) as a,
+            mcp_client(proxy.url("/stdio/sse"), transport="sse", **answerers["b"].callbacks()) as b,
+        ):
+            assert answer_in(await b.call_tool(tool, ASKS[tool])) == expected_answer(tool, "b")
+            assert answer_in(await a.call_tool(tool, ASKS[tool])) == expected_answer(tool, "a")
+    assert len(answerers["a"].asked) == len(answerers["b"].asked) == 1
+
+
+async def test_on_a_shared_stdio_upstream_a_request_with_two_possible_clients_gets_a_clear_error(
+    proxy: ProxyProcess,
+) -> None:
+    answerers = {name: Answerer(name) for name in ("a", "b")}
+    busy = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        busy.set()
+
+    with anyio.fail_after(20):
+        async with (
+            mcp_client(proxy.url("/stdio/mcp"), **answerers["a"].callbacks()) as a,
+            mcp_client(proxy.url("/stdio/mcp"), **answerers["b"].callbacks()) as b,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def keep_a_busy() -> None:
+                await a.call_tool("slow", {"seconds": 30}, progress_callback=on_progress)
+
+            tg.start_soon(keep_a_busy)
+            await busy.wait()
+            refused = await b.call_tool("ask_sampling", {})
+            tg.cancel_scope.cancel()
+        assert refused.is_error
+        error = json.loads(refused.content[0].text)["error"]
+        assert error["code"] == -32603
+        assert error["message"] == (
+            "mcpmux: cannot tell which client sampling/createMessage is for"
+            " (2 clients have requests in flight)"
+        )
+        assert answerers["a"].asked == answerers["b"].asked == []
+
+
+@pytest.mark.parametrize("kind", ["stdio", *ISOLATED_KINDS])
+async def test_a_client_without_the_capability_gets_none_and_the_upstream_gets_a_clear_error(
+    proxy: ProxyProcess, kind: str
+) -> None:
+    with anyio.fail_after(20):
+        async with mcp_client(proxy.url(f"/{kind}/mcp")) as session:
+            for tool, capability in (
+                ("ask_sampling", "sampling"),
+                ("ask_elicitation", "elicitation"),
+                ("ask_roots", "roots"),
+            ):
+                result = await session.call_tool(tool, ASKS[tool])
+                assert result.is_error
+                error = json.loads(result.content[0].text)["error"]
+                assert error["code"] == -32601
+                assert error["message"] == f"the client did not declare the {capability} capability"
+
+
+async def test_a_server_request_reaches_the_client_verbatim_on_the_calls_stream_and_its_answer_goes_back(
+    proxy: ProxyProcess,
+) -> None:
+    """A raw client sees the upstream's request as sent, under an id of the proxy, and answers it."""
+    answer = {"role": "assistant", "content": {"type": "text", "text": "raw"}, "model": "m", "x-extra": 1}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "ask_sampling", "arguments": {"prompt": "ü"}},
+    }
+    seen: list[dict[str, Any]] = []
+    with anyio.fail_after(20):
+        async with raw_http(proxy.url("/streamable-http/mcp"), {"sampling": {}}) as client:
+            body = orjson.dumps(call)
+            async with client.http.stream(
+                "POST", client.url, content=body, headers=client.headers()
+            ) as reply:
+                assert reply.headers["content-type"].startswith("text/event-stream")
+                async for event in iter_events(reply.aiter_bytes()):
+                    seen.append(msg := orjson.loads(event.data))
+                    if msg.get("method") == "sampling/createMessage":
+                        accepted = await client.post({"jsonrpc": "2.0", "id": msg["id"], "result": answer})
+                        assert accepted.status_code == 202
+    asked, response = seen
+    assert asked["params"]["messages"] == [{"role": "user", "content": {"type": "text", "text": "ü"}}]
+    assert asked["params"]["maxTokens"] == 100
+    assert str(asked["id"]).startswith("mcpmux-")
+    assert response["id"] == 1
+    assert json.loads(response["result"]["content"][0]["text"]) == answer
