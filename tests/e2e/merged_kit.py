@@ -1,0 +1,70 @@
+"""What the merged-endpoint tests share: fixture upstreams that collide, and listings that follow cursors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import mcp_types as types
+
+from harness import fixture_server
+
+PUBLISHED_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_PAGES = 100
+# list kind -> (SDK method, result attribute)
+LISTINGS = {
+    "tools": ("list_tools", "tools"),
+    "prompts": ("list_prompts", "prompts"),
+    "resources": ("list_resources", "resources"),
+    "resourceTemplates": ("list_resource_templates", "resource_templates"),
+}
+
+
+def colliding_server(*extra: str, **options: Any) -> dict[str, Any]:
+    """The everything fixture without a tool prefix: two of them collide on every tool and prompt name."""
+    entry = fixture_server("", *extra)
+    if options:
+        entry["options"] = options
+    return entry
+
+
+async def list_pages(session: Any, kind: str) -> list[list[Any]]:
+    """Every page of a listing through the SDK client, following nextCursor (at most MAX_PAGES)."""
+    method, attribute = LISTINGS[kind]
+    pages: list[list[Any]] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        result = await getattr(session, method)(params=params)
+        pages.append(list(getattr(result, attribute)))
+        cursor = result.next_cursor
+        if not cursor:
+            return pages
+    raise AssertionError(f"{kind}: still a nextCursor after {MAX_PAGES} pages")
+
+
+async def list_all(session: Any, kind: str) -> list[Any]:
+    return [item for page in await list_pages(session, kind) for item in page]
+
+
+async def names_of(session: Any, kind: str = "tools") -> list[str]:
+    return [item.name for item in await list_all(session, kind)]
+
+
+async def raw_list_all(client: Any, method: str, key: str) -> list[dict[str, Any]]:
+    """Every item of a listing through a relay_kit raw client, following nextCursor."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {}
+    for _ in range(MAX_PAGES):
+        result = await client.result(method, params)
+        items += result[key]
+        if not result.get("nextCursor"):
+            return items
+        params = {"cursor": result["nextCursor"]}
+    raise AssertionError(f"{method}: still a nextCursor after {MAX_PAGES} pages")
+
+
+async def pid_of(session: Any, tool: str = "whoami") -> int:
+    result = await session.call_tool(tool)
+    assert not result.is_error, result
+    return int(result.structured_content["pid"])
