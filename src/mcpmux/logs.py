@@ -31,7 +31,10 @@ EXTRA_FIELDS = (
     "attempt",
     "state",
     "transport",
+    "error_code",
+    "trace_id",
 )
+ACCESS_LOG = logging.getLogger("mcpmux.access")
 NOISY_LOGGERS = ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp")
 _LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
@@ -95,3 +98,43 @@ def setup_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | No
     noisy_level = logging.NOTSET if numeric_level <= logging.DEBUG else max(logging.WARNING, numeric_level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(noisy_level)
+
+
+def log_request(
+    stats: Any,
+    session: str,
+    request_id: Any,
+    response: dict[str, Any] | None,
+    seconds: float,
+    span: Any = None,
+) -> None:
+    """The access line of one JSON-RPC request (only for routes with `logEnabled`).
+
+    Text: `<route> <method> [<tool> ]id=<id> ok|error <code> <ms>ms session=<id>`; JSON adds the fields.
+    `stats` is the request's `RequestStats` (route, server, method and tool labels).
+    """
+    if not ACCESS_LOG.isEnabledFor(logging.INFO):
+        return
+    error = response.get("error") if response is not None else {"code": None}
+    code = error.get("code") if isinstance(error, dict) else None
+    outcome = "ok" if error is None else f"error {code}"
+    duration_ms = seconds * 1000
+    extra: dict[str, Any] = {
+        "route": stats.route,
+        "server": stats.server or None,
+        "session": session,
+        "request_id": request_id,
+        "method": stats.method,
+        "tool": stats.tool or None,
+        "status": "ok" if error is None else "error",
+        "duration_ms": round(duration_ms, 3),
+    }
+    if error is not None:
+        extra["error_code"] = code
+    if span is not None:
+        extra["trace_id"] = format(span.get_span_context().trace_id, "032x")
+    tool = f"{stats.tool} " if stats.tool else ""
+    ACCESS_LOG.info(
+        "%s %s %sid=%s %s %.1fms session=%s",
+        stats.route, stats.method, tool, request_id, outcome, duration_ms, session, extra=extra,
+    )  # fmt: skip

@@ -129,6 +129,15 @@ class MergedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """OpenTelemetry tracing (`mcpProxy.tracing`, or `--otel`); off unless enabled."""
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    service_name: str = "mcpmux"
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     """The whole configuration: `mcpProxy` plus servers, groups and the merged endpoint."""
 
@@ -145,6 +154,7 @@ class ProxyConfig:
     allowed_origins: tuple[str, ...] = ()  # extra Origin values accepted besides the derived ones
     max_request_bytes: int = 4 * 1024 * 1024
     source: str = "config.json"
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def enabled_servers(self) -> dict[str, ServerConfig]:

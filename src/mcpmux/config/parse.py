@@ -34,6 +34,7 @@ from mcpmux.config.model import (
     ProxyConfig,
     ServerConfig,
     TokenScope,
+    TracingConfig,
 )
 from mcpmux.config.options import (
     OPTION_KEYS,
@@ -49,9 +50,11 @@ from mcpmux.errors import ConfigError
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options"),
-    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes"),
+    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing"),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled")
+TRACING_KEYS = ("enabled", "exporter", "serviceName")
+TRACING_EXPORTERS = ("otlp", "console", "none")
 GROUP_KEYS = ("servers", "options")
 GROUP_OPTION_KEYS = ("authTokens", "logEnabled")
 GROUP_MEMBER_KEYS = ("toolFilter",)
@@ -101,6 +104,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         merged=_merged_endpoint(proxy, inherited),
         groups=_groups(root, servers, inherited),
         source=diag.source,
+        tracing=_tracing(proxy),
     )
 
 
@@ -208,6 +212,25 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
         separator=separator or "__",
         auth_tokens=tokens if own_tokens is None else own_tokens,
         log_enabled=log_enabled if own_log is None else own_log,
+    )
+
+
+def _tracing(proxy: JsonObject) -> TracingConfig:
+    """`"tracing": true` or `{"enabled": true, "exporter": "otlp|console|none", "serviceName": …}`."""
+    value = proxy.get("tracing")
+    if isinstance(value, bool):
+        return TracingConfig(enabled=value)
+    tracing = proxy.object("tracing", TRACING_KEYS)
+    if tracing is None:
+        return TracingConfig()
+    exporter = tracing.read("exporter", as_string)
+    if exporter is not None and exporter not in TRACING_EXPORTERS:
+        raise tracing.diag.error(tracing.path_of("exporter"), 'expected "otlp", "console" or "none"')
+    enabled = tracing.read("enabled", as_bool)
+    return TracingConfig(
+        enabled=True if enabled is None else enabled,
+        exporter=exporter or "otlp",  # type: ignore[arg-type]
+        service_name=tracing.read("serviceName", as_string) or "mcpmux",
     )
 
 

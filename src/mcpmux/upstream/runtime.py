@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ProxyConfig, ServerConfig
 from ..core.backoff import Backoff
+from ..core.counters import Traffic
 from ..core.toolfilter import NameFilter
 from ..errors import UpstreamError
 from ..jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Message, error_response, notification, result_response
@@ -56,6 +57,7 @@ class ServerRuntime:
         self.state = "stopped"
         self.last_error: str | None = None
         self.restarts = 0
+        self.traffic = Traffic()  # messages over this server's connections, for /metrics
         self.connected_at: float | None = None
         self.session: UpstreamSession | None = None
         self.tools: list[dict[str, Any]] = []
@@ -130,8 +132,8 @@ class ServerRuntime:
         log.info("%s Connecting", self.name, extra={"server": self.name, "state": "connecting"})
         connected = False
         try:
-            async with open_connection(self.config, session.receive) as conn:
-                session.connection = conn
+            async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
+                session.connection = self.traffic.connection(conn)
                 await self._handshake(session)
                 await self._load_catalog(session)
                 self.session = session
@@ -386,8 +388,8 @@ class ServerRuntime:
         with anyio.CancelScope() as scope:
             client.upstream_scopes[self.name] = scope
             try:
-                async with open_connection(self.config, session.receive) as conn:
-                    session.connection = conn
+                async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
+                    session.connection = self.traffic.connection(conn)
                     with anyio.fail_after(self.options.connect_timeout_seconds + 1):
                         await session.initialize(params, self.options.connect_timeout_seconds)
                     task_status.started(session)

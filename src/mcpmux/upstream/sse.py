@@ -12,6 +12,7 @@ import anyio
 import httpx2
 import orjson
 
+from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
@@ -47,10 +48,11 @@ class SseConnection:
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed or self.endpoint is None:
             raise UpstreamUnavailableError(self.name, self._reason or "not connected")
+        headers = {"content-type": "application/json"}
+        if tracing.active:
+            headers.update(tracing.http_headers(msg))
         try:
-            resp = await self.client.post(
-                self.endpoint, content=orjson.dumps(msg), headers={"content-type": "application/json"}
-            )
+            resp = await self.client.post(self.endpoint, content=orjson.dumps(msg), headers=headers)
         except httpx2.HTTPError as exc:
             raise UpstreamUnavailableError(
                 self.name, f"cannot reach {self.endpoint}: {describe(exc)}"

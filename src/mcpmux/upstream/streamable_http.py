@@ -12,6 +12,7 @@ import httpx2
 import orjson
 from anyio.abc import TaskGroup
 
+from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response
@@ -98,10 +99,11 @@ class StreamableHttpConnection:
     async def _post(self, msg: Message, related: Any) -> bool:
         """POST one message; deliver what comes back; return whether a response to it arrived."""
         body = orjson.dumps(msg)
+        headers = self._headers("application/json, text/event-stream")
+        if tracing.active:
+            headers.update(tracing.http_headers(msg))
         try:
-            async with self.client.stream(
-                "POST", self.url, content=body, headers=self._headers("application/json, text/event-stream")
-            ) as resp:
+            async with self.client.stream("POST", self.url, content=body, headers=headers) as resp:
                 return await self._read_reply(msg, resp, related)
         except httpx2.HTTPError as exc:
             raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None

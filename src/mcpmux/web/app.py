@@ -10,9 +10,13 @@ from urllib.parse import urlsplit
 from ..core.auth import token_from_authorization
 from ..core.hostcheck import HostPolicy
 from ..relay.route import Route
+from ..tracing import open_tracing
 from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
+from .metrics import MetricsEndpoint
 from .sse import handle_sse_message, handle_sse_stream
+from .status import StatusEndpoints
 from .streamable import handle_streamable
+from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
     from ..proxy import Proxy
@@ -39,6 +43,9 @@ class ProxyApp:
         self.extra: dict[
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
+        self.telemetry = Telemetry(open_tracing(proxy.config))
+        self.status = StatusEndpoints(self)
+        self.metrics = MetricsEndpoint(self, self.telemetry)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -55,7 +62,8 @@ class ProxyApp:
             table[f"{base}{prefix}/mcp"] = ("mcp", route)
             table[f"{base}{prefix}/sse"] = ("sse", (route, f"{public}{prefix}/message"))
             table[f"{base}{prefix}/message"] = ("message", route)
-        for path, handler in self.extra.items():
+        operator = {**self.status.table(base), "/metrics": self.metrics}
+        for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)
         self.table = table
         self.hosts = HostPolicy(config.addr, config.base_url, config.allowed_hosts, config.allowed_origins)
@@ -109,14 +117,14 @@ class ProxyApp:
                 return
         limit = self.proxy.config.max_request_bytes
         if kind == "mcp":
-            await handle_streamable(route, scope, receive, send, headers, token, limit)
+            await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)
         elif kind == "sse":
             if scope["method"] != "GET":
                 await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
                 return
             await handle_sse_stream(route, target[1], receive, send, token)
         else:
-            await handle_sse_message(route, scope, receive, send, headers, token, limit)
+            await handle_sse_message(route, scope, receive, send, headers, token, limit, self.telemetry)
 
     async def _logged(
         self,
@@ -140,20 +148,22 @@ class ProxyApp:
             await self._serve(kind, target, route, scope, receive, send_and_record, headers)
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s %s %d %.1fms",
-                route.name,
-                scope["method"],
-                scope["path"],
-                status[0],
-                duration_ms,
-                extra={
-                    "route": route.name,
-                    "status": status[0],
-                    "duration_ms": round(duration_ms, 3),
-                    "session": headers.session_id,
-                },
-            )
+            # an answered JSON-RPC request (POST, 200) was logged by Telemetry with its fields
+            if scope["method"] != "POST" or status[0] != 200:
+                access_log.info(
+                    "%s %s %s %d %.1fms",
+                    route_label(route),
+                    scope["method"],
+                    scope["path"],
+                    status[0],
+                    duration_ms,
+                    extra={
+                        "route": route.name,
+                        "status": status[0],
+                        "duration_ms": round(duration_ms, 3),
+                        "session": headers.session_id,
+                    },
+                )
 
     async def _healthz(self, send: Send) -> None:
         config = self.proxy.config

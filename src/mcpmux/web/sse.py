@@ -25,6 +25,7 @@ from .asgi import (
     sse_event,
 )
 from .streamable import pump_outbox
+from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
 
@@ -76,6 +77,7 @@ async def handle_sse_message(
     headers: RequestHeaders,
     token: TokenScope | None,
     limit: int,
+    telemetry: Telemetry,
 ) -> None:
     """POST …/message?sessionId=…: accept a message for a session's stream."""
     if scope["method"] != "POST":
@@ -105,12 +107,14 @@ async def handle_sse_message(
     elif "id" not in msg:
         client.task_group.start_soon(route.handle_notification, client, msg)
     else:
-        client.task_group.start_soon(_serve_request, route, client, msg)
+        client.task_group.start_soon(_serve_request, route, client, msg, telemetry)
 
 
-async def _serve_request(route: Route, client: ClientSession, msg: dict[str, Any]) -> None:
+async def _serve_request(
+    route: Route, client: ClientSession, msg: dict[str, Any], telemetry: Telemetry
+) -> None:
     try:
-        response = await route.handle_request(client, msg, StreamExchange(client, msg["id"]))
+        response = await telemetry.relay(route, client, msg, StreamExchange(client, msg["id"]))
     except Exception as exc:  # task boundary: the session's stream must survive one bad request
         log.exception("%s: request %s failed", route.name, msg.get("method"))
         response = error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")

@@ -25,6 +25,7 @@ from .asgi import (
     send_json,
     sse_event,
 )
+from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
 
@@ -87,10 +88,11 @@ async def handle_streamable(
     headers: RequestHeaders,
     token: TokenScope | None,
     limit: int,
+    telemetry: Telemetry,
 ) -> None:
     method = scope["method"]
     if method == "POST":
-        await _post(route, receive, send, headers, token, limit)
+        await _post(route, receive, send, headers, token, limit, telemetry)
     elif method == "GET":
         await _get(route, receive, send, headers, token)
     elif method == "DELETE":
@@ -112,7 +114,13 @@ def _session(route: Route, headers: RequestHeaders, token: TokenScope | None) ->
 
 
 async def _post(
-    route: Route, receive: Receive, send: Send, headers: RequestHeaders, token: TokenScope | None, limit: int
+    route: Route,
+    receive: Receive,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    limit: int,
+    telemetry: Telemetry,
 ) -> None:
     if b"json" not in headers.content_type:
         await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
@@ -133,7 +141,7 @@ async def _post(
         await send_json(send, 400, error_response(None, exc.code, str(exc)))
         return
     if msg.get("method") == "initialize" and "id" in msg:
-        await _initialize(route, msg, send, headers, token)
+        await _initialize(route, msg, send, headers, token, telemetry)
         return
     if not headers.session_id and (
         headers.protocol_version in MODERN_VERSIONS or msg.get("method") == "server/discover"
@@ -167,7 +175,7 @@ async def _post(
         await route.handle_notification(client, msg)
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
-        response = await route.handle_request(client, msg, exchange)
+        response = await telemetry.relay(route, client, msg, exchange)
         await exchange.finish(response)
 
 
@@ -184,7 +192,12 @@ def prefers_sse(accept: bytes) -> bool:
 
 
 async def _initialize(
-    route: Route, msg: dict[str, Any], send: Send, headers: RequestHeaders, token: TokenScope | None
+    route: Route,
+    msg: dict[str, Any],
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    telemetry: Telemetry,
 ) -> None:
     reason = route.unavailable_reason()
     if reason is not None:
@@ -192,7 +205,7 @@ async def _initialize(
         return
     client = route.new_session(token)
     exchange = PostExchange(client, msg["id"], send, client.id.encode())
-    response = await route.handle_request(client, msg, exchange)
+    response = await telemetry.relay(route, client, msg, exchange)
     if "error" in response:
         await route.close_session(client)
         await send_json(send, 200, response)

@@ -1,0 +1,139 @@
+"""`GET /metrics`: Prometheus text built at scrape time from the proxy's own counters and state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from ..core.counters import KINDS
+from .asgi import Receive, RequestHeaders, Scope, Send, send_bytes
+from .operator import authorized
+from .telemetry import Telemetry, route_label
+
+if TYPE_CHECKING:
+    from ..proxy import Proxy
+
+REQUEST_LABELS = ["route", "server", "method", "tool"]
+STATES = ("idle", "connecting", "ready", "unhealthy", "restarting", "failed", "stopped")
+# A server-to-client request arrives from the upstream as a request; name it for what it is.
+RECEIVED_KINDS = ("server_request", "notification", "response")
+
+
+class ProxyCollector(Collector):
+    """Reads `Telemetry.stats`, the routes' sessions and the runtimes' state on every scrape."""
+
+    def __init__(self, proxy: Any, telemetry: Telemetry) -> None:
+        self.proxy = proxy  # anything with `.proxy` (the app, across reloads) or the Proxy itself
+        self.telemetry = telemetry
+
+    def _current(self) -> Proxy:
+        return getattr(self.proxy, "proxy", self.proxy)  # type: ignore[no-any-return]
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        proxy = self._current()
+        yield from self._routes(proxy)
+        yield from self._upstreams(proxy)
+
+    def _requests(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily("mcpmux_requests", "JSON-RPC requests answered", labels=REQUEST_LABELS)
+        errors = CounterMetricFamily(
+            "mcpmux_request_errors", "JSON-RPC requests answered with an error", labels=REQUEST_LABELS
+        )
+        latency = HistogramMetricFamily(
+            "mcpmux_request_duration_seconds", "Time to answer a JSON-RPC request", labels=REQUEST_LABELS
+        )
+        for stats in list(self.telemetry.stats.values()):
+            labels = [stats.route, stats.server, stats.method, stats.tool]
+            calls.add_metric(labels, stats.calls)
+            errors.add_metric(labels, stats.errors)
+            buckets = [(_bound(b), n) for b, n in stats.cumulative_buckets()]
+            latency.add_metric(labels, buckets, stats.seconds)
+        yield from (calls, errors, latency)
+
+    def _routes(self, proxy: Proxy) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily(
+            "mcpmux_sessions_active", "Downstream client sessions open", labels=["route"]
+        )
+        in_flight = GaugeMetricFamily(
+            "mcpmux_requests_in_flight", "Downstream requests being answered", labels=["route"]
+        )
+        active: dict[str, int] = {}
+        for stats in list(self.telemetry.stats.values()):
+            active[stats.route] = active.get(stats.route, 0) + stats.active
+        for route in list(proxy.routes.values()):
+            label = route_label(route)
+            sessions.add_metric([label], len(route.sessions))
+            in_flight.add_metric([label], active.get(label, 0))
+        yield from (sessions, in_flight)
+
+    def _upstreams(self, proxy: Proxy) -> Iterator[Metric]:
+        up = GaugeMetricFamily("mcpmux_upstream_up", "1 when the server is connected", labels=["server"])
+        state = GaugeMetricFamily(
+            "mcpmux_upstream_state", "1 for the server's current state", labels=["server", "state"]
+        )
+        restarts = CounterMetricFamily(
+            "mcpmux_upstream_restarts", "Times the server's connection was restarted", labels=["server"]
+        )
+        tools = GaugeMetricFamily("mcpmux_upstream_tools", "Tools the server lists", labels=["server"])
+        pending = GaugeMetricFamily(
+            "mcpmux_upstream_requests_in_flight",
+            "Requests sent upstream, not yet answered",
+            labels=["server"],
+        )
+        messages = CounterMetricFamily(
+            "mcpmux_messages",
+            "Messages relayed over upstream connections, by direction and kind",
+            labels=["server", "direction", "kind"],
+        )
+        for name, runtime in list(proxy.runtimes.items()):
+            up.add_metric([name], 1 if runtime.ready else 0)
+            for known in (*STATES, *(() if runtime.state in STATES else (runtime.state,))):
+                state.add_metric([name, known], 1 if runtime.state == known else 0)
+            restarts.add_metric([name], runtime.restarts)
+            tools.add_metric([name], len(runtime.tools))
+            pending.add_metric([name], _pending(runtime, proxy))
+            traffic = getattr(runtime, "traffic", None)
+            if traffic is not None:
+                for kind, count in zip(KINDS, traffic.sent, strict=True):
+                    messages.add_metric([name, "to_upstream", kind], count)
+                for kind, count in zip(RECEIVED_KINDS, traffic.received, strict=True):
+                    messages.add_metric([name, "from_upstream", kind], count)
+        yield from (up, state, restarts, tools, pending, messages)
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def _pending(runtime: Any, proxy: Proxy) -> int:
+    """Requests waiting on the shared session and on every client's private session of this server."""
+    count = len(runtime.session.pending) if runtime.session is not None else 0
+    for route in list(proxy.routes.values()):
+        for client in list(route.sessions.values()):
+            private = client.upstreams.get(runtime.name)
+            if private is not None:
+                count += len(private.pending)
+    return count
+
+
+class MetricsEndpoint:
+    """`GET /metrics` on a registry of its own (never the process-global one)."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ProxyCollector(app, telemetry))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+        if not await authorized(self.app.proxy.config, headers, send):
+            return
+        await send_bytes(send, 200, self.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])

@@ -1,0 +1,179 @@
+"""`{base}/_status`: the status page (static HTML/CSS/JS from package data) and its JSON API."""
+
+from __future__ import annotations
+
+import html
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+
+from ..clientconfig import client_config, merged_entry_name
+from ..relay.server_route import apply_override
+from .asgi import JSON_TYPE, Receive, RequestHeaders, Scope, Send, send_bytes, send_error
+from .operator import authorized
+from .telemetry import tool_count
+
+if TYPE_CHECKING:
+    from ..config.model import ProxyConfig
+    from ..proxy import Proxy
+
+_PATH_SAFE = "/!$&'()*+,;=:@"
+PAGE_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+]
+ASSETS = {"status.css": b"text/css; charset=utf-8", "status.js": b"text/javascript; charset=utf-8"}
+
+
+def _static(name: str) -> bytes:
+    return resources.files("mcpmux.web").joinpath("static", name).read_bytes()
+
+
+def route_urls(base_url: str, name: str) -> dict[str, str]:
+    prefix = f"/{quote(name, safe=_PATH_SAFE)}" if name else ""
+    return {"mcp": f"{base_url}{prefix}/mcp", "sse": f"{base_url}{prefix}/sse"}
+
+
+def presented_tools(runtime: Any) -> list[dict[str, Any]]:
+    """The server's tools as its own route lists them: filtered, overrides applied."""
+    overrides = runtime.options.tool_overrides
+    tools = []
+    for tool in runtime.tools:
+        name = str(tool.get("name"))
+        if not runtime.tool_filter.allows(name):
+            continue
+        if name in overrides:
+            tool = apply_override(tool, overrides[name])
+        tools.append(
+            {"name": tool.get("name"), "title": tool.get("title"), "description": tool.get("description")}
+        )
+    return tools
+
+
+def status_snapshot(proxy: Proxy) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data."""
+    config = proxy.config
+    base_url = config.base_url.rstrip("/")
+    entries = client_config(config)["mcpServers"]
+    servers = []
+    for name, server in config.servers.items():
+        runtime = proxy.runtimes.get(name)
+        route = proxy.routes.get(name)
+        item: dict[str, Any] = {
+            "name": name,
+            "transport": server.transport,
+            "urls": route_urls(base_url, name),
+            "clientConfig": {"mcpServers": {name: entries[name]}} if name in entries else None,
+        }
+        if runtime is None:
+            item.update(state="disabled", ready=False, uptimeSeconds=0, restarts=0, lastError=None, tools=[])
+        else:
+            item.update(_runtime_status(runtime))
+        item["sessions"] = len(route.sessions) if route is not None else 0
+        servers.append(item)
+    return {
+        "name": config.name,
+        "version": config.version,
+        "baseURL": base_url,
+        "time": time.time(),
+        "servers": servers,
+        "merged": _merged(proxy, base_url, entries),
+        "groups": [_group(proxy, name, base_url, entries) for name in config.groups],
+    }
+
+
+def _runtime_status(runtime: Any) -> dict[str, Any]:
+    status = runtime.status()
+    return {
+        "state": status.get("state", runtime.state),
+        "ready": bool(runtime.ready),
+        "uptimeSeconds": status.get("uptime_seconds", 0),
+        "restarts": status.get("restarts", runtime.restarts),
+        "lastError": status.get("last_error", runtime.last_error),
+        "tools": presented_tools(runtime),
+    }
+
+
+def _merged(proxy: Proxy, base_url: str, entries: dict[str, Any]) -> dict[str, Any]:
+    config = proxy.config
+    route = proxy.routes.get("")
+    key = merged_entry_name(config)
+    return {
+        "enabled": config.merged.enabled,
+        "name": key,
+        "urls": route_urls(base_url, ""),
+        "servers": list(proxy.runtimes),
+        "tools": tool_count(route),
+        "sessions": len(route.sessions) if route is not None else 0,
+        "clientConfig": {"mcpServers": {key: entries[key]}} if key in entries else None,
+    }
+
+
+def _group(proxy: Proxy, name: str, base_url: str, entries: dict[str, Any]) -> dict[str, Any]:
+    group = proxy.config.groups[name]
+    route = proxy.routes.get(name)
+    return {
+        "name": name,
+        "urls": route_urls(base_url, name),
+        "servers": [member.server for member in group.members],
+        "tools": tool_count(route),
+        "sessions": len(route.sessions) if route is not None else 0,
+        "clientConfig": {"mcpServers": {name: entries[name]}} if name in entries else None,
+    }
+
+
+def render_page(config: ProxyConfig, base: str) -> bytes:
+    """The HTML shell with its asset and API paths filled in; it holds no data."""
+    page = _static("status.html").decode()
+    page = page.replace("%BASE%", html.escape(base, quote=True)).replace("%NAME%", html.escape(config.name))
+    return page.encode()
+
+
+class StatusEndpoints:
+    """The page, its two assets and `api` (the only part that needs a token)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app  # read `app.proxy` per request: a reload swaps the proxy
+        self.assets = {name: _static(name) for name in ASSETS}
+
+    def table(self, base: str) -> dict[str, Any]:
+        """Paths under `{base}/_status`; built at start and after every reload."""
+        prefix = f"{base}/_status"
+        return {
+            prefix: self._page(render_page(self.app.proxy.config, base)),
+            f"{prefix}/api": self.api,
+            **{f"{prefix}/{name}": self._asset(name) for name in ASSETS},
+        }
+
+    @staticmethod
+    def _page(body: bytes) -> Any:
+        async def serve(scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+            if scope["method"] not in ("GET", "HEAD"):
+                await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
+                return
+            await send_bytes(send, 200, body, [(b"content-type", b"text/html; charset=utf-8"), *PAGE_HEADERS])
+
+        return serve
+
+    def _asset(self, name: str) -> Any:
+        async def serve(scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+            await send_bytes(send, 200, self.assets[name], [(b"content-type", ASSETS[name]), *PAGE_HEADERS])
+
+        return serve
+
+    async def api(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+        proxy = self.app.proxy
+        if not await authorized(proxy.config, headers, send):
+            return
+        body = orjson.dumps(status_snapshot(proxy))
+        await send_bytes(send, 200, body, [JSON_TYPE, (b"cache-control", b"no-store")])

@@ -1,0 +1,113 @@
+"""What the faces call for every JSON-RPC request: counts and latency, the access log, the optional span."""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from ..core.counters import RequestStats
+from ..logs import log_request
+
+if TYPE_CHECKING:
+    from ..relay.client import ClientSession
+    from ..relay.route import Route
+    from ..tracing import Tracing
+
+MERGED_ROUTE_LABEL = "_merged"  # route names never start with "_"
+OTHER_LABEL = "_other"
+MAX_SERIES = 2000  # distinct (route, method, tool) keys; past it new ones share one series
+
+
+def route_label(route: Route) -> str:
+    return route.name or MERGED_ROUTE_LABEL
+
+
+def server_of(route: Any, method: str, tool: str) -> str:
+    """The server a route sends this request to, when one server is known ("" for fan-out/local)."""
+    runtime = getattr(route, "runtime", None)
+    if runtime is not None:
+        return str(runtime.name)
+    if method == "tools/call":
+        tools = getattr(getattr(route, "catalog", None), "tools", None)  # a merged route's published tools
+        target = tools.get(tool) if isinstance(tools, dict) else None
+        if target is not None:
+            return str(target.server)
+    return ""
+
+
+def tool_count(route: Any) -> int:
+    """How many tools a merged route publishes."""
+    tools = getattr(getattr(route, "catalog", None), "tools", None)
+    return len(tools) if isinstance(tools, dict) else 0
+
+
+class Telemetry:
+    """Per-request instrumentation shared by every route; `stats` is what /metrics exposes."""
+
+    def __init__(self, tracing: Tracing | None = None) -> None:
+        self.stats: dict[tuple[str, str, str], RequestStats] = {}
+        self.tracing = tracing
+
+    def stats_for(self, route: Route, method: str, tool: str) -> RequestStats:
+        key = (route.name, method, tool)
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self._new_stats(route, key)
+        return stats
+
+    def _new_stats(self, route: Route, key: tuple[str, str, str]) -> RequestStats:
+        if len(self.stats) >= MAX_SERIES:  # clients choose methods and tool names: bound the series
+            key = (route.name, OTHER_LABEL, "")
+            stats = self.stats.get(key)
+            if stats is not None:
+                return stats
+        _, method, tool = key
+        stats = RequestStats(route_label(route), server_of(route, method, tool), method, tool)
+        self.stats[key] = stats
+        return stats
+
+    async def relay(
+        self, route: Route, client: ClientSession, msg: dict[str, Any], exchange: Any
+    ) -> dict[str, Any]:
+        """`route.handle_request`, measured; the response it returns."""
+        method = msg["method"]
+        tool = ""
+        if method == "tools/call":
+            params = msg.get("params")
+            if type(params) is dict:
+                name = params.get("name")
+                tool = name if type(name) is str else ""
+        key = (route.name, method, tool)
+        stats = self.stats.get(key) or self._new_stats(route, key)
+        if self.tracing is not None:
+            return await self._relay_traced(route, client, msg, exchange, stats)
+        stats.active += 1
+        started = perf_counter()
+        try:
+            response = await route.handle_request(client, msg, exchange)
+        except BaseException:
+            stats.finish(perf_counter() - started, True)
+            raise
+        seconds = perf_counter() - started
+        stats.finish(seconds, "error" in response)
+        if route.log_enabled:
+            log_request(stats, client.id, msg.get("id"), response, seconds)
+        return response
+
+    async def _relay_traced(
+        self, route: Route, client: ClientSession, msg: dict[str, Any], exchange: Any, stats: RequestStats
+    ) -> dict[str, Any]:
+        assert self.tracing is not None
+        span = self.tracing.start(msg, stats, client.id)
+        stats.active += 1
+        started = perf_counter()
+        response: dict[str, Any] | None = None
+        try:
+            response = await route.handle_request(client, msg, exchange)
+        finally:
+            seconds = perf_counter() - started
+            stats.finish(seconds, response is None or "error" in response)
+            self.tracing.end(span, response)
+        if route.log_enabled:
+            log_request(stats, client.id, msg.get("id"), response, seconds, span)
+        return response
