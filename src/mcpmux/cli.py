@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -45,6 +46,7 @@ GLOBAL_FLAGS = (
     Flag("insecure", "bool", "skip TLS certificate verification for a remote config", False),
     Flag("log-level", "str", "debug, info, warning or error", "info", metavar="level"),
     Flag("log-format", "str", "text or json", "text", metavar="format"),
+    Flag("otel", "bool", "trace requests with OpenTelemetry, like mcpProxy.tracing", False),
     Flag("listen-fd", "int", "serve on an already-bound listening socket inherited as this fd", metavar="fd"),
     Flag("print-client-config", "bool", "print the MCP client config (JSON) for this proxy and exit", False),
     Flag("version", "bool", "print version and exit", False),
@@ -70,6 +72,7 @@ class CliArgs:
     log_level: str = "info"
     log_format: str = "text"
     listen_fd: int | None = None
+    otel: bool = False
     print_client_config: bool = False
     version: bool = False
     help: bool = False
@@ -183,7 +186,7 @@ def parse_http_headers(text: str | None) -> dict[str, str]:
 
 def config_loader(args: CliArgs) -> Callable[[], ProxyConfig]:
     """A zero-argument loader: the same source and options each time (also used to reload)."""
-    return functools.partial(
+    load = functools.partial(
         load_config,
         args.config,
         expand_env=args.expand_env,
@@ -192,6 +195,13 @@ def config_loader(args: CliArgs) -> Callable[[], ProxyConfig]:
         insecure=args.insecure,
         env_file=args.env_file,
     )
+    return functools.partial(with_tracing, load) if args.otel else load
+
+
+def with_tracing(load: Callable[[], ProxyConfig]) -> ProxyConfig:
+    """`--otel`: the loaded config with tracing on (its exporter settings kept)."""
+    config = load()
+    return dataclasses.replace(config, tracing=dataclasses.replace(config.tracing, enabled=True))
 
 
 def print_client_config(config: ProxyConfig, args: CliArgs) -> int:
