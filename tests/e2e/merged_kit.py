@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import mcp_types as types
+from relay_kit import RawHttp
 
 from harness import fixture_server
 
@@ -68,3 +72,16 @@ async def pid_of(session: Any, tool: str = "whoami") -> int:
     result = await session.call_tool(tool)
     assert not result.is_error, result
     return int(result.structured_content["pid"])
+
+
+@asynccontextmanager
+async def raw_client(url: str, token: str | None = None) -> AsyncIterator[RawHttp]:
+    """An initialized relay_kit `RawHttp` session that sends `token` (deleted on exit)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(20, read=None)) as http:
+        client = RawHttp(http, url)
+        await client.initialize()
+        try:
+            yield client
+        finally:
+            await client.delete()
