@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import quote
 
 from mcpmux.config.model import ProxyConfig, TokenScope
+from mcpmux.core.toolfilter import scope_allows
 
 # Claude's configs call streamable HTTP "http"; the path suffix is the route's endpoint for that transport.
 _CLIENT_TYPES = {"sse": ("sse", "/sse"), "streamable-http": ("http", "/mcp")}
@@ -27,15 +27,22 @@ def client_config(
     client_type, suffix = _CLIENT_TYPES[_transport_name(transport or config.type)]
     base_url = config.base_url.rstrip("/")
     entries: dict[str, dict[str, Any]] = {}
-    for name, server in config.enabled_servers.items():
+    enabled = config.enabled_servers
+    for name, server in enabled.items():
         entries[name] = _entry(
-            client_type, _route_url(base_url, name, suffix), server.options.auth_tokens, name
+            client_type, _route_url(base_url, name, suffix), server.options.auth_tokens, [name]
         )
-    if config.merged.enabled:
+    if config.merged.enabled and enabled:
         merged_key = merged_entry_name(config)
-        entries[merged_key] = _entry(client_type, f"{base_url}{suffix}", config.merged.auth_tokens, None)
+        entries[merged_key] = _entry(
+            client_type, f"{base_url}{suffix}", config.merged.auth_tokens, list(enabled)
+        )
     for name, group in config.groups.items():
-        entries[name] = _entry(client_type, _route_url(base_url, name, suffix), group.auth_tokens, name)
+        members = [m.server for m in group.members if m.server in enabled]
+        if members:
+            entries[name] = _entry(
+                client_type, _route_url(base_url, name, suffix), group.auth_tokens, members
+            )
     return {"mcpServers": _select(entries, servers)}
 
 
@@ -60,24 +67,39 @@ def _select(entries: dict[str, dict[str, Any]], names: Sequence[str] | None) -> 
     return {name: entries[name] for name in names}
 
 
-def _entry(client_type: str, url: str, tokens: Sequence[TokenScope], route: str | None) -> dict[str, Any]:
+def _entry(
+    client_type: str, url: str, tokens: Sequence[TokenScope], servers: Sequence[str]
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": client_type, "url": url}
-    token = pick_token(tokens, route)
+    token = pick_token(tokens, servers)
     if token is not None:
         entry["headers"] = {"Authorization": f"Bearer {token}"}
     return entry
 
 
-def pick_token(tokens: Sequence[TokenScope], route: str | None) -> str | None:
-    """The first token that may use this route (the first one at all if none is scoped to it).
+def pick_token(tokens: Sequence[TokenScope], servers: Sequence[str]) -> str | None:
+    """The token that gives the most on a route serving `servers`: the first that reaches every one of
+    them with every tool, else the first that reaches all of them, else the first that reaches any.
 
     Options are already inherited, so a server's tokens are its own or else the defaults; none means
-    auth is off and no header is written.
+    auth is off and no header is written. A token that reaches none of the servers would get 401 there,
+    so it is never written.
     """
-    for scope in tokens:
-        if route is None or not scope.servers or any(fnmatchcase(route, p) for p in scope.servers):
-            return scope.token
-    return tokens[0].token if tokens else None
+
+    def reach(scope: TokenScope) -> int:
+        reached = sum(1 for server in servers if scope_allows(scope, server, None))
+        if not reached:
+            return 0
+        return (
+            3
+            if reached == len(servers) and scope.tool_filter is None
+            else 2
+            if reached == len(servers)
+            else 1
+        )
+
+    best = max(tokens, key=reach, default=None)  # max keeps the first of equals
+    return best.token if best is not None and reach(best) else None
 
 
 def merged_entry_name(config: ProxyConfig) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 
 import anyio
@@ -10,7 +12,7 @@ import pytest
 from merged_kit import colliding_server, names_of, pid_of, raw_client
 from relay_kit import raw_http
 
-from harness import ProxyProcess, mcp_client, running_proxy
+from harness import ROOT, ProxyProcess, mcp_client, running_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -88,3 +90,18 @@ async def test_a_group_with_its_own_tokens_refuses_others(proxy: ProxyProcess) -
             names = await names_of(ops)
     assert refused.status_code == 401
     assert sorted(names) == ["c__echo", "c__slow"]  # c's own toolFilter applies in groups too
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_the_exported_client_config_reaches_the_merged_endpoint_and_each_group(
+    proxy: ProxyProcess, face: str
+) -> None:
+    command = [sys.executable, "-m", "mcpmux", "client-config", "--config", str(proxy.config_path)]
+    exported = await anyio.run_process([*command, "--type", FACES[face]], cwd=ROOT)
+    entries = json.loads(exported.stdout)["mcpServers"]
+    assert set(entries) == {"a", "b", "c", "mux", "dev", "ops"}
+    with anyio.fail_after(BOUND_SECONDS):
+        for name in ("mux", "dev", "ops"):
+            token = entries[name].get("headers", {}).get("Authorization", "").removeprefix("Bearer ") or None
+            async with mcp_client(entries[name]["url"], transport=FACES[face], token=token) as session:
+                assert session.server_info.name == name

@@ -115,3 +115,35 @@ def test_unknown_names_and_transports_raise_value_error() -> None:
         client_config(config, servers=["zzz"])
     with pytest.raises(ValueError, match='unknown transport "ws"'):
         client_config(config, transport="ws")
+
+
+def test_the_merged_endpoint_prefers_a_token_that_reaches_every_tool() -> None:
+    tokens = [
+        {"token": "a-only", "servers": ["a"]},
+        {"token": "no-tools", "toolFilter": {"mode": "block", "list": ["*"]}},
+        "all",
+    ]
+    config = config_of(
+        {"name": "mux", "options": {"authTokens": tokens}}, {"a": {"command": "x"}, "b": {"command": "x"}}
+    )
+    assert client_config(config)["mcpServers"]["mux"]["headers"] == {"Authorization": "Bearer all"}
+
+
+def test_a_group_gets_the_first_token_that_reaches_all_its_servers() -> None:
+    tokens = [{"token": "a-only", "servers": ["a"]}, {"token": "a-and-b", "servers": ["a", "b"]}]
+    groups = {"dev": {"servers": ["a", "b"]}}
+    servers = {"a": {"command": "x"}, "b": {"command": "x"}}
+    config = config_of({"merged": False, "options": {"authTokens": tokens}}, servers, groups)
+    assert client_config(config)["mcpServers"]["dev"]["headers"] == {"Authorization": "Bearer a-and-b"}
+
+
+def test_a_token_that_reaches_none_of_a_routes_servers_is_never_written() -> None:
+    tokens = [{"token": "b-only", "servers": ["b"]}]
+    config = config_of({"merged": False, "options": {"authTokens": tokens}}, {"a": {"command": "x"}})
+    assert "headers" not in client_config(config)["mcpServers"]["a"]
+
+
+def test_a_group_whose_servers_are_all_disabled_is_left_out() -> None:
+    servers = {"a": {"command": "x", "disabled": True}, "b": {"command": "x"}}
+    config = config_of({"merged": False}, servers, {"dev": {"servers": ["a"]}})
+    assert list(client_config(config)["mcpServers"]) == ["b"]
