@@ -1,0 +1,138 @@
+"""The benchmark harness works: load generator modes, its SSE/line parsing, and a quick run on mcpmux."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LOADGEN = BENCH / "loadgen.py"
+TINY = ["--duration", "0.3", "--warmup", "0.1"]
+
+
+def load_bench_module(name: str) -> Any:
+    """A bench/ script imported as a module (bench/ is not a package)."""
+    module_name = f"bench_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+def run_loadgen(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(LOADGEN), *args], capture_output=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return orjson.loads(done.stdout.splitlines()[-1])
+
+
+def test_sse_decoder_yields_each_event_whatever_the_chunking() -> None:
+    loadgen = load_bench_module("loadgen")
+    stream = (
+        b"event: endpoint\r\ndata: /m/?session_id=ab\r\n\r\n: ping\r\n\r\n"
+        b'event: message\ndata: {"id":1,\ndata: "result":{}}\n\nid: 5\ndata:\n\n'
+    )
+    expected = [
+        (b"endpoint", b"/m/?session_id=ab"),
+        (b"message", b'{"id":1,\n"result":{}}'),
+        (b"message", b""),
+    ]
+    for step in (1, 2, 3, 7, len(stream)):
+        decoder = loadgen.SseDecoder()
+        events = []
+        for start in range(0, len(stream), step):
+            events += [(name, bytes(data)) for name, data in decoder.feed(stream[start : start + step])]
+        assert events == expected
+
+
+def test_reply_is_found_in_an_sse_body_after_a_priming_event() -> None:
+    loadgen = load_bench_module("loadgen")
+    body = b'id: 1:1\r\ndata: \r\n\r\nevent: message\r\ndata: {"jsonrpc":"2.0","id":7,"result":{}}\r\n\r\n'
+    assert loadgen.reply_problem(body, 7, thorough=True) is None
+    assert loadgen.reply_problem(body, 8, thorough=True) is not None
+
+
+def test_large_replies_are_skimmed_by_their_edges() -> None:
+    loadgen = load_bench_module("loadgen")
+    text = "x" * (1 << 17)
+    ok = orjson.dumps({"jsonrpc": "2.0", "id": 5, "result": {"content": [{"type": "text", "text": text}]}})
+    failed = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 5, "result": {"content": [], "isError": True, "pad": text}}
+    )
+    assert loadgen.reply_problem(ok, 5, thorough=False) is None
+    assert loadgen.reply_problem(failed, 5, thorough=False) is not None
+    assert loadgen.reply_problem(ok, 6, thorough=False) is not None
+
+
+def test_line_reader_joins_lines_split_across_reads() -> None:
+    loadgen = load_bench_module("loadgen")
+    reader = loadgen.LineReader()
+    big = b"y" * 100_000
+    lines: list[bytes] = []
+    for chunk in (b"a\nb", big[:50_000], big[50_000:] + b"\nc", b"\n"):
+        lines += [bytes(line) for line in reader.feed(chunk)]
+    assert lines == [b"a", b"b" + big, b"c"]
+
+
+def test_direct_mode_completes_calls_without_errors() -> None:
+    report = run_loadgen("direct", "--sessions", "1", *TINY)
+    assert report["calls"] > 0
+    assert report["errors"] == 0, report["error_samples"]
+
+
+@pytest.mark.parametrize("reply_kind", ["json", "sse"])
+def test_http_and_legacy_sse_modes_complete_calls_against_a_null_server(reply_kind: str) -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    command = [sys.executable, str(BENCH / "null_server.py"), "--listen-fd", str(sock.fileno())]
+    if reply_kind == "sse":
+        command.append("--sse-replies")
+    server = subprocess.Popen(command, pass_fds=(sock.fileno(),), stderr=subprocess.DEVNULL)
+    sock.close()  # the server owns it now; connections queue in the backlog until it serves
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for args in (
+            ("http", "--url", f"{base}/echo/mcp", "--sessions", "2"),
+            ("http", "--url", f"{base}/mcp", "--tool", "echo__echo"),
+            ("http", "--url", f"{base}/echo/mcp", "--tool", "big", "--arguments", '{"size":200000}'),
+            ("sse", "--url", f"{base}/echo/sse", "--sessions", "2"),
+        ):
+            report = run_loadgen(*args, *TINY)
+            assert report["calls"] > 0, args
+            assert report["errors"] == 0, (args, report["error_samples"])
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_quick_benchmark_of_mcpmux_completes_every_phase_without_errors(tmp_path: Path) -> None:
+    pytest.importorskip("mcpmux")
+    results_path = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--json", str(results_path)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert results_path.exists(), done.stderr.decode()[-3000:]
+    results = orjson.loads(results_path.read_bytes())
+    phases = {**results["direct"], **results["targets"]["mcpmux"]}
+    measured = {name: r for name, r in phases.items() if isinstance(r, dict) and "calls" in r}
+    assert {"stdio_1", "streamable_1", "streamable_16", "sse_16", "merged_16", "big_1"} <= set(measured)
+    for name, phase in measured.items():
+        assert "failed" not in phase, (name, phase["failed"])
+        assert phase["calls"] > 0, name
+        assert phase["errors"] == 0, (name, phase.get("error_samples"))
+    assert results["errors"] == 0
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
