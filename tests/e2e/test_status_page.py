@@ -1,0 +1,146 @@
+"""The status page in a real headless Chromium (Debian's, driven by Playwright): live state, login, copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from harness import fixture_server, mcp_client, running_proxy
+
+CHROMIUM = os.environ.get("MCPMUX_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying to reach Google's hosts.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "admin-token"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # A missing browser is a failure, never a skip: scripts/test installs Debian's chromium.
+    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}: apt-get install chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def whoami_pid(url: str, token: str | None) -> int:
+    """The upstream's pid, asked through the proxy from another thread (Playwright owns this one)."""
+
+    async def ask() -> int:
+        with anyio.fail_after(20):
+            async with mcp_client(url, token=token) as session:
+                result = await session.call_tool("whoami", {})
+                return int(result.structured_content["pid"])
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, ask).result()
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Show status").click()
+
+
+def status_config(**proxy: Any) -> dict[str, Any]:
+    server = {**fixture_server(), "options": {"restart": {"initialDelay": "1s"}}}
+    return {
+        "mcpProxy": {"name": "statustest", "type": "streamable-http", **proxy},
+        "mcpServers": {"fx": server},
+        "mcpGroups": {"team": {"servers": ["fx"]}},
+    }
+
+
+def test_status_page_shows_a_server_going_down_and_coming_back_ready(
+    tmp_path: Path, browser: Browser
+) -> None:
+    config = status_config(options={"authTokens": [TOKEN]})
+    with running_proxy(config, tmp_path) as proxy:
+        page = browser.new_page()
+        page.goto(proxy.url("/_status"))
+        sign_in(page, TOKEN)
+        card = page.locator('article[data-server="fx"]')
+        state = card.locator('[data-field="state"]')
+        expect(state).to_have_text("ready")
+        expect(card.locator('[data-field="transport"]')).to_have_text("stdio")
+        expect(card.locator('[data-field="restarts"]')).to_have_text("0")
+        expect(card.locator('[data-field="mcp"]')).to_have_text(proxy.url("/fx/mcp"))
+        expect(card.locator('[data-field="sse"]')).to_have_text(proxy.url("/fx/sse"))
+        expect(card.locator(".tools li", has_text="echo").first).to_be_attached()
+        expect(page.locator('#routes tr[data-route="team"]')).to_contain_text("fx")
+        page.evaluate(
+            """() => {
+                const el = document.querySelector('article[data-server="fx"] [data-field="state"]');
+                window.shownStates = [];
+                new MutationObserver(() => window.shownStates.push(el.textContent))
+                    .observe(el, {childList: true, characterData: true, subtree: true});
+            }"""
+        )
+
+        os.kill(whoami_pid(proxy.url("/fx/mcp"), TOKEN), signal.SIGKILL)
+
+        page.wait_for_function("() => window.shownStates.some((s) => s !== 'ready')", timeout=15_000)
+        expect(state).to_have_text("ready", timeout=20_000)
+        expect(card.locator('[data-field="restarts"]')).to_have_text("1")
+        shown = page.evaluate("window.shownStates")
+        assert shown[-1] == "ready"
+        assert set(shown[:-1]) <= {"restarting", "connecting", "failed"}, shown
+        expect(page.locator("#announcer")).to_have_text("fx is ready")
+
+
+def test_copy_button_puts_the_servers_client_config_on_the_clipboard_as_json(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with running_proxy(status_config(), tmp_path) as proxy:
+        context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        page.goto(proxy.url("/_status"))
+        card = page.locator('article[data-server="fx"]')
+        card.get_by_role("button", name="Copy client config for fx").click()
+        expect(card.locator(".copy-status")).to_have_text("Copied to the clipboard")
+        copied = json.loads(page.evaluate("navigator.clipboard.readText()"))
+        assert copied == {"mcpServers": {"fx": {"type": "http", "url": proxy.url("/fx/mcp")}}}
+
+        page.locator('#routes tr[data-route="team"]').get_by_role("button").click()
+        copied = json.loads(page.evaluate("navigator.clipboard.readText()"))
+        assert copied == {"mcpServers": {"team": {"type": "http", "url": proxy.url("/team/mcp")}}}
+        context.close()
+
+
+def test_status_data_needs_a_default_token_and_the_page_asks_for_one(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with running_proxy(status_config(options={"authTokens": [TOKEN]}), tmp_path) as proxy:
+        shell = httpx2.get(proxy.url("/_status"))
+        assert shell.status_code == 200 and "fx" not in shell.text  # the shell holds no data
+        assert httpx2.get(proxy.url("/_status/api")).status_code == 401
+        page = browser.new_page()
+        page.goto(proxy.url("/_status"))
+        expect(page.get_by_label("Access token")).to_be_focused()
+        sign_in(page, "wrong")
+        expect(page.locator("#login-error")).to_have_text("That token was not accepted.")
+        expect(page.locator('article[data-server="fx"]')).to_have_count(0)
+        page.get_by_label("Access token").fill(TOKEN)
+        page.keyboard.press("Enter")
+        expect(page.locator('article[data-server="fx"] [data-field="state"]')).to_have_text("ready")
+        expect(page.locator("#login")).to_be_hidden()
+        api = httpx2.get(proxy.url("/_status/api"), headers={"Authorization": f"Bearer {TOKEN}"})
+        copied = api.json()["servers"][0]["clientConfig"]["mcpServers"]["fx"]
+        assert copied["headers"] == {"Authorization": f"Bearer {TOKEN}"}
