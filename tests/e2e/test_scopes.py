@@ -126,3 +126,20 @@ async def test_a_token_tool_filter_applies_on_per_server_routes_with_namespaced_
     assert names == {"echo"}
     assert refused == unknown == {"code": -32602, "message": "Unknown tool: <name>"}
     assert echoed["structuredContent"] == {"text": "ok"}
+
+
+async def test_notifications_of_a_server_a_token_may_not_use_never_reach_it(proxy: ProxyProcess) -> None:
+    """`x/ping` makes the fixture answer `x/pong` unrelated to any request: every attached client gets it."""
+    pong = "x/pong"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with (
+            raw_client(proxy.url("/mcp"), "full", standalone=True) as full,
+            raw_client(proxy.url("/mcp"), "only-a", standalone=True) as only_a,
+            raw_client(proxy.url("/b/mcp"), "full") as direct_b,
+            raw_client(proxy.url("/a/mcp"), "full") as direct_a,
+        ):
+            await direct_b.notify("x/ping", {"from": "b"})
+            assert (await full.notification(pong))["params"] == {"from": "b"}  # b's pong went out to all
+            await direct_a.notify("x/ping", {"from": "a"})
+            first = await only_a.notification(pong)
+    assert first["params"] == {"from": "a"}

@@ -204,7 +204,8 @@ class MergedRoute(Route):
         params = msg.get("params") or {}
         ref = params.get("ref") or {}
         if ref.get("type") == "ref/prompt":
-            found = self.catalog.prompts.get(ref.get("name"))
+            name = ref.get("name")
+            found = self.catalog.prompts.get(name) if type(name) is str else None
             if found is None or not self._reaches(client, found[0].server):
                 return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {ref.get('name')}")
             member, ref = found[0].member, {**ref, "name": found[1]}
@@ -380,11 +381,13 @@ class MergedRoute(Route):
         caps: dict[str, Any] = {}
         instructions = []
         for member in self.members:
+            if not self._reaches(client, member.name):
+                continue  # nothing of a server the token may not use reaches the client
             if not member.runtime.isolated:
                 member.runtime.attach(client)
             session = member.runtime.session
             init = session.init_result if session is not None else None
-            if not init or not self._reaches(client, member.name):
+            if not init:
                 continue
             merge_capabilities(caps, init.get("capabilities") or {})
             if init.get("instructions"):
@@ -427,7 +430,10 @@ class MergedRoute(Route):
             return  # the runtime refreshes its catalog, and _catalog_changed tells the clients
         if method == "notifications/resources/updated":
             params = msg.get("params") or {}
-            shown = self._subscriptions.get(client.id, {}).get((runtime.name, params.get("uri")))
+            uri = params.get("uri")
+            shown = (
+                self._subscriptions.get(client.id, {}).get((runtime.name, uri)) if type(uri) is str else None
+            )
             if shown is None:
                 return  # another server's resource with the same URI
             if shown != params.get("uri"):
@@ -446,9 +452,8 @@ class MergedRoute(Route):
             if method == "notifications/cancelled":
                 params = msg.get("params") or {}
                 uid = find_in_flight(session, client, params.get("requestId"))
-                if uid is not None:
+                if uid is not None:  # a list request may be in flight on several members
                     session.cancel(uid, params.get("reason"))
-                    return
             else:
                 await session.notify(msg)
 
