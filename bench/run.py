@@ -152,7 +152,13 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "git_commit": commit,
         "command": " ".join(["python", *sys.argv]),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -801,7 +807,13 @@ def main(argv: list[str] | None = None) -> int:
         results["ratios"][name] = ratios(results["direct"], proxy, settings)
     errors = count_errors(results["direct"]) + sum(count_errors(t) for t in results["targets"].values())
     results["errors"] = errors
+    results["meta"]["load_average_at_end"] = load_average()
     print()
+    meta = results["meta"]
+    print(
+        f"{meta['date']}, {meta['nproc']} x {meta['cpu_model']}, Python {meta['python']}, "
+        f"load average {meta['load_average_at_start']} -> {meta['load_average_at_end']}"
+    )
     print_report(results)
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
