@@ -72,7 +72,10 @@ class Traffic:
         received = self.received
 
         def receive(msg: dict[str, Any], related: Any) -> None:
-            received[kind_of(msg)] += 1
+            if "method" in msg:
+                received[REQUEST if "id" in msg else NOTIFICATION] += 1
+            else:
+                received[RESPONSE] += 1
             inner(msg, related)
 
         return receive
@@ -93,7 +96,10 @@ class CountedConnection:
 
     def send(self, msg: dict[str, Any], related: Any = None) -> Awaitable[None]:
         # Returns the inner coroutine rather than awaiting it: no extra frame per message.
-        self._sent[kind_of(msg)] += 1
+        if "method" in msg:
+            self._sent[REQUEST if "id" in msg else NOTIFICATION] += 1
+        else:
+            self._sent[RESPONSE] += 1
         return self.inner.send(msg, related)  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
