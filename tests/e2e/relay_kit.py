@@ -74,21 +74,28 @@ def relay_proxy(
 ) -> Iterator[ProxyProcess]:
     """mcpmux (debug logging) with one route per `name: (upstream kind, fixture args, options)`.
 
-    HTTP fixtures are started first (on sockets bound here) and stopped after the proxy.
+    HTTP fixtures are started first (on sockets bound here; routes with the same kind and arguments
+    share one) and stopped after the proxy. Their URLs are in the proxy's `upstream_urls` by route.
     """
     with ExitStack() as stack:
         servers = {}
+        fixtures: dict[tuple[str, tuple[str, ...]], str] = {}
+        urls: dict[str, str] = {}
         for name, (kind, args, options) in routes.items():
             url = None
             if kind != "stdio":
-                url = stack.enter_context(running_http_fixture(kind, *args)).url
+                if (kind, args) not in fixtures:
+                    fixtures[kind, args] = stack.enter_context(running_http_fixture(kind, *args)).url
+                url = urls[name] = fixtures[kind, args]
             servers[name] = upstream_entry(kind, url, *args, **options)
         config: dict[str, Any] = {
             "mcpProxy": {"name": "mcpmux-relay-test", "version": "7.7.7", **(proxy_options or {})},
             "mcpServers": servers,
         }
         extra = ("--log-level", "debug") if debug else ()
-        yield stack.enter_context(running_proxy(config, tmp_path, extra_args=extra))
+        proxy = stack.enter_context(running_proxy(config, tmp_path, extra_args=extra))
+        proxy.upstream_urls = urls  # type: ignore[attr-defined]
+        yield proxy
 
 
 async def wait_for_log(proxy: ProxyProcess, pattern: str, start: int, within_seconds: float = 10.0) -> str:

@@ -23,7 +23,6 @@ from relay_kit import (
     raw_http,
     raw_sse,
     relay_proxy,
-    running_http_fixture,
 )
 
 from harness import ProxyProcess
@@ -41,17 +40,11 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def reference_url() -> Iterator[str]:
-    """The fixture itself, spoken to without mcpmux."""
-    with running_http_fixture("streamable-http", "--page-size", PAGE_SIZE) as fixture:
-        yield fixture.url
-
-
 @pytest.fixture
-async def reference(reference_url: str) -> AsyncIterator[RawHttp]:
+async def reference(proxy: ProxyProcess) -> AsyncIterator[RawHttp]:
+    """The streamable-HTTP upstream itself, spoken to without mcpmux."""
     with anyio.fail_after(20):
-        async with raw_http(reference_url) as client:
+        async with raw_http(proxy.upstream_urls["streamable-http"]) as client:  # type: ignore[attr-defined]
             yield client
 
 

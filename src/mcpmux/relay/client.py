@@ -83,6 +83,7 @@ class ClientSession:
         self.init_params: dict[str, Any] = {}
         self._client_requests: dict[str, asyncio.Future[Message]] = {}
         self.last_active = time.monotonic()
+        self.busy = 0  # requests of this session waiting for an upstream (an idle session has none)
         self.closed = False
 
     def touch(self) -> None:

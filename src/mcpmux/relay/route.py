@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import anyio
 
 from ..config.model import TokenScope
 from ..core.auth import TokenSet
 from ..core.toolfilter import scope_allows
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
+from ..upstream.runtime import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
 from .client import LOG_RANK, ClientSession
 
 log = logging.getLogger("mcpmux.relay")
-
-from ..upstream.runtime import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
 
 
 def negotiate_version(requested: Any, upstream: str | None = None) -> str:
@@ -40,11 +42,17 @@ def admitted_tokens(tokens: Sequence[TokenScope], servers: Sequence[str]) -> Tok
     return TokenSet(admitted, required=bool(tokens))
 
 
+IDLE_CHECKS_PER_TIMEOUT = 4  # a session ends between 1 and 1.25 idle timeouts after its last activity
+IDLE_CHECK_SECONDS_RANGE = (0.05, 30.0)
+
+
 class Route:
     """Base of the endpoints a client can connect to: sessions, initialize bookkeeping, local methods."""
 
     name: str
     log_enabled: bool = False
+    max_sessions: int | None = None  # concurrent client sessions allowed (None: no cap)
+    idle_timeout_seconds: float | None = None  # a session idle this long is ended (None: never)
 
     def __init__(self, name: str, tokens: tuple[TokenScope, ...]) -> None:
         self.name = name
@@ -71,6 +79,34 @@ class Route:
         """Release what the session held upstream."""
 
     # -- shared behaviour ----------------------------------------------------------------------
+
+    def session_limit_reason(self) -> str | None:
+        """Why one more client session would exceed `max_sessions` (None when it would not)."""
+        if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
+            return f"Too many open sessions: {self.name!r} allows {self.max_sessions} (maxSessions)"
+        return None
+
+    def is_idle(self, client: ClientSession, now: float) -> bool:
+        """No stream open, no request in flight, and no activity for `idle_timeout_seconds`."""
+        timeout = self.idle_timeout_seconds
+        return (
+            timeout is not None
+            and not client.has_stream
+            and not client.busy
+            and now - client.last_active >= timeout
+        )
+
+    async def end_idle_sessions(self, now: float) -> None:
+        """End every idle session (closing a session also ends its isolated upstream sessions)."""
+        for client in [c for c in self.sessions.values() if self.is_idle(c, now)]:
+            log.info(
+                "%s: ending session %s, idle for more than %gs",
+                self.name or "mcp",
+                client.id,
+                self.idle_timeout_seconds,
+                extra={"route": self.name, "session": client.id},
+            )
+            await self.close_session(client)
 
     def new_session(self, scope: TokenScope | None) -> ClientSession:
         client = ClientSession(secrets.token_hex(16), self, scope)
@@ -107,3 +143,24 @@ class Route:
             return error_response(msg["id"], INVALID_PARAMS, f"Invalid log level: {level!r}")
         client.log_level = level
         return None
+
+
+def idle_check_seconds(routes: Iterable[Route]) -> float:
+    """How often to look for idle sessions: a fraction of the shortest idle timeout, within bounds."""
+    low, high = IDLE_CHECK_SECONDS_RANGE
+    timeouts = [r.idle_timeout_seconds for r in routes if r.idle_timeout_seconds]
+    if not timeouts:
+        return high
+    return min(high, max(low, min(timeouts) / IDLE_CHECKS_PER_TIMEOUT))
+
+
+async def reap_idle_sessions(routes: Callable[[], Iterable[Route]]) -> None:
+    """Until cancelled: end the sessions of `routes()` (re-read each time: reloads change them) that idle."""
+    while True:
+        await anyio.sleep(idle_check_seconds(routes()))
+        now = time.monotonic()
+        for route in list(routes()):
+            try:
+                await route.end_idle_sessions(now)
+            except Exception:  # task boundary: one route's failure must not stop the reaping
+                log.exception("%s: ending idle sessions failed", route.name or "mcp")

@@ -183,6 +183,9 @@ class UpstreamSession:
         timer = None
         if timeout_seconds:
             timer = self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
+        client = origin.client if origin is not None else None
+        if client is not None:
+            client.busy += 1
         try:
             await self.connection.send(up, uid)
             while True:
@@ -206,6 +209,9 @@ class UpstreamSession:
         finally:
             if timer is not None:
                 timer.cancel()
+            if client is not None:
+                client.busy -= 1
+                client.touch()  # idleness counts from the end of the last request
         response = pending.final
         response["id"] = request_id
         return response
@@ -276,6 +282,8 @@ class UpstreamSession:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        owner = f" of client session {self.owner.id}" if self.owner is not None else ""
+        log.debug("%s: upstream session%s closed: %s", self.name, owner, reason)
         pending, self.pending = self.pending, {}
         for p in pending.values():
             p.finish(self._closed_error(None))

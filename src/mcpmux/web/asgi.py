@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from ..jsonrpc import INVALID_REQUEST
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -119,9 +121,15 @@ async def send_json(send: Send, status: int, payload: Any, headers: Headers | No
     await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *(headers or ())])
 
 
-async def send_error(send: Send, status: int, message: str, headers: Headers | None = None) -> None:
-    """A plain HTTP error with a JSON body `{"error": message}`."""
-    await send_json(send, status, {"error": message}, headers)
+async def send_error(
+    send: Send, status: int, message: str, headers: Headers | None = None, *, code: int = INVALID_REQUEST
+) -> None:
+    """An HTTP error whose body is a JSON-RPC error (id null), as MCP clients expect from an endpoint.
+
+    The code is -32600 (Invalid Request) unless told otherwise, as the SDK's own server answers.
+    """
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    await send_json(send, status, body, headers)
 
 
 def sse_event(data: bytes, event: bytes = b"message") -> bytes:

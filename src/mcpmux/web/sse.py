@@ -51,6 +51,11 @@ async def handle_sse_stream(
     if reason is not None:
         await send_error(send, 404, reason)
         return
+    reason = route.session_limit_reason()
+    if reason is not None:
+        log.warning("%s: refused a new session: %s", route.name, reason)
+        await send_error(send, 503, reason, code=INTERNAL_ERROR)
+        return
     client = route.new_session(token)
     client.has_stream = True
     endpoint = f"{message_url}?sessionId={client.id}".encode()
@@ -98,7 +103,7 @@ async def handle_sse_message(
     except ClientDisconnectedError:
         return
     except MessageError as exc:
-        await send_error(send, 400, str(exc))
+        await send_error(send, 400, str(exc), code=exc.code)
         return
     client.touch()
     await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])

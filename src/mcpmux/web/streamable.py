@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from ..config.model import TokenScope
-from ..jsonrpc import INVALID_REQUEST, MessageError, error_response, parse_message
+from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, MessageError, error_response, parse_message
 from ..relay.client import ClientSession
 from ..relay.route import HANDSHAKE_VERSIONS, Route
 from .asgi import (
@@ -202,6 +202,11 @@ async def _initialize(
     reason = route.unavailable_reason()
     if reason is not None:
         await send_json(send, 404, error_response(msg["id"], -32000, reason))
+        return
+    reason = route.session_limit_reason()
+    if reason is not None:
+        log.warning("%s: refused a new session: %s", route.name, reason)
+        await send_json(send, 503, error_response(msg["id"], INTERNAL_ERROR, reason))
         return
     client = route.new_session(token)
     exchange = PostExchange(client, msg["id"], send, client.id.encode())
