@@ -14,7 +14,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .config.model import ProxyConfig
 from .relay.merged_route import MergedRoute
-from .relay.route import Route
+from .relay.route import Route, reap_idle_sessions
 from .relay.server_route import ServerRoute
 from .upstream.runtime import ServerRuntime
 from .web.app import ProxyApp
@@ -123,6 +123,7 @@ async def serve(
     http = HttpServer(app, sock, graceful_seconds=SHUTDOWN_GRACE_SECONDS)
     async with anyio.create_task_group() as root:
         await root.start(http.serve)
+        root.start_soon(reap_idle_sessions, lambda: list(proxy.routes.values()))
         log.info("Listening on %s (%s)", _sock_name(sock), config.base_url)
         root.start_soon(_watch_signals, root, proxy, http)
         task_status.started(proxy)
