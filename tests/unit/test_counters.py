@@ -1,0 +1,78 @@
+"""Hot-path counters: request stats with a latency histogram, and messages counted per direction and kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from mcpmux.core.counters import (
+    LATENCY_BUCKETS_SECONDS,
+    NOTIFICATION,
+    REQUEST,
+    RESPONSE,
+    RequestStats,
+    Traffic,
+)
+
+
+def test_finished_requests_are_counted_with_errors_and_cumulative_latency_buckets() -> None:
+    stats = RequestStats("fx", "fx", "tools/call", "echo")
+    for seconds, failed in ((0.0004, False), (0.001, True), (0.3, False), (1e9, False)):
+        stats.active += 1
+        stats.finish(seconds, failed)
+    assert (stats.calls, stats.errors, stats.active) == (4, 1, 0)
+    assert stats.seconds == pytest.approx(0.0004 + 0.001 + 0.3 + 1e9)
+    buckets = dict(stats.cumulative_buckets())
+    assert buckets[0.0005] == 1
+    assert buckets[0.001] == 2  # a bucket counts observations <= its bound
+    assert buckets[0.25] == 2 and buckets[0.5] == 3
+    assert buckets[float("inf")] == 4
+    assert list(buckets) == list(LATENCY_BUCKETS_SECONDS)
+
+
+def test_the_receiver_wrapper_counts_every_message_by_kind_then_delivers_it() -> None:
+    traffic = Traffic()
+    delivered: list[tuple[dict[str, Any], Any]] = []
+    receive = traffic.receiver(lambda msg, related: delivered.append((msg, related)))
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "result": {}},
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}},
+        {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage"},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -1, "message": "x"}},
+    ]
+    for index, msg in enumerate(messages):
+        receive(msg, index)
+    assert delivered == [(msg, index) for index, msg in enumerate(messages)]
+    assert traffic.received[RESPONSE] == 2
+    assert traffic.received[NOTIFICATION] == 1
+    assert traffic.received[REQUEST] == 1
+    assert traffic.sent == [0, 0, 0]
+
+
+class RecordingConnection:
+    name = "rec"
+    pid = 4242
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict[str, Any], Any]] = []
+
+    async def send(self, msg: dict[str, Any], related: Any = None) -> None:
+        self.sent.append((msg, related))
+
+
+def test_a_counted_connection_counts_what_it_sends_and_is_otherwise_the_connection() -> None:
+    traffic = Traffic()
+    inner = RecordingConnection()
+    conn = traffic.connection(inner)
+
+    async def send_all() -> None:
+        await conn.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}, 1)
+        await conn.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await conn.send({"jsonrpc": "2.0", "id": "s1", "result": {}})
+
+    anyio.run(send_all)
+    assert traffic.sent == [1, 1, 1]
+    assert [related for _, related in inner.sent] == [1, None, None]
+    assert (conn.name, conn.pid) == ("rec", 4242)
