@@ -158,7 +158,10 @@ class MergedRoute(Route):
         session = await runtime.session_for(client)
         if session is None:
             return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.label!r} is not connected")
-        return await session.request(msg, exchange, runtime.request_timeout_seconds)
+        response = await session.request(msg, exchange, runtime.request_timeout_seconds)
+        if session.closed_reason is not None:  # it died under this request: replay it if that is safe
+            response = await runtime.replay(client, msg, exchange, response)
+        return response
 
     async def _call_tool(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params")
@@ -197,7 +200,7 @@ class MergedRoute(Route):
         response = await self._forward(
             member, client, {**msg, "params": {**params, "uri": upstream_uri}}, exchange
         )
-        relabel_contents(response, upstream_uri, uri)
+        relabel_contents(response, upstream_uri, str(uri))
         return response
 
     async def _complete(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -236,7 +239,7 @@ class MergedRoute(Route):
             response = await self._forward(member, client, sent, exchange)
             if "error" in response:
                 return response
-        held[member.name, upstream_uri] = uri
+        held[member.name, upstream_uri] = str(uri)
         client.subscriptions.add(upstream_uri)  # what the runtime checks before relaying resources/updated
         if not runtime.isolated:
             runtime.subscribers[upstream_uri] = runtime.subscribers.get(upstream_uri, 0) + 1
@@ -260,7 +263,9 @@ class MergedRoute(Route):
             positions = decode_cursor(params["cursor"], key)
             if positions is None:
                 return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
-            plan = [(self.by_label.get(label), cursor) for label, cursor in positions]
+            plan: list[tuple[Member | None, str | None]] = [
+                (self.by_label.get(label), cursor) for label, cursor in positions
+            ]
         else:
             plan = [(member, None) for member in self.members]
         pages = await self._fetch_pages(
@@ -385,6 +390,7 @@ class MergedRoute(Route):
                 continue  # nothing of a server the token may not use reaches the client
             if not member.runtime.isolated:
                 member.runtime.attach(client)
+            member.runtime.want()  # a lazyStart member starts now and joins with list_changed
             session = member.runtime.session
             init = session.init_result if session is not None else None
             if not init:
@@ -460,10 +466,10 @@ class MergedRoute(Route):
     async def on_session_closed(self, client: ClientSession) -> None:
         for member in self.members:
             member.runtime.detach(client)
-        for (server, upstream_uri), _shown in self._subscriptions.pop(client.id, {}).items():
-            member = next((m for m in self.members if m.name == server), None)
-            if member is not None:
-                await release_subscription(member.runtime, client, upstream_uri)
+        runtimes = {m.name: m.runtime for m in self.members}
+        for server, upstream_uri in self._subscriptions.pop(client.id, {}):
+            if server in runtimes:
+                await release_subscription(runtimes[server], client, upstream_uri)
         client.subscriptions.clear()
 
 
