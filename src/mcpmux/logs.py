@@ -115,7 +115,7 @@ def log_request(
     """
     if not ACCESS_LOG.isEnabledFor(logging.INFO):
         return
-    error = response.get("error") if response is not None else {"code": None}
+    error = response.get("error") if response is not None else {"code": "(no response)"}
     code = error.get("code") if isinstance(error, dict) else None
     outcome = "ok" if error is None else f"error {code}"
     duration_ms = seconds * 1000
@@ -129,7 +129,7 @@ def log_request(
         "status": "ok" if error is None else "error",
         "duration_ms": round(duration_ms, 3),
     }
-    if error is not None:
+    if error is not None and response is not None:
         extra["error_code"] = code
     if span is not None:
         extra["trace_id"] = format(span.get_span_context().trace_id, "032x")
