@@ -1,0 +1,127 @@
+"""The status page, its API and /metrics as the ASGI app serves them (a proxy built but not started)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mcpmux.config.parse import parse_config
+from mcpmux.proxy import Proxy
+from mcpmux.web.app import ProxyApp
+from mcpmux.web.status import status_snapshot
+
+TOKEN = "admin"
+BASE_URL = "http://127.0.0.1:9999/base"
+
+
+def proxy_of(**proxy: Any) -> Proxy:
+    document = {
+        "mcpProxy": {
+            "name": "ops",
+            "baseURL": "http://127.0.0.1:9999/base",
+            "addr": "127.0.0.1:9999",
+            **proxy,
+        },
+        "mcpServers": {
+            "fx": {
+                "command": "fixture",
+                "options": {
+                    "toolFilter": {"mode": "block", "list": ["hidden"]},
+                    "toolOverrides": {"old": {"name": "renamed", "description": "New words"}},
+                },
+            },
+            "off": {"command": "x", "disabled": True},
+        },
+        "mcpGroups": {"team": {"servers": ["fx"]}},
+    }
+    config, _ = parse_config(json.dumps(document), "test", environ={}, expand_env=False)
+    return Proxy(config)
+
+
+def get(app: ProxyApp, path: str, token: str | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
+    headers = [(b"host", b"127.0.0.1:9999")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers, "query_string": b""}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], dict(start["headers"]), body
+
+
+def test_the_page_and_its_assets_are_served_under_the_base_path_without_data() -> None:
+    app = ProxyApp(proxy_of(options={"authTokens": [TOKEN]}))
+    status, headers, body = get(app, "/base/_status")
+    assert status == 200 and headers[b"content-type"].startswith(b"text/html")
+    assert b"script-src 'self'" in headers[b"content-security-policy"]
+    page = body.decode()
+    assert 'src="/base/_status/status.js"' in page and 'data-api="/base/_status/api"' in page
+    assert "fx" not in page
+    for asset, kind in (("status.js", b"text/javascript"), ("status.css", b"text/css")):
+        status, headers, body = get(app, f"/base/_status/{asset}")
+        assert status == 200 and headers[b"content-type"].startswith(kind) and body
+    assert get(app, "/_status")[0] == 404
+
+
+def test_status_data_and_metrics_need_a_default_token_when_tokens_are_set() -> None:
+    app = ProxyApp(proxy_of(options={"authTokens": [TOKEN]}))
+    for path in ("/base/_status/api", "/metrics"):
+        status, headers, _ = get(app, path)
+        assert status == 401 and headers[b"www-authenticate"].startswith(b"Bearer")
+        assert get(app, path, "wrong")[0] == 401
+        assert get(app, path, TOKEN)[0] == 200
+
+
+def test_status_data_and_metrics_are_open_when_no_tokens_are_set() -> None:
+    app = ProxyApp(proxy_of())
+    assert get(app, "/base/_status/api")[0] == 200
+    status, headers, body = get(app, "/metrics")
+    assert status == 200 and headers[b"content-type"].startswith(b"text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    assert [s.value for s in families["mcpmux_upstream_up"].samples] == [0]
+    states = {s.labels["state"]: s.value for s in families["mcpmux_upstream_state"].samples}
+    assert states["stopped"] == 1 and sum(states.values()) == 1
+    routes = {s.labels["route"] for s in families["mcpmux_sessions_active"].samples}
+    assert routes == {"fx", "_merged", "team"}
+
+
+def test_the_snapshot_lists_servers_with_filtered_renamed_tools_urls_and_client_configs() -> None:
+    proxy = proxy_of()
+    proxy.runtimes["fx"].tools = [{"name": "old"}, {"name": "hidden"}, {"name": "kept", "title": "Kept"}]
+    snapshot = status_snapshot(proxy)
+    fx, off = snapshot["servers"]
+    assert fx["tools"] == [
+        {"name": "renamed", "title": None, "description": "New words"},
+        {"name": "kept", "title": "Kept", "description": None},
+    ]
+    assert fx["urls"] == {
+        "mcp": "http://127.0.0.1:9999/base/fx/mcp",
+        "sse": "http://127.0.0.1:9999/base/fx/sse",
+    }
+    assert fx["clientConfig"] == {"mcpServers": {"fx": {"type": "sse", "url": fx["urls"]["sse"]}}}
+    assert (fx["state"], fx["ready"], fx["restarts"], fx["transport"]) == ("stopped", False, 0, "stdio")
+    assert (off["state"], off["clientConfig"]) == ("disabled", None)
+    assert snapshot["merged"]["servers"] == ["fx"] and snapshot["merged"]["enabled"] is True
+    (team,) = snapshot["groups"]
+    assert team["name"] == "team" and team["servers"] == ["fx"]
+    assert team["clientConfig"]["mcpServers"]["team"]["url"] == "http://127.0.0.1:9999/base/team/sse"
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled", "exporter"),
+    [(None, False, "otlp"), (True, True, "otlp"), ({"exporter": "console"}, True, "console")],
+)
+def test_tracing_is_configured_under_mcp_proxy(value: Any, enabled: bool, exporter: str) -> None:
+    proxy = proxy_of() if value is None else proxy_of(tracing=value)
+    assert (proxy.config.tracing.enabled, proxy.config.tracing.exporter) == (enabled, exporter)
