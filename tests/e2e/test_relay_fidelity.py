@@ -36,6 +36,7 @@ FACES = ("mcp", "sse")
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     routes = {kind: (kind, ("--page-size", PAGE_SIZE), {}) for kind in UPSTREAM_KINDS}
+    routes["tools_only"] = ("stdio", ("--tools-only",), {})
     with relay_proxy(tmp_path_factory.mktemp("fidelity"), routes) as running:
         yield running
 
@@ -107,6 +108,17 @@ async def test_initialize_carries_the_upstream_capabilities_instructions_and_ver
     assert answer["protocolVersion"] == "2025-11-25"
     assert answer["serverInfo"]["name"] == kind
     assert answer["serverInfo"]["version"] == "7.7.7"
+
+
+async def test_capabilities_the_upstream_lacks_are_not_advertised_and_their_methods_fail_upstream(
+    proxy: ProxyProcess,
+) -> None:
+    with anyio.fail_after(20):
+        async with raw_http(proxy.url("/tools_only/mcp")) as client:
+            assert client.init_result["capabilities"] == {"tools": {"listChanged": True}}
+            assert "instructions" not in client.init_result
+            refused = await client.request("prompts/list")
+            assert refused["error"]["code"] == -32601
 
 
 @every_kind

@@ -35,6 +35,7 @@ ASKS: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     routes = {kind: (kind, (), {}) for kind in ("stdio", *ISOLATED_KINDS)}
+    routes["http_shared"] = ("streamable-http", (), {"sessionMode": "shared"})
     with relay_proxy(tmp_path_factory.mktemp("server-requests"), routes) as running:
         yield running
 
@@ -134,6 +135,52 @@ async def test_two_clients_asked_at_once_by_an_isolated_upstream_each_get_their_
         assert not results[name].is_error, results[name]
         assert answer_in(results[name]) == expected_answer(tool, name)
         assert len(answerer.asked) == 1
+
+
+@pytest.mark.parametrize("tool", ASKS)
+async def test_a_shared_http_upstream_says_which_call_a_request_belongs_to_so_both_clients_get_their_own(
+    proxy: ProxyProcess, tool: str
+) -> None:
+    meet = rendezvous_of(2)
+    answerers = {name: Answerer(name, meet) for name in ("a", "b")}
+    results: dict[str, types.CallToolResult] = {}
+    whoami: dict[str, Any] = {}
+
+    async def call(name: str) -> None:
+        async with mcp_client(proxy.url("/http_shared/mcp"), **answerers[name].callbacks()) as session:
+            results[name] = await session.call_tool(tool, ASKS[tool])
+            whoami[name] = (await session.call_tool("whoami", {})).structured_content
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for name in answerers:
+                tg.start_soon(call, name)
+    assert whoami["a"]["sessionId"] == whoami["b"]["sessionId"]  # one upstream session for both
+    for name in answerers:
+        assert answer_in(results[name]) == expected_answer(tool, name)
+
+
+async def test_a_url_elicitation_and_its_completion_notice_reach_the_client(proxy: ProxyProcess) -> None:
+    answerer = Answerer("a")
+    completed = anyio.Event()
+    seen: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        seen.append(message)
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.set()
+
+    with anyio.fail_after(20):
+        async with mcp_client(
+            proxy.url("/stdio/mcp"), message_handler=on_message, **answerer.callbacks()
+        ) as a:
+            arguments = {**ASKS["ask_elicitation_url"], "complete": True}
+            assert answer_in(await a.call_tool("ask_elicitation_url", arguments)) == {"action": "accept"}
+            await completed.wait()
+    ((_, params),) = answerer.asked
+    assert (params.mode, params.url, params.elicitation_id) == ("url", "https://example.com/verify", "e-1")
+    notice = next(m for m in seen if isinstance(m, types.ElicitCompleteNotification))
+    assert notice.params.elicitation_id == "e-1"
 
 
 @pytest.mark.parametrize("kind", ISOLATED_KINDS)

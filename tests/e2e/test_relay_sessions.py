@@ -146,3 +146,19 @@ async def test_an_idle_session_is_ended_but_not_one_with_a_call_in_flight_or_a_s
             idle.session_id = None
         assert outcome["response"]["result"]["content"] == [{"type": "text", "text": "slept 2.0 s"}]  # type: ignore[index]
     assert count_lines(proxy, f"ending session {listening.session_id}", mark) == 0
+
+
+async def test_http_upstreams_default_to_one_session_per_client_and_stdio_to_one_shared_session(
+    proxy: ProxyProcess,
+) -> None:
+    identities: dict[str, list[dict[str, object]]] = {}
+    with anyio.fail_after(20):
+        for route in ("capped", "shared"):
+            async with raw_http(proxy.url(f"/{route}/mcp")) as a, raw_http(proxy.url(f"/{route}/mcp")) as b:
+                calls = [await c.result("tools/call", {"name": "whoami", "arguments": {}}) for c in (a, b)]
+                identities[route] = [call["structuredContent"] for call in calls]
+    first, second = identities["capped"]
+    assert first["sessionId"] != second["sessionId"] and first["calls"] == second["calls"] == 1
+    first, second = identities["shared"]
+    assert (first["pid"], first["connection"]) == (second["pid"], second["connection"])
+    assert second["calls"] == first["calls"] + 1
