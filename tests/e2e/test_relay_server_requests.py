@@ -15,7 +15,7 @@ import anyio
 import mcp_types as types
 import orjson
 import pytest
-from relay_kit import raw_http, relay_proxy
+from relay_kit import RawHttp, raw_http, relay_proxy
 
 from harness import ProxyProcess, mcp_client
 from mcpmux.upstream.sse_events import iter_events
@@ -266,33 +266,50 @@ async def test_a_client_without_the_capability_gets_none_and_the_upstream_gets_a
                 assert error["message"] == f"the client did not declare the {capability} capability"
 
 
-async def test_a_server_request_reaches_the_client_verbatim_on_the_calls_stream_and_its_answer_goes_back(
-    proxy: ProxyProcess,
-) -> None:
-    """A raw client sees the upstream's request as sent, under an id of the proxy, and answers it."""
-    answer = {"role": "assistant", "content": {"type": "text", "text": "raw"}, "model": "m", "x-extra": 1}
+async def call_answering(client: RawHttp, tool: str, arguments: dict[str, Any], answer: Any) -> list[Any]:
+    """POST a tool call, answer each server request on its stream with `answer`; every message, in order."""
     call = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
-        "params": {"name": "ask_sampling", "arguments": {"prompt": "ü"}},
+        "params": {"name": tool, "arguments": arguments},
     }
     seen: list[dict[str, Any]] = []
+    body = orjson.dumps(call)
+    async with client.http.stream("POST", client.url, content=body, headers=client.headers()) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        async for event in iter_events(reply.aiter_bytes()):
+            seen.append(msg := orjson.loads(event.data))
+            if "method" in msg and "id" in msg:
+                accepted = await client.post({"jsonrpc": "2.0", "id": msg["id"], "result": answer})
+                assert accepted.status_code == 202
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["stdio", "streamable-http"])
+async def test_a_server_request_reaches_the_client_verbatim_on_the_calls_stream_and_its_answer_goes_back(
+    proxy: ProxyProcess, kind: str
+) -> None:
+    """A raw client sees the upstream's request as sent, under an id of the proxy, and answers it."""
+    answer = {"role": "assistant", "content": {"type": "text", "text": "raw"}, "model": "m", "x-extra": 1}
     with anyio.fail_after(20):
-        async with raw_http(proxy.url("/streamable-http/mcp"), {"sampling": {}}) as client:
-            body = orjson.dumps(call)
-            async with client.http.stream(
-                "POST", client.url, content=body, headers=client.headers()
-            ) as reply:
-                assert reply.headers["content-type"].startswith("text/event-stream")
-                async for event in iter_events(reply.aiter_bytes()):
-                    seen.append(msg := orjson.loads(event.data))
-                    if msg.get("method") == "sampling/createMessage":
-                        accepted = await client.post({"jsonrpc": "2.0", "id": msg["id"], "result": answer})
-                        assert accepted.status_code == 202
-    asked, response = seen
+        async with raw_http(proxy.url(f"/{kind}/mcp"), {"sampling": {}}) as client:
+            asked, response = await call_answering(client, "ask_sampling", {"prompt": "ü"}, answer)
     assert asked["params"]["messages"] == [{"role": "user", "content": {"type": "text", "text": "ü"}}]
     assert asked["params"]["maxTokens"] == 100
     assert str(asked["id"]).startswith("mcpmux-")
     assert response["id"] == 1
+    assert json.loads(response["result"]["content"][0]["text"]) == answer
+
+
+@pytest.mark.parametrize("kind", ["stdio", "streamable-http"])
+async def test_a_custom_server_request_is_forwarded_verbatim_and_answered(
+    proxy: ProxyProcess, kind: str
+) -> None:
+    params = {"q": [1, {"deep": None}], "_meta": {"com.example/m": "v"}}
+    answer = {"a": 42, "x-any": {"nested": [True]}}
+    with anyio.fail_after(20):
+        async with raw_http(proxy.url(f"/{kind}/mcp")) as client:
+            asked, response = await call_answering(client, "ask_custom", {"params": params}, answer)
+    assert (asked["method"], asked["params"]) == ("x/question", params)
     assert json.loads(response["result"]["content"][0]["text"]) == answer

@@ -162,3 +162,26 @@ async def test_http_upstreams_default_to_one_session_per_client_and_stdio_to_one
     first, second = identities["shared"]
     assert (first["pid"], first["connection"]) == (second["pid"], second["connection"])
     assert second["calls"] == first["calls"] + 1
+
+
+async def test_on_isolated_upstreams_each_client_subscribes_for_itself(proxy: ProxyProcess) -> None:
+    url = proxy.url("/capped/mcp")
+    with anyio.fail_after(20):
+        async with raw_http(url, standalone=True) as subscriber, raw_http(url, standalone=True) as other:
+            assert await subscriber.result("resources/subscribe", {"uri": WATCHED}) == {}
+            touched = await other.result(
+                "tools/call", {"name": "touch_resource", "arguments": {"uri": WATCHED}}
+            )
+            assert touched["content"][0]["text"] == "notified 1 subscriber(s)"  # one upstream session
+            updated = await subscriber.notification("notifications/resources/updated")
+            assert updated["params"] == {"uri": WATCHED}
+            await other.result(
+                "tools/call", {"name": "notify_list_changed", "arguments": {"standalone": True}}
+            )
+            await other.notification("notifications/tools/list_changed")  # after any update for it
+            assert all(m.get("method") != "notifications/resources/updated" for m in other.seen)
+            assert await subscriber.result("resources/unsubscribe", {"uri": WATCHED}) == {}
+            touched = await other.result(
+                "tools/call", {"name": "touch_resource", "arguments": {"uri": WATCHED}}
+            )
+            assert touched["content"][0]["text"] == "notified 0 subscriber(s)"
