@@ -277,7 +277,8 @@ async def call_answering(client: RawHttp, tool: str, arguments: dict[str, Any], 
     seen: list[dict[str, Any]] = []
     body = orjson.dumps(call)
     async with client.http.stream("POST", client.url, content=body, headers=client.headers()) as reply:
-        assert reply.headers["content-type"].startswith("text/event-stream")
+        if reply.headers["content-type"] == "application/json":  # nothing had to go before the result
+            return [orjson.loads(await reply.aread())]
         async for event in iter_events(reply.aiter_bytes()):
             seen.append(msg := orjson.loads(event.data))
             if "method" in msg and "id" in msg:
@@ -313,3 +314,23 @@ async def test_a_custom_server_request_is_forwarded_verbatim_and_answered(
             asked, response = await call_answering(client, "ask_custom", {"params": params}, answer)
     assert (asked["method"], asked["params"]) == ("x/question", params)
     assert json.loads(response["result"]["content"][0]["text"]) == answer
+
+
+@pytest.mark.parametrize("kind", ["stdio", "streamable-http"])
+async def test_a_client_declaring_only_form_elicitation_gets_form_requests_and_url_ones_are_refused(
+    proxy: ProxyProcess, kind: str
+) -> None:
+    accept = {"action": "accept", "content": {"name": "form"}}
+    with anyio.fail_after(20):
+        async with raw_http(proxy.url(f"/{kind}/mcp"), {"elicitation": {}}) as client:
+            asked, answered = await call_answering(client, "ask_elicitation", {}, accept)
+            assert asked["method"] == "elicitation/create"
+            assert json.loads(answered["result"]["content"][0]["text"]) == accept
+            (refused,) = await call_answering(
+                client, "ask_elicitation_url", ASKS["ask_elicitation_url"], None
+            )
+    assert refused["result"]["isError"] is True
+    assert json.loads(refused["result"]["content"][0]["text"])["error"] == {
+        "code": -32601,
+        "message": "the client did not declare the elicitation.url capability",
+    }

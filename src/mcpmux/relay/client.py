@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import TokenScope
-from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request
+from ..jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Message, error_response, request
 
 if TYPE_CHECKING:
     from ..upstream.session import UpstreamSession
@@ -23,6 +23,14 @@ OUTBOX_LIMIT = 1000
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 LOG_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 _client_request_ids = itertools.count(1)
+
+
+def elicitation_mode(method: str, params: Any) -> str | None:
+    """The mode of an elicitation/create request ("form" when it names none), else None."""
+    if method != "elicitation/create":
+        return None
+    mode = params.get("mode") if isinstance(params, dict) else None
+    return mode if isinstance(mode, str) else "form"
 
 
 class Outbox:
@@ -117,6 +125,11 @@ class ClientSession:
         `deliver` puts it on the originating request's stream; None means the standalone stream.
         The returned message is the client's response, still carrying `rid`.
         """
+        mode = elicitation_mode(method, params)
+        if mode is not None and not self.supports("elicitation", mode):
+            return error_response(
+                rid, METHOD_NOT_FOUND, f"the client did not declare the elicitation.{mode} capability"
+            )
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._client_requests[rid] = future
         msg = request(rid, method, params)
