@@ -1,4 +1,4 @@
-"""The root of a running proxy: one task group owning the HTTP server and every server's supervisor."""
+"""The root of a running proxy: one task group owning the HTTP server, every supervisor and reloads."""
 
 from __future__ import annotations
 
@@ -12,17 +12,25 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .config.model import ProxyConfig
+from .config.model import ProxyConfig, ServerConfig
+from .errors import ConfigError
 from .relay.merged_route import MergedRoute
 from .relay.route import Route, reap_idle_sessions
 from .relay.server_route import ServerRoute
+from .reload import ConfigDiff, diff_configs, file_signature, watch_file, watchable
 from .upstream.runtime import ServerRuntime
 from .web.app import ProxyApp
 from .web.server import HttpServer
 
 log = logging.getLogger("mcpmux")
 
-SHUTDOWN_GRACE_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 5.0  # in-flight requests may finish within this on SIGTERM
+RETIRE_GRACE_SECONDS = 5.0  # the same for a server a reload removes or changes
+CLOSE_SESSIONS_SECONDS = 2.0
+# uvicorn's own limit for open connections; ours (drain, stop upstreams, end sessions) comes first.
+HTTP_GRACE_SECONDS = 15.0
+
+MergedSettings = tuple[Any, ...]
 
 
 class FatalStartupError(Exception):
@@ -30,57 +38,216 @@ class FatalStartupError(Exception):
 
 
 class Proxy:
-    """The running configuration: a runtime per enabled server and the routes clients reach."""
+    """The running configuration: a runtime per enabled server and the routes clients reach.
+
+    `config`, `runtimes` and `routes` are replaced by assignment on reload (readers iterate snapshots).
+    """
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.runtimes: dict[str, ServerRuntime] = {}
         self.routes: dict[str, Route] = {}
+        self.fatal: str | None = None
+        self.on_routes_changed: Callable[[], None] | None = None  # the HTTP app rebuilds its path table
+        self._tg: TaskGroup | None = None
+        self._reload_lock: anyio.Lock | None = None
+        self._merged_settings: dict[str, MergedSettings] = {}
         for name, server in config.servers.items():
             if server.disabled:
                 log.info("%s Disabled", name, extra={"server": name})
                 continue
-            runtime = ServerRuntime(server, config)
-            self.runtimes[name] = runtime
-            self.routes[name] = ServerRoute(runtime, config)
-        self.server_routes = list(self.routes.values())
-        if config.merged.enabled and self.runtimes:
-            members = [(rt, None) for rt in self.runtimes.values()]
-            self.routes[""] = MergedRoute(
-                "", members, config, config.merged.auth_tokens, config.merged.log_enabled, config.name
-            )
+            self.runtimes[name] = ServerRuntime(server, config)
+        server_routes: dict[str, Route] = {
+            name: ServerRoute(rt, config) for name, rt in self.runtimes.items()
+        }
+        self.routes = {**server_routes, **self._merged_routes(config, self.runtimes)}
+
+    # -- merged endpoint and groups ---------------------------------------------------------------
+
+    def _merged_routes(self, config: ProxyConfig, runtimes: dict[str, ServerRuntime]) -> dict[str, Route]:
+        routes: dict[str, Route] = {}
+        settings: dict[str, MergedSettings] = {}
+        if config.merged.enabled and runtimes:
+            merged = config.merged
+            settings[""] = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator)
+            members = [(rt, None) for rt in runtimes.values()]
+            routes[""] = MergedRoute("", members, config, merged.auth_tokens, merged.log_enabled, config.name)
         for group in config.groups.values():
-            members = [(self.runtimes[m.server], m.tool_filter) for m in group.members if m.server in self.runtimes]
-            self.routes[group.name] = MergedRoute(
+            settings[group.name] = (group.auth_tokens, group.log_enabled, group.name, config.merged.separator)
+            members = [(runtimes[m.server], m.tool_filter) for m in group.members if m.server in runtimes]
+            routes[group.name] = MergedRoute(
                 group.name, members, config, group.auth_tokens, group.log_enabled, group.name
             )
-        self.fatal: str | None = None
+        self._merged_settings = settings
+        return routes
+
+    # -- starting --------------------------------------------------------------------------------
 
     async def start_servers(self, tg: TaskGroup) -> None:
         """Start every server concurrently; return when each has connected or failed once."""
+        self._tg = tg
+        await self._start(list(self.runtimes.values()), at_startup=True)
+        if self.fatal is None:
+            self._log_routes(self.routes.values())
+            log.info("All clients initialized")
+
+    async def _start(self, runtimes: list[ServerRuntime], *, at_startup: bool) -> None:
+        tg = self._tg
+        assert tg is not None
 
         async def start_one(runtime: ServerRuntime) -> None:
             ok = await tg.start(runtime.run)
-            if not ok and runtime.options.panic_if_invalid:
+            if not ok and at_startup and runtime.options.panic_if_invalid:
                 self.fatal = f"{runtime.name}: {runtime.last_error} (panicIfInvalid is set)"
                 tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as starters:
-            for runtime in self.runtimes.values():
+            for runtime in runtimes:
                 starters.start_soon(start_one, runtime)
-        if self.fatal is None:
-            base = self.config.base_url.rstrip("/")
-            for route in self.routes.values():
-                if route.name:
-                    log.info("%s Handling requests at %s/%s/", route.name, base, route.name)
-                else:
-                    log.info("All servers merged at %s/mcp and %s/sse", base, base)
-            log.info("All clients initialized")
+
+    def _log_routes(self, routes: Any) -> None:
+        base = self.config.base_url.rstrip("/")
+        for route in routes:
+            if route.name:
+                log.info("%s Handling requests at %s/%s/", route.name, base, route.name)
+            else:
+                log.info("All servers merged at %s/mcp and %s/sse", base, base)
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        return sum(runtime.in_flight() for runtime in self.runtimes.values())
+
+    async def drain(self, timeout_seconds: float) -> None:
+        """Let requests in flight upstream finish (bounded)."""
+        async with anyio.create_task_group() as tg:
+            for runtime in self.runtimes.values():
+                tg.start_soon(runtime.drain, timeout_seconds)
+
+    async def stop_servers(self, reason: str) -> None:
+        """Stop every upstream (stdio: stdin closed, then SIGTERM, then SIGKILL to the group)."""
+        async with anyio.create_task_group() as tg:
+            for runtime in self.runtimes.values():
+                tg.start_soon(runtime.stop, reason)
 
     async def close_sessions(self) -> None:
-        for route in self.routes.values():
-            for client in list(route.sessions.values()):
-                await route.close_session(client)
+        for route in list(self.routes.values()):
+            await close_route_sessions(route)
+
+    # -- hot reload ------------------------------------------------------------------------------
+
+    async def reload(self, new: ProxyConfig) -> ConfigDiff:
+        """Apply a new config: start added servers, stop removed ones, restart changed ones.
+
+        Unchanged servers keep their runtime, route and client sessions. Routes are rebuilt, so the
+        merged endpoint and groups see the new set of servers.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = anyio.Lock()
+        async with self._reload_lock:
+            old = self.config
+            diff = diff_configs(old, new)
+            for key in diff.startup_only:
+                log.warning("Reload: %s changed; restart mcpmux to apply it", key)
+            self._log_newly_disabled(old, new)
+            await self._retire(diff)
+            runtimes = self._next_runtimes(new, diff)
+            fresh = [runtimes[name] for name in (*diff.added, *diff.changed)]
+            old_routes = self.routes
+            server_routes: dict[str, Route] = {
+                name: old_routes[name] if name in diff.unchanged else ServerRoute(rt, new)
+                for name, rt in runtimes.items()
+            }
+            for name in diff.unchanged:
+                server_routes[name].proxy = new  # type: ignore[attr-defined]
+            self.config, self.runtimes = new, runtimes
+            self.routes = {**server_routes, **self._merged_routes(new, runtimes)}
+            if self.on_routes_changed is not None:
+                self.on_routes_changed()
+            for key, route in old_routes.items():
+                if self.routes.get(key) is not route:
+                    route.detach_listeners()  # type: ignore[attr-defined]
+                    with anyio.move_on_after(CLOSE_SESSIONS_SECONDS):
+                        await close_route_sessions(route)
+            await self._start(fresh, at_startup=False)
+            self._log_routes(r for key, r in self.routes.items() if old_routes.get(key) is not r)
+            log.info("Reloaded config from %s: %s", new.source, diff.summary())
+            return diff
+
+    def _next_runtimes(self, new: ProxyConfig, diff: ConfigDiff) -> dict[str, ServerRuntime]:
+        runtimes: dict[str, ServerRuntime] = {}
+        for name, server in new.enabled_servers.items():
+            runtime = self.runtimes.get(name) if name in diff.unchanged else None
+            if runtime is None:
+                runtime = ServerRuntime(server, new)
+            runtime.proxy = new
+            runtimes[name] = runtime
+        return runtimes
+
+    async def _retire(self, diff: ConfigDiff) -> None:
+        """Stop removed and changed servers, after their in-flight requests (bounded)."""
+        leaving = {name: "removed from the config" for name in diff.removed}
+        leaving |= {name: "its config changed" for name in diff.changed}
+        async with anyio.create_task_group() as tg:
+            for name, reason in leaving.items():
+                tg.start_soon(retire_runtime, self.runtimes[name], reason)
+
+    @staticmethod
+    def _log_newly_disabled(old: ProxyConfig, new: ProxyConfig) -> None:
+        for name, server in new.servers.items():
+            previous: ServerConfig | None = old.servers.get(name)
+            if server.disabled and (previous is None or not previous.disabled):
+                log.info("%s Disabled", name, extra={"server": name})
+
+
+async def retire_runtime(runtime: ServerRuntime, reason: str) -> None:
+    if not await runtime.drain(RETIRE_GRACE_SECONDS):
+        log.warning(
+            "%s: %d request(s) still in flight after %gs; they get an error",
+            runtime.name,
+            runtime.in_flight(),
+            RETIRE_GRACE_SECONDS,
+            extra={"server": runtime.name},
+        )
+    await runtime.stop(reason)
+    log.info("%s Stopped (%s)", runtime.name, reason, extra={"server": runtime.name, "state": "stopped"})
+
+
+async def close_route_sessions(route: Route) -> None:
+    for client in list(route.sessions.values()):
+        await route.close_session(client)
+
+
+class Reloader:
+    """Loads the config again (file change or SIGHUP) and hands it to the proxy; one reload at a time."""
+
+    def __init__(self, proxy: Proxy, load: Callable[[], ProxyConfig]) -> None:
+        self.proxy = proxy
+        self.load = load
+        source = proxy.config.source
+        self.path = source if watchable(source) else None
+        self.baseline = file_signature(source) if self.path else None  # before anything can change it
+
+    async def reload(self, why: str) -> None:
+        log.info("Reloading config (%s)", why)
+        try:
+            new = await anyio.to_thread.run_sync(self.load)
+        except ConfigError as exc:
+            log.error("Reload rejected, keeping the running config: %s", exc)
+            return
+        except Exception as exc:  # task boundary: a bad reload must never stop the proxy
+            log.error("Reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
+            return
+        try:
+            await self.proxy.reload(new)
+        except Exception:  # task boundary, as above
+            log.exception("Reload failed while applying the new config")
+
+    async def watch(self) -> None:
+        if self.path is None:
+            log.info("The config is remote: reload it with SIGHUP")
+            return
+        await watch_file(self.path, lambda: self.reload("the config file changed"), baseline=self.baseline)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -116,36 +283,67 @@ async def serve(
     reload_config: Callable[[], ProxyConfig] | None = None,
     task_status: TaskStatus[Proxy] = anyio.TASK_STATUS_IGNORED,
 ) -> int:
-    """Run the proxy until SIGINT/SIGTERM (exit code 0) or a fatal startup error (exit code 1)."""
+    """Run the proxy until SIGINT/SIGTERM (exit code 0) or a fatal startup error (exit code 1).
+
+    With `reload_config`, a change of the config file or SIGHUP applies the new config.
+    """
     sock = open_listener(config.addr, listen_fd)
     proxy = Proxy(config)
     app = ProxyApp(proxy)
-    http = HttpServer(app, sock, graceful_seconds=SHUTDOWN_GRACE_SECONDS)
+    proxy.on_routes_changed = app.rebuild
+    http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS)
+    reloader = Reloader(proxy, reload_config) if reload_config is not None else None
     async with anyio.create_task_group() as root:
         await root.start(http.serve)
         root.start_soon(reap_idle_sessions, lambda: list(proxy.routes.values()))
         log.info("Listening on %s (%s)", _sock_name(sock), config.base_url)
-        root.start_soon(_watch_signals, root, proxy, http)
+        root.start_soon(_watch_signals, root, proxy, http, reloader)
         task_status.started(proxy)
         await proxy.start_servers(root)
+        if reloader is not None and proxy.fatal is None:
+            root.start_soon(reloader.watch)
     if proxy.fatal:
         log.error("Exiting: %s", proxy.fatal)
         return 1
     return 0
 
 
-async def _watch_signals(root: TaskGroup, proxy: Proxy, http: HttpServer) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _watch_signals(root: TaskGroup, proxy: Proxy, http: HttpServer, reloader: Reloader | None) -> None:
+    """SIGTERM/SIGINT: shut down gracefully (a second one: at once). SIGHUP: reload the config."""
+    stopping = False
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
-            log.info("Received %s, shutting down", signal.Signals(signum).name)
-            break
-    await shutdown(root, proxy, http)
+            name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                if reloader is not None and not stopping:
+                    root.start_soon(reloader.reload, "SIGHUP")
+            elif not stopping:
+                stopping = True
+                log.info("Received %s, shutting down", name)
+                root.start_soon(shutdown, root, proxy, http)
+            else:
+                log.warning("Received %s again, stopping now", name)
+                root.cancel_scope.cancel()
 
 
 async def shutdown(root: TaskGroup, proxy: Proxy, http: HttpServer) -> None:
-    """Stop accepting, end client sessions, let in-flight requests finish, then stop every upstream."""
-    with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS + 2):
+    """Stop accepting, let in-flight requests finish (bounded), stop every upstream, end the sessions.
+
+    Upstreams are stopped only once their replies are in (or the grace period is over): an SDK-based
+    stdio server drops the requests still pending when its stdin closes.
+    """
+    http.stop_accepting()
+    await proxy.drain(SHUTDOWN_GRACE_SECONDS)
+    if proxy.in_flight():
+        log.warning(
+            "%d request(s) still in flight after %gs; they get an error",
+            proxy.in_flight(),
+            SHUTDOWN_GRACE_SECONDS,
+        )
+    await proxy.stop_servers("mcpmux is shutting down")
+    with anyio.move_on_after(CLOSE_SESSIONS_SECONDS):
         await proxy.close_sessions()
+    with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS + 1):
         await http.stop()
     root.cancel_scope.cancel()
 

@@ -69,7 +69,7 @@ class ServerRoute(Route):
             self.runtime.catalog_listeners.remove(self._catalog_changed)
 
     def unavailable_reason(self) -> str | None:
-        if self.runtime.ready:
+        if self.runtime.available:  # connected, or lazyStart waiting for this first use
             return None
         error = f": {self.runtime.last_error}" if self.runtime.last_error else ""
         return f"server {self.name!r} is not connected ({self.runtime.state}{error})"
@@ -90,6 +90,8 @@ class ServerRoute(Route):
             if refused is not None:
                 return refused
         response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
+            response = await self.runtime.replay(client, msg, exchange, response)
         if method == "tools/list" and (self.filtered or self.overrides or scoped):
             self._present_tools(client, response)
         return response
@@ -139,7 +141,7 @@ class ServerRoute(Route):
     async def _initialize(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}
         self.remember_initialize(client, params)
-        shared = self.runtime.session
+        shared = await self.runtime.primary()  # starts a lazyStart server
         if shared is None or shared.init_result is None:
             return self._unavailable(msg["id"])
         upstream_init = shared.init_result

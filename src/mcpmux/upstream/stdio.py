@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +25,7 @@ log = logging.getLogger("mcpmux.upstream")
 STDERR_LINE_LIMIT = 8192
 CLOSE_STDIN_GRACE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 2.0
+PR_SET_PDEATHSIG = 1
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
@@ -122,7 +125,7 @@ class StdioConnection:
 
     async def wait_closed(self) -> str:
         """Wait until the process exits; return a description of why."""
-        await self.protocol.exited
+        await self._exited()
         code = self.transport.get_returncode()
         if code is not None and code < 0:
             return f"process killed by signal {-code}"
@@ -132,20 +135,24 @@ class StdioConnection:
     def closed(self) -> bool:
         return self.protocol.exited.done()
 
+    def _exited(self) -> asyncio.Future[None]:
+        # Shielded: a waiter being cancelled must not cancel the one future every waiter shares.
+        return asyncio.shield(self.protocol.exited)
+
     async def close(self) -> None:
         """Close stdin, then SIGTERM and finally SIGKILL the whole process group."""
         with anyio.CancelScope(shield=True):
             if not self._stdin.is_closing():
                 self._stdin.close()
             with anyio.move_on_after(CLOSE_STDIN_GRACE_SECONDS):
-                await self.protocol.exited
+                await self._exited()
             if not self.protocol.exited.done():
                 _signal_group(self.pid, signal.SIGTERM)
                 with anyio.move_on_after(TERM_GRACE_SECONDS):
-                    await self.protocol.exited
+                    await self._exited()
             _signal_group(self.pid, signal.SIGKILL)  # also reaps grandchildren left behind
             with anyio.move_on_after(TERM_GRACE_SECONDS):
-                await self.protocol.exited
+                await self._exited()
             self.transport.close()
 
 
@@ -156,6 +163,37 @@ def _signal_group(pid: int | None, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """Linux: a preexec function so the child gets SIGKILL when the proxy dies, even by SIGKILL.
+
+    Closing stdin, SIGTERM and SIGKILL to the group cover every orderly path; this covers a proxy that
+    is killed outright, for its direct children (grandchildren still see their stdin close).
+    """
+    prctl = _prctl
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child between fork and exec: no allocation-heavy work here
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the proxy died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def child_environment(server: ServerConfig) -> dict[str, str]:
@@ -185,6 +223,7 @@ async def open_stdio_connection(server: ServerConfig, receiver: Receiver) -> Asy
             env=child_environment(server),
             cwd=server.cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     except OSError as exc:
         raise UpstreamUnavailableError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,13 +15,14 @@ from anyio.abc import TaskGroup
 from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
-from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response
+from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
 from .connection import Receiver
 from .sse_events import iter_events
 
 log = logging.getLogger("mcpmux.upstream")
 
 GET_STREAM_RETRIES = 3
+REINIT_REQUEST_ID = "mcpmux-reinitialize"
 
 
 def http_client(server: ServerConfig) -> httpx2.AsyncClient:
@@ -46,6 +47,10 @@ class StreamableHttpConnection:
         self.tg = tg
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self.on_recovered: Callable[[], None] | None = None  # told after a transparent re-initialize
+        self._init_msg: Message | None = None
+        self._reinit_lock = anyio.Lock()
+        self._generation = 0  # bumped by each re-initialize; older GET streams then stop
         self._dead = anyio.Event()
         self._reason = ""
 
@@ -74,12 +79,14 @@ class StreamableHttpConnection:
         if self.closed:
             raise UpstreamUnavailableError(self.name, self._reason)
         if "method" in msg and "id" in msg:
+            if msg["method"] == "initialize":
+                self._init_msg = msg
             # a request: its reply may stream for a long time, so read it in the background
             self.tg.start_soon(self._post_request, msg, related)
             return
         await self._post(msg, None)
         if msg.get("method") == "notifications/initialized":
-            self.tg.start_soon(self._get_stream)
+            self.tg.start_soon(self._get_stream, self._generation)
 
     async def _post_request(self, msg: Message, related: Any) -> None:
         try:
@@ -97,16 +104,83 @@ class StreamableHttpConnection:
             self.receiver(error_response(msg["id"], CONNECTION_CLOSED, str(exc)), related)
 
     async def _post(self, msg: Message, related: Any) -> bool:
-        """POST one message; deliver what comes back; return whether a response to it arrived."""
+        """POST one message; deliver what comes back; return whether a response to it arrived.
+
+        A 404 for our session means the upstream restarted and forgot it, before running anything:
+        the session is re-initialized and the message sent once more, whatever it is.
+        """
+        for last_try in (False, True):
+            sent_with = self.session_id
+            answered = await self._post_once(msg, related)
+            if answered is not None:
+                return answered
+            if last_try:
+                break
+            await self._reinitialize(sent_with)
+        self._die("the upstream no longer knows our session (HTTP 404), even after re-initializing")
+        raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
+
+    async def _post_once(self, msg: Message, related: Any) -> bool | None:
+        """Whether a response to `msg` arrived; None when the upstream answered 404 for our session."""
         body = orjson.dumps(msg)
         headers = self._headers("application/json, text/event-stream")
         if tracing.active:
             headers.update(tracing.http_headers(msg))
         try:
             async with self.client.stream("POST", self.url, content=body, headers=headers) as resp:
+                if resp.status_code == 404 and self.session_id and msg.get("method") != "initialize":
+                    return None
                 return await self._read_reply(msg, resp, related)
         except httpx2.HTTPError as exc:
             raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None
+
+    async def _reinitialize(self, stale_session_id: str | None) -> None:
+        """Handshake again with the original initialize params, once for all who saw the 404."""
+        async with self._reinit_lock:
+            if self.session_id != stale_session_id or self.closed:
+                return  # another request already did it (or the connection is gone)
+            try:
+                if self._init_msg is None:
+                    raise UpstreamUnavailableError(self.name, "no handshake to repeat")
+                self.session_id = None
+                await self._handshake_again(self._init_msg)
+            except (UpstreamUnavailableError, httpx2.HTTPError, orjson.JSONDecodeError) as exc:
+                reason = f"could not re-initialize the upstream session: {describe(exc)}"
+                self._die(reason)
+                raise UpstreamUnavailableError(self.name, reason) from None
+            self._generation += 1
+            log.info("%s: re-initialized the upstream session (HTTP 404: the upstream restarted)", self.name)
+            self.tg.start_soon(self._get_stream, self._generation)
+        if self.on_recovered is not None:
+            self.on_recovered()
+
+    async def _handshake_again(self, init_msg: Message) -> None:
+        msg = {**init_msg, "id": REINIT_REQUEST_ID}
+        answer: Message | None = None
+        async with self.client.stream(
+            "POST",
+            self.url,
+            content=orjson.dumps(msg),
+            headers=self._headers("application/json, text/event-stream"),
+        ) as resp:
+            if resp.status_code != 200:
+                raise UpstreamUnavailableError(self.name, f"HTTP {resp.status_code} to initialize")
+            self.session_id = resp.headers.get("mcp-session-id")
+            if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                async for event in iter_events(resp.aiter_bytes()):
+                    if event.event == "message" and event.data:
+                        item = orjson.loads(event.data)
+                        if isinstance(item, dict) and item.get("id") == REINIT_REQUEST_ID:
+                            answer = item
+                            break
+            else:
+                item = orjson.loads(await resp.aread())
+                answer = item if isinstance(item, dict) else None
+        result = (answer or {}).get("result")
+        if not isinstance(result, dict):
+            raise UpstreamUnavailableError(self.name, f"initialize was refused: {answer}")
+        self.protocol_version = result.get("protocolVersion")
+        await self._post_once(notification("notifications/initialized"), None)
 
     async def _read_reply(self, msg: Message, resp: httpx2.Response, related: Any) -> bool:
         if resp.status_code in (202, 204):
@@ -152,17 +226,20 @@ class StreamableHttpConnection:
         self.receiver(item, related if related is not None else sent.get("id"))
         return is_answer
 
-    async def _get_stream(self) -> None:
+    async def _get_stream(self, generation: int) -> None:
         """The standalone stream for messages unrelated to a request; optional for servers (405)."""
         last_id: str | None = None
         for _attempt in range(GET_STREAM_RETRIES):
+            if generation != self._generation:
+                return  # the session was re-initialized; its own GET stream took over
+            sent_with = self.session_id
             headers = self._headers("text/event-stream")
             if last_id:
                 headers["last-event-id"] = last_id
             try:
                 async with self.client.stream("GET", self.url, headers=headers) as resp:
-                    if resp.status_code == 404 and self.session_id:
-                        self._die("the upstream no longer knows our session (HTTP 404)")
+                    if resp.status_code == 404 and sent_with:
+                        await self._reinitialize(sent_with)
                         return
                     if resp.status_code != 200:
                         return  # 405: the server offers no standalone stream
@@ -174,6 +251,8 @@ class StreamableHttpConnection:
                 log.debug("%s: GET stream dropped: %s", self.name, describe(exc))
             except orjson.JSONDecodeError:
                 log.warning("%s: invalid JSON on the GET stream", self.name)
+            except UpstreamUnavailableError:
+                return  # re-initializing failed: the connection is dead and says why
             await anyio.sleep(0.5)
 
     async def terminate(self) -> None:

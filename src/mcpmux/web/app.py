@@ -172,7 +172,7 @@ class ProxyApp:
     async def _readyz(self, send: Send) -> None:
         config = self.proxy.config
         servers = {name: rt.status() for name, rt in self.proxy.runtimes.items()}
-        ready = all(rt.ready for rt in self.proxy.runtimes.values())
+        ready = all(rt.available for rt in self.proxy.runtimes.values())  # lazyStart ones count
         body = {
             "status": "ready" if ready else "not ready",
             "name": config.name,

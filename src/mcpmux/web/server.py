@@ -57,6 +57,10 @@ class HttpServer:
                 await server.shutdown(sockets=[self.sock])
                 self._stopped.set()
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket soon (uvicorn checks every 0.1 s); open requests go on."""
+        self.server.should_exit = True
+
     async def stop(self) -> None:
         """Stop accepting and wait (up to the grace period) for open requests to finish."""
         self.server.should_exit = True
