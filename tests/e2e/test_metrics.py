@@ -72,6 +72,8 @@ async def test_metrics_count_calls_errors_and_latency_per_route_server_and_tool(
     assert value(found, "mcpmux_upstream_state", server="fx", state="ready") == 1
     assert value(found, "mcpmux_upstream_state", server="fx", state="restarting") == 0
     assert value(found, "mcpmux_upstream_restarts_total", server="fx") == 0
+    assert value(found, "mcpmux_upstream_uptime_seconds", server="fx") > 0
+    assert value(found, "mcpmux_upstream_tools", server="fx") > 10
     assert value(found, "mcpmux_upstream_requests_in_flight", server="fx") == 0
 
     # 6 calls, plus the proxy's own initialize and catalog listing

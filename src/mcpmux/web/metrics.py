@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -73,38 +74,56 @@ class ProxyCollector(Collector):
         yield from (sessions, in_flight)
 
     def _upstreams(self, proxy: Proxy) -> Iterator[Metric]:
-        up = GaugeMetricFamily("mcpmux_upstream_up", "1 when the server is connected", labels=["server"])
-        state = GaugeMetricFamily(
+        families = UpstreamFamilies()
+        for name, runtime in list(proxy.runtimes.items()):
+            families.add(name, runtime, _pending(runtime, proxy))
+        yield from families.all()
+
+
+class UpstreamFamilies:
+    """The per-server families of one scrape."""
+
+    def __init__(self) -> None:
+        server = ["server"]
+        self.up = GaugeMetricFamily("mcpmux_upstream_up", "1 when the server is connected", labels=server)
+        self.state = GaugeMetricFamily(
             "mcpmux_upstream_state", "1 for the server's current state", labels=["server", "state"]
         )
-        restarts = CounterMetricFamily(
-            "mcpmux_upstream_restarts", "Times the server's connection was restarted", labels=["server"]
+        self.restarts = CounterMetricFamily(
+            "mcpmux_upstream_restarts", "Times the server's connection was restarted", labels=server
         )
-        tools = GaugeMetricFamily("mcpmux_upstream_tools", "Tools the server lists", labels=["server"])
-        pending = GaugeMetricFamily(
-            "mcpmux_upstream_requests_in_flight",
-            "Requests sent upstream, not yet answered",
-            labels=["server"],
+        self.tools = GaugeMetricFamily("mcpmux_upstream_tools", "Tools the server lists", labels=server)
+        self.uptime = GaugeMetricFamily(
+            "mcpmux_upstream_uptime_seconds", "Seconds since the server connected, 0 if down", labels=server
         )
-        messages = CounterMetricFamily(
+        self.pending = GaugeMetricFamily(
+            "mcpmux_upstream_requests_in_flight", "Requests sent upstream, not yet answered", labels=server
+        )
+        self.messages = CounterMetricFamily(
             "mcpmux_messages",
             "Messages relayed over upstream connections, by direction and kind",
             labels=["server", "direction", "kind"],
         )
-        for name, runtime in list(proxy.runtimes.items()):
-            up.add_metric([name], 1 if runtime.ready else 0)
-            for known in (*STATES, *(() if runtime.state in STATES else (runtime.state,))):
-                state.add_metric([name, known], 1 if runtime.state == known else 0)
-            restarts.add_metric([name], runtime.restarts)
-            tools.add_metric([name], len(runtime.tools))
-            pending.add_metric([name], _pending(runtime, proxy))
-            traffic = getattr(runtime, "traffic", None)
-            if traffic is not None:
-                for kind, count in zip(KINDS, traffic.sent, strict=True):
-                    messages.add_metric([name, "to_upstream", kind], count)
-                for kind, count in zip(RECEIVED_KINDS, traffic.received, strict=True):
-                    messages.add_metric([name, "from_upstream", kind], count)
-        yield from (up, state, restarts, tools, pending, messages)
+
+    def add(self, name: str, runtime: Any, pending: int) -> None:
+        self.up.add_metric([name], 1 if runtime.ready else 0)
+        for known in (*STATES, *(() if runtime.state in STATES else (runtime.state,))):
+            self.state.add_metric([name, known], 1 if runtime.state == known else 0)
+        self.restarts.add_metric([name], runtime.restarts)
+        self.tools.add_metric([name], len(runtime.tools))
+        connected_at = runtime.connected_at
+        up_seconds = time.monotonic() - connected_at if connected_at and runtime.ready else 0.0
+        self.uptime.add_metric([name], up_seconds)
+        self.pending.add_metric([name], pending)
+        traffic = getattr(runtime, "traffic", None)
+        if traffic is not None:
+            for kind, count in zip(KINDS, traffic.sent, strict=True):
+                self.messages.add_metric([name, "to_upstream", kind], count)
+            for kind, count in zip(RECEIVED_KINDS, traffic.received, strict=True):
+                self.messages.add_metric([name, "from_upstream", kind], count)
+
+    def all(self) -> tuple[Metric, ...]:
+        return (self.up, self.state, self.restarts, self.tools, self.uptime, self.pending, self.messages)
 
 
 def _bound(bound: float) -> str:
