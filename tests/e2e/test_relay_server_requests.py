@@ -112,52 +112,56 @@ def rendezvous_of(count: int) -> Callable[[], Any]:
     return meet
 
 
-@pytest.mark.parametrize("kind", ISOLATED_KINDS)
-@pytest.mark.parametrize("face", FACES)
-@pytest.mark.parametrize("tool", ASKS)
-async def test_two_clients_asked_at_once_by_an_isolated_upstream_each_get_their_own_request(
-    proxy: ProxyProcess, kind: str, face: str, tool: str
-) -> None:
-    meet = rendezvous_of(2)
-    answerers = {name: Answerer(name, meet) for name in ("a", "b")}
+async def ask_both_at_once(sessions: dict[str, Any], answerers: dict[str, Answerer], tool: str) -> None:
+    """Both clients call `tool` together; each must answer (and be asked) while the other is asked too."""
+    meet = rendezvous_of(len(sessions))
+    for answerer in answerers.values():
+        answerer.rendezvous = meet
+        answerer.asked.clear()
     results: dict[str, types.CallToolResult] = {}
 
     async def call(name: str) -> None:
-        url = proxy.url(f"/{kind}/{face}")
-        async with mcp_client(url, transport=FACES[face], **answerers[name].callbacks()) as session:
-            results[name] = await session.call_tool(tool, ASKS[tool])
+        results[name] = await sessions[name].call_tool(tool, ASKS[tool])
 
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            for name in answerers:
-                tg.start_soon(call, name)
+    async with anyio.create_task_group() as tg:
+        for name in sessions:
+            tg.start_soon(call, name)
     for name, answerer in answerers.items():
         assert not results[name].is_error, results[name]
-        assert answer_in(results[name]) == expected_answer(tool, name)
-        assert len(answerer.asked) == 1
+        assert answer_in(results[name]) == expected_answer(tool, name), tool
+        assert len(answerer.asked) == 1, tool
 
 
-@pytest.mark.parametrize("tool", ASKS)
-async def test_a_shared_http_upstream_says_which_call_a_request_belongs_to_so_both_clients_get_their_own(
-    proxy: ProxyProcess, tool: str
+@pytest.mark.parametrize("kind", ISOLATED_KINDS)
+@pytest.mark.parametrize("face", FACES)
+async def test_two_clients_asked_at_once_by_an_isolated_upstream_each_get_their_own_requests(
+    proxy: ProxyProcess, kind: str, face: str
 ) -> None:
-    meet = rendezvous_of(2)
-    answerers = {name: Answerer(name, meet) for name in ("a", "b")}
-    results: dict[str, types.CallToolResult] = {}
-    whoami: dict[str, Any] = {}
-
-    async def call(name: str) -> None:
-        async with mcp_client(proxy.url("/http_shared/mcp"), **answerers[name].callbacks()) as session:
-            results[name] = await session.call_tool(tool, ASKS[tool])
-            whoami[name] = (await session.call_tool("whoami", {})).structured_content
-
+    answerers = {name: Answerer(name) for name in ("a", "b")}
+    url = proxy.url(f"/{kind}/{face}")
     with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            for name in answerers:
-                tg.start_soon(call, name)
-    assert whoami["a"]["sessionId"] == whoami["b"]["sessionId"]  # one upstream session for both
-    for name in answerers:
-        assert answer_in(results[name]) == expected_answer(tool, name)
+        async with (
+            mcp_client(url, transport=FACES[face], **answerers["a"].callbacks()) as a,
+            mcp_client(url, transport=FACES[face], **answerers["b"].callbacks()) as b,
+        ):
+            for tool in ASKS:
+                await ask_both_at_once({"a": a, "b": b}, answerers, tool)
+
+
+async def test_a_shared_http_upstream_says_which_call_a_request_belongs_to_so_both_clients_get_their_own(
+    proxy: ProxyProcess,
+) -> None:
+    answerers = {name: Answerer(name) for name in ("a", "b")}
+    url = proxy.url("/http_shared/mcp")
+    with anyio.fail_after(20):
+        async with (
+            mcp_client(url, **answerers["a"].callbacks()) as a,
+            mcp_client(url, **answerers["b"].callbacks()) as b,
+        ):
+            whoami = [(await c.call_tool("whoami", {})).structured_content for c in (a, b)]
+            assert whoami[0]["sessionId"] == whoami[1]["sessionId"]  # one upstream session for both
+            for tool in ASKS:
+                await ask_both_at_once({"a": a, "b": b}, answerers, tool)
 
 
 async def test_a_url_elicitation_and_its_completion_notice_reach_the_client(proxy: ProxyProcess) -> None:
@@ -200,9 +204,8 @@ async def test_a_server_request_sent_outside_any_call_reaches_the_owner_of_the_i
     assert [method for method, _ in answerers["b"].asked] == ["sampling"]
 
 
-@pytest.mark.parametrize("tool", ASKS)
 async def test_on_a_shared_stdio_upstream_the_only_client_with_a_call_in_flight_is_asked(
-    proxy: ProxyProcess, tool: str
+    proxy: ProxyProcess,
 ) -> None:
     answerers = {name: Answerer(name) for name in ("a", "b")}
     with anyio.fail_after(20):
@@ -210,9 +213,10 @@ async def test_on_a_shared_stdio_upstream_the_only_client_with_a_call_in_flight_
             mcp_client(proxy.url("/stdio/mcp"), **answerers["a"].callbacks()) as a,
             mcp_client(proxy.url("/stdio/sse"), transport="sse", **answerers["b"].callbacks()) as b,
         ):
-            assert answer_in(await b.call_tool(tool, ASKS[tool])) == expected_answer(tool, "b")
-            assert answer_in(await a.call_tool(tool, ASKS[tool])) == expected_answer(tool, "a")
-    assert len(answerers["a"].asked) == len(answerers["b"].asked) == 1
+            for tool in ASKS:
+                assert answer_in(await b.call_tool(tool, ASKS[tool])) == expected_answer(tool, "b")
+                assert answer_in(await a.call_tool(tool, ASKS[tool])) == expected_answer(tool, "a")
+    assert len(answerers["a"].asked) == len(answerers["b"].asked) == len(ASKS)
 
 
 async def test_on_a_shared_stdio_upstream_a_request_with_two_possible_clients_gets_a_clear_error(
