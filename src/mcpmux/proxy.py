@@ -64,21 +64,30 @@ class Proxy:
 
     # -- merged endpoint and groups ---------------------------------------------------------------
 
-    def _merged_routes(self, config: ProxyConfig, runtimes: dict[str, ServerRuntime]) -> dict[str, Route]:
-        routes: dict[str, Route] = {}
-        settings: dict[str, MergedSettings] = {}
+    def _merged_routes(
+        self, config: ProxyConfig, runtimes: dict[str, ServerRuntime], current: dict[str, Route] | None = None
+    ) -> dict[str, Route]:
+        """The merged endpoint and the groups; on reload, a route whose own settings did not change is
+        kept (its sessions too) and given its new members."""
+        wanted: dict[str, tuple[MergedSettings, list[Any]]] = {}
         if config.merged.enabled and runtimes:
             merged = config.merged
-            settings[""] = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator)
-            members = [(rt, None) for rt in runtimes.values()]
-            routes[""] = MergedRoute("", members, config, merged.auth_tokens, merged.log_enabled, config.name)
+            settings = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator)
+            wanted[""] = (settings, [(rt, None) for rt in runtimes.values()])
         for group in config.groups.values():
-            settings[group.name] = (group.auth_tokens, group.log_enabled, group.name, config.merged.separator)
+            settings = (group.auth_tokens, group.log_enabled, group.name, config.merged.separator)
             members = [(runtimes[m.server], m.tool_filter) for m in group.members if m.server in runtimes]
-            routes[group.name] = MergedRoute(
-                group.name, members, config, group.auth_tokens, group.log_enabled, group.name
-            )
-        self._merged_settings = settings
+            wanted[group.name] = (settings, members)
+        routes: dict[str, Route] = {}
+        for key, (settings, members) in wanted.items():
+            tokens, log_enabled, display_name, _separator = settings
+            route = (current or {}).get(key)
+            if isinstance(route, MergedRoute) and self._merged_settings.get(key) == settings:
+                route.set_members(members, config, tokens)
+            else:
+                route = MergedRoute(key, members, config, tokens, log_enabled, display_name)
+            routes[key] = route
+        self._merged_settings = {key: settings for key, (settings, _members) in wanted.items()}
         return routes
 
     # -- starting --------------------------------------------------------------------------------
@@ -161,7 +170,7 @@ class Proxy:
             for name in diff.unchanged:
                 server_routes[name].proxy = new  # type: ignore[attr-defined]
             self.config, self.runtimes = new, runtimes
-            self.routes = {**server_routes, **self._merged_routes(new, runtimes)}
+            self.routes = {**server_routes, **self._merged_routes(new, runtimes, old_routes)}
             if self.on_routes_changed is not None:
                 self.on_routes_changed()
             for key, route in old_routes.items():

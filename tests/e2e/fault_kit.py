@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
+from relay_kit import RawHttp
 
 from harness import ProxyProcess
 
@@ -153,3 +154,42 @@ def http_upstream(transport: str, *args: str) -> Iterator[HttpUpstream]:
 
 def send_signal(proxy: ProxyProcess, sig: int) -> None:
     os.kill(proxy.process.pid, sig)
+
+
+# -- a raw client that outlives nothing ----------------------------------------------------------
+
+
+class StreamWatch:
+    """A session's standalone GET stream, read until the proxy ends it."""
+
+    def __init__(self) -> None:
+        self.ended = anyio.Event()
+
+
+@asynccontextmanager
+async def raw_session(url: str, *, standalone: bool = False) -> AsyncIterator[tuple[RawHttp, StreamWatch]]:
+    """An initialized raw streamable-HTTP session that never says goodbye (the proxy may be gone)."""
+    watch = StreamWatch()
+    async with (
+        httpx2.AsyncClient(timeout=httpx2.Timeout(BOUND_SECONDS, read=None)) as http,
+        anyio.create_task_group() as tg,
+    ):
+        client = RawHttp(http, url)
+        await client.initialize()
+        if standalone:
+            await tg.start(_read_until_closed, client, watch)
+        yield client, watch
+        tg.cancel_scope.cancel()
+
+
+async def _read_until_closed(client: RawHttp, watch: StreamWatch, *, task_status: Any) -> None:
+    try:
+        headers = client.headers(accept="text/event-stream")
+        async with client.http.stream("GET", client.url, headers=headers) as stream:
+            assert stream.status_code == 200
+            task_status.started()
+            async for _chunk in stream.aiter_bytes():
+                pass
+    except httpx2.TransportError:
+        pass
+    watch.ended.set()

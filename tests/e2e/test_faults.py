@@ -17,6 +17,7 @@ from fault_kit import (
     count_lines,
     faulty,
     http_upstream,
+    process_state,
     readyz,
     server_status,
     wait_for_log,
@@ -67,6 +68,7 @@ async def test_a_call_in_flight_when_its_stdio_upstream_is_killed_fails_at_once_
             await wait_for_log(proxy, r"fx Connected", mark)
             assert await pid_of(client) != pid  # same downstream session, fresh upstream process
             await client.notification("notifications/tools/list_changed")
+            assert process_state(pid) is None  # reaped by the proxy: no zombie
 
 
 async def test_a_hung_upstream_gets_a_timeout_error_is_told_to_cancel_and_the_proxy_stays_responsive(

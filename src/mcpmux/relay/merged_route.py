@@ -91,6 +91,29 @@ class MergedRoute(Route):
             if self._catalog_changed in member.runtime.catalog_listeners:
                 member.runtime.catalog_listeners.remove(self._catalog_changed)
 
+    def set_members(
+        self,
+        members: list[tuple[ServerRuntime, ToolFilter | None]],
+        proxy: ProxyConfig,
+        tokens: tuple[TokenScope, ...],
+    ) -> None:
+        """After a reload: serve these servers from now on; sessions stay and are told the lists changed."""
+        self.detach_listeners()
+        labels = server_labels(rt.name for rt, _ in members)
+        self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
+        self.by_label = {m.label: m for m in self.members}
+        self.tokens = admitted_tokens(tokens, [m.name for m in self.members])
+        self.proxy = proxy
+        self.catalog = self._build_catalog()
+        for member in self.members:
+            member.runtime.catalog_listeners.append(self._catalog_changed)
+        for client in [c for c in self.sessions.values() if c.initialized]:
+            for member in self.members:
+                if not member.runtime.isolated and self._reaches(client, member.name):
+                    member.runtime.attach(client)
+            for kind in KINDS:
+                client.outbox.push(list_changed(kind))
+
     def unavailable_reason(self) -> str | None:
         return None  # the merged endpoint serves whatever members are up
 
