@@ -139,20 +139,19 @@ async def test_set_level_filters_log_messages_for_each_client_separately(
 
 
 @every_kind
-async def test_list_changed_reaches_every_client_of_the_upstream_session(
+async def test_list_changed_of_tools_prompts_and_resources_reaches_the_client(
     proxy: ProxyProcess, kind: str
 ) -> None:
     url = proxy.url(f"/{kind}/mcp")
     with anyio.fail_after(20):
         async with raw_http(url, standalone=True) as caller:
-            await caller.result(
-                "tools/call", {"name": "notify_list_changed", "arguments": {"standalone": True}}
-            )
-            await caller.notification("notifications/tools/list_changed")
+            for listed in ("tools", "prompts", "resources"):
+                for standalone in (True, False):
+                    arguments = {"kind": listed, "standalone": standalone}
+                    await caller.result("tools/call", {"name": "notify_list_changed", "arguments": arguments})
+                    await caller.notification(f"notifications/{listed}/list_changed")
             tools = await caller.result("tools/list")
             assert "dynamic_tool" in {tool["name"] for tool in tools["tools"]}
-            await caller.result("tools/call", {"name": "notify_list_changed", "arguments": {}})
-            await caller.notification("notifications/tools/list_changed")
 
 
 async def test_list_changed_from_a_shared_upstream_reaches_every_attached_client(proxy: ProxyProcess) -> None:
