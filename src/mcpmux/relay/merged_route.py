@@ -104,6 +104,7 @@ class MergedRoute(Route):
         self.by_label = {m.label: m for m in self.members}
         self.tokens = admitted_tokens(tokens, [m.name for m in self.members])
         self.proxy = proxy
+        self.separator = proxy.merged.separator
         self.catalog = self._build_catalog()
         for member in self.members:
             member.runtime.catalog_listeners.append(self._catalog_changed)
