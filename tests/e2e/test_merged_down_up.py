@@ -72,3 +72,21 @@ async def test_a_dead_upstream_leaves_the_merged_lists_and_returns_when_it_resta
     assert refused["error"]["code"] == -32000
     assert after == before  # the same names as before it went down
     assert again["structuredContent"]["pid"] != pid
+
+
+async def test_a_lazy_member_starts_when_a_merged_client_connects_and_then_joins_the_lists(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "mcpProxy": {"name": "mux"},
+        "mcpServers": {"lazy": colliding_server(lazyStart=True), "eager": colliding_server()},
+    }
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        assert "lazy Connecting" not in proxy.log
+        async with raw_http(proxy.url("/mcp"), standalone=True) as client:
+            names = await tool_names(client)
+            if "lazy__whoami" not in names:
+                names = await names_after_list_changed(client, lambda names: "lazy__whoami" in names)
+            whoami = await client.result("tools/call", {"name": "lazy__whoami", "arguments": {}})
+    assert "eager__whoami" in names
+    assert whoami["structuredContent"]["pid"] > 0
