@@ -166,6 +166,21 @@ def test_panic_if_invalid_makes_the_proxy_exit_non_zero_promptly_with_a_clear_me
     assert "All clients initialized" not in proxy.log
 
 
+def test_an_upstream_that_never_answers_initialize_fails_after_the_connect_timeout_not_later(
+    tmp_path: Path,
+) -> None:
+    mute = faulty("--mute", connectTimeout="300ms", panicIfInvalid=True)
+    started = time.monotonic()
+    proxy = ProxyProcess({"mcpServers": {"mute": mute}}, tmp_path)
+    try:
+        assert proxy.process.wait(timeout=15) == 1
+    finally:
+        proxy.stop()
+    assert time.monotonic() - started < 10  # not the 30 s default, let alone forever
+    assert "mute failed to connect: did not answer initialize within the connect timeout (0.3s)" in proxy.log
+    assert "Exiting: mute: did not answer initialize" in proxy.log
+
+
 async def test_a_list_or_read_in_flight_when_the_upstream_dies_is_replayed_but_a_tool_call_is_not(
     tmp_path: Path,
 ) -> None:

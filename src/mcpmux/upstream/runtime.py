@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from ..config.model import ProxyConfig, ServerConfig
-from ..core.backoff import Backoff
 from ..core.counters import Traffic
 from ..core.toolfilter import NameFilter
 from ..errors import UpstreamError, UpstreamUnavailableError
@@ -26,9 +25,9 @@ from ..jsonrpc import (
     result_response,
 )
 from ..relay.client import LOG_RANK
-from .connection import Connection, open_connection
-from .health import HealthTracker, watch_health
+from .connection import open_connection
 from .session import InFlight, UpstreamSession
+from .supervisor import Supervisor, close_when_dead
 
 if TYPE_CHECKING:
     from ..relay.client import ClientSession
@@ -71,25 +70,13 @@ _CAPABILITY_OF = {
 }
 
 
-class ServerRuntime:
-    """Keeps one server's primary upstream session alive and routes what the server initiates."""
+class ServerRuntime(Supervisor):
+    """One configured server: its supervised primary session (see `Supervisor`), its catalog, what the
+    server initiates, and the sessions clients' requests go to."""
 
     def __init__(self, config: ServerConfig, proxy: ProxyConfig) -> None:
-        self.config = config
-        self.proxy = proxy
-        self.name = config.name
-        self.options = config.options
-        self.state = "stopped"
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None  # wall clock, for the status views
-        self.restarts = 0
+        super().__init__(config, proxy)
         self.traffic = Traffic()  # messages over this server's connections, for /metrics
-        self.attempt = 0  # restarts since the upstream last stayed up long enough (the backoff step)
-        self.crash_loop = False
-        self.retry_at: float | None = None  # monotonic time of the next connection attempt
-        self.health_failures = 0
-        self.connected_at: float | None = None
-        self.session: UpstreamSession | None = None
         self.tools: list[dict[str, Any]] = []
         self.prompts: list[dict[str, Any]] = []
         self.resource_uris: set[str] = set()
@@ -98,29 +85,13 @@ class ServerRuntime:
         self.subscribers: dict[str, int] = {}  # resource uri -> shared-session subscriber count
         self.tool_filter = NameFilter(config.options.tool_filter)
         self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
-        self.isolated_sessions: set[UpstreamSession] = set()
-        self._tg: TaskGroup | None = None
         self._server_requests: dict[tuple[int, Any], anyio.CancelScope] = {}
-        self._scope: anyio.CancelScope | None = None
-        self._stopped: anyio.Event | None = None
-        self._stop_reason: str | None = None
-        self._wanted: anyio.Event | None = None  # lazyStart: set on first use
-        self._changed: anyio.Event | None = None  # set (and replaced) when readiness may have changed
 
     # -- what routes read --------------------------------------------------------------------
 
     @property
     def request_timeout_seconds(self) -> float:
         return self.config.timeout_seconds or self.options.request_timeout_seconds
-
-    @property
-    def ready(self) -> bool:
-        return self.session is not None and self.session.closed_reason is None
-
-    @property
-    def available(self) -> bool:
-        """Ready, or waiting for its first use (lazyStart): either way new clients can be served."""
-        return self.ready or self.state == "idle"
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -145,185 +116,8 @@ class ServerRuntime:
             status["pid"] = pid
         return status
 
-    # -- supervision -------------------------------------------------------------------------
-
-    async def run(self, *, task_status: TaskStatus[bool] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Connect, and reconnect with backoff whenever the connection dies, until stopped or cancelled.
-
-        Reports True through task_status once connected (or at once with lazyStart), or False after
-        a failed first attempt; it then keeps retrying in the background.
-        """
-        self._stopped = anyio.Event()
-        try:
-            with anyio.CancelScope() as self._scope:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    if self.options.lazy_start and not self._want_event().is_set():
-                        self._set_state("idle")
-                        log.info(
-                            "%s Waiting for first use (lazyStart)",
-                            self.name,
-                            extra={"server": self.name, "state": "idle"},
-                        )
-                        task_status.started(True)
-                        task_status = anyio.TASK_STATUS_IGNORED
-                        await self._want_event().wait()
-                    await self._supervise(task_status)
-        finally:
-            self._tg = None
-            self._set_state("stopped")
-
-    def want(self) -> None:
-        """First use of a lazyStart server: start connecting (no-op when already started)."""
-        self._want_event().set()
-
-    async def stop(self, reason: str) -> None:
-        """Stop supervising and close every upstream session of this server; wait until done."""
-        self._stop_reason = reason
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._stopped is not None:
-            await self._stopped.wait()
-
-    def in_flight(self) -> int:
-        """Requests waiting for an upstream answer, on the primary and on every isolated session."""
-        count = sum(len(s.pending) for s in self.isolated_sessions)
-        return count + (len(self.session.pending) if self.session is not None else 0)
-
-    async def drain(self, timeout_seconds: float, poll_seconds: float = 0.05) -> bool:
-        """Wait (bounded) until no request is in flight; whether that happened. Shutdown and reload only."""
-        with anyio.move_on_after(timeout_seconds):
-            while self.in_flight():  # noqa: ASYNC110 (polled: the request path must not pay for a signal)
-                await anyio.sleep(poll_seconds)
-        return not self.in_flight()
-
-    async def wait_ready(self, timeout_seconds: float) -> bool:
-        """Wait until connected; False at once when an attempt fails or the server stops, or on timeout."""
-        if self.state == "idle":
-            self.want()
-        with anyio.move_on_after(timeout_seconds):
-            while not self.ready and self.state not in ("failed", "stopped"):
-                await self._changed_event().wait()
-        return self.ready
-
-    async def _supervise(self, task_status: TaskStatus[bool]) -> None:
-        backoff = Backoff(self.options.restart)
-        reporter: TaskStatus[bool] | None = task_status
-        while True:
-            connected, uptime = await self._run_once(reporter)
-            if reporter is not None and not connected:
-                reporter.started(False)
-            reporter = None
-            if connected:
-                backoff.mark_healthy(uptime)
-            delay = backoff.next_delay()
-            self._note_backoff(backoff, delay, connected)
-            await anyio.sleep(delay)
-            self.restarts += 1
-
-    def _note_backoff(self, backoff: Backoff, delay: float, connected: bool) -> None:
-        entering_crash_loop = backoff.in_crash_loop and not self.crash_loop
-        self.attempt = backoff.attempt
-        self.crash_loop = backoff.in_crash_loop
-        self.retry_at = time.monotonic() + delay
-        self._set_state("restarting" if connected else "failed")
-        extra = {"server": self.name, "attempt": self.attempt, "state": self.state}
-        verb = "restarting" if connected else "retrying"
-        log.warning(
-            "%s %s in %.2fs (attempt %d%s): %s",
-            self.name,
-            verb,
-            delay,
-            self.attempt,
-            ", crash loop" if self.crash_loop else "",
-            self.last_error,
-            extra=extra,
-        )
-        if entering_crash_loop:
-            log.error(
-                "%s is in a crash loop: %d attempts in a row failed or did not stay up; "
-                "backing off up to %gs between attempts",
-                self.name,
-                self.attempt,
-                self.options.restart.max_seconds,
-                extra=extra,
-            )
-
-    async def _run_once(self, reporter: TaskStatus[bool] | None) -> tuple[bool, float]:
-        """One connection's life: (whether it got connected, how long it stayed up)."""
-        session = UpstreamSession(self.name, self)
-        self._set_state("connecting")
-        log.info("%s Connecting", self.name, extra={"server": self.name, "state": "connecting"})
-        connected_at: float | None = None
-        error: str | None = None
-        try:
-            async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
-                session.connection = self.traffic.connection(conn)
-                if hasattr(conn, "on_recovered"):
-                    conn.on_recovered = lambda: self._on_recovered(session)  # type: ignore[attr-defined]
-                async with anyio.create_task_group() as life:
-                    life.start_soon(_close_when_dead, conn, session, life.cancel_scope)
-                    error = await self._connect(session)
-                    if error is not None:
-                        life.cancel_scope.cancel()
-                    else:
-                        connected_at = time.monotonic()
-                        self._become_ready(session)
-                        if reporter is not None:
-                            reporter.started(True)
-                        if self.options.health_check.interval_seconds > 0:
-                            life.start_soon(self._watch_health, session, life.cancel_scope)
-                self._lose(session)  # before the transport's close, which may take a while
-        except (UpstreamError, OSError) as exc:
-            error = str(exc).removeprefix(f"{self.name}: ")
-        except Exception as exc:  # task boundary: one server's bug must never take the others down
-            log.exception("%s: unexpected error", self.name, extra={"server": self.name})
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        finally:
-            session.close(self._stop_reason or error or "connection closed")
-            self._lose(session)
-        self._record_error(error or session.closed_reason)
-        if connected_at is None:
-            log.error(
-                "%s failed to connect: %s",
-                self.name,
-                self.last_error,
-                extra={"server": self.name, "state": "failed"},
-            )
-            return False, 0.0
-        log.warning("%s disconnected: %s", self.name, self.last_error, extra={"server": self.name})
-        return True, time.monotonic() - connected_at
-
-    async def _connect(self, session: UpstreamSession) -> str | None:
-        """Handshake and catalog within the connect timeout; None when connected, else why not."""
-        timeout = self.options.connect_timeout_seconds
-        try:
-            with anyio.fail_after(timeout + 1):  # each request times out first, with a clear message
-                await self._handshake(session)
-                await self._load_catalog(session)
-        except UpstreamError as exc:
-            return session.closed_reason or str(exc).removeprefix(f"{self.name}: ")
-        except TimeoutError:
-            return f"no answer within the connect timeout ({timeout:g}s)"
-        return session.closed_reason
-
-    def _lose(self, session: UpstreamSession) -> None:
-        if self.session is session:
-            self.session = None
-            self._record_error(session.closed_reason)
-            self._set_state("restarting")
-            self._catalog_changed("disconnected")
-
-    def _become_ready(self, session: UpstreamSession) -> None:
-        self.session = session
-        self.connected_at = time.monotonic()
-        self.health_failures = 0
-        self.retry_at = None
-        self._set_state("ready")
-        log.info("%s Connected", self.name, extra={"server": self.name, "state": "ready"})
-        self._catalog_changed("connected")
-        if self.subscribers or any(c.log_level for c in self.attached):
-            assert self._tg is not None
+    def _resume(self, session: UpstreamSession) -> None:
+        if (self.subscribers or any(c.log_level for c in self.attached)) and self._tg is not None:
             self._tg.start_soon(self._restore_shared_state, session)
 
     async def _restore_shared_state(self, session: UpstreamSession) -> None:
@@ -336,77 +130,14 @@ class ServerRuntime:
         for uri in list(self.subscribers):
             await session.request(request(0, "resources/subscribe", {"uri": uri}), None, timeout)
 
-    def _record_error(self, error: str | None) -> None:
-        if error:
-            self.last_error = error
-            self.last_error_at = time.time()
-
-    async def _watch_health(self, session: UpstreamSession, life: anyio.CancelScope) -> None:
-        tracker = await watch_health(session, self.options.health_check, self._on_probe)
-        reason = f"unhealthy: {tracker.failures} health checks in a row failed ({tracker.last_error})"
-        log.warning(
-            "%s is %s; reconnecting", self.name, reason, extra={"server": self.name, "state": "unhealthy"}
-        )
-        session.close(reason)
-        life.cancel()
-
-    def _on_probe(self, tracker: HealthTracker) -> None:
-        was = self.health_failures
-        self.health_failures = tracker.failures
-        if tracker.failures and self.state == "ready":
-            self._set_state("unhealthy")
-        if tracker.failures:
-            log.warning(
-                "%s health check failed (%d of %d): %s",
-                self.name,
-                tracker.failures,
-                tracker.failure_threshold,
-                tracker.last_error,
-                extra={"server": self.name, "state": "unhealthy"},
-            )
-        elif was and self.state == "unhealthy":
-            self._set_state("ready")
-            log.info("%s is healthy again", self.name, extra={"server": self.name, "state": "ready"})
-
-    def _on_recovered(self, session: UpstreamSession) -> None:
-        """The transport re-established the upstream session by itself (the upstream restarted)."""
-        log.warning(
-            "%s re-initialized its upstream session (the upstream had forgotten it)",
-            self.name,
-            extra={"server": self.name},
-        )
-        if session is self.session and self._tg is not None:
-            self._tg.start_soon(self._refresh_catalog, session)
-            if self.subscribers or any(c.log_level for c in self.attached):
-                self._tg.start_soon(self._restore_shared_state, session)
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        if state == "stopped" and self._stopped is not None:
-            self._stopped.set()
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
-
-    def _changed_event(self) -> anyio.Event:
-        if self._changed is None:
-            self._changed = anyio.Event()
-        return self._changed
-
-    def _want_event(self) -> anyio.Event:
-        if self._wanted is None:
-            self._wanted = anyio.Event()
-        return self._wanted
-
     async def _handshake(self, session: UpstreamSession) -> None:
         params = {
             "protocolVersion": LATEST_HANDSHAKE_VERSION,
             "capabilities": PROXY_CLIENT_CAPABILITIES,
             "clientInfo": {"name": self.proxy.name, "version": self.proxy.version},
         }
-        timeout = self.options.connect_timeout_seconds
-        with anyio.fail_after(timeout + 1):  # the request itself times out first, with a clear message
-            await session.initialize(params, timeout)
+        # The caller's deadline (the connect timeout) comes first; this one is only a backstop.
+        await session.initialize(params, self.options.connect_timeout_seconds + 1)
 
     async def _load_catalog(self, session: UpstreamSession) -> None:
         """Snapshot tools, prompts and resources (for the logs, the status page and merged naming)."""
@@ -424,7 +155,7 @@ class ServerRuntime:
         items: list[dict[str, Any]] = []
         cursor = None
         for _page in range(100):
-            params = {"cursor": cursor} if cursor else {}
+            params: dict[str, Any] = {"cursor": cursor} if cursor else {}
             resp = await session.request(
                 {"jsonrpc": "2.0", "id": 0, "method": method, "params": params},
                 None,
@@ -660,7 +391,8 @@ class ServerRuntime:
         """Open an upstream session private to `client`, handshaking with the client's own params."""
         if self._tg is None:
             raise UpstreamError(self.name, "server is not running")
-        return await self._tg.start(self._isolated_session, client, params)
+        session: UpstreamSession = await self._tg.start(self._isolated_session, client, params)
+        return session
 
     async def _isolated_session(
         self, client: ClientSession, params: dict[str, Any], *, task_status: TaskStatus[UpstreamSession]
@@ -676,8 +408,8 @@ class ServerRuntime:
                 async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
                     session.connection = self.traffic.connection(conn)
                     async with anyio.create_task_group() as life:
-                        life.start_soon(_close_when_dead, conn, session, life.cancel_scope)
-                        error = await self._initialize_isolated(session, params)
+                        life.start_soon(close_when_dead, conn, session, life.cancel_scope)
+                        error = await self._connect(session, params)
                         if error is not None:
                             life.cancel_scope.cancel()
                         else:
@@ -696,23 +428,6 @@ class ServerRuntime:
                     del client.upstream_scopes[self.name]
         if error is not None:
             raise UpstreamUnavailableError(self.name, error)
-
-    async def _initialize_isolated(self, session: UpstreamSession, params: dict[str, Any]) -> str | None:
-        timeout = self.options.connect_timeout_seconds
-        try:
-            with anyio.fail_after(timeout + 1):
-                await session.initialize(params, timeout)
-        except UpstreamError as exc:
-            return session.closed_reason or str(exc).removeprefix(f"{self.name}: ")
-        except TimeoutError:
-            return f"no answer within the connect timeout ({timeout:g}s)"
-        return session.closed_reason
-
-
-async def _close_when_dead(conn: Connection, session: UpstreamSession, life: anyio.CancelScope) -> None:
-    """In-flight requests get their error the moment the transport dies, even during the handshake."""
-    session.close(await conn.wait_closed())
-    life.cancel()
 
 
 def template_prefix(uri_template: Any) -> str:

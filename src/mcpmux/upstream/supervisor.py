@@ -1,0 +1,343 @@
+"""Supervision of one server's primary upstream session: connect, watch, back off, reconnect, stop.
+
+`Supervisor` is the base of `ServerRuntime`: it owns the connection's life and the state the status
+views report (connecting, ready, unhealthy, restarting with the attempt count, failed, idle, stopped);
+the runtime supplies the handshake, the catalog and what to do with the clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..config.model import ProxyConfig, ServerConfig
+from ..core.backoff import Backoff
+from ..errors import UpstreamError
+from ..jsonrpc import Message
+from .connection import Connection, open_connection
+from .health import HealthTracker, watch_health
+from .session import InFlight, UpstreamSession
+
+if TYPE_CHECKING:
+    from ..core.counters import Traffic
+
+log = logging.getLogger("mcpmux.server")
+
+
+class Supervisor:
+    """Keeps the primary session of one server alive; subclasses say how to open and use it."""
+
+    traffic: Traffic  # counts messages on every connection (set by the subclass)
+
+    def __init__(self, config: ServerConfig, proxy: ProxyConfig) -> None:
+        self.config = config
+        self.proxy = proxy
+        self.name = config.name
+        self.options = config.options
+        self.state = "stopped"
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None  # wall clock, for the status views
+        self.restarts = 0
+        self.attempt = 0  # restarts since the upstream last stayed up long enough (the backoff step)
+        self.crash_loop = False
+        self.retry_at: float | None = None  # monotonic time of the next connection attempt
+        self.health_failures = 0
+        self.connected_at: float | None = None
+        self.session: UpstreamSession | None = None
+        self.isolated_sessions: set[UpstreamSession] = set()
+        self._tg: TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._stopped: anyio.Event | None = None
+        self._stop_reason: str | None = None
+        self._wanted: anyio.Event | None = None  # lazyStart: set on first use
+        self._changed: anyio.Event | None = None  # set (and replaced) when readiness may have changed
+
+    @property
+    def ready(self) -> bool:
+        return self.session is not None and self.session.closed_reason is None
+
+    @property
+    def available(self) -> bool:
+        """Ready, or waiting for its first use (lazyStart): either way new clients can be served."""
+        return self.ready or self.state == "idle"
+
+    # -- what the subclass provides --------------------------------------------------------------
+
+    async def _handshake(self, session: UpstreamSession) -> None:
+        raise NotImplementedError
+
+    async def _load_catalog(self, session: UpstreamSession) -> None:
+        raise NotImplementedError
+
+    async def _refresh_catalog(self, session: UpstreamSession) -> None:
+        raise NotImplementedError
+
+    def _catalog_changed(self, why: str) -> None:
+        """The session connected or disconnected ("connected", "disconnected")."""
+
+    def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        raise NotImplementedError
+
+    def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        raise NotImplementedError
+
+    def _resume(self, session: UpstreamSession) -> None:
+        """A fresh upstream session is in place: give it back what the clients had set up."""
+
+    # -- the supervision loop ------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[bool] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, and reconnect with backoff whenever the connection dies, until stopped or cancelled.
+
+        Reports True through task_status once connected (or at once with lazyStart), or False after
+        a failed first attempt; it then keeps retrying in the background.
+        """
+        self._stopped = anyio.Event()
+        try:
+            with anyio.CancelScope() as self._scope:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    if self.options.lazy_start and not self._want_event().is_set():
+                        self._set_state("idle")
+                        log.info(
+                            "%s Waiting for first use (lazyStart)",
+                            self.name,
+                            extra={"server": self.name, "state": "idle"},
+                        )
+                        task_status.started(True)
+                        task_status = anyio.TASK_STATUS_IGNORED
+                        await self._want_event().wait()
+                    await self._supervise(task_status)
+        finally:
+            self._tg = None
+            self._set_state("stopped")
+
+    def want(self) -> None:
+        """First use of a lazyStart server: start connecting (no-op when already started)."""
+        self._want_event().set()
+
+    async def stop(self, reason: str) -> None:
+        """Stop supervising and close every upstream session of this server; wait until done."""
+        self._stop_reason = reason
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    def in_flight(self) -> int:
+        """Requests waiting for an upstream answer, on the primary and on every isolated session."""
+        count = sum(len(s.pending) for s in self.isolated_sessions)
+        return count + (len(self.session.pending) if self.session is not None else 0)
+
+    async def drain(self, timeout_seconds: float, poll_seconds: float = 0.05) -> bool:
+        """Wait (bounded) until no request is in flight; whether that happened. Shutdown and reload only."""
+        with anyio.move_on_after(timeout_seconds):
+            while self.in_flight():  # noqa: ASYNC110 (polled: the request path must not pay for a signal)
+                await anyio.sleep(poll_seconds)
+        return not self.in_flight()
+
+    async def wait_ready(self, timeout_seconds: float) -> bool:
+        """Wait until connected; False at once when an attempt fails or the server stops, or on timeout."""
+        if self.state == "idle":
+            self.want()
+        with anyio.move_on_after(timeout_seconds):
+            while not self.ready and self.state not in ("failed", "stopped"):
+                await self._changed_event().wait()
+        return self.ready
+
+    async def _supervise(self, task_status: TaskStatus[bool]) -> None:
+        backoff = Backoff(self.options.restart)
+        reporter: TaskStatus[bool] | None = task_status
+        while True:
+            connected, uptime = await self._run_once(reporter)
+            if reporter is not None and not connected:
+                reporter.started(False)
+            reporter = None
+            if connected:
+                backoff.mark_healthy(uptime)
+            delay = backoff.next_delay()
+            self._note_backoff(backoff, delay, connected)
+            await anyio.sleep(delay)
+            self.restarts += 1
+
+    def _note_backoff(self, backoff: Backoff, delay: float, connected: bool) -> None:
+        entering_crash_loop = backoff.in_crash_loop and not self.crash_loop
+        self.attempt = backoff.attempt
+        self.crash_loop = backoff.in_crash_loop
+        self.retry_at = time.monotonic() + delay
+        self._set_state("restarting" if connected else "failed")
+        extra = {"server": self.name, "attempt": self.attempt, "state": self.state}
+        verb = "restarting" if connected else "retrying"
+        log.warning(
+            "%s %s in %.2fs (attempt %d%s): %s",
+            self.name,
+            verb,
+            delay,
+            self.attempt,
+            ", crash loop" if self.crash_loop else "",
+            self.last_error,
+            extra=extra,
+        )
+        if entering_crash_loop:
+            log.error(
+                "%s is in a crash loop: %d attempts in a row failed or did not stay up; "
+                "backing off up to %gs between attempts",
+                self.name,
+                self.attempt,
+                self.options.restart.max_seconds,
+                extra=extra,
+            )
+
+    async def _run_once(self, reporter: TaskStatus[bool] | None) -> tuple[bool, float]:
+        """One connection's life: (whether it got connected, how long it stayed up)."""
+        session = UpstreamSession(self.name, self)
+        self._set_state("connecting")
+        log.info("%s Connecting", self.name, extra={"server": self.name, "state": "connecting"})
+        connected_at: float | None = None
+        error: str | None = None
+        try:
+            async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
+                session.connection = self.traffic.connection(conn)
+                if hasattr(conn, "on_recovered"):
+                    conn.on_recovered = lambda: self._on_recovered(session)
+                async with anyio.create_task_group() as life:
+                    life.start_soon(close_when_dead, conn, session, life.cancel_scope)
+                    error = await self._connect(session)
+                    if error is not None:
+                        life.cancel_scope.cancel()
+                    else:
+                        connected_at = time.monotonic()
+                        self._become_ready(session)
+                        if reporter is not None:
+                            reporter.started(True)
+                        if self.options.health_check.interval_seconds > 0:
+                            life.start_soon(self._watch_health, session, life.cancel_scope)
+                self._lose(session)  # before the transport's close, which may take a while
+        except (UpstreamError, OSError) as exc:
+            error = str(exc).removeprefix(f"{self.name}: ")
+        except Exception as exc:  # task boundary: one server's bug must never take the others down
+            log.exception("%s: unexpected error", self.name, extra={"server": self.name})
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            session.close(self._stop_reason or error or "connection closed")
+            self._lose(session)
+        self._record_error(error or session.closed_reason)
+        if connected_at is None:
+            log.error(
+                "%s failed to connect: %s",
+                self.name,
+                self.last_error,
+                extra={"server": self.name, "state": "failed"},
+            )
+            return False, 0.0
+        log.warning("%s disconnected: %s", self.name, self.last_error, extra={"server": self.name})
+        return True, time.monotonic() - connected_at
+
+    async def _connect(self, session: UpstreamSession, params: dict[str, Any] | None = None) -> str | None:
+        """The handshake within the connect timeout; None when connected, else why not.
+
+        The primary session (no `params`) handshakes as the proxy and loads the catalog too; an
+        isolated one handshakes with its client's `params`.
+        """
+        timeout = self.options.connect_timeout_seconds
+        with anyio.move_on_after(timeout) as deadline:
+            try:
+                if params is not None:
+                    await session.initialize(params, timeout + 1)  # +1: the deadline comes first
+                else:
+                    await self._handshake(session)
+                    await self._load_catalog(session)
+            except UpstreamError as exc:
+                return session.closed_reason or str(exc).removeprefix(f"{self.name}: ")
+        if deadline.cancelled_caught:
+            step = "initialize" if session.init_result is None else "the first listings"
+            return session.closed_reason or f"did not answer {step} within the connect timeout ({timeout:g}s)"
+        return session.closed_reason
+
+    def _lose(self, session: UpstreamSession) -> None:
+        if self.session is session:
+            self.session = None
+            self._record_error(session.closed_reason)
+            self._set_state("restarting")
+            self._catalog_changed("disconnected")
+
+    def _become_ready(self, session: UpstreamSession) -> None:
+        self.session = session
+        self.connected_at = time.monotonic()
+        self.health_failures = 0
+        self.retry_at = None
+        self._set_state("ready")
+        log.info("%s Connected", self.name, extra={"server": self.name, "state": "ready"})
+        self._catalog_changed("connected")
+        self._resume(session)
+
+    def _record_error(self, error: str | None) -> None:
+        if error:
+            self.last_error = error
+            self.last_error_at = time.time()
+
+    async def _watch_health(self, session: UpstreamSession, life: anyio.CancelScope) -> None:
+        tracker = await watch_health(session, self.options.health_check, self._on_probe)
+        reason = f"unhealthy: {tracker.failures} health checks in a row failed ({tracker.last_error})"
+        log.warning(
+            "%s is %s; reconnecting", self.name, reason, extra={"server": self.name, "state": "unhealthy"}
+        )
+        session.close(reason)
+        life.cancel()
+
+    def _on_probe(self, tracker: HealthTracker) -> None:
+        was = self.health_failures
+        self.health_failures = tracker.failures
+        if tracker.failures and self.state == "ready":
+            self._set_state("unhealthy")
+        if tracker.failures:
+            log.warning(
+                "%s health check failed (%d of %d): %s",
+                self.name,
+                tracker.failures,
+                tracker.failure_threshold,
+                tracker.last_error,
+                extra={"server": self.name, "state": "unhealthy"},
+            )
+        elif was and self.state == "unhealthy":
+            self._set_state("ready")
+            log.info("%s is healthy again", self.name, extra={"server": self.name, "state": "ready"})
+
+    def _on_recovered(self, session: UpstreamSession) -> None:
+        """The transport re-established the upstream session by itself (the upstream restarted)."""
+        log.warning(
+            "%s re-initialized its upstream session (the upstream had forgotten it)",
+            self.name,
+            extra={"server": self.name},
+        )
+        if session is self.session and self._tg is not None:
+            self._tg.start_soon(self._refresh_catalog, session)
+            self._resume(session)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if state == "stopped" and self._stopped is not None:
+            self._stopped.set()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def _changed_event(self) -> anyio.Event:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
+
+    def _want_event(self) -> anyio.Event:
+        if self._wanted is None:
+            self._wanted = anyio.Event()
+        return self._wanted
+
+
+async def close_when_dead(conn: Connection, session: UpstreamSession, life: anyio.CancelScope) -> None:
+    """In-flight requests get their error the moment the transport dies, even during the handshake."""
+    session.close(await conn.wait_closed())
+    life.cancel()
