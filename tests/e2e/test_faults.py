@@ -24,7 +24,7 @@ from fault_kit import (
 )
 from relay_kit import raw_http
 
-from harness import ProxyProcess, mcp_client, running_proxy
+from harness import ProxyProcess, fixture_server, mcp_client, running_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -164,6 +164,22 @@ def test_panic_if_invalid_makes_the_proxy_exit_non_zero_promptly_with_a_clear_me
     assert "Exiting: broken: cannot start" in proxy.log
     assert "(panicIfInvalid is set)" in proxy.log
     assert "All clients initialized" not in proxy.log
+
+
+async def test_a_resource_subscription_survives_a_restart_of_the_shared_upstream(tmp_path: Path) -> None:
+    uri = "test://watched-resource"
+    config = {"mcpServers": {"fx": {**fixture_server(), "options": {"restart": FAST_RESTART}}}}
+    with running_proxy(config, tmp_path, extra_args=DEBUG) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/fx/mcp"), standalone=True) as client:
+            await client.result("resources/subscribe", {"uri": uri})
+            pid = await pid_of(client)
+            mark = len(proxy.lines)
+            os.kill(pid, signal.SIGKILL)
+            await wait_for_log(proxy, r"fx Connected", mark)
+            await wait_for_log(proxy, rf"fx stderr: subscribe {uri}", mark)  # told again, unasked
+            await client.result("tools/call", {"name": "touch_resource", "arguments": {"uri": uri}})
+            updated = await client.notification("notifications/resources/updated")
+            assert updated["params"]["uri"] == uri
 
 
 def test_an_upstream_that_never_answers_initialize_fails_after_the_connect_timeout_not_later(
