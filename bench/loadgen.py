@@ -66,6 +66,13 @@ def read_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
 
 
+def read_machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle or iowait) since boot, from /proc/stat."""
+    with open("/proc/stat", "rb") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS_PER_SECOND
+
+
 def read_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
@@ -82,6 +89,7 @@ class Window:
         self.watch_pids = watch_pids
         self.started_at = self.ended_at = 0.0
         self.own_cpu = [0.0, 0.0]
+        self.machine_cpu = [0.0, 0.0]
         self.watched_cpu: dict[int, list[float]] = {pid: [0.0, 0.0] for pid in watch_pids}
         self.ended = asyncio.get_running_loop().create_future()
 
@@ -92,6 +100,7 @@ class Window:
 
     def _sample(self, edge: int) -> None:
         self.own_cpu[edge] = time.process_time()
+        self.machine_cpu[edge] = read_machine_busy_seconds()
         for pid, cpu in self.watched_cpu.items():
             cpu[edge] = read_cpu_seconds(pid)
 
@@ -122,6 +131,7 @@ class Window:
             "loadgen_cpu_s": round(own_cpu, 4),
             "loadgen_cpu_per_call_ms": round(1000 * own_cpu / calls, 4) if calls else None,
             "loadgen_cpu_share": round(own_cpu / seconds, 4),
+            "machine_busy_share": round((self.machine_cpu[1] - self.machine_cpu[0]) / seconds, 3),
             "watched": {},
         }
         for pid, (before, after) in self.watched_cpu.items():

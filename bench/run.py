@@ -346,6 +346,8 @@ def summarize(report: dict[str, Any], server_pid: int | None, upstream_pids: lis
         report.update(proxy_cpu_per_call_ms=proxy["cpu_per_call_ms"], proxy_cpu_share=proxy["cpu_share"])
         report["proxy_rss_kib"] = proxy["rss_kib"]
     upstream = [watched[str(p)] for p in upstream_pids if str(p) in watched]
+    ours = report["loadgen_cpu_share"] + sum(w["cpu_share"] for w in watched.values())
+    report["others_cpu_share"] = round(max(0.0, report["machine_busy_share"] - ours), 2)
     if upstream:
         cpu = sum(u["cpu_s"] for u in upstream)
         report["upstream_cpu_per_call_ms"] = (
@@ -480,6 +482,7 @@ class ProxyRun:
             "upstream_cpu_per_call_ms": max(r.get("upstream_cpu_per_call_ms") or 0 for r in runs),
             "loadgen_cpu_share": max(r["loadgen_cpu_share"] for r in runs),
             "loadgen_cpu_per_call_ms": max(r["loadgen_cpu_per_call_ms"] or 0 for r in runs),
+            "others_cpu_share": max(r["others_cpu_share"] for r in runs),
         }
 
 
@@ -613,7 +616,9 @@ def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:,.0f}"
+        if abs(value) < 100:
+            return f"{value:.{digits}f}"
+        return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
 
 
@@ -623,7 +628,7 @@ def phase_rows(name: str, results: dict[str, Any]) -> list[list[str]]:
         if not isinstance(r, dict) or "calls" not in r:
             continue
         if "failed" in r:
-            rows.append([f"{name} {phase}", "FAILED", "", "", "", "", "", "", r["failed"][:80]])
+            rows.append([f"{name} {phase}", "FAILED", *[""] * 7, r["failed"][:80]])
             continue
         if phase == "idle_sessions":
             continue
@@ -638,6 +643,7 @@ def phase_rows(name: str, results: dict[str, Any]) -> list[list[str]]:
                 fmt(r.get("upstream_cpu_per_call_ms")),
                 fmt(r.get("loadgen_cpu_per_call_ms")),
                 fmt(r.get("loadgen_cpu_share"), 2),
+                fmt(r.get("others_cpu_share"), 2),
             ]
         )
     return rows
@@ -653,6 +659,7 @@ PHASE_HEADER = [
     "upstream CPU/call ms",
     "loadgen CPU/call ms",
     "loadgen CPU share",
+    "others CPU share",
 ]
 
 
