@@ -185,3 +185,20 @@ async def test_on_isolated_upstreams_each_client_subscribes_for_itself(proxy: Pr
                 "tools/call", {"name": "touch_resource", "arguments": {"uri": WATCHED}}
             )
             assert touched["content"][0]["text"] == "notified 0 subscriber(s)"
+
+
+async def test_clients_subscribing_to_one_uri_at_the_same_moment_cause_one_upstream_subscription(
+    proxy: ProxyProcess,
+) -> None:
+    url = proxy.url("/shared/mcp")
+    uri = "test://template/7/data"
+    mark = len(proxy.lines)
+    with anyio.fail_after(20):
+        async with raw_http(url) as a, raw_http(url) as b, raw_http(url) as c:
+            async with anyio.create_task_group() as tg:
+                for client in (a, b, c):
+                    tg.start_soon(client.result, "resources/subscribe", {"uri": uri})
+            assert await a.result("resources/subscribe", {"uri": OTHER}) == {}
+            await upstream_line(proxy, f"subscribe {OTHER}", mark)  # the upstream is in order
+            assert count_lines(proxy, f"stderr: subscribe {uri}", mark) == 1
+            assert await a.result("resources/unsubscribe", {"uri": OTHER}) == {}

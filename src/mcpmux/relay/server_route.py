@@ -204,15 +204,20 @@ class ServerRoute(Route):
             return self._unavailable(msg["id"])
         if uri in client.subscriptions:
             return result_response(msg["id"], {})
-        if self.isolated or not self.runtime.subscribers.get(uri):
-            response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
-            if "error" in response:
-                return response
-        else:
-            response = result_response(msg["id"], {})
+        # Claimed before the upstream answers, so a concurrent subscribe to the same URI is not sent too.
         client.subscriptions.add(uri)
+        subscribers = self.runtime.subscribers
         if not self.isolated:
-            self.runtime.subscribers[uri] = self.runtime.subscribers.get(uri, 0) + 1
+            subscribers[uri] = subscribers.get(uri, 0) + 1
+            if subscribers[uri] > 1:
+                return result_response(msg["id"], {})
+        response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        if "error" in response:
+            client.subscriptions.discard(uri)
+            if not self.isolated and subscribers.get(uri, 0) > 0:
+                subscribers[uri] -= 1
+                if not subscribers[uri]:
+                    del subscribers[uri]
         return response
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
