@@ -105,6 +105,9 @@ async def test_initialize_carries_the_upstream_capabilities_instructions_and_ver
             answer = client.init_result
     assert answer["capabilities"] == upstream["capabilities"]
     assert answer["instructions"] == upstream["instructions"]
+    assert answer["_meta"] == upstream["_meta"] == {"com.example/init": "v1"}
+    assert answer["x-vendor-init"] == upstream["x-vendor-init"] == {"init": True}
+    assert answer.keys() == upstream.keys()
     assert answer["protocolVersion"] == "2025-11-25"
     assert answer["serverInfo"]["name"] == kind
     assert answer["serverInfo"]["version"] == "7.7.7"

@@ -168,10 +168,8 @@ class ServerRoute(Route):
             "name": self.name,
             "version": self.proxy.version,
         }
-        result: dict[str, Any] = {"protocolVersion": version, "capabilities": caps, "serverInfo": server_info}
-        if upstream_init.get("instructions"):
-            result["instructions"] = upstream_init["instructions"]
-        return result
+        # everything else the upstream said (instructions, _meta, newer fields) goes to the client as is
+        return {**upstream_init, "protocolVersion": version, "capabilities": caps, "serverInfo": server_info}
 
     async def _ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         return self.answer_ping(msg)
