@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -14,6 +15,7 @@ from fault_kit import (
     alive,
     faulty,
     group_members,
+    process_state,
     raw_session,
     readyz,
     send_signal,
@@ -22,6 +24,8 @@ from fault_kit import (
 )
 
 from harness import ProxyProcess, running_proxy
+from mcpmux.config.loader import load_config
+from mcpmux.proxy import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +102,18 @@ async def test_a_lazy_start_server_connects_on_first_use_and_counts_as_ready_unt
             assert echoed["content"][0]["text"] == "woken"
         assert "lazy Connected" in proxy.log
         assert readyz(proxy)[1]["servers"]["lazy"]["state"] == "ready"
+
+
+async def test_an_error_that_tears_the_proxy_down_still_stops_its_stdio_children(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"mcpProxy": {"addr": "127.0.0.1:0"}, "mcpServers": {"fx": faulty()}}))
+    config = load_config(str(path))
+    pids = []
+    with anyio.fail_after(BOUND_SECONDS), pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="crash")):
+        async with anyio.create_task_group() as tg:
+            proxy = await tg.start(lambda task_status: serve(config, task_status=task_status))
+            runtime = proxy.runtimes["fx"]
+            assert await runtime.wait_ready(10)
+            pids.append(runtime.session.connection.pid)
+            raise RuntimeError("a crash beside (or inside) the proxy's root task group")
+    assert process_state(pids[0]) is None  # stopped and reaped: neither orphan nor zombie

@@ -38,7 +38,7 @@ class Supervisor:
         self.proxy = proxy
         self.name = config.name
         self.options = config.options
-        self.state = "stopped"
+        self.state = "connecting"  # until run() says otherwise (a lazyStart server: "idle")
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # wall clock, for the status views
         self.restarts = 0
