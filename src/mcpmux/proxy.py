@@ -48,6 +48,7 @@ class Proxy:
         self.runtimes: dict[str, ServerRuntime] = {}
         self.routes: dict[str, Route] = {}
         self.fatal: str | None = None
+        self.stopping = False
         self.on_routes_changed: Callable[[], None] | None = None  # the HTTP app rebuilds its path table
         self._tg: TaskGroup | None = None
         self._reload_lock: anyio.Lock | None = None
@@ -96,7 +97,7 @@ class Proxy:
         """Start every server concurrently; return when each has connected or failed once."""
         self._tg = tg
         await self._start(list(self.runtimes.values()), at_startup=True)
-        if self.fatal is None:
+        if self.fatal is None and not self.stopping:
             self._log_routes(self.routes.values())
             log.info("All clients initialized")
 
@@ -106,7 +107,7 @@ class Proxy:
 
         async def start_one(runtime: ServerRuntime) -> None:
             ok = await tg.start(runtime.run)
-            if not ok and at_startup and runtime.options.panic_if_invalid:
+            if not ok and at_startup and runtime.options.panic_if_invalid and not runtime.stopping:
                 self.fatal = f"{runtime.name}: {runtime.last_error} (panicIfInvalid is set)"
                 tg.cancel_scope.cancel()
 
@@ -309,7 +310,7 @@ async def serve(
         root.start_soon(_watch_signals, root, proxy, http, reloader)
         task_status.started(proxy)
         await proxy.start_servers(root)
-        if reloader is not None and proxy.fatal is None:
+        if reloader is not None and proxy.fatal is None and not proxy.stopping:
             root.start_soon(reloader.watch)
     if proxy.fatal:
         log.error("Exiting: %s", proxy.fatal)
@@ -341,6 +342,7 @@ async def shutdown(root: TaskGroup, proxy: Proxy, http: HttpServer) -> None:
     Upstreams are stopped only once their replies are in (or the grace period is over): an SDK-based
     stdio server drops the requests still pending when its stdin closes.
     """
+    proxy.stopping = True
     http.stop_accepting()
     await proxy.drain(SHUTDOWN_GRACE_SECONDS)
     if proxy.in_flight():

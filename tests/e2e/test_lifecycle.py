@@ -68,6 +68,20 @@ async def test_sigterm_lets_calls_in_flight_finish_exits_zero_and_leaves_no_upst
     assert "fx Stopped" not in proxy.log  # (reload wording) shutdown stops servers quietly
 
 
+def test_sigterm_while_a_server_is_still_connecting_exits_zero_promptly(tmp_path: Path) -> None:
+    mute = faulty("--mute", connectTimeout="60s")
+    proxy = ProxyProcess({"mcpServers": {"mute": mute}}, tmp_path)
+    try:
+        proxy.wait_for_line(r"mute Connecting")
+        started = time.monotonic()
+        send_signal(proxy, signal.SIGTERM)
+        assert proxy.process.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        proxy.stop()
+    assert "All clients initialized" not in proxy.log
+
+
 async def test_a_sigkilled_proxy_leaves_no_stdio_child_even_one_that_ignores_stdin_and_sigterm(
     tmp_path: Path,
 ) -> None:

@@ -94,8 +94,9 @@ class Supervisor:
         """Connect, and reconnect with backoff whenever the connection dies, until stopped or cancelled.
 
         Reports True through task_status once connected (or at once with lazyStart), or False after
-        a failed first attempt; it then keeps retrying in the background.
+        a failed first attempt (it then keeps retrying in the background) or when stopped before that.
         """
+        report = _Report(task_status)
         self._stopped = anyio.Event()
         try:
             with anyio.CancelScope() as self._scope:
@@ -108,13 +109,18 @@ class Supervisor:
                             self.name,
                             extra={"server": self.name, "state": "idle"},
                         )
-                        task_status.started(True)
-                        task_status = anyio.TASK_STATUS_IGNORED
+                        report(True)
                         await self._want_event().wait()
-                    await self._supervise(task_status)
+                    await self._supervise(report)
         finally:
             self._tg = None
             self._set_state("stopped")
+            report(False)
+
+    @property
+    def stopping(self) -> bool:
+        """stop() was called (a shutdown or a reload), as opposed to a failure."""
+        return self._stop_reason is not None
 
     def want(self) -> None:
         """First use of a lazyStart server: start connecting (no-op when already started)."""
@@ -149,14 +155,11 @@ class Supervisor:
                 await self._changed_event().wait()
         return self.ready
 
-    async def _supervise(self, task_status: TaskStatus[bool]) -> None:
+    async def _supervise(self, report: _Report) -> None:
         backoff = Backoff(self.options.restart)
-        reporter: TaskStatus[bool] | None = task_status
         while True:
-            connected, uptime = await self._run_once(reporter)
-            if reporter is not None and not connected:
-                reporter.started(False)
-            reporter = None
+            connected, uptime = await self._run_once(report)
+            report(False)  # no-op once the first attempt has been reported
             if connected:
                 backoff.mark_healthy(uptime)
             delay = backoff.next_delay()
@@ -192,7 +195,7 @@ class Supervisor:
                 extra=extra,
             )
 
-    async def _run_once(self, reporter: TaskStatus[bool] | None) -> tuple[bool, float]:
+    async def _run_once(self, report: _Report) -> tuple[bool, float]:
         """One connection's life: (whether it got connected, how long it stayed up)."""
         session = UpstreamSession(self.name, self)
         self._set_state("connecting")
@@ -212,8 +215,7 @@ class Supervisor:
                     else:
                         connected_at = time.monotonic()
                         self._become_ready(session)
-                        if reporter is not None:
-                            reporter.started(True)
+                        report(True)
                         if self.options.health_check.interval_seconds > 0:
                             life.start_soon(self._watch_health, session, life.cancel_scope)
                 self._lose(session)  # before the transport's close, which may take a while
@@ -335,6 +337,21 @@ class Supervisor:
         if self._wanted is None:
             self._wanted = anyio.Event()
         return self._wanted
+
+
+class _Report:
+    """Reports the outcome of the first attempt through task_status, once."""
+
+    __slots__ = ("done", "task_status")
+
+    def __init__(self, task_status: TaskStatus[bool]) -> None:
+        self.task_status = task_status
+        self.done = False
+
+    def __call__(self, ok: bool) -> None:
+        if not self.done:
+            self.done = True
+            self.task_status.started(ok)
 
 
 async def close_when_dead(conn: Connection, session: UpstreamSession, life: anyio.CancelScope) -> None:
