@@ -168,15 +168,20 @@ def load_average() -> list[float]:
 class ServerProcess:
     """A server started as a subprocess in its own process group, with its stderr drained.
 
-    Readiness: the READY_LINE on stderr or `probe()` returning True, within a bounded time.
+    Readiness: the READY_LINE on stderr, or `probe()` returning True, whichever comes first; each is
+    watched by its own thread and stamps the moment it saw readiness, so a slow probe (the socket is
+    bound before the server runs, so a probe connects at once and waits for the answer) never
+    delays the stderr signal.
     """
 
     def __init__(self, name: str, command: list[str], port: int, pass_fds: tuple[int, ...] = ()) -> None:
         self.name = name
         self.port = port
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
-        self.ready_line_seen = threading.Event()
+        self.ready = threading.Event()
+        self.ready_at = 0.0
         self.ready_via = ""
+        self._lock = threading.Lock()
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             command,
@@ -193,28 +198,38 @@ class ServerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    def _mark_ready(self, via: str) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            if not self.ready.is_set():
+                self.ready_at, self.ready_via = now, via
+                self.ready.set()
+
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip()
             self.stderr_tail.append(line)
             if READY_LINE in line:
-                self.ready_line_seen.set()
+                self._mark_ready(f"stderr line {READY_LINE!r}")
+
+    def _poll(self, probe: Callable[[int], bool], deadline: float) -> None:
+        while not self.ready.is_set() and self.proc.poll() is None and time.perf_counter() < deadline:
+            if probe(self.port):
+                self._mark_ready(probe.__doc__ or probe.__name__)
+                return
+            time.sleep(0.02)
 
     def wait_ready(self, timeout_seconds: float, probe: Callable[[int], bool]) -> float:
         """Seconds from spawn to ready; BenchError if it exits or is not ready in time."""
         deadline = self.started_at + timeout_seconds
-        while True:
-            if self.ready_line_seen.wait(0.01):
-                self.ready_via = f"stderr line {READY_LINE!r}"
-                return time.perf_counter() - self.started_at
-            if probe(self.port):
-                self.ready_via = probe.__doc__ or probe.__name__
-                return time.perf_counter() - self.started_at
+        threading.Thread(target=self._poll, args=(probe, deadline), daemon=True).start()
+        while not self.ready.wait(0.02):
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with code {self.proc.returncode}{self.describe()}")
             if time.perf_counter() > deadline:
                 raise BenchError(f"{self.name} not ready within {timeout_seconds} s{self.describe()}")
+        return self.ready_at - self.started_at
 
     def describe(self) -> str:
         if not self.stderr_tail:
@@ -251,12 +266,12 @@ def http_status(port: int, path: str, timeout_seconds: float = 0.5) -> int | Non
 
 def readyz_probe(port: int) -> bool:
     """GET /_readyz answered 200"""
-    return http_status(port, "/_readyz", timeout_seconds=0.2) == 200
+    return http_status(port, "/_readyz", timeout_seconds=2.0) == 200
 
 
 def answers_http_probe(port: int) -> bool:
     """GET /status answered"""
-    return http_status(port, "/status", timeout_seconds=0.2) is not None
+    return http_status(port, "/status", timeout_seconds=2.0) is not None
 
 
 @contextmanager
