@@ -38,7 +38,7 @@ class Supervisor:
         self.proxy = proxy
         self.name = config.name
         self.options = config.options
-        self.state = "connecting"  # until run() says otherwise (a lazyStart server: "idle")
+        self.state = "stopped"  # until run()
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # wall clock, for the status views
         self.restarts = 0
@@ -151,7 +151,7 @@ class Supervisor:
         if self.state == "idle":
             self.want()
         with anyio.move_on_after(timeout_seconds):
-            while not self.ready and self.state not in ("failed", "stopped"):
+            while not self.ready and self.state != "failed" and not self._has_stopped():
                 await self._changed_event().wait()
         return self.ready
 
@@ -327,6 +327,10 @@ class Supervisor:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
+
+    def _has_stopped(self) -> bool:
+        """run() ran and ended (a runtime not yet started is "stopped" too, but may still start)."""
+        return self._stopped is not None and self._stopped.is_set()
 
     def _changed_event(self) -> anyio.Event:
         if self._changed is None:
