@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+
 from harness import fixture_server, mcp_client, running_proxy
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ from ..core.toolfilter import NameFilter, scope_allows
 from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, result_response
 from ..upstream.runtime import LIST_CHANGED, ServerRuntime
 from ..upstream.session import UpstreamSession
-from .client import LOG_RANK, ClientSession
+from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
 from .route import Route, admitted_tokens, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
@@ -76,7 +76,7 @@ class MergedRoute(Route):
             member.runtime.catalog_listeners.append(self._catalog_changed)
         self._local = {
             "initialize": self._initialize,
-            "ping": self._ping,
+            "ping": self.answer_ping,
             "logging/setLevel": self._set_level,
             "tools/call": self._call_tool,
             "prompts/get": self._get_prompt,
@@ -435,9 +435,6 @@ class MergedRoute(Route):
             result["instructions"] = "\n\n".join(instructions)
         return result_response(msg["id"], result)
 
-    async def _ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        return self.answer_ping(msg)
-
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         refused = self.set_log_level(client, msg)
         if refused is not None:
@@ -445,10 +442,11 @@ class MergedRoute(Route):
         for member in self.members:
             if not self._serves(client, member, "logging"):
                 continue
-            level = client.log_level
-            if not member.runtime.isolated:  # a shared upstream sends what its most verbose client wants
-                levels = [c.log_level for c in member.runtime.attached if c.log_level]
-                level = min(levels, key=LOG_RANK.__getitem__) if levels else level
+            level = (
+                client.log_level
+                if member.runtime.isolated
+                else member.runtime.shared_log_level(client.log_level)
+            )
             await self._forward(member, client, {**msg, "params": {"level": level}}, None)
         return result_response(msg["id"], {})
 

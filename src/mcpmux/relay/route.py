@@ -131,8 +131,7 @@ class Route:
         info = params.get("clientInfo")
         client.client_info = info if isinstance(info, dict) else {}
 
-    @staticmethod
-    def answer_ping(msg: Message) -> Message:
+    async def answer_ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         return result_response(msg["id"], {})
 
     @staticmethod

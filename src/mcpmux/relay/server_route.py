@@ -19,7 +19,7 @@ from ..jsonrpc import (
 )
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
-from .client import LOG_RANK, ClientSession
+from .client import ClientSession
 from .route import Route, admitted_tokens, negotiate_version
 
 log = logging.getLogger("mcpmux.relay")
@@ -49,7 +49,7 @@ class ServerRoute(Route):
         runtime.catalog_listeners.append(self._catalog_changed)
         self._local = {
             "initialize": self._initialize,
-            "ping": self._ping,
+            "ping": self.answer_ping,
             "logging/setLevel": self._set_level,
             "resources/subscribe": self._subscribe,
             "resources/unsubscribe": self._unsubscribe,
@@ -105,7 +105,7 @@ class ServerRoute(Route):
     def _prepare_tool_call(self, client: ClientSession, msg: Message) -> Message | None:
         params = msg.get("params") or {}
         name = params.get("name")
-        original = self.renamed.get(name, name)
+        original = self.renamed.get(name, name)  # type: ignore[arg-type]
         if original != name:
             msg["params"] = {**params, "name": original}
         elif name in self.overrides and self.overrides[name].name:
@@ -171,9 +171,6 @@ class ServerRoute(Route):
         # everything else the upstream said (instructions, _meta, newer fields) goes to the client as is
         return {**upstream_init, "protocolVersion": version, "capabilities": caps, "serverInfo": server_info}
 
-    async def _ping(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        return self.answer_ping(msg)
-
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         refused = self.set_log_level(client, msg)
         if refused is not None:
@@ -184,8 +181,7 @@ class ServerRoute(Route):
         if self.isolated:
             return await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
         # shared upstream: ask it for the most verbose level any client wants; filter per client
-        levels = [c.log_level for c in self.runtime.attached if c.log_level]
-        wanted = min(levels, key=LOG_RANK.__getitem__) if levels else client.log_level
+        wanted = self.runtime.shared_log_level(client.log_level)
         response = await upstream.request(
             {**msg, "params": {**(msg.get("params") or {}), "level": wanted}},
             exchange,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ class Connection(Protocol):
 
     name: str
 
-    async def send(self, msg: Message, related: Any = None) -> None:
+    def send(self, msg: Message, related: Any = None) -> Awaitable[None]:
         """Send one message. HTTP transports may deliver the reply to the receiver before returning."""
         ...
 

@@ -123,9 +123,8 @@ class ServerRuntime(Supervisor):
     async def _restore_shared_state(self, session: UpstreamSession) -> None:
         """A fresh upstream knows nothing of the clients' subscriptions and log level: tell it again."""
         timeout = self.request_timeout_seconds
-        levels = [c.log_level for c in self.attached if c.log_level]
-        if levels:
-            level = min(levels, key=LOG_RANK.__getitem__)
+        level = self.shared_log_level(None)
+        if level is not None:
             await session.request(request(0, "logging/setLevel", {"level": level}), None, timeout)
         for uri in list(self.subscribers):
             await session.request(request(0, "resources/subscribe", {"uri": uri}), None, timeout)
@@ -310,6 +309,11 @@ class ServerRuntime(Supervisor):
         self.attached.discard(client)
 
     # -- the session a client's requests go to ---------------------------------------------------
+
+    def shared_log_level(self, fallback: str | None) -> str | None:
+        """The level a shared upstream must log at: the most verbose any attached client asked for."""
+        levels = [c.log_level for c in self.attached if c.log_level]
+        return min(levels, key=LOG_RANK.__getitem__) if levels else fallback
 
     @property
     def isolated(self) -> bool:

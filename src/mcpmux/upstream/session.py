@@ -31,6 +31,7 @@ class Exchange(Protocol):
     """The downstream request an upstream request was made for: where related messages go."""
 
     client: Any  # relay.client.ClientSession
+    request_id: Any  # the client's id for the request
 
     async def emit(self, msg: Message) -> None: ...
 
@@ -134,7 +135,7 @@ class UpstreamSession:
 
     def _route_progress(self, msg: Message) -> None:
         params = msg.get("params") or {}
-        pending = self.pending.get(params.get("progressToken"))
+        pending = self.pending.get(params.get("progressToken"))  # type: ignore[arg-type]
         if pending is None or pending.client_token is None:
             log.debug("%s sent progress for an unknown token", self.name)
             return

@@ -16,7 +16,8 @@ class Event:
 async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[Event]:
     """Yield each complete event; comments and retry fields are skipped."""
     partial: list[bytes] = []
-    event, data, last_id = "message", [], None
+    event, last_id = "message", None
+    data: list[str] = []
     async for chunk in chunks:
         if b"\n" not in chunk:
             partial.append(chunk)  # a long data line arrives in many chunks: join once at its end

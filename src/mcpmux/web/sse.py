@@ -18,6 +18,7 @@ from .asgi import (
     ClientDisconnectedError,
     Receive,
     RequestHeaders,
+    Scope,
     Send,
     read_body,
     send_bytes,
@@ -76,7 +77,7 @@ async def handle_sse_stream(
 
 async def handle_sse_message(
     route: Route,
-    scope: dict[str, Any],
+    scope: Scope,
     receive: Receive,
     send: Send,
     headers: RequestHeaders,

@@ -10,7 +10,8 @@ import anyio
 from ..config.model import TokenScope
 from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, MessageError, error_response, parse_message
 from ..relay.client import ClientSession
-from ..relay.route import HANDSHAKE_VERSIONS, Route
+from ..relay.route import Route
+from ..upstream.runtime import HANDSHAKE_VERSIONS
 from .asgi import (
     JSON_TYPE,
     SSE_HEADERS,
@@ -18,6 +19,7 @@ from .asgi import (
     ClientDisconnectedError,
     Receive,
     RequestHeaders,
+    Scope,
     Send,
     read_body,
     send_bytes,
@@ -82,7 +84,7 @@ class PostExchange:
 
 async def handle_streamable(
     route: Route,
-    scope: dict[str, Any],
+    scope: Scope,
     receive: Receive,
     send: Send,
     headers: RequestHeaders,
