@@ -353,12 +353,23 @@ class Target:
         return cls(parts.hostname or "127.0.0.1", parts.port or 80, path)
 
 
-def http_request(method: str, target: Target, headers: dict[str, str], body: bytes = b"") -> bytes:
+def request_head(method: str, target: Target, headers: dict[str, str]) -> bytes:
+    """Request line and headers, up to and including the blank line."""
     lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host}:{target.port}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def http_request(method: str, target: Target, headers: dict[str, str], body: bytes = b"") -> bytes:
     if body or method == "POST":
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        headers = {**headers, "Content-Length": str(len(body))}
+    return request_head(method, target, headers) + body
+
+
+def call_head(target: Target, headers: dict[str, str], template: CallTemplate) -> bytes:
+    """Everything of a tools/call POST before the id digits (its Content-Length never changes)."""
+    headers = {**headers, "Content-Length": str(template.body_length)}
+    return request_head("POST", target, headers) + template.head
 
 
 class HttpConnection(asyncio.Protocol):
@@ -488,10 +499,7 @@ class StreamableSession:
         """Start the closed loop; the returned future resolves when the session has stopped."""
         assert self.conn is not None
         self.template = template
-        headers = self._headers()
-        headers["Content-Length"] = str(template.body_length)
-        prefix = http_request("GET", self.target, headers)  # request line fixed below
-        self.head = b"POST" + prefix[3:] + template.head
+        self.head = call_head(self.target, self._headers(), template)
         self.done = asyncio.get_running_loop().create_future()
         self.conn.on_response = self._on_response
         self.conn.on_lost = self._on_lost
@@ -573,6 +581,7 @@ class LegacySseSession:
         self.head = b""
         self.tail = b""
         self.looping = False
+        self.ok = True  # no part of the call in flight has failed
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -644,15 +653,12 @@ class LegacySseSession:
 
     def start(self, template: CallTemplate) -> asyncio.Future[None]:
         assert self.poster is not None and self.post_target is not None
-        headers = {"Content-Type": "application/json", "Content-Length": str(template.body_length)}
-        prefix = http_request("GET", self.post_target, headers)
-        self.head = b"POST" + prefix[3:] + template.head
+        self.head = call_head(self.post_target, {"Content-Type": "application/json"}, template)
         self.tail = template.tail
         self.done = asyncio.get_running_loop().create_future()
         self.poster.on_response = self._on_post_response
         self.poster.on_lost = self._on_lost
         self.looping = True
-        self.ok = True
         self._send()
         return self.done
 
