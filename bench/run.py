@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -528,9 +528,35 @@ def read_line_with_timeout(proc: subprocess.Popen[bytes], timeout_seconds: float
     return box[0] if box else b""
 
 
-def measure_server(opener: Any, endpoints: Endpoints, settings: Settings, has_upstream: bool) -> dict:
-    print(f"starting {opener.__name__} ...", file=sys.stderr, flush=True)
-    with opener(settings) as (server, startup_seconds):
+@dataclass(frozen=True)
+class Contender:
+    """A server to measure: its name, how to start it, its URLs, and whether it has an upstream."""
+
+    name: str
+    open: Callable[[Settings], AbstractContextManager[tuple[ServerProcess, float]]]
+    endpoints: Endpoints
+    has_upstream: bool
+
+
+def contenders(args: argparse.Namespace) -> list[Contender]:
+    target = args.target
+    found = [
+        Contender(
+            target,
+            lambda settings: open_listen_fd_server(target, settings),
+            MCPMUX_ENDPOINTS,
+            has_upstream=target == "mcpmux",
+        )
+    ]
+    if args.peer == "sparfenyuk":
+        found.append(Contender("sparfenyuk", open_peer_sparfenyuk, PEER_ENDPOINTS, has_upstream=True))
+    return found
+
+
+def measure_server(contender: Contender, settings: Settings) -> dict:
+    print(f"starting {contender.name} ...", file=sys.stderr, flush=True)
+    endpoints, has_upstream = contender.endpoints, contender.has_upstream
+    with contender.open(settings) as (server, startup_seconds):
         run = ProxyRun(server, endpoints, settings)
         run.results["startup_s"] = round(startup_seconds, 4)
         run.results["ready_via"] = server.ready_via
@@ -842,20 +868,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_direct:
         print("direct stdio ...", file=sys.stderr, flush=True)
         results["direct"] = measure_direct(settings)
-    servers: list[tuple[str, Any, Endpoints, bool]] = [
-        (
-            args.target,
-            lambda s: open_listen_fd_server(args.target, s),
-            MCPMUX_ENDPOINTS,
-            args.target == "mcpmux",
-        )
-    ]
-    if args.peer == "sparfenyuk":
-        servers.append(("sparfenyuk", open_peer_sparfenyuk, PEER_ENDPOINTS, True))
-    for name, opener, endpoints, has_upstream in servers:
-        opener.__name__ = name
+    for contender in contenders(args):
+        name = contender.name
         try:
-            proxy = measure_server(opener, endpoints, settings, has_upstream)
+            proxy = measure_server(contender, settings)
         except BenchError as exc:
             print(f"\n{name}: FAILED: {exc}", file=sys.stderr)
             results["targets"][name] = {"failed": str(exc)}

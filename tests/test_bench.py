@@ -6,6 +6,8 @@ import importlib.util
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,29 +92,40 @@ def test_direct_mode_completes_calls_without_errors() -> None:
     assert report["errors"] == 0, report["error_samples"]
 
 
-@pytest.mark.parametrize("reply_kind", ["json", "sse"])
-def test_http_and_legacy_sse_modes_complete_calls_against_a_null_server(reply_kind: str) -> None:
+@contextmanager
+def null_server(*flags: str) -> Iterator[str]:
+    """bench/null_server.py on a socket bound here; yields its base URL."""
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    command = [sys.executable, str(BENCH / "null_server.py"), "--listen-fd", str(sock.fileno())]
-    if reply_kind == "sse":
-        command.append("--sse-replies")
+    command = [sys.executable, str(BENCH / "null_server.py"), "--listen-fd", str(sock.fileno()), *flags]
     server = subprocess.Popen(command, pass_fds=(sock.fileno(),), stderr=subprocess.DEVNULL)
-    sock.close()  # the server owns it now; connections queue in the backlog until it serves
+    sock.close()  # the server owns it now; connections wait in the backlog until it serves
     try:
-        base = f"http://127.0.0.1:{port}"
-        for args in (
-            ("http", "--url", f"{base}/echo/mcp", "--sessions", "2"),
-            ("http", "--url", f"{base}/mcp", "--tool", "echo__echo"),
-            ("http", "--url", f"{base}/echo/mcp", "--tool", "big", "--arguments", '{"size":200000}'),
-            ("sse", "--url", f"{base}/echo/sse", "--sessions", "2"),
-        ):
-            report = run_loadgen(*args, *TINY)
-            assert report["calls"] > 0, args
-            assert report["errors"] == 0, (args, report["error_samples"])
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+def assert_calls_without_errors(*args: str) -> None:
+    report = run_loadgen(*args, *TINY)
+    assert report["calls"] > 0, args
+    assert report["errors"] == 0, (args, report["error_samples"])
+
+
+def test_http_merged_big_and_legacy_sse_modes_complete_calls_against_a_null_server() -> None:
+    with null_server() as base:
+        assert_calls_without_errors("http", "--url", f"{base}/echo/mcp", "--sessions", "2")
+        assert_calls_without_errors("http", "--url", f"{base}/mcp", "--tool", "echo__echo")
+        assert_calls_without_errors(
+            "http", "--url", f"{base}/echo/mcp", "--tool", "big", "--arguments", '{"size":200000}'
+        )
+        assert_calls_without_errors("sse", "--url", f"{base}/echo/sse", "--sessions", "2")
+
+
+def test_http_mode_reads_replies_sent_as_event_streams() -> None:
+    with null_server("--sse-replies") as base:
+        assert_calls_without_errors("http", "--url", f"{base}/echo/mcp", "--sessions", "2")
 
 
 def test_quick_benchmark_of_mcpmux_completes_every_phase_without_errors(tmp_path: Path) -> None:
