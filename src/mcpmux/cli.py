@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpmux import __version__
-from mcpmux.clientconfig import client_config
 from mcpmux.config.loader import load_config
 from mcpmux.config.model import ProxyConfig
 from mcpmux.errors import ConfigError
@@ -206,6 +205,8 @@ def with_tracing(load: Callable[[], ProxyConfig]) -> ProxyConfig:
 
 def print_client_config(config: ProxyConfig, args: CliArgs) -> int:
     try:
+        from mcpmux.clientconfig import client_config
+
         document = client_config(config, transport=args.type, servers=args.server or None)
     except ValueError as exc:
         print(f"mcpmux: {exc}", file=sys.stderr)

@@ -7,8 +7,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx2
-
 from mcpmux.config.envexpand import parse_dotenv
 from mcpmux.config.model import ProxyConfig
 from mcpmux.config.parse import parse_config
@@ -68,6 +66,8 @@ def read_text(path: str) -> str:
 
 def fetch_text(url: str, *, headers: Mapping[str, str] | None, timeout_seconds: float, insecure: bool) -> str:
     """A remote config: GET with the given headers, following redirects; any non-2xx is an error."""
+    import httpx2  # only remote configs need it; it is slow to import
+
     try:
         with httpx2.Client(
             headers=dict(headers or {}),

@@ -33,6 +33,11 @@ def elicitation_mode(method: str, params: Any) -> str | None:
     return mode if isinstance(mode, str) else "form"
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Outbox:
     """Messages for the session's standalone stream (GET stream or legacy SSE stream), bounded."""
 
@@ -54,14 +59,27 @@ class Outbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> Message | None:
-        """The next message, or None once the session has ended."""
-        while not self.items:
+    async def take_all(self, timeout_seconds: float) -> list[Message] | None:
+        """Everything queued, waiting up to `timeout_seconds` for something to arrive.
+
+        Returns [] when the wait timed out, None once the session has ended. One timer per wait, not
+        per message: a busy stream drains many messages per wake-up.
+        """
+        if not self.items:
             if self.closed:
                 return None
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-        return self.items.popleft()
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter = loop.create_future()
+            timer = loop.call_later(timeout_seconds, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+            if not self.items:
+                return None if self.closed else []
+        items = list(self.items)
+        self.items.clear()
+        return items
 
     def close(self) -> None:
         self.closed = True

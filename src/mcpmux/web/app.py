@@ -12,7 +12,6 @@ from ..core.hostcheck import HostPolicy
 from ..relay.route import Route
 from ..tracing import open_tracing
 from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
-from .metrics import MetricsEndpoint
 from .sse import handle_sse_message, handle_sse_stream
 from .status import StatusEndpoints
 from .streamable import handle_streamable
@@ -45,7 +44,7 @@ class ProxyApp:
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
         self.telemetry = Telemetry(open_tracing(proxy.config))
         self.status = StatusEndpoints(self)
-        self.metrics = MetricsEndpoint(self, self.telemetry)
+        self.metrics = LazyMetricsEndpoint(self, self.telemetry)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -182,3 +181,19 @@ class ProxyApp:
             "servers": servers,
         }
         await send_json(send, 200 if ready else 503, body)
+
+
+class LazyMetricsEndpoint:
+    """`/metrics`, with prometheus_client imported at the first scrape rather than at startup."""
+
+    def __init__(self, app: ProxyApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self._endpoint: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+        if self._endpoint is None:
+            from .metrics import MetricsEndpoint
+
+            self._endpoint = MetricsEndpoint(self.app, self.telemetry)
+        await self._endpoint(scope, receive, send, headers)

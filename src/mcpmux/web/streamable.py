@@ -274,15 +274,11 @@ async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> No
 
     async def pump() -> None:
         while True:
-            msg = None
-            with anyio.move_on_after(KEEPALIVE_SECONDS) as scope:
-                msg = await client.outbox.get()
-            if msg is None and not scope.cancelled_caught:
+            batch = await client.outbox.take_all(KEEPALIVE_SECONDS)
+            if batch is None:
                 break  # the session ended
-            if msg is None:
-                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
-                continue
-            await send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+            body = b"".join([sse_event(dumps(msg)) for msg in batch]) if batch else b": keep-alive\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
