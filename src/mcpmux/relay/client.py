@@ -105,7 +105,9 @@ class ClientSession:
         self.upstream_scopes: dict[str, Any] = {}  # cancel scopes that end those sessions
         self.outbox = Outbox()
         self.has_stream = False  # a standalone stream is currently reading the outbox
-        self.task_group: Any = None  # legacy SSE: where this session's requests run
+        self.sse_requests: Any = (
+            None  # legacy SSE: tasks running this session's POSTed messages (None: stream closed)
+        )
         self.init_params: dict[str, Any] = {}
         self._client_requests: dict[str, asyncio.Future[Message]] = {}
         self.last_active = time.monotonic()

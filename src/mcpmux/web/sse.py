@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -60,17 +61,18 @@ async def handle_sse_stream(
     client = route.new_session(token)
     client.has_stream = True
     endpoint = f"{message_url}?sessionId={client.id}".encode()
+    in_flight: set[asyncio.Task[Any]] = set()
+    client.sse_requests = in_flight  # the POSTs of this session run here while the stream is open
     try:
-        async with anyio.create_task_group() as tg:
-            client.task_group = tg
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            await send(
-                {"type": "http.response.body", "body": sse_event(endpoint, b"endpoint"), "more_body": True}
-            )
-            await pump_outbox(client, receive, send)
-            tg.cancel_scope.cancel()
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send(
+            {"type": "http.response.body", "body": sse_event(endpoint, b"endpoint"), "more_body": True}
+        )
+        await pump_outbox(client, receive, send)
     finally:
-        client.task_group = None
+        client.sse_requests = None
+        for task in in_flight:  # the stream is gone: its requests are cancelled (and upstream told)
+            task.cancel()
         with anyio.CancelScope(shield=True):
             await route.close_session(client)
 
@@ -92,7 +94,7 @@ async def handle_sse_message(
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     session_id = (query.get("sessionId") or query.get("session_id") or [""])[0]
     client = route.sessions.get(session_id)
-    if client is None or client.task_group is None or client.scope is not token:
+    if client is None or client.sse_requests is None or client.scope is not token:
         await send_error(send, 404, "Session not found")
         return
     try:
@@ -110,10 +112,21 @@ async def handle_sse_message(
     await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
     if "method" not in msg:
         route.handle_response(client, msg)
-    elif "id" not in msg:
-        client.task_group.start_soon(route.handle_notification, client, msg)
-    else:
-        client.task_group.start_soon(_serve_request, route, client, msg, telemetry)
+        return
+    # The 202 is sent: the rest runs in this request's own task (uvicorn serves the connection's
+    # next request meanwhile), registered with the session so that closing the stream cancels it.
+    # Cheaper than spawning a task per message, which is what the legacy transport would otherwise cost.
+    in_flight: set[asyncio.Task[Any]] = client.sse_requests
+    task = asyncio.current_task()
+    assert task is not None
+    in_flight.add(task)
+    try:
+        if "id" not in msg:
+            await route.handle_notification(client, msg)
+        else:
+            await _serve_request(route, client, msg, telemetry)
+    finally:
+        in_flight.discard(task)
 
 
 async def _serve_request(
