@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -11,8 +12,56 @@ from typing import Any
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("mcpmux.http")
+
+
+class _CoalescingTransport:
+    """Holds a response's header block until its first body write, so that both leave in one send().
+
+    uvicorn writes the status line and headers, then the body, as two writes: two syscalls and often two
+    wake-ups of the client per response. A held header block is flushed at the latest on the next loop
+    iteration (a streamed response whose first event comes later) or before the transport closes.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (its public `http=` option), writing through _CoalescingTransport."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -28,7 +77,7 @@ class HttpServer:
         self.sock = sock
         config = uvicorn.Config(
             app,
-            http="httptools",
+            http=_Protocol,
             loop="none",
             lifespan="off",
             ws="none",
