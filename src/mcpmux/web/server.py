@@ -36,7 +36,10 @@ class _CoalescingTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.writelines((held, data))
+            if len(data) < 65536:
+                self._transport.write(held + data)
+            else:
+                self._transport.writelines((held, data))  # no copy of a big body
         elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
             self._held = data
             self._loop.call_soon(self._flush)
