@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+import anyio
+
 from ..config.model import ServerConfig
 from ..jsonrpc import Message
 
@@ -29,6 +31,27 @@ class Connection(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+
+class Liveness:
+    """`closed` / `wait_closed` / `die` for transports that die by event (HTTP), not by process exit."""
+
+    def __init__(self) -> None:
+        self._dead = anyio.Event()
+        self._reason = ""
+
+    @property
+    def closed(self) -> bool:
+        return self._dead.is_set()
+
+    async def wait_closed(self) -> str:
+        await self._dead.wait()
+        return self._reason
+
+    def die(self, reason: str) -> None:
+        if not self._dead.is_set():
+            self._reason = reason
+            self._dead.set()
 
 
 def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncContextManager[Connection]:

@@ -16,34 +16,20 @@ from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
-from .connection import Receiver
+from .connection import Liveness, Receiver
 from .sse_events import Event, iter_events
 from .streamable_http import describe, http_client
 
 log = logging.getLogger("mcpmux.upstream")
 
 
-class SseConnection:
+class SseConnection(Liveness):
     def __init__(self, server: ServerConfig, client: httpx2.AsyncClient) -> None:
+        super().__init__()
         self.name = server.name
         self.url = server.url or ""
         self.client = client
         self.endpoint: str | None = None
-        self._dead = anyio.Event()
-        self._reason = ""
-
-    @property
-    def closed(self) -> bool:
-        return self._dead.is_set()
-
-    async def wait_closed(self) -> str:
-        await self._dead.wait()
-        return self._reason
-
-    def die(self, reason: str) -> None:
-        if not self._dead.is_set():
-            self._reason = reason
-            self._dead.set()
 
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed or self.endpoint is None:

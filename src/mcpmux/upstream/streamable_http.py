@@ -16,7 +16,7 @@ from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
-from .connection import Receiver
+from .connection import Liveness, Receiver
 from .sse_events import iter_events
 
 log = logging.getLogger("mcpmux.upstream")
@@ -36,10 +36,11 @@ def http_client(server: ServerConfig) -> httpx2.AsyncClient:
     )
 
 
-class StreamableHttpConnection:
+class StreamableHttpConnection(Liveness):
     def __init__(
         self, server: ServerConfig, client: httpx2.AsyncClient, receiver: Receiver, tg: TaskGroup
     ) -> None:
+        super().__init__()
         self.name = server.name
         self.url = server.url or ""
         self.client = client
@@ -51,21 +52,6 @@ class StreamableHttpConnection:
         self._init_msg: Message | None = None
         self._reinit_lock = anyio.Lock()
         self._generation = 0  # bumped by each re-initialize; older GET streams then stop
-        self._dead = anyio.Event()
-        self._reason = ""
-
-    @property
-    def closed(self) -> bool:
-        return self._dead.is_set()
-
-    async def wait_closed(self) -> str:
-        await self._dead.wait()
-        return self._reason
-
-    def _die(self, reason: str) -> None:
-        if not self._dead.is_set():
-            self._reason = reason
-            self._dead.set()
 
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"accept": accept, "content-type": "application/json"}
@@ -117,7 +103,7 @@ class StreamableHttpConnection:
             if last_try:
                 break
             await self._reinitialize(sent_with)
-        self._die("the upstream no longer knows our session (HTTP 404), even after re-initializing")
+        self.die("the upstream no longer knows our session (HTTP 404), even after re-initializing")
         raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
 
     async def _post_once(self, msg: Message, related: Any) -> bool | None:
@@ -146,7 +132,7 @@ class StreamableHttpConnection:
                 await self._handshake_again(self._init_msg)
             except (UpstreamUnavailableError, httpx2.HTTPError, orjson.JSONDecodeError) as exc:
                 reason = f"could not re-initialize the upstream session: {describe(exc)}"
-                self._die(reason)
+                self.die(reason)
                 raise UpstreamUnavailableError(self.name, reason) from None
             self._generation += 1
             log.info("%s: re-initialized the upstream session (HTTP 404: the upstream restarted)", self.name)
@@ -186,7 +172,7 @@ class StreamableHttpConnection:
         if resp.status_code in (202, 204):
             return False
         if resp.status_code == 404 and self.session_id:
-            self._die("the upstream no longer knows our session (HTTP 404)")
+            self.die("the upstream no longer knows our session (HTTP 404)")
             raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
         ctype = resp.headers.get("content-type", "")
         if msg.get("method") == "initialize" and resp.status_code == 200:
