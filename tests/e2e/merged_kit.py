@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import anyio
-import httpx2
 import mcp_types as types
-from relay_kit import RawHttp
+from relay_kit import RawHttp, raw_http
 
 from harness import fixture_server
-from mcpmux.upstream.sse_events import iter_events
 
 PUBLISHED_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_PAGES = 100
@@ -76,35 +72,11 @@ async def pid_of(session: Any, tool: str = "whoami") -> int:
     return int(result.structured_content["pid"])
 
 
-@asynccontextmanager
-async def raw_client(
+def raw_client(
     url: str, token: str | None = None, *, standalone: bool = False
-) -> AsyncIterator[RawHttp]:
+) -> AbstractAsyncContextManager[RawHttp]:
     """An initialized relay_kit `RawHttp` session that sends `token` (deleted on exit).
 
     With `standalone`, its GET stream is open and feeds the client's inbox.
     """
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(20, read=None)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = RawHttp(http, url)
-        await client.initialize()
-        if standalone:
-            await tg.start(read_standalone_stream, client)
-        try:
-            yield client
-        finally:
-            tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await client.delete()
-
-
-async def read_standalone_stream(client: RawHttp, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    async with client.http.stream(
-        "GET", client.url, headers=client.headers(accept="text/event-stream")
-    ) as stream:
-        assert stream.status_code == 200, await stream.aread()
-        task_status.started()
-        await client.pump(iter_events(stream.aiter_bytes()))
+    return raw_http(url, standalone=standalone, token=token)

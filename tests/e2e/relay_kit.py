@@ -218,11 +218,17 @@ class RawHttp(Inbox):
 
 @asynccontextmanager
 async def raw_http(
-    url: str, capabilities: dict[str, Any] | None = None, *, standalone: bool = False
+    url: str,
+    capabilities: dict[str, Any] | None = None,
+    *,
+    standalone: bool = False,
+    token: str | None = None,
 ) -> AsyncIterator[RawHttp]:
-    """An initialized `RawHttp` session (deleted on exit), with its GET stream open if `standalone`."""
+    """An initialized `RawHttp` session (deleted on exit), with its GET stream open if `standalone`,
+    sending `Authorization: Bearer <token>` when a token is given."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     async with (
-        httpx2.AsyncClient(timeout=httpx2.Timeout(BOUND_SECONDS, read=None)) as http,
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(BOUND_SECONDS, read=None)) as http,
         anyio.create_task_group() as tg,
     ):
         client = RawHttp(http, url)
