@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-from collections.abc import Iterator
 from types import SimpleNamespace
-
-import pytest
 
 from mcpmux.core.counters import RequestStats
 from mcpmux.logs import log_request, setup_logging
-
-
-@pytest.fixture
-def stderr() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name in ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
-
 
 ECHO = RequestStats("fx", "fx", "tools/call", "echo")
 LIST = RequestStats("_merged", "", "tools/list", "")

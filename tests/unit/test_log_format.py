@@ -6,24 +6,10 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from mcpmux.logs import parse_level, setup_logging, utc_timestamp
-
-
-@pytest.fixture
-def stderr() -> Iterator[io.StringIO]:
-    """A buffer standing in for stderr; logging is restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name in ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def test_utc_timestamps_have_milliseconds_and_a_z() -> None:
