@@ -33,11 +33,6 @@ def elicitation_mode(method: str, params: Any) -> str | None:
     return mode if isinstance(mode, str) else "form"
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 class Outbox:
     """Messages for the session's standalone stream (GET stream or legacy SSE stream), bounded."""
 
@@ -47,6 +42,8 @@ class Outbox:
         self.waiter: asyncio.Future[None] | None = None
         self.dropped = 0
         self.closed = False
+        self._deadline = 0.0  # when the current wait times out (loop time)
+        self._timer: asyncio.TimerHandle | None = None
 
     def push(self, msg: Message) -> None:
         if len(self.items) >= self.limit:
@@ -62,27 +59,43 @@ class Outbox:
     async def take_all(self, timeout_seconds: float) -> list[Message] | None:
         """Everything queued, waiting up to `timeout_seconds` for something to arrive.
 
-        Returns [] when the wait timed out, None once the session has ended. One timer per wait, not
-        per message: a busy stream drains many messages per wake-up.
+        Returns [] when the wait timed out, None once the session has ended. A busy stream drains many
+        messages per wake-up, and its waits share one timer: a wait only moves the deadline forward,
+        and the timer, when it fires early, re-arms itself for the current deadline.
         """
         if not self.items:
             if self.closed:
                 return None
             loop = asyncio.get_running_loop()
+            self._deadline = loop.time() + timeout_seconds
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._on_timer, loop)
             waiter = self.waiter = loop.create_future()
-            timer = loop.call_later(timeout_seconds, _resolve, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                self.waiter = None
             if not self.items:
                 return None if self.closed else []
         items = list(self.items)
         self.items.clear()
         return items
 
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done() or self.closed:
+            return  # nobody waiting: the next wait arms a new timer
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer, loop)
+        else:
+            waiter.set_result(None)
+
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -130,6 +131,21 @@ async def send_error(
     """
     body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
     await send_json(send, status, body, headers)
+
+
+def query_param(query: bytes, *names: str) -> str:
+    """The first value of the first of `names` present in a query string ("" if none), decoded.
+
+    What `parse_qs(...)[name][0]` gives, without building a dict of lists on every request.
+    """
+    text = query.decode("latin-1")
+    for name in names:
+        prefix = name + "="
+        for pair in text.split("&"):
+            if pair.startswith(prefix):
+                value = pair[len(prefix) :]
+                return unquote_plus(value) if "%" in value or "+" in value else value
+    return ""
 
 
 def sse_event(data: bytes, event: bytes = b"message") -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 
@@ -21,6 +20,7 @@ from .asgi import (
     RequestHeaders,
     Scope,
     Send,
+    query_param,
     read_body,
     send_bytes,
     send_error,
@@ -91,8 +91,7 @@ async def handle_sse_message(
     if scope["method"] != "POST":
         await send_error(send, 405, "Method Not Allowed", [(b"allow", b"POST")])
         return
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    session_id = (query.get("sessionId") or query.get("session_id") or [""])[0]
+    session_id = query_param(scope.get("query_string", b""), "sessionId", "session_id")
     client = route.sessions.get(session_id)
     if client is None or client.sse_requests is None or client.scope is not token:
         await send_error(send, 404, "Session not found")
