@@ -78,3 +78,76 @@ def test_a_full_outbox_drops_the_oldest() -> None:
     batch, dropped = run(main())
     assert [m["n"] for m in batch] == [2, 3, 4]
     assert dropped == 2
+
+
+def test_deliver_without_an_open_stream_queues() -> None:
+    async def main() -> list:
+        box = Outbox()
+        await box.deliver({"n": 1})
+        return await box.take_all(1)
+
+    assert run(main()) == [{"n": 1}]
+
+
+def test_deliver_writes_straight_to_an_idle_stream() -> None:
+    async def main() -> tuple:
+        box = Outbox()
+        written: list = []
+
+        async def direct(msg: dict) -> None:
+            written.append(msg)
+
+        box.direct = direct
+        await box.deliver({"n": 1})
+        return written, list(box.items)
+
+    assert run(main()) == ([{"n": 1}], [])
+
+
+def test_messages_arriving_during_a_direct_write_wait_for_it_and_keep_their_order() -> None:
+    """While one write is under way, later messages queue; the reader gets them only after it."""
+
+    async def main() -> list:
+        box = Outbox()
+        order: list = []
+        release = asyncio.Event()
+
+        async def slow_direct(msg: dict) -> None:
+            await release.wait()  # a stream whose socket buffer is full
+            order.append(("direct", msg["n"]))
+
+        async def reader() -> None:
+            while (batch := await box.take_all(5)) is not None:
+                order.extend(("reader", m["n"]) for m in batch)
+
+        box.direct = slow_direct
+        reading = asyncio.create_task(reader())
+        await asyncio.sleep(0)
+        first = asyncio.create_task(box.deliver({"n": 1}))
+        await asyncio.sleep(0.01)
+        await box.deliver({"n": 2})  # queued: a write is under way
+        box.push({"n": 3})
+        await asyncio.sleep(0.01)
+        assert order == []  # the reader must not write while the direct write is unfinished
+        release.set()
+        await first
+        await asyncio.sleep(0.01)
+        box.close()
+        await reading
+        return order
+
+    assert run(main()) == [("direct", 1), ("reader", 2), ("reader", 3)]
+
+
+def test_a_failed_direct_write_queues_the_message() -> None:
+    async def main() -> list:
+        box = Outbox()
+
+        async def broken(msg: dict) -> None:
+            raise RuntimeError("stream closed")
+
+        box.direct = broken
+        await box.deliver({"n": 1})
+        return await box.take_all(1)
+
+    assert run(main()) == [{"n": 1}]

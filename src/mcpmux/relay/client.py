@@ -7,7 +7,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import TokenScope
@@ -44,6 +44,10 @@ class Outbox:
         self.closed = False
         self._deadline = 0.0  # when the current wait times out (loop time)
         self._timer: asyncio.TimerHandle | None = None
+        # The open stream's writer, set by the web layer while a stream reads this outbox: `deliver`
+        # writes through it at once when nothing is queued, instead of waking the stream's task.
+        self.direct: Callable[[Message], Awaitable[None]] | None = None
+        self.writing = False  # a write to the stream is under way (by `deliver` or by the reader)
 
     def push(self, msg: Message) -> None:
         if len(self.items) >= self.limit:
@@ -56,15 +60,36 @@ class Outbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def deliver(self, msg: Message) -> None:
+        """`push`, or, when the stream is open, idle and nothing is queued, write `msg` to it now.
+
+        Order is kept: a message goes direct only when no other is queued or being written.
+        """
+        direct = self.direct
+        if direct is None or self.writing or self.items:
+            self.push(msg)
+            return
+        self.writing = True
+        try:
+            await direct(msg)
+        except Exception:  # the stream broke under the write: queue it like any other message
+            self.items.append(msg)
+        finally:
+            self.writing = False
+            waiter = self.waiter
+            if self.items and waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
     async def take_all(self, timeout_seconds: float) -> list[Message] | None:
         """Everything queued, waiting up to `timeout_seconds` for something to arrive.
 
-        Returns [] when the wait timed out, None once the session has ended. A busy stream drains many
-        messages per wake-up, and its waits share one timer: a wait only moves the deadline forward,
-        and the timer, when it fires early, re-arms itself for the current deadline.
+        Returns [] when the wait timed out, None once the session has ended; never returns while a
+        `deliver` is writing (the caller writes what it gets). A busy stream drains many messages per
+        wake-up, and its waits share one timer: a wait only moves the deadline forward, and the timer,
+        when it fires early, re-arms itself for the current deadline.
         """
-        if not self.items:
-            if self.closed:
+        while not self.items or self.writing:
+            if self.closed and not self.items:
                 return None
             loop = asyncio.get_running_loop()
             self._deadline = loop.time() + timeout_seconds
@@ -75,7 +100,7 @@ class Outbox:
                 await waiter
             finally:
                 self.waiter = None
-            if not self.items:
+            if not self.items and not self.writing:
                 return None if self.closed else []
         items = list(self.items)
         self.items.clear()

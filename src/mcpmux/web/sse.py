@@ -42,7 +42,7 @@ class StreamExchange:
         self.request_id = request_id
 
     async def emit(self, msg: dict[str, Any]) -> None:
-        self.client.outbox.push(msg)
+        await self.client.outbox.deliver(msg)
 
 
 async def handle_sse_stream(
@@ -136,7 +136,7 @@ async def _serve_request(
     except Exception as exc:  # task boundary: the session's stream must survive one bad request
         log.exception("%s: request %s failed", route.name, msg.get("method"))
         response = error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
-    client.outbox.push(response)
+    await client.outbox.deliver(response)
 
 
 __all__ = ["handle_sse_message", "handle_sse_stream"]

@@ -8,7 +8,14 @@ from typing import Any
 import anyio
 
 from ..config.model import TokenScope
-from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, MessageError, error_response, parse_message
+from ..jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    Message,
+    MessageError,
+    error_response,
+    parse_message,
+)
 from ..relay.client import ClientSession
 from ..relay.route import Route
 from ..upstream.runtime import HANDSHAKE_VERSIONS
@@ -272,16 +279,30 @@ async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> No
             pass
         tg.cancel_scope.cancel()
 
+    outbox = client.outbox
+
     async def pump() -> None:
         while True:
-            batch = await client.outbox.take_all(KEEPALIVE_SECONDS)
+            batch = await outbox.take_all(KEEPALIVE_SECONDS)
             if batch is None:
                 break  # the session ended
             body = b"".join([sse_event(dumps(msg)) for msg in batch]) if batch else b": keep-alive\n\n"
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            outbox.writing = True
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            finally:
+                outbox.writing = False
         tg.cancel_scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_disconnect)
-        tg.start_soon(pump)
-    await send({"type": "http.response.body", "body": b""})
+    async def write_now(msg: Message) -> None:
+        await send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+
+    outbox.direct = write_now
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_disconnect)
+            tg.start_soon(pump)
+    finally:
+        outbox.direct = None
+    if not outbox.writing:  # else a `deliver` is stuck writing to a stream that is going away anyway
+        await send({"type": "http.response.body", "body": b""})
