@@ -413,7 +413,12 @@ def best_of(repeat: int, measure: Callable[[], dict[str, Any]]) -> dict[str, Any
 
     Errors are summed over every run and every run's calls/s is kept in `calls_per_s_all`.
     """
-    runs = [measure() for _ in range(repeat)]
+    return keep_best([measure() for _ in range(repeat)])
+
+
+def keep_best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the most calls/s, with every run's calls/s and the errors of all of them."""
+    repeat = len(runs)
     best = dict(max(runs, key=lambda r: r["calls_per_s"]))
     if repeat > 1:
         best["calls_per_s_all"] = [r["calls_per_s"] for r in runs]
@@ -434,9 +439,6 @@ class ProxyRun:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.port}{path}"
 
-    def loop(self, mode: str, path: str, sessions: int, tool: str = "echo") -> dict:
-        return best_of(self.settings.repeat, lambda: self.loop_once(mode, path, sessions, tool))
-
     def loop_once(self, mode: str, path: str, sessions: int, tool: str = "echo", arguments: str = "") -> dict:
         if self.server.proc.poll() is not None:
             raise BenchError(f"{self.server.name} is no longer running{self.server.describe()}")
@@ -453,13 +455,27 @@ class ProxyRun:
         settings, ep, res = self.settings, self.endpoints, self.results
         time.sleep(settings.settle_seconds)
         res["idle_rss_kib"] = self.rss_kib()
-        for sessions in sorted(set(settings.sessions)):
-            guarded(res, f"streamable_{sessions}", lambda s=sessions: self.loop("http", ep.streamable, s))
-        guarded(res, "idle_sessions", self.measure_idle_sessions)
-        guarded(res, f"sse_{settings.many}", lambda: self.loop("sse", ep.sse, settings.many))
+        many = settings.many
+        phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            (f"streamable_{s}", lambda s=s: self.loop_once("http", ep.streamable, s))
+            for s in sorted(set(settings.sessions))
+        ]
+        phases.append((f"sse_{many}", lambda: self.loop_once("sse", ep.sse, many)))
         if ep.merged is not None:
-            merged = lambda: self.loop("http", ep.merged, settings.many, ep.merged_tool)  # noqa: E731
-            guarded(res, f"merged_{settings.many}", merged)
+            merged = ep.merged
+            phases.append((f"merged_{many}", lambda: self.loop_once("http", merged, many, ep.merged_tool)))
+        # With --repeat N the echo phases run in rounds (streamable, SSE, merged, streamable, ...), so
+        # the phases a ratio compares were measured in alternation, not minutes apart.
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in phases}
+        for _ in range(settings.repeat):
+            for name, once in phases:
+                scratch: dict[str, Any] = {}
+                guarded(scratch, name, once)
+                runs[name].append(scratch[name])
+        for name, got in runs.items():
+            failed = [r for r in got if "failed" in r]
+            res[name] = failed[0] if failed else keep_best(got)
+        guarded(res, "idle_sessions", self.measure_idle_sessions)
         guarded(res, "big_1", self.measure_big)
         return res
 
