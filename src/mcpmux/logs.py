@@ -35,7 +35,7 @@ EXTRA_FIELDS = (
     "trace_id",
 )
 ACCESS_LOG = logging.getLogger("mcpmux.access")
-NOISY_LOGGERS = ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp")
+NOISY_LOGGERS = ("httpx2", "httpx", "httpcore", "mcp")
 _LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
 

@@ -18,5 +18,5 @@ def stderr() -> Iterator[io.StringIO]:
     yield buffer
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name in ("uvicorn.error", "uvicorn.access", "httpx2", "httpx", "httpcore", "mcp"):
+    for name in ("httpx2", "httpx", "httpcore", "mcp"):
         logging.getLogger(name).setLevel(logging.NOTSET)

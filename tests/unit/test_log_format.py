@@ -58,7 +58,7 @@ def test_the_level_hides_lower_messages(stderr: io.StringIO) -> None:
 def test_noisy_third_party_loggers_are_quiet_unless_debugging(stderr: io.StringIO) -> None:
     setup_logging("info", stream=stderr)
     logging.getLogger("httpx2").info("HTTP Request: GET ...")
-    logging.getLogger("uvicorn.error").info("Started server process")
+    logging.getLogger("mcp").info("Processing request")
     assert stderr.getvalue() == ""
     setup_logging("debug", stream=stderr)
     logging.getLogger("httpx2").info("HTTP Request: GET ...")

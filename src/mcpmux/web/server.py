@@ -1,119 +1,65 @@
-"""uvicorn (httptools) run as one task of our own task group, on a socket we bound ourselves."""
+"""The HTTP server (web/http1.py) run as one task of our own task group, on a socket we bound ourselves."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import socket
-from collections.abc import Generator
 from typing import Any
 
 import anyio
-import uvicorn
 from anyio.abc import TaskStatus
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger("mcpmux.http")
+from .http1 import Connection, Http1Server
 
-
-class _CoalescingTransport:
-    """Holds a response's header block until its first body write, so that both leave in one send().
-
-    uvicorn writes the status line and headers, then the body, as two writes: two syscalls and often two
-    wake-ups of the client per response. A held header block is flushed at the latest on the next loop
-    iteration (a streamed response whose first event comes later) or before the transport closes.
-    """
-
-    __slots__ = ("_held", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if len(data) < 65536:
-                self._transport.write(held + data)
-            else:
-                self._transport.writelines((held, data))  # no copy of a big body
-        elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
-            self._held = data
-            self._loop.call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol (its public `http=` option), writing through _CoalescingTransport."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the proxy's root task decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
+KEEP_ALIVE_SECONDS = 30.0  # an idle keep-alive connection (or a request head still arriving) is closed after
+SWEEP_SECONDS = 1.0
 
 
 class HttpServer:
-    def __init__(self, app: Any, sock: socket.socket, *, graceful_seconds: float) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        graceful_seconds: float,
+        keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+    ) -> None:
+        self.app = app
         self.sock = sock
-        config = uvicorn.Config(
-            app,
-            http=_Protocol,
-            loop="none",
-            lifespan="off",
-            ws="none",
-            access_log=False,
-            proxy_headers=False,
-            log_config=None,
-            server_header=False,
-            date_header=False,
-            timeout_graceful_shutdown=int(graceful_seconds),
-            timeout_keep_alive=30,
-            backlog=2048,
-        )
-        config.load()
-        self.server = _EmbeddedServer(config)
+        self.graceful_seconds = graceful_seconds
+        self.keep_alive_seconds = keep_alive_seconds
+        self.http: Http1Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._stop = anyio.Event()
         self._stopped = anyio.Event()
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        server = self.server
-        server.lifespan = server.config.lifespan_class(server.config)
-        await server.startup(sockets=[self.sock])
+        loop = asyncio.get_running_loop()
+        http = self.http = Http1Server(self.app, loop)
+        self._listener = await loop.create_server(lambda: Connection(http), sock=self.sock, backlog=2048)
         task_status.started()
         try:
-            await server.main_loop()
+            while not self._stop.is_set():
+                with anyio.move_on_after(SWEEP_SECONDS):
+                    await self._stop.wait()
+                http.sweep(loop.time() - self.keep_alive_seconds)
         finally:
+            # Asked to stop: the grace period for requests under way. Cancelled: no grace.
+            grace = self.graceful_seconds if self._stop.is_set() else 0.0
             with anyio.CancelScope(shield=True):
-                await server.shutdown(sockets=[self.sock])
+                self._listener.close()
+                await http.finish(grace)
                 self._stopped.set()
 
     def stop_accepting(self) -> None:
-        """Close the listening socket soon (uvicorn checks every 0.1 s); open requests go on."""
-        self.server.should_exit = True
+        """Close the listening socket and idle connections; requests under way go on."""
+        if self._listener is not None:
+            self._listener.close()
+        if self.http is not None:
+            self.http.begin_shutdown()
 
     async def stop(self) -> None:
-        """Stop accepting and wait (up to the grace period) for open requests to finish."""
-        self.server.should_exit = True
+        """Stop accepting and wait (up to the grace period) for requests under way to finish."""
+        self.stop_accepting()
+        self._stop.set()
         await self._stopped.wait()
