@@ -252,13 +252,12 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            if self.reading is not None:  # this server speaks HTTP/1.1 only: answer, then close
-                self.reading.keep_alive = False
-        except HeadTooLargeError:
-            self._refuse(431, "Request header fields too large")
+            pass  # not supported: the request was answered as plain HTTP and the connection closes after it
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, HeadTooLargeError):
                 self._refuse(431, "Request header fields too large")
+            elif isinstance(exc.__context__, httptools.HttpParserError):  # e.g. a URL parse_url rejects
+                self._refuse(400, "Invalid HTTP request")
             else:
                 raise
         except httptools.HttpParserError:
@@ -343,6 +342,14 @@ class Connection(asyncio.Protocol):
         }
         expect_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self._headers)
         keep_alive = version != "1.0" and parser.should_keep_alive()
+        if parser.should_upgrade():
+            # Upgrades (h2c, websocket) are not supported: the parser stops at the head, so the request
+            # is answered as plain HTTP and the connection closes; one with a body is refused outright.
+            framing = (b"content-length", b"transfer-encoding")
+            if any(n in framing and v.strip(b" 0") for n, v in self._headers):
+                self._refuse(400, "HTTP upgrade is not supported: send the request without Upgrade")
+                return
+            keep_alive = False
         exchange = Exchange(self, scope, keep_alive, expect_continue)
         self.reading = exchange
         if self.current is None:
@@ -367,6 +374,8 @@ class Connection(asyncio.Protocol):
         self.reading = None
         exchange.more_body = False
         exchange.wake()
+        if self.current is None and not self.queued:  # answered before its body was in: idle from now
+            self.idle_since = self.loop.time()
 
     # -- requests ----------------------------------------------------------------------------
 
