@@ -202,3 +202,23 @@ async def test_clients_subscribing_to_one_uri_at_the_same_moment_cause_one_upstr
             await upstream_line(proxy, f"subscribe {OTHER}", mark)  # the upstream is in order
             assert count_lines(proxy, f"stderr: subscribe {uri}", mark) == 1
             assert await a.result("resources/unsubscribe", {"uri": OTHER}) == {}
+
+
+async def test_a_legacy_sse_post_is_accepted_while_its_slow_request_still_runs(proxy: ProxyProcess) -> None:
+    """The 202 waits for a fast response (to leave with it) but not for a slow one."""
+    with anyio.fail_after(20):
+        async with raw_sse(proxy.url("/shared/sse")) as client:
+            call = {
+                "jsonrpc": "2.0",
+                "id": "slow-1",
+                "method": "tools/call",
+                "params": {"name": "slow", "arguments": {"seconds": 1.5}},
+            }
+            await client.send(call)  # returns once the POST got its 202
+            accepted_at = anyio.current_time()
+            assert not client.seen and client.inbox.statistics().current_buffer_used == 0
+            response = await client.receive(lambda m: m.get("id") == "slow-1")
+            assert anyio.current_time() - accepted_at > 0.75  # the 202 did not wait for the 1.5 s call
+            assert response["result"]["content"][0]["text"] == "slept 1.5 s"
+            fast = await client.result("tools/call", {"name": "echo", "arguments": {"text": "quick"}})
+            assert fast["content"][0]["text"] == "quick"

@@ -32,16 +32,57 @@ from .telemetry import Telemetry
 log = logging.getLogger("mcpmux.http")
 
 
+ACK_DELAY_SECONDS = 0.002
+ACCEPTED_HEADERS = [(b"content-type", b"text/plain")]
+
+
+class Ack:
+    """A POSTed request's 202, held back until its response is ready, for at most ACK_DELAY_SECONDS.
+
+    A fast upstream's response then leaves together with the 202: the client wakes once for both,
+    and the proxy's two writes cost less. A slow request gets its 202 after the delay (from a short
+    task started by the timer), and before anything related to it is sent on the stream: a client
+    that answers a server-to-client request needs its POST connection free.
+    """
+
+    __slots__ = ("send", "sent", "task", "timer")
+
+    def __init__(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        self.send = send
+        self.sent = False
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = loop.call_later(ACK_DELAY_SECONDS, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        if not self.sent:
+            self.task = loop.create_task(self.now())
+
+    async def now(self) -> None:
+        """Send the 202 unless it was sent already; after this returns it has left."""
+        if self.sent:
+            if self.task is not None and self.task is not asyncio.current_task():
+                await self.task
+            return
+        self.sent = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        await send_bytes(self.send, 202, b"Accepted", ACCEPTED_HEADERS)
+
+
 class StreamExchange:
     """A request on a legacy SSE session: everything, response included, rides the one stream."""
 
-    __slots__ = ("client", "request_id")
+    __slots__ = ("ack", "client", "request_id")
 
-    def __init__(self, client: ClientSession, request_id: Any) -> None:
+    def __init__(self, client: ClientSession, request_id: Any, ack: Ack) -> None:
         self.client = client
         self.request_id = request_id
+        self.ack = ack
 
     async def emit(self, msg: dict[str, Any]) -> None:
+        await self.ack.now()
         await self.client.outbox.deliver(msg)
 
 
@@ -108,12 +149,12 @@ async def handle_sse_message(
         await send_error(send, 400, str(exc), code=exc.code)
         return
     client.touch()
-    await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
     if "method" not in msg:
+        await send_bytes(send, 202, b"Accepted", ACCEPTED_HEADERS)
         route.handle_response(client, msg)
         return
-    # The 202 is sent: the rest runs in this request's own task (uvicorn serves the connection's
-    # next request meanwhile), registered with the session so that closing the stream cancels it.
+    # The rest runs in this request's own task (the HTTP server serves the connection's next request
+    # once the 202 is out), registered with the session so that closing the stream cancels it.
     # Cheaper than spawning a task per message, which is what the legacy transport would otherwise cost.
     in_flight: set[asyncio.Task[Any]] = client.sse_requests
     task = asyncio.current_task()
@@ -121,21 +162,27 @@ async def handle_sse_message(
     in_flight.add(task)
     try:
         if "id" not in msg:
+            await send_bytes(send, 202, b"Accepted", ACCEPTED_HEADERS)
             await route.handle_notification(client, msg)
-        else:
-            await _serve_request(route, client, msg, telemetry)
+            return
+        ack = Ack(send, asyncio.get_running_loop())
+        try:
+            await _serve_request(route, client, msg, telemetry, ack)
+        finally:
+            await ack.now()  # also when the stream closed under the request: the POST still gets its 202
     finally:
         in_flight.discard(task)
 
 
 async def _serve_request(
-    route: Route, client: ClientSession, msg: dict[str, Any], telemetry: Telemetry
+    route: Route, client: ClientSession, msg: dict[str, Any], telemetry: Telemetry, ack: Ack
 ) -> None:
     try:
-        response = await telemetry.relay(route, client, msg, StreamExchange(client, msg["id"]))
+        response = await telemetry.relay(route, client, msg, StreamExchange(client, msg["id"], ack))
     except Exception as exc:  # task boundary: the session's stream must survive one bad request
         log.exception("%s: request %s failed", route.name, msg.get("method"))
         response = error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+    await ack.now()
     await client.outbox.deliver(response)
 
 
