@@ -89,10 +89,12 @@ class ServerRoute(Route):
             refused = self._prepare_tool_call(client, msg)
             if refused is not None:
                 return refused
-        response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
+        present = method == "tools/list" and (self.filtered or self.overrides or scoped)
+        timeout = self.runtime.request_timeout_seconds
+        response = await upstream.request(msg, exchange, timeout, early=not present)
         if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
             response = await self.runtime.replay(client, msg, exchange, response)
-        if method == "tools/list" and (self.filtered or self.overrides or scoped):
+        if present:
             self._present_tools(client, response)
         return response
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -47,10 +48,13 @@ class SessionEvents(Protocol):
 class InFlight:
     """Messages for one in-flight request, in order; the final response ends it."""
 
-    __slots__ = ("client_token", "final", "items", "origin", "waiter")
+    __slots__ = ("client_id", "client_token", "early", "final", "items", "origin", "waiter")
 
     def __init__(self, origin: Exchange | None) -> None:
         self.origin = origin
+        self.client_id: Any = None
+        # The origin's `finish_now`, when the response may be written from the reader as it arrives
+        self.early: Callable[[Message], bool] | None = None
         self.client_token: Any = None
         self.final: Message | None = None
         self.items: deque[Message] | None = None
@@ -120,6 +124,9 @@ class UpstreamSession:
         if "method" not in msg:
             pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
             if pending is not None:
+                if pending.early is not None and not pending.items and pending.final is None:
+                    msg["id"] = pending.client_id  # nothing else to relay first: answer from here
+                    pending.early(msg)
                 pending.finish(msg)
             else:
                 log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
@@ -162,11 +169,15 @@ class UpstreamSession:
 
     # -- sending -----------------------------------------------------------------------------
 
-    async def request(self, msg: Message, origin: Exchange | None, timeout_seconds: float | None) -> Message:
+    async def request(
+        self, msg: Message, origin: Exchange | None, timeout_seconds: float | None, early: bool = False
+    ) -> Message:
         """Forward a request; return the upstream's response carrying the caller's id.
 
         Messages related to the request (progress, server-to-client requests and notifications the
         transport attributes to it) are emitted to `origin` in order before the response returns.
+        With `early` (the caller will not change the response), an origin that can (`finish_now`) is
+        given the upstream's response as soon as it arrives, when nothing related is still queued.
         """
         request_id = msg["id"]
         if self.closed_reason is not None:
@@ -174,6 +185,9 @@ class UpstreamSession:
         self._next_id += 1
         uid = self._next_id
         pending = InFlight(origin)
+        if early:
+            pending.early = getattr(origin, "finish_now", None)
+            pending.client_id = request_id
         up = {**msg, "id": uid}
         token = progress_token(msg)
         if token is not None:

@@ -118,6 +118,14 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+def respond_now(send: Send, status: int, body: bytes, headers: Headers) -> bool:
+    """Write a whole response synchronously when the server offers it (web/http1.py); else False."""
+    respond = getattr(getattr(send, "__self__", None), "respond_now", None)
+    if respond is None:
+        return False
+    return bool(respond(status, [*headers, (b"content-length", str(len(body)).encode())], body))
+
+
 async def send_json(send: Send, status: int, payload: Any, headers: Headers | None = None) -> None:
     await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *(headers or ())])
 

@@ -145,8 +145,23 @@ class Exchange:
             raise RuntimeError(f"{kind!r} sent after the response was complete")
         if kind != "http.response.body":
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
+        self._body(message.get("body", b""), message.get("more_body", False))
+
+    def respond_now(self, status: int, headers: Any, body: bytes) -> bool:
+        """A whole response written synchronously, outside the ASGI `send`: False if it cannot be now.
+
+        For a caller that holds the answer in a callback and would otherwise wake a task just to write
+        it (the proxy's early response path). Headers must include the Content-Length.
+        """
+        conn = self.conn
+        if self.response_started or conn.write_paused or conn.disconnected:
+            return False
+        self._start(status, headers)
+        self._body(body, False)
+        return True
+
+    def _body(self, body: bytes, more: bool) -> None:
+        conn = self.conn
         head = self.head
         if self.is_head:
             payload = b""

@@ -29,6 +29,7 @@ from .asgi import (
     Scope,
     Send,
     read_body,
+    respond_now,
     send_bytes,
     send_error,
     send_json,
@@ -47,7 +48,7 @@ dumps = __import__("orjson").dumps
 class PostExchange:
     """One POSTed request: answered as JSON, or as an SSE stream once a related message must go first."""
 
-    __slots__ = ("client", "done", "prefer_sse", "request_id", "send", "session_header", "started")
+    __slots__ = ("client", "done", "early", "prefer_sse", "request_id", "send", "session_header", "started")
 
     def __init__(
         self,
@@ -64,6 +65,20 @@ class PostExchange:
         self.prefer_sse = prefer_sse
         self.started = False
         self.done = False
+        self.early = False  # answered by `finish_now` from the upstream's reader
+
+    def finish_now(self, msg: dict[str, Any]) -> bool:
+        """Write the final response at once, from the upstream's reader, if it can go as plain JSON.
+
+        Saves the wake-up of the request's task before the answer leaves (the task then finds it sent).
+        """
+        if self.done or self.started or self.prefer_sse:
+            return False
+        headers = [JSON_TYPE, (b"mcp-session-id", self.session_header)]
+        if not respond_now(self.send, 200, dumps(msg), headers):
+            return False
+        self.done = self.early = True
+        return True
 
     async def _start_stream(self) -> None:
         self.started = True
@@ -79,6 +94,8 @@ class PostExchange:
         await self.send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
 
     async def finish(self, msg: dict[str, Any]) -> None:
+        if self.early:
+            return
         self.done = True
         body = dumps(msg)
         if self.prefer_sse and not self.started:
