@@ -126,7 +126,10 @@ class UpstreamSession:
             if pending is not None:
                 if pending.early is not None and not pending.items and pending.final is None:
                     msg["id"] = pending.client_id  # nothing else to relay first: answer from here
-                    pending.early(msg)
+                    try:
+                        pending.early(msg)
+                    except Exception:  # the reader must survive; the request's task answers instead
+                        log.exception("%s: writing a response early failed", self.name)
                 pending.finish(msg)
             else:
                 log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
