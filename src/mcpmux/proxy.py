@@ -27,7 +27,7 @@ log = logging.getLogger("mcpmux")
 SHUTDOWN_GRACE_SECONDS = 5.0  # in-flight requests may finish within this on SIGTERM
 RETIRE_GRACE_SECONDS = 5.0  # the same for a server a reload removes or changes
 CLOSE_SESSIONS_SECONDS = 2.0
-# uvicorn's own limit for open connections; ours (drain, stop upstreams, end sessions) comes first.
+# The HTTP server's own limit for requests under way; ours (drain, stop upstreams, end sessions) comes first.
 HTTP_GRACE_SECONDS = 15.0
 
 MergedSettings = tuple[Any, ...]
