@@ -547,17 +547,18 @@ class ProxyRun:
             runs.append(self.loop_once("http", self.endpoints.streamable, 1, "big", big_arguments()))
             time.sleep(self.settings.settle_seconds)
             rss.append(self.rss_kib())
-        worst = min(runs, key=lambda r: r["calls_per_s"])
+        # The median run: one run disturbed by other work on the host neither makes nor breaks it.
+        middle = sorted(runs, key=lambda r: r["calls_per_s"])[len(runs) // 2]
         return {
             "runs": runs,
             "rss_kib": rss,
-            "calls_per_s": worst["calls_per_s"],
+            "calls_per_s": middle["calls_per_s"],
             "calls_per_s_all": [r["calls_per_s"] for r in runs],
-            "p50_ms": worst["p50_ms"],
+            "p50_ms": middle["p50_ms"],
             "calls": sum(r["calls"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
             "growth_after_first_kib": rss[-1] - rss[1],
-            "p99_ms": worst["p99_ms"],
+            "p99_ms": middle["p99_ms"],
             "proxy_cpu_per_call_ms": max(r.get("proxy_cpu_per_call_ms") or 0 for r in runs),
             "upstream_cpu_per_call_ms": max(r.get("upstream_cpu_per_call_ms") or 0 for r in runs),
             "loadgen_cpu_share": max(r["loadgen_cpu_share"] for r in runs),
@@ -684,7 +685,7 @@ def build_checks(direct: dict, proxy: dict, settings: Settings) -> list[Check]:
         ),
         Check(latency_check, added, 0.3, False, "ms"),
         Check(
-            "1 MiB results calls/s, 1 session (slowest run)",
+            "1 MiB results calls/s, 1 session (median run)",
             field_of(proxy, "big_1", "calls_per_s"),
             150,
             True,
@@ -805,7 +806,8 @@ def memory_lines(name: str, proxy: dict[str, Any]) -> list[str]:
         f"{name}: startup {fmt(proxy.get('startup_s'))} s (ready via {proxy.get('ready_via')}; "
         f"every start {proxy.get('startup_s_all')}), "
         f"idle RSS {fmt(kib_to_mib(proxy.get('idle_rss_kib')))} MiB, "
-        f"RSS before and after each 1 MiB run {big_rss} MiB"
+        f"RSS before and after each 1 MiB run {big_rss} MiB "
+        f"(calls/s of each run: {proxy.get('big_1', {}).get('calls_per_s_all')})"
     ]
     paired = proxy.get("paired_latency", {}).get("rounds")
     if paired:
