@@ -22,6 +22,7 @@ from .asgi import (
     Send,
     query_param,
     read_body,
+    respond_now,
     send_bytes,
     send_error,
     sse_event,
@@ -68,7 +69,8 @@ class Ack:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        await send_bytes(self.send, 202, b"Accepted", ACCEPTED_HEADERS)
+        if not respond_now(self.send, 202, b"Accepted", ACCEPTED_HEADERS):
+            await send_bytes(self.send, 202, b"Accepted", ACCEPTED_HEADERS)
 
 
 class StreamExchange:
