@@ -285,6 +285,17 @@ class Client:
             pass
 
 
+@asynccontextmanager
+async def one_client(app: App) -> AsyncIterator[Client]:
+    """The server for `app` and one connection to it, closed at the end."""
+    async with serving(app) as (_, port):
+        client = await Client.connect(port)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
 def request(
     method: str, path: str, body: bytes = b"", *, version: str = "1.1", headers: dict[str, str] | None = None
 ) -> bytes:
@@ -321,8 +332,7 @@ async def test_keep_alive_answers_three_requests_on_one_connection_and_leaves_it
 @async_test
 async def test_pipelined_requests_in_one_write_are_answered_in_order():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         # the first one is slower than the second: the answers must still come in request order
         await client.send(
             request("POST", "/echo?delay=0.1", b"first") + request("POST", "/echo", b"second, longer")
@@ -366,8 +376,7 @@ async def test_chunked_request_body_arrives_in_full(size):
 @async_test
 async def test_expect_100_continue_is_answered_before_the_body_is_sent():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         head = request("POST", "/echo", headers={"Content-Length": "5", "Expect": "100-continue"})
         await client.send(head)  # headers only
         interim = await client.read_until(b"\r\n\r\n")
@@ -384,8 +393,7 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent():
 @async_test
 async def test_streaming_response_is_chunked_for_http11():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(request("GET", "/stream"))
         response = await client.read_response()
         assert response.status == 200
@@ -403,8 +411,7 @@ async def test_streaming_response_is_chunked_for_http11():
 @async_test
 async def test_streaming_response_is_close_delimited_for_http10():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(request("GET", "/stream", version="1.0"))
         head = await client.read_until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ")
@@ -433,8 +440,7 @@ async def test_streaming_response_is_close_delimited_for_http10():
 @async_test
 async def test_malformed_request_gets_400_and_the_connection_closes(garbage):
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(garbage)
         response = await client.read_response()
         assert response.status == 400
@@ -502,8 +508,7 @@ async def test_app_raising_before_responding_gives_500_and_the_server_keeps_serv
 @async_test
 async def test_head_gets_the_headers_and_no_body_bytes():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(request("HEAD", "/echo", headers={"Content-Length": "4"}) + b"abcd")
         response = await client.read_response(head_request=True)
         assert response.status == 200
@@ -524,8 +529,7 @@ async def test_head_gets_the_headers_and_no_body_bytes():
 @async_test
 async def test_client_disconnect_during_a_streaming_response_reaches_receive():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(request("GET", "/hold-stream"))
         head = await client.read_until(b"\r\n\r\n")
         assert b"transfer-encoding: chunked" in head.lower()
@@ -545,8 +549,7 @@ async def test_client_disconnect_during_a_streaming_response_reaches_receive():
 @async_test
 async def test_receive_after_the_whole_body_waits_for_the_disconnect():
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(request("POST", "/wait-disconnect", b"payload"))
         await asyncio.wait_for(app.first_message.wait(), TIMEOUT)
         await asyncio.sleep(0.3)  # the second receive() is pending meanwhile, not spinning
@@ -666,8 +669,7 @@ UPGRADE = {"Connection": "Upgrade", "Upgrade": "h2c"}
 @async_test
 async def test_upgrade_requests_are_not_upgraded_and_the_connection_closes(sent, status):
     app = App()
-    async with serving(app) as (_, port):
-        client = await Client.connect(port)
+    async with one_client(app) as client:
         await client.send(sent)
         response = await client.read_response()
         assert response.status == status
