@@ -108,6 +108,8 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    if respond_now(send, status, body, headers):
+        return
     await send(
         {
             "type": "http.response.start",

@@ -460,22 +460,19 @@ class Http1Server:
             raise
         except Exception:
             log.exception("%s %s failed", exchange.scope["method"], exchange.scope["path"])
-            if not exchange.response_started and not conn.disconnected:
-                exchange.response_started = True
-                conn.transport.write(_plain_response(500, "Internal Server Error"))
-                conn.transport.close()
-            elif not exchange.response_complete:
-                exchange.abandon()
         else:
             if conn.disconnected or exchange.response_complete:
                 return
-            if not exchange.response_started:
-                log.error("%s %s: no response", exchange.scope["method"], exchange.scope["path"])
-                conn.transport.write(_plain_response(500, "Internal Server Error"))
-                conn.transport.close()
-            else:
-                log.error("%s %s: response not completed", exchange.scope["method"], exchange.scope["path"])
-                exchange.abandon()
+            problem = "response not completed" if exchange.response_started else "no response"
+            log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
+        if exchange.response_complete or conn.disconnected:
+            return
+        if exchange.response_started:
+            exchange.abandon()
+        else:  # nothing sent yet: the client gets a 500 and the connection closes
+            exchange.response_started = True
+            conn.transport.write(_plain_response(500, "Internal Server Error"))
+            conn.transport.close()
 
     def close_idle(self) -> None:
         """Close every connection with no request under way."""
@@ -499,11 +496,10 @@ class Http1Server:
 
     async def finish(self, grace_seconds: float) -> None:
         """Wait (up to the grace period) for the requests under way, then cancel the rest and close."""
-        self.begin_shutdown()
+        self.begin_shutdown()  # from here a connection closes as its response completes
         deadline = self.loop.time() + grace_seconds
-        while self.tasks and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
-            self.close_idle()
+        while self.tasks and (left := deadline - self.loop.time()) > 0:
+            await asyncio.wait(list(self.tasks), timeout=left)  # tasks started meanwhile are waited for too
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:

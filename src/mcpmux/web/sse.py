@@ -22,7 +22,6 @@ from .asgi import (
     Send,
     query_param,
     read_body,
-    respond_now,
     send_bytes,
     send_error,
     sse_event,
@@ -35,6 +34,11 @@ log = logging.getLogger("mcpmux.http")
 
 ACK_DELAY_SECONDS = 0.002
 ACCEPTED_HEADERS = [(b"content-type", b"text/plain")]
+
+
+async def accept(send: Send) -> None:
+    """The 202 a POSTed message gets on the legacy transport (its answer, if any, rides the stream)."""
+    await send_bytes(send, 202, b"Accepted", ACCEPTED_HEADERS)
 
 
 class Ack:
@@ -69,8 +73,7 @@ class Ack:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not respond_now(self.send, 202, b"Accepted", ACCEPTED_HEADERS):
-            await send_bytes(self.send, 202, b"Accepted", ACCEPTED_HEADERS)
+        await accept(self.send)
 
 
 class StreamExchange:
@@ -152,7 +155,7 @@ async def handle_sse_message(
         return
     client.touch()
     if "method" not in msg:
-        await send_bytes(send, 202, b"Accepted", ACCEPTED_HEADERS)
+        await accept(send)
         route.handle_response(client, msg)
         return
     # The rest runs in this request's own task (the HTTP server serves the connection's next request
@@ -164,7 +167,7 @@ async def handle_sse_message(
     in_flight.add(task)
     try:
         if "id" not in msg:
-            await send_bytes(send, 202, b"Accepted", ACCEPTED_HEADERS)
+            await accept(send)
             await route.handle_notification(client, msg)
             return
         ack = Ack(send, asyncio.get_running_loop())

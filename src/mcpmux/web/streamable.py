@@ -74,8 +74,7 @@ class PostExchange:
         """
         if self.done or self.started or self.prefer_sse:
             return False
-        headers = [JSON_TYPE, (b"mcp-session-id", self.session_header)]
-        if not respond_now(self.send, 200, dumps(msg), headers):
+        if not respond_now(self.send, 200, dumps(msg), self._json_headers()):
             return False
         self.done = self.early = True
         return True
@@ -103,7 +102,10 @@ class PostExchange:
         if self.started:
             await self.send({"type": "http.response.body", "body": sse_event(body)})
         else:
-            await send_bytes(self.send, 200, body, [JSON_TYPE, (b"mcp-session-id", self.session_header)])
+            await send_bytes(self.send, 200, body, self._json_headers())
+
+    def _json_headers(self) -> list[tuple[bytes, bytes]]:
+        return [JSON_TYPE, (b"mcp-session-id", self.session_header)]
 
 
 async def handle_streamable(
