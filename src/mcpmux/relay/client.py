@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import TokenScope
 from ..jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Message, error_response, request
+from ..protocol.constants import LOG_LEVELS, LOG_RANK
 
 if TYPE_CHECKING:
     from ..upstream.session import UpstreamSession
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcpmux.relay")
 
 OUTBOX_LIMIT = 1000
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-LOG_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 _client_request_ids = itertools.count(1)
 
 

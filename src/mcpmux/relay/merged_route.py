@@ -12,8 +12,16 @@ from ..config.model import ProxyConfig, TokenScope, ToolFilter
 from ..core.cursor import decode_cursor, encode_cursor
 from ..core.naming import server_labels
 from ..core.toolfilter import NameFilter, scope_allows
-from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, result_response
-from ..upstream.runtime import LIST_CHANGED, ServerRuntime
+from ..jsonrpc import (
+    CONNECTION_CLOSED,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Message,
+    error_response,
+    result_response,
+)
+from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
+from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
@@ -30,7 +38,6 @@ LISTS = {
     "resources/templates/list": ("resourceTemplates", "resources"),
 }
 KINDS = ("tools", "prompts", "resources")
-RESOURCE_NOT_FOUND = -32002
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -174,7 +181,7 @@ class MergedRoute(Route):
         if method in LISTS:
             return await self._list(client, msg)
         return error_response(
-            msg["id"], -32601, f"Method not found: {method} (the merged endpoint cannot route it)"
+            msg["id"], METHOD_NOT_FOUND, f"Method not found: {method} (the merged endpoint cannot route it)"
         )
 
     async def _forward(self, member: Member, client: ClientSession, msg: Message, exchange: Any) -> Message:

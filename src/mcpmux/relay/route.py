@@ -14,8 +14,8 @@ from ..config.model import TokenScope
 from ..core.auth import TokenSet
 from ..core.toolfilter import scope_allows
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
-from ..upstream.runtime import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
-from .client import LOG_RANK, ClientSession
+from ..protocol.constants import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION, LOG_RANK
+from .client import ClientSession
 
 log = logging.getLogger("mcpmux.relay")
 

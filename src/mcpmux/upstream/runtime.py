@@ -24,7 +24,14 @@ from ..jsonrpc import (
     request,
     result_response,
 )
-from ..relay.client import LOG_RANK
+from ..protocol.constants import (
+    HANDSHAKE_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    LIST_CHANGED,
+    LOG_RANK,
+    SAFE_TO_REPLAY,
+    SERVER_REQUEST_CAPABILITY,
+)
 from .connection import open_connection
 from .session import InFlight, UpstreamSession
 from .supervisor import Supervisor, close_when_dead
@@ -34,40 +41,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcpmux.server")
 
-HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-LATEST_HANDSHAKE_VERSION = HANDSHAKE_VERSIONS[-1]
 PROXY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "roots": {"listChanged": True},
     "sampling": {},
     "elicitation": {"form": {}, "url": {}},
 }
 SERVER_REQUEST_TIMEOUT_SECONDS = 300.0
-LIST_CHANGED = frozenset(
-    {
-        "notifications/tools/list_changed",
-        "notifications/prompts/list_changed",
-        "notifications/resources/list_changed",
-    }
-)
-# Methods without side effects: replayed once on a fresh session when the upstream died under them.
-SAFE_TO_REPLAY = frozenset(
-    {
-        "tools/list",
-        "prompts/list",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "prompts/get",
-        "completion/complete",
-        "ping",
-    }
-)
 REPLAY_WAIT_SECONDS = 10.0  # at most this long for the fresh session a replay needs
-_CAPABILITY_OF = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 
 
 class ServerRuntime(Supervisor):
@@ -274,7 +254,7 @@ class ServerRuntime(Supervisor):
             return error_response(
                 uid, INTERNAL_ERROR, f"mcpmux: cannot tell which client {method} is for ({why})"
             )
-        capability = _CAPABILITY_OF.get(method)
+        capability = SERVER_REQUEST_CAPABILITY.get(method)
         if capability is not None and not client.supports(capability):
             return error_response(
                 uid, METHOD_NOT_FOUND, f"the client did not declare the {capability} capability"

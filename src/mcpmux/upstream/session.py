@@ -19,13 +19,12 @@ from ..jsonrpc import (
     notification,
     progress_token,
 )
+from ..protocol.constants import REQUEST_CANCELLED
 
 if TYPE_CHECKING:
     from .connection import Connection
 
 log = logging.getLogger("mcpmux.upstream")
-
-REQUEST_CANCELLED = -32800
 
 
 class Exchange(Protocol):

@@ -16,6 +16,7 @@ from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
+from ..protocol.constants import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from .connection import Liveness, Receiver
 from .sse_events import iter_events
 
@@ -56,9 +57,9 @@ class StreamableHttpConnection(Liveness):
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"accept": accept, "content-type": "application/json"}
         if self.session_id:
-            headers["mcp-session-id"] = self.session_id
+            headers[SESSION_ID_HEADER] = self.session_id
         if self.protocol_version:
-            headers["mcp-protocol-version"] = self.protocol_version
+            headers[PROTOCOL_VERSION_HEADER] = self.protocol_version
         return headers
 
     async def send(self, msg: Message, related: Any = None) -> None:
@@ -151,7 +152,7 @@ class StreamableHttpConnection(Liveness):
         ) as resp:
             if resp.status_code != 200:
                 raise UpstreamUnavailableError(self.name, f"HTTP {resp.status_code} to initialize")
-            self.session_id = resp.headers.get("mcp-session-id")
+            self.session_id = resp.headers.get(SESSION_ID_HEADER)
             if resp.headers.get("content-type", "").startswith("text/event-stream"):
                 async for event in iter_events(resp.aiter_bytes()):
                     if event.event == "message" and event.data:
@@ -176,7 +177,7 @@ class StreamableHttpConnection(Liveness):
             raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
         ctype = resp.headers.get("content-type", "")
         if msg.get("method") == "initialize" and resp.status_code == 200:
-            self.session_id = resp.headers.get("mcp-session-id") or self.session_id
+            self.session_id = resp.headers.get(SESSION_ID_HEADER) or self.session_id
         if ctype.startswith("text/event-stream") and resp.status_code == 200:
             answered = False
             async for event in iter_events(resp.aiter_bytes()):

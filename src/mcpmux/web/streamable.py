@@ -16,9 +16,9 @@ from ..jsonrpc import (
     error_response,
     parse_message,
 )
+from ..protocol.constants import HANDSHAKE_VERSIONS, MODERN_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION
 from ..relay.client import ClientSession
 from ..relay.route import Route
-from ..upstream.runtime import HANDSHAKE_VERSIONS
 from .asgi import (
     JSON_TYPE,
     SSE_HEADERS,
@@ -40,8 +40,6 @@ from .telemetry import Telemetry
 log = logging.getLogger("mcpmux.http")
 
 KEEPALIVE_SECONDS = 25.0
-MODERN_VERSIONS = ("2026-07-28",)
-UNSUPPORTED_PROTOCOL_VERSION = -32022
 dumps = __import__("orjson").dumps
 
 
