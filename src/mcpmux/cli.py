@@ -220,7 +220,8 @@ def run(args: CliArgs) -> int:
     load = config_loader(args)
     config = load()
     if args.check_config:
-        print(f"Config OK: {len(config.servers)} MCP server(s) configured")
+        # Disabled servers are not counted, as in the original (they are skipped entirely).
+        print(f"Config OK: {len(config.enabled_servers)} MCP server(s) configured")
         return 0
     if args.print_client_config or args.command == CLIENT_CONFIG_COMMAND:
         return print_client_config(config, args)

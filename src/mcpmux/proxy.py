@@ -55,7 +55,7 @@ class Proxy:
         self._merged_settings: dict[str, MergedSettings] = {}
         for name, server in config.servers.items():
             if server.disabled:
-                log.info("%s Disabled", name, extra={"server": name})
+                log.info("<%s> Disabled", name, extra={"server": name})
                 continue
             self.runtimes[name] = ServerRuntime(server, config)
         server_routes: dict[str, Route] = {
@@ -119,7 +119,7 @@ class Proxy:
         base = self.config.base_url.rstrip("/")
         for route in routes:
             if route.name:
-                log.info("%s Handling requests at %s/%s/", route.name, base, route.name)
+                log.info("<%s> Handling requests at %s/%s/", route.name, base, route.name)
             else:
                 log.info("All servers merged at %s/mcp and %s/sse", base, base)
 
@@ -207,7 +207,7 @@ class Proxy:
         for name, server in new.servers.items():
             previous: ServerConfig | None = old.servers.get(name)
             if server.disabled and (previous is None or not previous.disabled):
-                log.info("%s Disabled", name, extra={"server": name})
+                log.info("<%s> Disabled", name, extra={"server": name})
 
 
 async def retire_runtime(runtime: ServerRuntime, reason: str) -> None:
@@ -220,7 +220,7 @@ async def retire_runtime(runtime: ServerRuntime, reason: str) -> None:
             extra={"server": runtime.name},
         )
     await runtime.stop(reason)
-    log.info("%s Stopped (%s)", runtime.name, reason, extra={"server": runtime.name, "state": "stopped"})
+    log.info("<%s> Stopped (%s)", runtime.name, reason, extra={"server": runtime.name, "state": "stopped"})
 
 
 async def close_route_sessions(route: Route) -> None:

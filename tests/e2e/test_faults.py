@@ -65,7 +65,7 @@ async def test_a_call_in_flight_when_its_stdio_upstream_is_killed_fails_at_once_
             assert "fx" in answer["error"]["message"]
             assert "killed by signal 9" in answer["error"]["message"]
 
-            await wait_for_log(proxy, r"fx Connected", mark)
+            await wait_for_log(proxy, r"<fx> Connected", mark)
             assert await pid_of(client) != pid  # same downstream session, fresh upstream process
             await client.notification("notifications/tools/list_changed")
             assert process_state(pid) is None  # reaped by the proxy: no zombie
@@ -112,7 +112,7 @@ async def test_health_checks_restart_an_upstream_that_stopped_answering(tmp_path
             await wait_for_log(
                 proxy, r"fx is unhealthy: 2 health checks in a row failed .*; reconnecting", mark
             )
-            await wait_for_log(proxy, r"fx Connected", mark)
+            await wait_for_log(proxy, r"<fx> Connected", mark)
             assert await pid_of(client) != pid
 
 
@@ -147,7 +147,7 @@ async def test_a_server_failing_at_start_is_retried_reported_and_served_once_it_
 
         mark = len(proxy.lines)
         gate.touch()
-        await wait_for_log(proxy, r"fx Connected", mark)
+        await wait_for_log(proxy, r"<fx> Connected", mark)
         async with raw_http(proxy.url("/fx/mcp")) as client:
             assert (await call(client, "echo", text="up"))["result"]["content"][0]["text"] == "up"
         assert readyz(proxy)[0] == 200
@@ -175,7 +175,7 @@ async def test_a_resource_subscription_survives_a_restart_of_the_shared_upstream
             pid = await pid_of(client)
             mark = len(proxy.lines)
             os.kill(pid, signal.SIGKILL)
-            await wait_for_log(proxy, r"fx Connected", mark)
+            await wait_for_log(proxy, r"<fx> Connected", mark)
             await wait_for_log(proxy, rf"fx stderr: subscribe {uri}", mark)  # told again, unasked
             await client.result("tools/call", {"name": "touch_resource", "arguments": {"uri": uri}})
             updated = await client.notification("notifications/resources/updated")
@@ -218,7 +218,7 @@ async def test_a_list_or_read_in_flight_when_the_upstream_dies_is_replayed_but_a
             crashed = await call(fy, "crash")
             assert crashed["error"]["code"] == -32000
             assert "fy: upstream unavailable" in crashed["error"]["message"]
-            await wait_for_log(proxy, r"fy Connected", mark)
+            await wait_for_log(proxy, r"<fy> Connected", mark)
             assert await pid_of(fy)  # the next call goes to the fresh process...
             assert count_lines(proxy, "fy stderr: crash called") == 1  # ...and the crash was not replayed
 

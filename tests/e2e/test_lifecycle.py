@@ -65,14 +65,14 @@ async def test_sigterm_lets_calls_in_flight_finish_exits_zero_and_leaves_no_upst
     finally:
         proxy.stop()
     assert "Received SIGTERM, shutting down" in proxy.log
-    assert "fx Stopped" not in proxy.log  # (reload wording) shutdown stops servers quietly
+    assert "<fx> Stopped" not in proxy.log  # (reload wording) shutdown stops servers quietly
 
 
 def test_sigterm_while_a_server_is_still_connecting_exits_zero_promptly(tmp_path: Path) -> None:
     mute = faulty("--mute", connectTimeout="60s")
     proxy = ProxyProcess({"mcpServers": {"mute": mute}}, tmp_path)
     try:
-        proxy.wait_for_line(r"mute Connecting")
+        proxy.wait_for_line(r"<mute> Connecting")
         started = time.monotonic()
         send_signal(proxy, signal.SIGTERM)
         assert proxy.process.wait(15) == 0
@@ -105,8 +105,8 @@ async def test_a_lazy_start_server_connects_on_first_use_and_counts_as_ready_unt
 ) -> None:
     config = {"mcpServers": {"lazy": faulty(lazyStart=True), "eager": faulty()}}
     with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
-        assert "lazy Waiting for first use (lazyStart)" in proxy.log
-        assert "lazy Connecting" not in proxy.log
+        assert "<lazy> Waiting for first use (lazyStart)" in proxy.log
+        assert "<lazy> Connecting" not in proxy.log
         status, body = readyz(proxy)
         assert status == 200
         assert body["servers"]["lazy"]["state"] == "idle"
@@ -114,7 +114,7 @@ async def test_a_lazy_start_server_connects_on_first_use_and_counts_as_ready_unt
         async with raw_session(proxy.url("/lazy/mcp")) as (client, _stream):
             echoed = await client.result("tools/call", {"name": "echo", "arguments": {"text": "woken"}})
             assert echoed["content"][0]["text"] == "woken"
-        assert "lazy Connected" in proxy.log
+        assert "<lazy> Connected" in proxy.log
         assert readyz(proxy)[1]["servers"]["lazy"]["state"] == "ready"
 
 

@@ -82,7 +82,7 @@ async def test_a_lazy_member_starts_when_a_merged_client_connects_and_then_joins
         "mcpServers": {"lazy": colliding_server(lazyStart=True), "eager": colliding_server()},
     }
     with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
-        assert "lazy Connecting" not in proxy.log
+        assert "<lazy> Connecting" not in proxy.log
         async with raw_http(proxy.url("/mcp"), standalone=True) as client:
             names = await tool_names(client)
             if "lazy__whoami" not in names:

@@ -119,7 +119,7 @@ async def test_metrics_show_an_upstream_restart_and_its_state(tmp_path):
             pid = (await session.call_tool("whoami", {})).structured_content["pid"]
         mark = len(proxy.lines)
         os.kill(pid, signal.SIGKILL)
-        await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(r"fx Connected", start=mark))
+        await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(r"<fx> Connected", start=mark))
         found = await scrape(proxy.url("/metrics"))
     assert value(found, "mcpmux_upstream_restarts_total", server="fx") == 1
     assert value(found, "mcpmux_upstream_up", server="fx") == 1

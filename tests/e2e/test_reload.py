@@ -86,8 +86,8 @@ async def test_reload_adds_changes_and_removes_servers_without_disturbing_a_clie
             names = await tool_names(merged)
             assert {"keep__whoami", "change__whoami", "add__whoami"} <= names
             assert not any(name.startswith("drop__") for name in names)
-            assert "drop Stopped (removed from the config)" in proxy.log
-            assert "change Stopped (its config changed)" in proxy.log
+            assert "<drop> Stopped (removed from the config)" in proxy.log
+            assert "<change> Stopped (its config changed)" in proxy.log
             assert "keep Stopped" not in proxy.log
 
 
@@ -100,7 +100,7 @@ async def test_an_invalid_new_config_is_rejected_and_the_running_one_stays(tmp_p
             line = await wait_for_log(proxy, r"Reload rejected, keeping the running config: ", mark)
             assert "mcpServers.fx" in line
             assert (await whoami(client))["pid"] == pid
-            assert "fx Stopped" not in proxy.log
+            assert "<fx> Stopped" not in proxy.log
 
 
 async def test_sighup_reloads_the_config_with_values_from_its_env_file(tmp_path: Path) -> None:

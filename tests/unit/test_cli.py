@@ -53,7 +53,7 @@ def run_mcpmux(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_check_config_as_a_real_process_reports_the_server_count_and_exits_0(config_path: Path) -> None:
     result = run_mcpmux("--check-config", cwd=config_path.parent)
     assert result.returncode == 0
-    assert result.stdout == "Config OK: 3 MCP server(s) configured\n"
+    assert result.stdout == "Config OK: 2 MCP server(s) configured\n"
     assert 'environment variable "GH_TOKEN" is not set' in result.stderr
 
 
@@ -92,7 +92,7 @@ def test_client_config_subcommand_prints_json_as_a_real_process(config_path: Pat
 
 def test_single_dash_config_flag_is_accepted(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-config", str(config_path), "-check-config"]) == 0
-    assert capsys.readouterr().out == "Config OK: 3 MCP server(s) configured\n"
+    assert capsys.readouterr().out == "Config OK: 2 MCP server(s) configured\n"
 
 
 def test_expand_env_false_keeps_dollar_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

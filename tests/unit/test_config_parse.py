@@ -225,6 +225,21 @@ def test_a_disabled_server_is_kept_but_not_enabled() -> None:
     assert list(config.enabled_servers) == ["b"]
 
 
+def test_options_disabled_disables_like_the_original_and_is_not_inherited() -> None:
+    config, warnings = parse(
+        {
+            "mcpProxy": {"options": {"disabled": True}},
+            "mcpServers": {
+                "a": {"command": "x", "options": {"Disabled": True}},
+                "b": {"command": "y", "options": {"disabled": "false"}},
+            },
+        }
+    )
+    assert config.servers["a"].disabled is True
+    assert list(config.enabled_servers) == ["b"]
+    assert warnings == ["config.json: mcpProxy.options.disabled: only applies in mcpServers; ignored here"]
+
+
 def test_server_names_may_hold_a_slash_for_the_path_token_trick() -> None:
     config, _ = parse(with_servers(**{"fetch/s3cret": {"command": "uvx"}}))
     assert "fetch/s3cret" in config.servers

@@ -18,11 +18,11 @@ def test_utc_timestamps_have_milliseconds_and_a_z() -> None:
 
 def test_text_lines_are_timestamp_padded_level_and_the_verbatim_message(stderr: io.StringIO) -> None:
     setup_logging("info", "text", stream=stderr)
-    logging.getLogger("mcpmux.upstream").info("%s Adding tool %s", "github", "create_issue")
+    logging.getLogger("mcpmux.upstream").info("<%s> Adding tool %s", "github", "create_issue")
     logging.getLogger("mcpmux").warning("careful")
     lines = stderr.getvalue().splitlines()
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  github Adding tool create_issue", lines[0]
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  <github> Adding tool create_issue", lines[0]
     )
     assert lines[1].endswith(" WARN  careful")
 

@@ -35,7 +35,9 @@ TOOL_FILTER_KEYS = ("mode", "list")
 OVERRIDE_KEYS = ("name", "description", "title")
 RESTART_KEYS = ("initialDelay", "maxDelay", "multiplier", "jitter")
 HEALTH_CHECK_KEYS = ("interval", "failureThreshold", "timeout")
-PER_SERVER_KEYS = ("toolFilter", "toolOverrides")
+# Only meaningful on a server's own `options`; `disabled` is read by the server entry (not inherited, as in
+# the original, where it is a field of the server's options).
+PER_SERVER_KEYS = ("toolFilter", "toolOverrides", "disabled")
 
 
 def as_session_mode(diag: Diagnostics, path: str, value: Any) -> str:
@@ -179,7 +181,7 @@ def read_option_values(options: JsonObject | None, *, per_server: bool) -> Optio
         if value is not None:
             values[field_name] = value
     for key in PER_SERVER_KEYS:
-        if not options.has(key):
+        if not options.has(key) or (per_server and key == "disabled"):
             continue
         if per_server:
             converted = options.read(key, as_tool_filter if key == "toolFilter" else as_tool_overrides)

@@ -132,9 +132,16 @@ def parse_server(
     fields = read_transport_fields(entry)
     transport = choose_transport(entry, fields)
     warn_ignored_fields(entry, fields, transport)
-    own = read_option_values(entry.object("options", OPTION_KEYS), per_server=True)
+    options_object = entry.object("options", OPTION_KEYS)
+    own = read_option_values(options_object, per_server=True)
     options = build_options(inherited, own, transport=transport)
-    return make_server(name, transport, fields, options, disabled=bool(entry.read("disabled", as_bool)))
+    return make_server(name, transport, fields, options, disabled=is_disabled(entry, options_object))
+
+
+def is_disabled(entry: JsonObject, options: JsonObject | None) -> bool:
+    """`options.disabled` (the original's place for it) or a top-level `disabled`: either one disables."""
+    own = options.read("disabled", as_bool) if options is not None else None
+    return bool(own or entry.read("disabled", as_bool))
 
 
 def parse_servers(

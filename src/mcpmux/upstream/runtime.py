@@ -150,17 +150,19 @@ class ServerRuntime(Supervisor):
         return items
 
     def _log_tools(self) -> None:
-        mode = self.options.tool_filter.mode if self.options.tool_filter else "block"
+        # The original's wording, which users grep for: "not in allow list" / "in block list".
+        allow = self.options.tool_filter is not None and self.options.tool_filter.mode == "allow"
+        reason = "not in allow list" if allow else "in block list"
         for tool in self.tools:
             name = str(tool.get("name"))
             if self.tool_filter.allows(name):
-                log.info("%s Adding tool %s", self.name, name, extra={"server": self.name, "tool": name})
+                log.info("<%s> Adding tool %s", self.name, name, extra={"server": self.name, "tool": name})
             else:
                 log.info(
-                    "%s Ignoring tool %s as it is not in %s list",
+                    "<%s> Ignoring tool %s as it is %s",
                     self.name,
                     name,
-                    mode,
+                    reason,
                     extra={"server": self.name, "tool": name},
                 )
 

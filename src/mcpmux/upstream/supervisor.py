@@ -105,7 +105,7 @@ class Supervisor:
                     if self.options.lazy_start and not self._want_event().is_set():
                         self._set_state("idle")
                         log.info(
-                            "%s Waiting for first use (lazyStart)",
+                            "<%s> Waiting for first use (lazyStart)",
                             self.name,
                             extra={"server": self.name, "state": "idle"},
                         )
@@ -199,7 +199,7 @@ class Supervisor:
         """One connection's life: (whether it got connected, how long it stayed up)."""
         session = UpstreamSession(self.name, self)
         self._set_state("connecting")
-        log.info("%s Connecting", self.name, extra={"server": self.name, "state": "connecting"})
+        log.info("<%s> Connecting", self.name, extra={"server": self.name, "state": "connecting"})
         connected_at: float | None = None
         error: str | None = None
         try:
@@ -273,7 +273,7 @@ class Supervisor:
         self.health_failures = 0
         self.retry_at = None
         self._set_state("ready")
-        log.info("%s Connected", self.name, extra={"server": self.name, "state": "ready"})
+        log.info("<%s> Connected", self.name, extra={"server": self.name, "state": "ready"})
         self._catalog_changed("connected")
         self._resume(session)
 
