@@ -20,6 +20,7 @@ from mcpmux.logs import parse_level, setup_logging
 log = logging.getLogger("mcpmux")
 
 CLIENT_CONFIG_COMMAND = "client-config"
+PINS_COMMAND = "pins"
 
 
 class UsageError(Exception):
@@ -47,6 +48,7 @@ GLOBAL_FLAGS = (
     Flag("log-format", "str", "text or json", "text", metavar="format"),
     Flag("otel", "bool", "trace requests with OpenTelemetry, like mcpProxy.tracing", False),
     Flag("listen-fd", "int", "serve on an already-bound listening socket inherited as this fd", metavar="fd"),
+    Flag("lock", "str", "the pins lock file (default: mcpmux.lock.json next to the config)", metavar="path"),
     Flag("print-client-config", "bool", "print the MCP client config (JSON) for this proxy and exit", False),
     Flag("version", "bool", "print version and exit", False),
     Flag("help", "bool", "print help and exit", False),
@@ -78,12 +80,16 @@ class CliArgs:
     command: str | None = None
     type: str | None = None
     server: list[str] = field(default_factory=list)
+    lock: str | None = None
+    pins_action: str | None = None
+    names: list[str] = field(default_factory=list)
 
 
 def usage() -> str:
     lines = [
         "Usage: mcpmux [flags]",
         f"       mcpmux [flags] {CLIENT_CONFIG_COMMAND} [-type sse|streamable-http] [-server NAME]...",
+        f"       mcpmux [flags] {PINS_COMMAND} record|verify|diff [SERVER]...  |  approve SERVER [TOOL]",
         "",
         "Flags (-flag and --flag both work, as do -flag=value and -flag value):",
     ]
@@ -100,11 +106,25 @@ def parse_args(argv: Sequence[str]) -> CliArgs:
     if rest and rest[0] == CLIENT_CONFIG_COMMAND:
         more, rest = parse_flags(rest[1:], (*GLOBAL_FLAGS, *CLIENT_CONFIG_FLAGS), values)
         values = {**more, "command": CLIENT_CONFIG_COMMAND}
+    elif rest and rest[0] == PINS_COMMAND:
+        values, rest = parse_pins_args(rest[1:], values), []
     if rest:
         raise UsageError(f'unexpected argument "{rest[0]}"')
     args = CliArgs(**values)
     _validate(args)
     return args
+
+
+def parse_pins_args(argv: Sequence[str], values: dict[str, Any]) -> dict[str, Any]:
+    """`pins ACTION [flags and names in any order]`: the action, flags, and the server/tool names."""
+    action = argv[0] if argv and not argv[0].startswith("-") else None
+    names: list[str] = []
+    rest = list(argv[1:] if action is not None else argv)
+    while rest:  # each pass consumes at least one argument
+        values, rest = parse_flags(rest, GLOBAL_FLAGS, values)
+        if rest:
+            names.append(rest.pop(0))
+    return {**values, "command": PINS_COMMAND, "pins_action": action, "names": names}
 
 
 def parse_flags(
@@ -215,6 +235,17 @@ def print_client_config(config: ProxyConfig, args: CliArgs) -> int:
     return 0
 
 
+def run_pins_command(config: ProxyConfig, args: CliArgs) -> int:
+    from mcpmux.pinning.commands import PinsError, pins_command, run_pins
+
+    try:
+        command = pins_command(config, args.pins_action, args.names, args.lock)
+    except PinsError as exc:
+        print(f"mcpmux: {exc}", file=sys.stderr)
+        return exc.status
+    return run_pins(config, command)
+
+
 def run(args: CliArgs) -> int:
     """Load the config, then check it, export the client config, or serve."""
     load = config_loader(args)
@@ -225,6 +256,8 @@ def run(args: CliArgs) -> int:
         return 0
     if args.print_client_config or args.command == CLIENT_CONFIG_COMMAND:
         return print_client_config(config, args)
+    if args.command == PINS_COMMAND:
+        return run_pins_command(config, args)
     from mcpmux.proxy import run_proxy  # imported late: the server stack is not needed for the above
 
     return int(run_proxy(config, reload_config=load, listen_fd=args.listen_fd) or 0)

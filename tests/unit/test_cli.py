@@ -211,3 +211,16 @@ def test_http_headers_parse_from_semicolon_separated_pairs() -> None:
 def test_double_dash_ends_flags() -> None:
     with pytest.raises(UsageError, match='unexpected argument "-config"'):
         parse_args(["--", "-config"])
+
+
+def test_pins_subcommand_takes_its_action_names_and_flags_in_any_order() -> None:
+    args = parse_args(["-config", "c.json", "pins", "approve", "docs", "-lock", "x.lock", "search"])
+    assert (args.command, args.pins_action, args.names, args.lock) == (
+        "pins",
+        "approve",
+        ["docs", "search"],
+        "x.lock",
+    )
+    assert parse_args(["pins", "verify"]).names == []
+    with pytest.raises(UsageError, match="flag provided but not defined: -nope"):
+        parse_args(["pins", "record", "-nope"])

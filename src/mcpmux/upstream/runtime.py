@@ -12,6 +12,7 @@ from anyio.abc import TaskStatus
 
 from ..config.model import ProxyConfig, ServerConfig
 from ..core.counters import Traffic
+from ..core.pins import ServerVerdict
 from ..core.toolfilter import NameFilter
 from ..errors import UpstreamError, UpstreamUnavailableError
 from ..jsonrpc import (
@@ -61,6 +62,9 @@ class ServerRuntime(Supervisor):
         self.prompts: list[dict[str, Any]] = []
         self.resource_uris: set[str] = set()
         self.template_prefixes: set[str] = set()
+        self.templates: list[dict[str, Any]] = []  # the full listings, for pinning
+        self.instructions: str | None = None
+        self.pin_verdict: ServerVerdict | None = None  # set by pinning (None: pinning is off)
         self.attached: set[ClientSession] = set()
         self.subscribers: dict[str, int] = {}  # resource uri -> shared-session subscriber count
         self.tool_filter = NameFilter(config.options.tool_filter)
@@ -121,6 +125,8 @@ class ServerRuntime(Supervisor):
     async def _load_catalog(self, session: UpstreamSession) -> None:
         """Snapshot tools, prompts and resources (for the logs, the status page and merged naming)."""
         caps = (session.init_result or {}).get("capabilities") or {}
+        instructions = (session.init_result or {}).get("instructions")
+        self.instructions = instructions if isinstance(instructions, str) else None
         self.tools = await self._list_all(session, "tools/list", "tools") if "tools" in caps else []
         self.prompts = await self._list_all(session, "prompts/list", "prompts") if "prompts" in caps else []
         if "resources" in caps:
@@ -128,6 +134,7 @@ class ServerRuntime(Supervisor):
             templates = await self._list_all(session, "resources/templates/list", "resourceTemplates")
             self.resource_uris = {str(r.get("uri")) for r in resources}
             self.template_prefixes = {template_prefix(t.get("uriTemplate")) for t in templates}
+            self.templates = templates
         self._log_tools()
 
     async def _list_all(self, session: UpstreamSession, method: str, key: str) -> list[dict[str, Any]]:
