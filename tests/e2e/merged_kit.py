@@ -6,6 +6,7 @@ import re
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import httpx2
 import mcp_types as types
 from relay_kit import RawHttp, raw_http
 
@@ -80,3 +81,11 @@ def raw_client(
     With `standalone`, its GET stream is open and feeds the client's inbox.
     """
     return raw_http(url, standalone=standalone, token=token)
+
+
+async def auth_status(url: str, token: str | None) -> int:
+    """The HTTP status of a bare `ping` POSTed with `token`: 401 when the route refuses the token."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient() as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        return (await http.post(url, json=ping, headers=headers)).status_code

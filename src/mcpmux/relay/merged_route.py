@@ -9,9 +9,10 @@ from typing import Any
 import anyio
 
 from ..config.model import ProxyConfig, TokenScope, ToolFilter
+from ..core.access import Access, AccessTable
 from ..core.cursor import decode_cursor, encode_cursor
 from ..core.naming import server_labels
-from ..core.toolfilter import NameFilter, scope_allows
+from ..core.toolfilter import NameFilter
 from ..jsonrpc import (
     CONNECTION_CLOSED,
     INVALID_PARAMS,
@@ -25,7 +26,7 @@ from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
-from .route import Route, admitted_tokens, negotiate_version
+from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
 
 log = logging.getLogger("mcpmux.relay")
@@ -69,7 +70,8 @@ class MergedRoute(Route):
         labels = server_labels(rt.name for rt, _ in members)
         self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
         self.by_label = {m.label: m for m in self.members}
-        self.tokens = admitted_tokens(tokens, [m.name for m in self.members])
+        self.access_table = self._access_table(tokens)
+        self.tokens = self.access_table.tokens
         self.proxy = proxy
         self.display_name = display_name
         self.log_enabled = log_enabled
@@ -109,7 +111,8 @@ class MergedRoute(Route):
         labels = server_labels(rt.name for rt, _ in members)
         self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
         self.by_label = {m.label: m for m in self.members}
-        self.tokens = admitted_tokens(tokens, [m.name for m in self.members])
+        self.access_table = self._access_table(tokens, self.access_table.by_token)
+        self.tokens = self.access_table.tokens
         self.proxy = proxy
         self.separator = proxy.merged.separator
         self.catalog = self._build_catalog()
@@ -117,8 +120,12 @@ class MergedRoute(Route):
             member.runtime.catalog_listeners.append(self._catalog_changed)
         for client in [c for c in self.sessions.values() if c.initialized]:
             for member in self.members:
-                if not member.runtime.isolated and self._reaches(client, member.name):
+                if member.runtime.isolated:
+                    continue
+                if self._reaches(client, member.name):
                     member.runtime.attach(client)
+                else:  # the reload took this server away from the client's token
+                    member.runtime.detach(client)
             for kind in KINDS:
                 client.outbox.push(list_changed(kind))
 
@@ -160,9 +167,18 @@ class MergedRoute(Route):
                 for kind in KINDS:
                     client.outbox.push(list_changed(kind))
 
-    @staticmethod
-    def _reaches(client: ClientSession, server: str) -> bool:
-        return client.scope is None or scope_allows(client.scope, server, None)
+    def _access_table(
+        self, tokens: tuple[TokenScope, ...], keep: dict[str, TokenScope] | None = None
+    ) -> AccessTable:
+        members = {m.name: m.runtime.options.auth_tokens for m in self.members}
+        return AccessTable(tokens, members, keep)
+
+    def access(self, client: ClientSession) -> Access:
+        """What the client's token reaches here: the members its own routes would serve it, scoped."""
+        return self.access_table.access(client.scope)
+
+    def _reaches(self, client: ClientSession, server: str) -> bool:
+        return self.access_table.access(client.scope).reaches(server)
 
     def _serves(self, client: ClientSession, member: Member, capability: str | None = None) -> bool:
         """Whether `member` is up, reachable with the client's token, and (if given) has `capability`."""
@@ -198,8 +214,7 @@ class MergedRoute(Route):
         params = msg.get("params")
         name = params.get("name") if params else None
         target = self.catalog.tools.get(name) if type(name) is str else None
-        scope = client.scope
-        if target is None or (scope is not None and not scope_allows(scope, target.server, name)):
+        if target is None or not self.access(client).allows(target.server, target.published):
             return unknown_tool(msg["id"], name)
         params["name"] = target.upstream  # type: ignore[index]
         return await self._forward(target.member, client, msg, exchange)
@@ -384,16 +399,14 @@ class MergedRoute(Route):
     def _present(self, client: ClientSession, member: Member, key: str, entries: Any) -> list[Any]:
         if not isinstance(entries, list):
             return []
-        catalog, server, scope = self.catalog, member.name, client.scope
+        catalog, server, access = self.catalog, member.name, self.access(client)
         out: list[Any] = []
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
             if key == "tools":
                 target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
-                if target is None or (
-                    scope is not None and not scope_allows(scope, server, target.published)
-                ):
+                if target is None or not access.allows(server, target.published):
                     continue  # filtered out
                 out.append(target.present(entry))
             elif key == "prompts":

@@ -1,0 +1,95 @@
+"""Who reaches which member of a merged endpoint or group: per token, what its own routes would allow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..config.model import TokenScope
+from .auth import TokenSet
+from .toolfilter import scope_allows
+
+__all__ = ["Access", "AccessTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What one caller may use on a merged endpoint or group.
+
+    `members` maps each server the caller reaches to the token scopes that must all allow a tool:
+    the scope its token has on that server's own route (none when the server has auth off) and the
+    scope it has on the merged endpoint or group itself (none when that has auth off).
+    """
+
+    members: Mapping[str, tuple[TokenScope, ...]]
+
+    def reaches(self, server: str) -> bool:
+        """Whether the caller may use `server` at all (lists, prompts, resources, completions)."""
+        return server in self.members
+
+    def allows(self, server: str, tool: str) -> bool:
+        """Whether the caller may see and call the published tool name `tool` of `server`."""
+        scopes = self.members.get(server)
+        return scopes is not None and all(scope_allows(scope, server, tool) for scope in scopes)
+
+
+def _grant(
+    route_scope: TokenScope | None, token: str | None, members: Mapping[str, Sequence[TokenScope]]
+) -> Access:
+    """The members a caller reaches: those whose own route admits `token` (or has auth off)."""
+    reached: dict[str, tuple[TokenScope, ...]] = {}
+    for server, tokens in members.items():
+        scopes: tuple[TokenScope, ...] = ()
+        if tokens:  # auth on for this server: the token must be one of its own
+            own = TokenSet(tokens).match(token)
+            if own is None:
+                continue
+            scopes = (own,)
+        if route_scope is not None:
+            scopes = (*scopes, route_scope)
+        if all(scope_allows(scope, server, None) for scope in scopes):
+            reached[server] = scopes
+    return Access(reached)
+
+
+class AccessTable:
+    """Every caller's `Access` to one merged endpoint or group, computed once per configuration.
+
+    `tokens` is what the HTTP layer matches a presented token against (constant time); each of its
+    entries is a plain `TokenScope` standing for one distinct token string, kept across reloads (the
+    transports check a session's scope by identity), and `access()` maps it to what it reaches.
+    A caller that reaches no member gets 401 (`tokens` then requires a token that is listed).
+    """
+
+    def __init__(
+        self,
+        route_tokens: Sequence[TokenScope],
+        members: Mapping[str, Sequence[TokenScope]],
+        keep: Mapping[str, TokenScope] | None = None,
+    ) -> None:
+        """`route_tokens`: the endpoint's own (empty: auth off there); `members`: each server's own tokens."""
+        keep = keep or {}
+        route_set = TokenSet(route_tokens)
+        candidates = dict.fromkeys(
+            t.token for t in (*route_tokens, *(t for ts in members.values() for t in ts))
+        )
+        self.by_token: dict[str, TokenScope] = {}
+        self._access: dict[str | None, Access] = {}
+        for token in candidates:
+            route_scope = route_set.match(token)
+            if route_set.enabled and route_scope is None:
+                continue  # the endpoint's own tokens gate it
+            access = _grant(route_scope, token, members)
+            if access.members:
+                self.by_token[token] = keep.get(token) or TokenScope(token)
+                self._access[token] = access
+        anonymous = Access({}) if route_set.enabled else _grant(None, None, members)
+        self._access[None] = anonymous
+        required = route_set.enabled or (bool(members) and not anonymous.members)
+        self.tokens = TokenSet(list(self.by_token.values()), required=required)
+
+    def access(self, scope: TokenScope | None) -> Access:
+        """What the caller authenticated as `scope` (an entry of `tokens`, or None) reaches."""
+        if scope is None:
+            return self._access[None]
+        return self._access.get(scope.token) or Access({})
