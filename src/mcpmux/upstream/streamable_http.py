@@ -18,21 +18,38 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
 from ..protocol.constants import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from .connection import Liveness, Receiver
+from .origin import cross_origin_refusal, same_origin
 from .sse_events import iter_events
 
 log = logging.getLogger("mcpmux.upstream")
 
 GET_STREAM_RETRIES = 3
+GET_STREAM_BACKOFF_SECONDS = 0.5  # doubled after each drop of the standing stream
 REINIT_REQUEST_ID = "mcpmux-reinitialize"
 
 
+class CrossOriginRedirect(httpx2.HTTPError):
+    """A redirect pointed to another origin: it is not followed (headers and body stay home)."""
+
+
 def http_client(server: ServerConfig) -> httpx2.AsyncClient:
-    """One client per upstream connection; the proxy's own downstream headers are never added here."""
+    """One client per upstream connection; the proxy's own downstream headers are never added here.
+
+    Redirects are followed only within the server's own origin: every request (each hop of a
+    redirect included) is checked before it is sent, so configured headers and bodies never leave it.
+    """
     connect = server.options.connect_timeout_seconds
+    home = server.url or ""
+
+    async def same_origin_only(request: httpx2.Request) -> None:
+        if not same_origin(home, str(request.url)):
+            raise CrossOriginRedirect(cross_origin_refusal(home, str(request.url)))
+
     return httpx2.AsyncClient(
         headers=dict(server.headers),
         timeout=httpx2.Timeout(connect, read=None),
         follow_redirects=True,
+        event_hooks={"request": [same_origin_only]},
         limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
     )
 
@@ -216,20 +233,19 @@ class StreamableHttpConnection(Liveness):
     async def _get_stream(self, generation: int) -> None:
         """The standalone stream for messages unrelated to a request; optional for servers (405)."""
         last_id: str | None = None
-        for _attempt in range(GET_STREAM_RETRIES):
+        for attempt in range(GET_STREAM_RETRIES):
             if generation != self._generation:
                 return  # the session was re-initialized; its own GET stream took over
-            sent_with = self.session_id
             headers = self._headers("text/event-stream")
             if last_id:
                 headers["last-event-id"] = last_id
             try:
                 async with self.client.stream("GET", self.url, headers=headers) as resp:
-                    if resp.status_code == 404 and sent_with:
-                        await self._reinitialize(sent_with)
-                        return
                     if resp.status_code != 200:
-                        return  # 405: the server offers no standalone stream
+                        # 405 (or 404, as some servers say it): no standalone stream. Only a POST's
+                        # 404 means the session is gone; re-initializing here would loop forever.
+                        log.debug("%s: no standing GET stream (HTTP %s)", self.name, resp.status_code)
+                        return
                     async for event in iter_events(resp.aiter_bytes()):
                         last_id = event.id or last_id
                         if event.event == "message" and event.data:
@@ -238,9 +254,7 @@ class StreamableHttpConnection(Liveness):
                 log.debug("%s: GET stream dropped: %s", self.name, describe(exc))
             except orjson.JSONDecodeError:
                 log.warning("%s: invalid JSON on the GET stream", self.name)
-            except UpstreamUnavailableError:
-                return  # re-initializing failed: the connection is dead and says why
-            await anyio.sleep(0.5)
+            await anyio.sleep(GET_STREAM_BACKOFF_SECONDS * 2**attempt)
 
     async def terminate(self) -> None:
         if not self.session_id:

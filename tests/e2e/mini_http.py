@@ -1,0 +1,129 @@
+"""A scripted streamable-HTTP MCP server in a thread of the test: it records every request it gets.
+
+Real HTTP on 127.0.0.1 (the standard library's threading server), for the tests that need an
+upstream to misbehave in one precise way: answer the GET stream with 404, redirect elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TOOL = {"name": "echo", "description": "echo", "inputSchema": {"type": "object"}}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Script:
+    """How the server answers: the GET stream's status, and paths redirected elsewhere."""
+
+    get_status: int = 405
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (answered with 307)
+    seen: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def count(self, predicate: Callable[[Seen], bool]) -> int:
+        with self.lock:
+            return sum(1 for seen in self.seen if predicate(seen))
+
+    def initializes(self) -> int:
+        return self.count(lambda seen: b'"initialize"' in seen.body)
+
+
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    method = request.get("method")
+    if method == "initialize":
+        result: dict[str, Any] = {
+            "protocolVersion": request["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "mini", "version": "1"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [TOOL]}
+    elif method == "tools/call":
+        text = str(request["params"].get("arguments", {}).get("text", ""))
+        result = {"content": [{"type": "text", "text": text}]}
+    else:
+        result = {}
+    return {"jsonrpc": "2.0", "id": request["id"], "result": result}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    script: Script
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _record(self) -> bytes:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        with self.script.lock:
+            self.script.seen.append(Seen(self.command, self.path, headers, body))
+        return body
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirected(self) -> bool:
+        location = self.script.redirects.get(self.path)
+        if location is not None:
+            self._send(307, headers={"location": location})
+        return location is not None
+
+    def do_GET(self) -> None:
+        self._record()
+        if not self._redirected():
+            self._send(self.script.get_status)
+
+    def do_DELETE(self) -> None:
+        self._record()
+        self._send(200)
+
+    def do_POST(self) -> None:
+        body = self._record()
+        if self._redirected():
+            return
+        request = json.loads(body)
+        if "id" not in request:
+            self._send(202)
+            return
+        headers = {"content-type": "application/json"}
+        if request.get("method") == "initialize":
+            headers["mcp-session-id"] = f"s{next(self.script.sessions)}"
+        self._send(200, json.dumps(answer(request)).encode(), headers)
+
+
+@contextmanager
+def mini_server(script: Script) -> Iterator[str]:
+    """Serve `script` on 127.0.0.1 (port 0); yields the base URL `http://127.0.0.1:PORT`."""
+    handler = type("ScriptedHandler", (Handler,), {"script": script})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
