@@ -1,0 +1,161 @@
+"""Per-request era classification and the 2026-07-28 envelope ladder (body `_meta` against the headers)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..jsonrpc import INVALID_PARAMS, Message
+from .constants import (
+    CLIENT_CAPABILITIES_META,
+    CLIENT_INFO_META,
+    HANDSHAKE_VERSIONS,
+    HEADER_MISMATCH,
+    KNOWN_VERSIONS,
+    LOG_LEVEL_META,
+    LOG_RANK,
+    MODERN_VERSIONS,
+    NAME_BEARING_METHODS,
+    PROTOCOL_VERSION_META,
+    SERVER_DISCOVER,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+
+_B64_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
+
+
+class EnvelopeError(ValueError):
+    """A 2026-era request the proxy refuses: the JSON-RPC error to answer with (HTTP 400)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a 2026-07-28 request says about its client in `params._meta`."""
+
+    version: str
+    capabilities: dict[str, Any]
+    client_info: dict[str, Any]
+    log_level: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingHeaders:
+    """The HTTP headers a 2026-07-28 request mirrors from its body (None: absent)."""
+
+    protocol_version: str | None
+    method: str | None
+    name: str | None
+
+
+def is_modern(session_id: str | None, header_version: str | None, msg: Message) -> bool:
+    """Whether a downstream HTTP request belongs to the 2026-07-28 era (spec: decided per request).
+
+    A request in a handshake session is never modern (one truth test: the 2025 path pays nothing
+    more). Without a session: a `MCP-Protocol-Version` header that is not a handshake version, a
+    `server/discover` probe, or the envelope's protocol-version key in `params._meta`.
+    """
+    if session_id:
+        return False
+    if header_version is not None:
+        return header_version not in HANDSHAKE_VERSIONS
+    if msg.get("method") == SERVER_DISCOVER:
+        return True
+    params = msg.get("params")
+    meta = params.get("_meta") if type(params) is dict else None
+    return type(meta) is dict and PROTOCOL_VERSION_META in meta
+
+
+def unsupported_version(requested: Any) -> EnvelopeError:
+    """-32022 naming every version the proxy speaks (a client that knows none of the modern ones
+    can fall back to the handshake)."""
+    return EnvelopeError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        f"Unsupported protocol version: {requested}",
+        {"supported": list(KNOWN_VERSIONS), "requested": requested},
+    )
+
+
+def read_envelope(msg: Message, headers: RoutingHeaders | None) -> Envelope:
+    """Check a 2026-07-28 request, as the spec's ladder does, and return its envelope.
+
+    Rungs, first failure wins: the `_meta` envelope keys (-32602); the routing headers equal the
+    body (-32020; skipped when `headers` is None, as on stdio); a supported version (-32022).
+    """
+    params = msg.get("params")
+    meta = params.get("_meta") if type(params) is dict else None
+    if type(meta) is not dict:
+        raise EnvelopeError(
+            INVALID_PARAMS,
+            f"params._meta must be an object carrying {PROTOCOL_VERSION_META!r}"
+            f" and {CLIENT_CAPABILITIES_META!r}",
+        )
+    missing = [key for key in (PROTOCOL_VERSION_META, CLIENT_CAPABILITIES_META) if key not in meta]
+    if missing:
+        names = ", ".join(missing)
+        raise EnvelopeError(INVALID_PARAMS, f"params._meta is missing the envelope key(s): {names}")
+    version = meta[PROTOCOL_VERSION_META]
+    if headers is not None:
+        check_headers(msg, version, headers)
+    if type(version) is not str:
+        raise EnvelopeError(INVALID_PARAMS, "the protocol-version envelope value must be a string")
+    if version not in MODERN_VERSIONS:
+        raise unsupported_version(version)
+    return Envelope(version, *_client_fields(meta))
+
+
+def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    caps = meta[CLIENT_CAPABILITIES_META]
+    if type(caps) is not dict:
+        raise EnvelopeError(INVALID_PARAMS, f"{CLIENT_CAPABILITIES_META!r} must be an object")
+    info = meta.get(CLIENT_INFO_META)
+    if info is not None and type(info) is not dict:
+        raise EnvelopeError(INVALID_PARAMS, f"{CLIENT_INFO_META!r} must be an object")
+    level = meta.get(LOG_LEVEL_META)
+    if level is not None and level not in LOG_RANK:
+        raise EnvelopeError(INVALID_PARAMS, f"Invalid log level: {level!r}")
+    return caps, info or {}, level
+
+
+def check_headers(msg: Message, version: Any, headers: RoutingHeaders) -> None:
+    """`MCP-Protocol-Version`, `Mcp-Method` and (name-bearing methods) `Mcp-Name` must equal the body."""
+    if headers.protocol_version is None or headers.protocol_version != version:
+        raise EnvelopeError(
+            HEADER_MISMATCH,
+            "MCP-Protocol-Version header does not match the request envelope's protocol version",
+        )
+    method = msg.get("method")
+    if headers.method != method:
+        raise EnvelopeError(HEADER_MISMATCH, "Mcp-Method header does not match the request body's method")
+    key = NAME_BEARING_METHODS.get(method)  # type: ignore[arg-type]
+    if key is None:
+        return
+    value = (msg.get("params") or {}).get(key)
+    if value is not None and decode_header_value(headers.name) != value:
+        raise EnvelopeError(
+            HEADER_MISMATCH, f"Mcp-Name header does not match the request body's {key!r} parameter"
+        )
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """A header value as sent: verbatim, or the UTF-8 inside `=?base64?…?=` (None if malformed)."""
+    if value is None:
+        return None
+    match = _B64_SENTINEL.fullmatch(value)
+    if match is None:
+        return value
+    payload = match.group("payload")
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        if base64.b64encode(decoded).decode("ascii") != payload:
+            return None  # non-canonical: the encoder never sends it
+        return decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None

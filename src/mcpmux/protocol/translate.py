@@ -1,0 +1,134 @@
+"""Translation between the eras: discover <-> initialize results, the 2026 result envelope, `_meta`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..jsonrpc import INVALID_PARAMS, Message
+from .constants import (
+    CACHEABLE_METHODS,
+    ENVELOPE_META_KEYS,
+    HANDSHAKE_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    MODERN_VERSIONS,
+    RESOURCE_NOT_FOUND,
+    SERVER_INFO_META,
+)
+
+# Cache hints the proxy gives when an upstream gave none: results may differ per token (scopes,
+# filters), so they are private to the caller and not to be reused without asking again.
+DEFAULT_TTL_MS = 0
+DEFAULT_CACHE_SCOPE = "private"
+# Capabilities that exist only in the handshake era (2025-11-25's experimental tasks).
+_HANDSHAKE_ONLY_CAPABILITIES = ("tasks",)
+# Flags a 2026 server may only declare when it serves `subscriptions/listen`.
+_LISTEN_FLAGS = ("listChanged", "subscribe")
+
+
+def modern_capabilities(caps: dict[str, Any], *, listen: bool) -> dict[str, Any]:
+    """A handshake-era server's capabilities as a 2026-07-28 server declares them.
+
+    Without `listen` (no `subscriptions/listen` served), `listChanged` and `subscribe` are dropped:
+    a 2026 client could not receive what they promise.
+    """
+    out: dict[str, Any] = {}
+    for name, value in caps.items():
+        if name in _HANDSHAKE_ONLY_CAPABILITIES:
+            continue
+        if not listen and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in _LISTEN_FLAGS}
+        out[name] = value
+    return out
+
+
+def discover_from_initialize(
+    init: dict[str, Any],
+    *,
+    listen: bool = False,
+    ttl_ms: int = DEFAULT_TTL_MS,
+    cache_scope: str = DEFAULT_CACHE_SCOPE,
+) -> dict[str, Any]:
+    """The `server/discover` result for a server known by its `initialize` result."""
+    caps = init.get("capabilities")
+    result: dict[str, Any] = {
+        "resultType": "complete",
+        "supportedVersions": list(MODERN_VERSIONS),
+        "capabilities": modern_capabilities(caps if isinstance(caps, dict) else {}, listen=listen),
+        "ttlMs": ttl_ms,
+        "cacheScope": cache_scope,
+    }
+    if isinstance(init.get("instructions"), str):
+        result["instructions"] = init["instructions"]
+    if isinstance(init.get("serverInfo"), dict):
+        result["_meta"] = {SERVER_INFO_META: init["serverInfo"]}
+    return result
+
+
+def initialize_from_discover(
+    discover: dict[str, Any], requested: Any, fallback_info: dict[str, Any]
+) -> dict[str, Any]:
+    """The `initialize` result for a 2026-07-28 server known by its `server/discover` result.
+
+    The version is the client's if it is a handshake version, else the newest one; server identity
+    comes from the discover result's `_meta` serverInfo stamp, or `fallback_info`.
+    """
+    meta = discover.get("_meta")
+    info = meta.get(SERVER_INFO_META) if isinstance(meta, dict) else None
+    caps = discover.get("capabilities")
+    result: dict[str, Any] = {
+        "protocolVersion": requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION,
+        "capabilities": dict(caps) if isinstance(caps, dict) else {},
+        "serverInfo": info if isinstance(info, dict) else fallback_info,
+    }
+    if isinstance(discover.get("instructions"), str):
+        result["instructions"] = discover["instructions"]
+    return result
+
+
+def complete_result(method: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A handshake-era result in the 2026 envelope: `resultType`, and cache hints where required.
+
+    Changes `result` in place (it is the proxy's own copy) and returns it; what the upstream set is kept.
+    """
+    if "resultType" not in result:
+        result["resultType"] = "complete"
+    if method in CACHEABLE_METHODS and result.get("resultType") == "complete":
+        if "ttlMs" not in result:
+            result["ttlMs"] = DEFAULT_TTL_MS
+        if "cacheScope" not in result:
+            result["cacheScope"] = DEFAULT_CACHE_SCOPE
+    return result
+
+
+def modern_response(method: str, response: Message) -> Message:
+    """A response from the handshake side made right for a 2026-07-28 client (in place).
+
+    Results get the 2026 envelope; resource-not-found (-32002) becomes -32602 as 2026 says.
+    """
+    result = response.get("result")
+    if type(result) is dict:
+        complete_result(method, result)
+        return response
+    error = response.get("error")
+    if type(error) is dict and error.get("code") == RESOURCE_NOT_FOUND:
+        response["error"] = {**error, "code": INVALID_PARAMS}
+    return response
+
+
+def strip_envelope(msg: Message) -> Message:
+    """The request without the 2026 envelope keys in `params._meta` (a handshake session refuses them).
+
+    Returns a new message when something is removed (other `_meta` keys such as `progressToken`
+    and `traceparent` stay), else `msg` itself.
+    """
+    params = msg.get("params")
+    if type(params) is not dict:
+        return msg
+    meta = params.get("_meta")
+    if type(meta) is not dict or not any(key in meta for key in ENVELOPE_META_KEYS):
+        return msg
+    kept = {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS}
+    new_params = {k: v for k, v in params.items() if k != "_meta"}
+    if kept:
+        new_params["_meta"] = kept
+    return {**msg, "params": new_params}
