@@ -39,6 +39,7 @@ class Flag:
 GLOBAL_FLAGS = (
     Flag("config", "str", "path to config file or a http(s) url", "config.json"),
     Flag("check-config", "bool", "validate the config, print a summary and exit", False),
+    Flag("strict", "bool", "treat every config warning as an error (like mcpProxy.strict)", False),
     Flag("expand-env", "bool", "expand $VAR and ${VAR} in the config", True),
     Flag("env-file", "str", "read variables from this .env file (default: .env next to the config)"),
     Flag("http-headers", "str", 'headers for a remote config request, "K1:V1;K2:V2"', metavar="headers"),
@@ -65,6 +66,7 @@ _FALSE_WORDS = ("0", "f", "false")
 class CliArgs:
     config: str = "config.json"
     check_config: bool = False
+    strict: bool = False
     expand_env: bool = True
     env_file: str | None = None
     http_headers: str | None = None
@@ -213,6 +215,7 @@ def config_loader(args: CliArgs) -> Callable[[], ProxyConfig]:
         http_timeout_seconds=args.http_timeout,
         insecure=args.insecure,
         env_file=args.env_file,
+        strict=args.strict,
     )
     return functools.partial(with_tracing, load) if args.otel else load
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class MuxError(Exception):
     """Base of every error mcpmux raises on purpose."""
@@ -19,6 +21,21 @@ class ConfigError(MuxError):
         self.message = message
         where = f"{source}: {path}: " if path else f"{source}: "
         super().__init__(where + message)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one config, one `source: path: message` line each (the first one's
+    source/path/message are this error's own). `strict`: they are warnings that --strict made errors."""
+
+    def __init__(self, errors: Sequence[ConfigError], *, strict: bool = False) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(first.source, first.path, first.message)
+        lines = [str(error) for error in self.errors]
+        if len(lines) > 1 or strict:
+            count = f"{len(lines)} error{'s' if len(lines) > 1 else ''}"
+            why = " (strict: warnings count as errors)" if strict else ""
+            self.args = (f"{count}{why}:\n" + "\n".join(lines),)
 
 
 class UpstreamError(MuxError):

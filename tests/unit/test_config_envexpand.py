@@ -84,4 +84,26 @@ def test_dotenv_reads_keys_exports_quotes_and_comments() -> None:
 def test_dotenv_warns_about_lines_it_cannot_read() -> None:
     dotenv = parse_dotenv("GOOD=1\nthis is not a pair\n", ".env")
     assert dotenv.values == {"GOOD": "1"}
-    assert dotenv.warnings == [".env: line 2: expected KEY=VALUE"]
+    assert [str(warning) for warning in dotenv.warnings] == [".env: line 2: expected KEY=VALUE"]
+
+
+def test_dotenv_double_quotes_take_escapes_and_single_quotes_do_not() -> None:
+    dotenv = parse_dotenv('A="say \\"hi\\"\\tnow\\nbye"\nB=\'raw\\n$X\'\nC="back\\\\slash"\n', ".env")
+    assert dotenv.values == {"A": 'say "hi"\tnow\nbye', "B": "raw\\n$X", "C": "back\\slash"}
+    assert dotenv.warnings == []
+
+
+def test_dotenv_values_may_span_lines_inside_quotes() -> None:
+    text = "KEY=\"-----BEGIN KEY-----\nabc\n-----END KEY-----\"\nSINGLE='one\ntwo'\nAFTER=1\n"
+    dotenv = parse_dotenv(text, ".env")
+    assert dotenv.values == {
+        "KEY": "-----BEGIN KEY-----\nabc\n-----END KEY-----",
+        "SINGLE": "one\ntwo",
+        "AFTER": "1",
+    }
+
+
+def test_dotenv_reports_the_line_of_an_unterminated_quote_and_reads_on() -> None:
+    dotenv = parse_dotenv('A=1\n\n# c\nB="open\nC=3\n', ".env")
+    assert dotenv.values == {"A": "1", "C": "3"}
+    assert [str(warning) for warning in dotenv.warnings] == [".env: line 4: expected KEY=VALUE"]

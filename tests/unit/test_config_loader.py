@@ -56,7 +56,9 @@ def test_warnings_are_logged_on_the_config_logger(tmp_path: Path, caplog: pytest
     source = write_config(tmp_path, {"mcpProxy": {"nmae": "typo"}})
     with caplog.at_level(logging.WARNING, logger="mcpmux.config"):
         load_config(source, environ={})
-    assert [r.getMessage() for r in caplog.records] == [f"{source}: mcpProxy.nmae: unknown key"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f'{source}: mcpProxy.nmae: unknown key; did you mean "name"?'
+    ]
 
 
 def test_a_dotenv_next_to_the_config_is_read(tmp_path: Path) -> None:

@@ -126,11 +126,19 @@ def test_an_empty_tool_filter_list_filters_nothing() -> None:
     assert server_options(None, {"toolFilter": {"mode": "allow", "list": ""}}).tool_filter is None
 
 
-@pytest.mark.parametrize("spec", [{"list": ["a"]}, {"mode": "deny", "list": ["a"]}])
-def test_a_missing_or_unknown_tool_filter_mode_warns_and_filters_nothing(spec: dict[str, Any]) -> None:
-    config, warnings = parse(None, s={"command": "x", "options": {"toolFilter": spec}})
+def test_a_missing_tool_filter_mode_warns_and_filters_nothing_like_the_original() -> None:
+    config, warnings = parse(None, s={"command": "x", "options": {"toolFilter": {"list": ["a"]}}})
     assert config.servers["s"].options.tool_filter is None
-    assert any("mcpServers.s.options.toolFilter.mode: expected" in w for w in warnings)
+    assert any("mcpServers.s.options.toolFilter.mode: missing; expected" in w for w in warnings)
+
+
+@pytest.mark.parametrize("listed", [["a"], []])
+def test_an_unknown_tool_filter_mode_is_an_error_naming_the_allowed_modes(listed: list[str]) -> None:
+    # The original ignored such a filter: a typo in "block" would silently expose every tool.
+    spec = {"mode": "deny", "list": listed}
+    assert parse_error(None, s={"command": "x", "options": {"toolFilter": spec}}) == (
+        'config.json: mcpServers.s.options.toolFilter.mode: expected "allow" or "block"'
+    )
 
 
 def test_tool_filter_is_not_inherited_and_warns_at_proxy_level() -> None:

@@ -111,7 +111,27 @@ def test_keys_inside_user_maps_keep_their_case() -> None:
 def test_unknown_keys_are_accepted_with_a_warning_naming_the_path() -> None:
     config, warnings = parse(with_servers(github={"comand": "npx", "url": "https://x.example/sse"}))
     assert config.servers["github"].transport == "sse"
-    assert "config.json: mcpServers.github.comand: unknown key" in warnings
+    assert 'config.json: mcpServers.github.comand: unknown key; did you mean "command"?' in warnings
+
+
+@pytest.mark.parametrize(
+    ("server", "warning"),
+    [
+        ({"options": {"authToken": ["t"]}}, 'options.authToken: unknown key; did you mean "authTokens"?'),
+        ({"options": {"toolFliter": {}}}, 'options.toolFliter: unknown key; did you mean "toolFilter"?'),
+        ({"authTokens": ["t"]}, 'authTokens: unknown key; did you mean "options.authTokens"?'),
+        ({"toolfilter": {}}, 'toolfilter: unknown key; did you mean "options.toolFilter"?'),
+        ({"banana": 1}, "banana: unknown key"),
+    ],
+)
+def test_an_unknown_key_near_a_known_one_gets_a_did_you_mean(server: dict[str, Any], warning: str) -> None:
+    _config, warnings = parse(with_servers(a={"command": "x", **server}))
+    assert warnings == [f"config.json: mcpServers.a.{warning}"]
+
+
+def test_an_unknown_proxy_key_suggests_the_options_key_it_belongs_in() -> None:
+    _config, warnings = parse({"mcpProxy": {"authTokens": ["t"]}})
+    assert warnings == ['config.json: mcpProxy.authTokens: unknown key; did you mean "options.authTokens"?']
 
 
 def test_keys_that_differ_only_in_case_warn_and_the_last_one_wins() -> None:
@@ -152,10 +172,19 @@ def test_url_means_sse_unless_transport_type_asks_for_streamable_http() -> None:
     }
 
 
-def test_an_unknown_transport_type_with_a_url_is_sse_with_a_warning() -> None:
-    config, warnings = parse(with_servers(a={"url": "https://a.example/sse", "transportType": "grpc"}))
-    assert config.servers["a"].transport == "sse"
-    assert any('mcpServers.a.transportType: unknown transport "grpc"' in w for w in warnings)
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": "https://a.example/sse", "transportType": "grpc"},
+        {"command": "x", "transportType": "stdoi"},
+        {"url": "https://a.example/mcp", "type": "streamable"},
+    ],
+)
+def test_an_unknown_transport_type_is_an_error_naming_the_allowed_values(entry: dict[str, Any]) -> None:
+    key = "type" if "type" in entry else "transportType"
+    assert parse_error(with_servers(a=entry)) == (
+        f'config.json: mcpServers.a.{key}: expected "stdio", "sse" or "streamable-http" (or its alias "http")'
+    )
 
 
 def test_command_wins_over_url_and_the_url_is_reported_as_ignored() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dotenv.parser import parse_stream
+
 from mcpmux.config.jsonc import scan_segments
+from mcpmux.errors import ConfigError
 
 # `$$` is a literal dollar; `${NAME}` / `${NAME:-default}` / `$NAME` expand. A `$` followed by anything else
 # is kept as it is (the original ate it, mangling secrets that contain a dollar sign).
@@ -16,7 +20,6 @@ _REFERENCE = re.compile(
     r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
-_DOTENV_LINE = re.compile(r"^(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(?P<value>.*)$")
 
 
 @dataclass(slots=True)
@@ -65,33 +68,22 @@ def _expand_chunk(chunk: str, environ: Mapping[str, str], expansion: Expansion, 
 
 @dataclass(slots=True)
 class DotenvFile:
-    """Variables read from a .env file, and one warning per line that could not be read."""
+    """Variables read from a .env file, and one warning per statement that could not be read."""
 
     values: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
 
 
 def parse_dotenv(text: str, source: str) -> DotenvFile:
-    """Read `KEY=VALUE` lines (optionally `export KEY=VALUE`, quoted values, `#` comments)."""
+    """Read a .env file with python-dotenv's parser: `KEY=VALUE`, `export KEY=VALUE`, single and double
+    quotes (double quotes take escapes like `\\n` and `\\"`), values spanning lines inside quotes, and
+    `#` comments. Values are taken literally (no `${VAR}` interpolation inside the .env file)."""
     result = DotenvFile()
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _DOTENV_LINE.match(line)
-        if match is None:
-            result.warnings.append(f"{source}: line {number}: expected KEY=VALUE")
-            continue
-        result.values[match.group("key")] = _dotenv_value(match.group("value"))
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key is not None and binding.value is not None and not binding.error:
+            result.values[binding.key] = binding.value
+        elif binding.error or binding.key is not None:  # not a comment or a blank line
+            original = binding.original.string
+            line = binding.original.line + len(original) - len(original.lstrip("\n"))
+            result.warnings.append(ConfigError(source, f"line {line}", "expected KEY=VALUE"))
     return result
-
-
-def _dotenv_value(raw: str) -> str:
-    raw = raw.strip()
-    if len(raw) >= 2 and raw[0] in "\"'":
-        closing = raw.find(raw[0], 1)
-        if closing > 0:
-            inner = raw[1:closing]
-            return inner.replace("\\n", "\n") if raw[0] == '"' else inner
-    comment = re.search(r"\s#", raw)
-    return raw[: comment.start()].rstrip() if comment else raw

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 from mcpmux.config.durations import DURATION_EXPECTED, parse_duration_seconds
-from mcpmux.errors import ConfigError
+from mcpmux.errors import ConfigError, ConfigErrors
 
 T = TypeVar("T")
+P = ParamSpec("P")
+_SUGGEST_CUTOFF = 0.75  # difflib ratio: catches a dropped, doubled or swapped letter, not unrelated words
 
 
 class _Missing:
@@ -22,16 +25,51 @@ MISSING: Final = _Missing()
 
 @dataclass(slots=True)
 class Diagnostics:
-    """Where the config came from, and the warnings collected while reading it."""
+    """Where the config came from, and what reading it found: warnings and errors, in document order.
+
+    Errors are collected rather than raised at the first one, so that one run reports every problem;
+    `finish()` raises them all at the end. With `strict`, every warning counts as an error too.
+    """
 
     source: str
-    warnings: list[str] = field(default_factory=list)
+    strict: bool = False
+    findings: list[tuple[bool, ConfigError]] = field(default_factory=list)  # (is an error, the finding)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [str(finding) for is_error, finding in self.findings if not is_error]
+
+    @property
+    def error_count(self) -> int:
+        return sum(is_error for is_error, _finding in self.findings)
 
     def warn(self, path: str, message: str) -> None:
-        self.warnings.append(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
+        self.findings.append((False, ConfigError(self.source, path, message)))
 
     def error(self, path: str, message: str) -> ConfigError:
+        """An error to raise: it ends the enclosing part (a key, a server, a group), which is then skipped."""
         return ConfigError(self.source, path, message)
+
+    def report(self, path: str, message: str) -> None:
+        """Record an error and carry on reading."""
+        self.collect(self.error(path, message))
+
+    def collect(self, error: ConfigError) -> None:
+        self.findings.append((True, error))
+
+    def attempt(self, read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """`read(*args, **kwargs)`, or None with its error recorded."""
+        try:
+            return read(*args, **kwargs)
+        except ConfigError as exc:
+            self.collect(exc)
+            return None
+
+    def finish(self) -> None:
+        """Raise every error found (with `strict`, every warning too) as one ConfigErrors."""
+        problems = [finding for is_error, finding in self.findings if is_error or self.strict]
+        if problems:
+            raise ConfigErrors(problems, strict=len(problems) > self.error_count)
 
 
 def join_path(parent: str, key: str | int) -> str:
@@ -41,11 +79,33 @@ def join_path(parent: str, key: str | int) -> str:
     return f"{parent}.{key}" if parent else key
 
 
+def suggest_key(written: str, known_keys: Sequence[str], nested: Mapping[str, Sequence[str]]) -> str | None:
+    """The key a typo most likely meant: a close known key (`authToken` -> `authTokens`), else a key of a
+    nested object written one level too high (`authTokens` on a server -> `options.authTokens`)."""
+    by_lower = {key.lower(): key for key in known_keys}
+    close = difflib.get_close_matches(written.lower(), list(by_lower), n=1, cutoff=_SUGGEST_CUTOFF)
+    if close:
+        return by_lower[close[0]]
+    for parent, keys in nested.items():
+        inner = suggest_key(written, keys, {})
+        if inner is not None:
+            return f"{parent}.{inner}"
+    return None
+
+
 class JsonObject:
     """One object of our schema. Keys match case-insensitively (like Go's encoding/json); keys that are
-    not in `known_keys` are kept out and reported as warnings, since typos are the commonest config bug."""
+    not in `known_keys` are kept out and reported as warnings (with a "did you mean" when one is close),
+    since typos are the commonest config bug. `nested` names sub-objects whose keys are suggested too."""
 
-    def __init__(self, diag: Diagnostics, path: str, data: Mapping[str, Any], known_keys: Sequence[str]):
+    def __init__(
+        self,
+        diag: Diagnostics,
+        path: str,
+        data: Mapping[str, Any],
+        known_keys: Sequence[str],
+        nested: Mapping[str, Sequence[str]] | None = None,
+    ):
         self.diag = diag
         self.path = path
         self._entries: dict[str, tuple[str, Any]] = {}  # schema key -> (key as written, value)
@@ -53,7 +113,9 @@ class JsonObject:
         for written, value in data.items():
             known = by_lower.get(written.lower())
             if known is None:
-                diag.warn(join_path(path, written), "unknown key")
+                hint = suggest_key(written, known_keys, nested or {})
+                message = f'unknown key; did you mean "{hint}"?' if hint else "unknown key"
+                diag.warn(join_path(path, written), message)
             elif known in self._entries:
                 earlier = self._entries[known][0]
                 diag.warn(join_path(path, written), f'duplicate of "{earlier}"; the last one is used')
@@ -75,26 +137,35 @@ class JsonObject:
         return join_path(self.path, entry[0] if entry else key)
 
     def read(self, key: str, convert: Callable[[Diagnostics, str, Any], T]) -> T | None:
-        """Convert the value with `convert(diag, path, value)`; None when absent or null."""
+        """Convert the value with `convert(diag, path, value)`; None when absent or null, or when it is
+        invalid (the error is recorded, and reading goes on)."""
         value = self.get(key)
         if value is MISSING or value is None:
             return None
-        return convert(self.diag, self.path_of(key), value)
+        return self.diag.attempt(convert, self.diag, self.path_of(key), value)
 
-    def object(self, key: str, known_keys: Sequence[str]) -> JsonObject | None:
+    def object(
+        self, key: str, known_keys: Sequence[str], nested: Mapping[str, Sequence[str]] | None = None
+    ) -> JsonObject | None:
         value = self.get(key)
         if value is MISSING or value is None:
             return None
-        return as_object(self.diag, self.path_of(key), value, known_keys)
+        return self.diag.attempt(as_object, self.diag, self.path_of(key), value, known_keys, nested)
 
     def keys_as_written(self) -> list[str]:
         return [written for written, _ in self._entries.values()]
 
 
-def as_object(diag: Diagnostics, path: str, value: Any, known_keys: Sequence[str]) -> JsonObject:
+def as_object(
+    diag: Diagnostics,
+    path: str,
+    value: Any,
+    known_keys: Sequence[str],
+    nested: Mapping[str, Sequence[str]] | None = None,
+) -> JsonObject:
     if not isinstance(value, dict):
         raise diag.error(path, "expected an object")
-    return JsonObject(diag, path, value, known_keys)
+    return JsonObject(diag, path, value, known_keys, nested)
 
 
 def as_string(diag: Diagnostics, path: str, value: Any) -> str:

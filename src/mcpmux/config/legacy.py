@@ -38,10 +38,13 @@ def parse_legacy_clients(
     global ones. A bad client is an error (the original silently dropped it)."""
     if not isinstance(section, dict):
         raise diag.error("clients", "expected an object of clients")
-    return {
-        name: _parse_client(diag, join_path("clients", name), name, value, inherited, global_tokens)
-        for name, value in section.items()
-    }
+    servers: dict[str, ServerConfig] = {}
+    for name, value in section.items():
+        path = join_path("clients", name)
+        server = diag.attempt(_parse_client, diag, path, name, value, inherited, global_tokens)
+        if server is not None:
+            servers[name] = server
+    return servers
 
 
 def _parse_client(

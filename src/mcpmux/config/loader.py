@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from mcpmux.config.envexpand import parse_dotenv
+from mcpmux.config.envexpand import DotenvFile, parse_dotenv
 from mcpmux.config.model import ProxyConfig
 from mcpmux.config.parse import parse_config
 from mcpmux.errors import ConfigError
@@ -28,10 +28,12 @@ def load_config(
     insecure: bool = False,
     env_file: str | None = None,
     environ: Mapping[str, str] | None = None,
+    strict: bool = False,
 ) -> ProxyConfig:
     """Load and validate the config at `source` (a path or an http(s) URL); logs warnings.
 
-    Every problem is raised as a ConfigError naming the source (and JSON path when there is one).
+    Problems are raised as a ConfigError naming the source (and JSON path when there is one); a config
+    with several gets one ConfigErrors naming each. `strict` (or `mcpProxy.strict`): warnings are errors.
     """
     if is_url(source):
         text = fetch_text(
@@ -40,9 +42,13 @@ def load_config(
     else:
         text = read_text(source)
     variables = os.environ if environ is None else environ
+    dotenv = DotenvFile()
     if expand_env:
-        variables = {**read_env_file(source, env_file), **variables}  # the real environment wins
-    config, warnings = parse_config(text, source, environ=variables, expand_env=expand_env)
+        dotenv = read_env_file(source, env_file)
+        variables = {**dotenv.values, **variables}  # the real environment wins
+    config, warnings = parse_config(
+        text, source, environ=variables, expand_env=expand_env, strict=strict, prior_warnings=dotenv.warnings
+    )
     for warning in warnings:
         log.warning("%s", warning)
     return config
@@ -86,16 +92,13 @@ def fetch_text(url: str, *, headers: Mapping[str, str] | None, timeout_seconds: 
         raise ConfigError(url, "", f"not UTF-8 text (byte {exc.start})") from None
 
 
-def read_env_file(source: str, env_file: str | None) -> dict[str, str]:
+def read_env_file(source: str, env_file: str | None) -> DotenvFile:
     """Variables from `env_file`, else from a `.env` next to a local config file when there is one."""
     if env_file is None:
         if is_url(source):
-            return {}
+            return DotenvFile()
         candidate = Path(source).parent / ".env"
         if not candidate.is_file():
-            return {}
+            return DotenvFile()
         env_file = str(candidate)
-    dotenv = parse_dotenv(read_text(env_file), env_file)
-    for warning in dotenv.warnings:
-        log.warning("%s", warning)
-    return dotenv.values
+    return parse_dotenv(read_text(env_file), env_file)

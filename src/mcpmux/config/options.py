@@ -56,9 +56,9 @@ def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
         "jitter": restart.read("jitter", as_number),
     }
     if given["multiplier"] is not None and given["multiplier"] < 1:
-        raise diag.error(restart.path_of("multiplier"), "expected a number >= 1")
+        diag.report(restart.path_of("multiplier"), "expected a number >= 1")
     if given["jitter"] is not None and not 0 <= given["jitter"] <= 1:
-        raise diag.error(restart.path_of("jitter"), "expected a number between 0 and 1")
+        diag.report(restart.path_of("jitter"), "expected a number between 0 and 1")
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -79,7 +79,9 @@ def as_auth_tokens(diag: Diagnostics, path: str, value: Any) -> tuple[TokenScope
     scopes: list[TokenScope] = []
     seen: set[str] = set()
     for index, item in enumerate(value):
-        scope = _token_scope(diag, join_path(path, index), item)
+        scope = diag.attempt(_token_scope, diag, join_path(path, index), item)
+        if scope is None:
+            continue
         if scope.token in seen:
             diag.warn(join_path(path, index), "duplicate token")
             continue
@@ -112,17 +114,20 @@ def _non_empty_token(diag: Diagnostics, path: str, token: str) -> str:
 
 
 def as_tool_filter(diag: Diagnostics, path: str, value: Any) -> ToolFilter | None:
-    """`{mode, list}`; an empty list filters nothing; a missing or unknown mode warns and filters nothing."""
+    """`{mode, list}`; an empty list filters nothing; a missing mode warns and filters nothing (as in the
+    original); an unknown mode is an error (the original ignored the filter: a typo that widens access)."""
     spec = as_object(diag, path, value, TOOL_FILTER_KEYS)
     patterns = spec.read("list", as_names) or ()
+    mode = (spec.read("mode", as_string) or "").strip().lower()
+    if mode not in ("", "allow", "block"):
+        raise diag.error(spec.path_of("mode"), 'expected "allow" or "block"')
     if not patterns:
         return None
-    mode = (spec.read("mode", as_string) or "").strip().lower()
     if mode == "allow":
         return ToolFilter(mode="allow", patterns=patterns)
     if mode == "block":
         return ToolFilter(mode="block", patterns=patterns)
-    diag.warn(spec.path_of("mode"), 'expected "allow" or "block"; the tool filter is ignored')
+    diag.warn(spec.path_of("mode"), 'missing; expected "allow" or "block"; the tool filter is ignored')
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,7 +49,7 @@ from mcpmux.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
-    *("baseURL", "addr", "name", "version", "type", "options"),
+    *("baseURL", "addr", "name", "version", "type", "options", "strict"),
     *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing"),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled")
@@ -68,12 +68,29 @@ _ADDR_EXPECTED = 'expected an address like ":9090" or "127.0.0.1:9090"'
 
 
 def parse_config(
-    text: str, source: str, *, environ: Mapping[str, str], expand_env: bool
+    text: str,
+    source: str,
+    *,
+    environ: Mapping[str, str],
+    expand_env: bool,
+    strict: bool = False,
+    prior_warnings: Sequence[ConfigError] = (),
 ) -> tuple[ProxyConfig, list[str]]:
-    """Parse config text (pure); returns the config and the warnings to log. Raises ConfigError."""
-    diag = Diagnostics(source)
-    data = _read_document(text, diag, environ, expand_env=expand_env)
-    return build_config(data, diag), diag.warnings
+    """Parse config text (pure); returns the config and the warnings to log.
+
+    Raises ConfigErrors naming every error found (with `strict` or `mcpProxy.strict`, every warning too,
+    `prior_warnings` such as a .env file's included)."""
+    diag = Diagnostics(source, strict=strict)
+    diag.findings.extend((False, warning) for warning in prior_warnings)
+    config: ProxyConfig | None = None
+    try:
+        data = _read_document(text, diag, environ, expand_env=expand_env)
+        config = build_config(data, diag)
+    except ConfigError as exc:  # one that ends the reading: reported with everything found before it
+        diag.collect(exc)
+    diag.finish()
+    assert config is not None
+    return config, diag.warnings
 
 
 def _read_document(text: str, diag: Diagnostics, environ: Mapping[str, str], *, expand_env: bool) -> Any:
@@ -96,6 +113,8 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         raise diag.error("", "expected a JSON object at the top level")
     root = JsonObject(diag, "", data, TOP_LEVEL_KEYS)
     proxy, inherited, global_tokens = _proxy_section(root)
+    if proxy.read("strict", as_bool):
+        diag.strict = True
     servers = _servers_section(root, inherited, global_tokens)
     return ProxyConfig(
         **_proxy_settings(proxy),
@@ -110,7 +129,9 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
 
 def _proxy_section(root: JsonObject) -> tuple[JsonObject, OptionValues, tuple[TokenScope, ...]]:
     """`mcpProxy` (or the old `server`), its default options, and the old format's global tokens."""
-    proxy = root.object("mcpProxy", PROXY_KEYS)
+    proxy = root.object("mcpProxy", PROXY_KEYS, {"options": OPTION_KEYS})
+    if proxy is None and root.has("mcpProxy"):  # not an object: reported; read on without it
+        proxy = JsonObject(root.diag, root.path_of("mcpProxy"), {}, PROXY_KEYS)
     if proxy is not None:
         if root.has("server"):
             root.diag.warn(root.path_of("server"), 'ignored because "mcpProxy" is present')
@@ -144,7 +165,8 @@ def _proxy_settings(proxy: JsonObject) -> dict[str, Any]:
     addr = DEFAULT_ADDR if addr is None else addr.strip()
     port = listen_port(addr)
     if port is None:
-        raise proxy.diag.error(proxy.path_of("addr"), _ADDR_EXPECTED)
+        proxy.diag.report(proxy.path_of("addr"), _ADDR_EXPECTED)
+        addr, port = DEFAULT_ADDR, 9090
     return {
         "base_url": _base_url(proxy, addr, port),
         "addr": addr,
@@ -188,7 +210,8 @@ def _proxy_type(proxy: JsonObject) -> str:
         return "sse"
     kind = transport_named(text)
     if kind not in ("sse", "streamable-http"):
-        raise proxy.diag.error(proxy.path_of("type"), 'expected "sse" or "streamable-http"')
+        proxy.diag.report(proxy.path_of("type"), 'expected "sse" or "streamable-http"')
+        return "sse"
     return kind
 
 
@@ -203,7 +226,7 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
         return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled)
     separator = merged.read("separator", as_string)
     if separator is not None and not _SEPARATOR.fullmatch(separator):
-        raise merged.diag.error(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
+        merged.diag.report(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
     own_tokens = merged.read("authTokens", as_auth_tokens)
     own_log = merged.read("logEnabled", as_bool)
     enabled = merged.read("enabled", as_bool)
@@ -225,7 +248,8 @@ def _tracing(proxy: JsonObject) -> TracingConfig:
         return TracingConfig()
     exporter = tracing.read("exporter", as_string)
     if exporter is not None and exporter not in TRACING_EXPORTERS:
-        raise tracing.diag.error(tracing.path_of("exporter"), 'expected "otlp", "console" or "none"')
+        tracing.diag.report(tracing.path_of("exporter"), 'expected "otlp", "console" or "none"')
+        exporter = None
     enabled = tracing.read("enabled", as_bool)
     return TracingConfig(
         enabled=True if enabled is None else enabled,
@@ -239,14 +263,21 @@ def _groups(
 ) -> dict[str, GroupConfig]:
     if not root.has("mcpGroups"):
         return {}
-    section = root.get("mcpGroups")
+    section, diag = root.get("mcpGroups"), root.diag
     path = root.path_of("mcpGroups")
     if not isinstance(section, dict):
-        raise root.diag.error(path, "expected an object of groups")
-    return {
-        name: _group(root.diag, join_path(path, name), name, value, servers, inherited)
-        for name, value in section.items()
-    }
+        diag.report(path, "expected an object of groups")
+        return {}
+    # A server whose entry had errors is missing from `servers`; naming it in a group is not one more.
+    written = root.get("mcpServers")
+    known = set(written) if isinstance(written, dict) else set(servers)
+    groups: dict[str, GroupConfig] = {}
+    for name, value in section.items():
+        group_path = join_path(path, name)
+        group = diag.attempt(_group, diag, group_path, name, value, servers, inherited, known)
+        if group is not None:
+            groups[name] = group
+    return groups
 
 
 def _group(
@@ -256,6 +287,7 @@ def _group(
     value: Any,
     servers: dict[str, ServerConfig],
     inherited: OptionValues,
+    known: set[str],
 ) -> GroupConfig:
     check_route_name(diag, path, name)
     if name in servers:
@@ -263,7 +295,7 @@ def _group(
     group = as_object(diag, path, value, GROUP_KEYS)
     if not group.has("servers"):
         raise diag.error(path, 'needs "servers"')
-    members = _group_members(group, servers)
+    members = _group_members(group, servers, known)
     options = group.object("options", GROUP_OPTION_KEYS)
     tokens = options.read("authTokens", as_auth_tokens) if options else None
     log_enabled = options.read("logEnabled", as_bool) if options else None
@@ -275,7 +307,9 @@ def _group(
     )
 
 
-def _group_members(group: JsonObject, servers: dict[str, ServerConfig]) -> tuple[GroupMember, ...]:
+def _group_members(
+    group: JsonObject, servers: dict[str, ServerConfig], known: set[str]
+) -> tuple[GroupMember, ...]:
     diag, path, listed = group.diag, group.path_of("servers"), group.get("servers")
     if isinstance(listed, dict):
         members = tuple(_member(diag, join_path(path, name), name, spec) for name, spec in listed.items())
@@ -284,7 +318,7 @@ def _group_members(group: JsonObject, servers: dict[str, ServerConfig]) -> tuple
     if not members:
         raise diag.error(path, "expected at least one server")
     for member in members:
-        _check_member(diag, join_path(path, member.server), member.server, servers)
+        _check_member(diag, join_path(path, member.server), member.server, servers, known)
     return members
 
 
@@ -294,8 +328,12 @@ def _member(diag: Diagnostics, path: str, server: str, spec: Any) -> GroupMember
     return GroupMember(server=server, tool_filter=member.read("toolFilter", as_tool_filter))
 
 
-def _check_member(diag: Diagnostics, path: str, server: str, servers: dict[str, ServerConfig]) -> None:
+def _check_member(
+    diag: Diagnostics, path: str, server: str, servers: dict[str, ServerConfig], known: set[str]
+) -> None:
     if server not in servers:
-        raise diag.error(path, f'unknown server "{server}"')
+        if server not in known:
+            diag.report(path, f'unknown server "{server}"')
+        return
     if servers[server].disabled:
         diag.warn(path, f'server "{server}" is disabled')

@@ -33,6 +33,7 @@ _TRANSPORT_NAMES: dict[str, Transport] = {
     "streamable_http": "streamable-http",
     "http": "streamable-http",
 }
+TRANSPORT_EXPECTED = 'expected "stdio", "sse" or "streamable-http" (or its alias "http")'
 _STDIO_ONLY = ("args", "env", "cwd")
 _HTTP_ONLY = ("headers",)
 
@@ -57,9 +58,7 @@ class TransportFields:
 
 
 def read_transport_fields(entry: JsonObject) -> TransportFields:
-    url = entry.read("url", as_string) or None
-    if url is not None:
-        _check_http_url(entry.diag, entry.path_of("url"), url)
+    url = entry.read("url", as_http_url) or None
     timeout = entry.read("timeout", as_duration)
     return TransportFields(
         command=entry.read("command", as_string) or None,
@@ -74,26 +73,29 @@ def read_transport_fields(entry: JsonObject) -> TransportFields:
     )
 
 
-def _check_http_url(diag: Diagnostics, path: str, url: str) -> None:
+def as_http_url(diag: Diagnostics, path: str, value: Any) -> str:
+    url = as_string(diag, path, value)
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    if url and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
         raise diag.error(path, 'expected an http(s) URL like "https://example.com/mcp"')
+    return url
 
 
 def choose_transport(entry: JsonObject, fields: TransportFields) -> Transport:
     """The original's rule: `command` (or transportType stdio) is stdio; else `url` is streamable HTTP
-    only when asked for, SSE otherwise; an entry with neither is an error."""
+    only when asked for, SSE otherwise; an entry with neither is an error. Unlike the original, an unknown
+    transportType is an error too (it silently meant SSE there)."""
     type_key = "transportType" if entry.has("transportType") else "type"
     declared_text = entry.read(type_key, as_string)
     declared = transport_named(declared_text) if declared_text else None
+    if declared_text and declared is None:
+        raise entry.diag.error(entry.path_of(type_key), TRANSPORT_EXPECTED)
     if fields.command or declared == "stdio":
         if not fields.command:
             raise entry.diag.error(entry.path, 'transportType "stdio" needs "command"')
         return "stdio"
     if not fields.url:
         raise entry.diag.error(entry.path, 'needs "command" or "url"')
-    if declared_text and declared is None:
-        entry.diag.warn(entry.path_of(type_key), f'unknown transport "{declared_text}"; using "sse"')
     return "streamable-http" if declared == "streamable-http" else "sse"
 
 
@@ -125,17 +127,23 @@ def make_server(
 
 def parse_server(
     diag: Diagnostics, path: str, name: str, value: Any, inherited: OptionValues
-) -> ServerConfig:
-    """One `mcpServers` entry, with its options inherited from `mcpProxy.options`."""
+) -> ServerConfig | None:
+    """One `mcpServers` entry, with its options inherited from `mcpProxy.options`; None when it has
+    errors (they are recorded, each one: its options are still read for theirs)."""
     check_route_name(diag, path, name)
-    entry = as_object(diag, path, value, SERVER_KEYS)
+    entry = as_object(diag, path, value, SERVER_KEYS, {"options": OPTION_KEYS})
+    errors_before = diag.error_count
     fields = read_transport_fields(entry)
-    transport = choose_transport(entry, fields)
-    warn_ignored_fields(entry, fields, transport)
+    # After an invalid transport field, the choice of transport would only repeat that error.
+    transport = diag.attempt(choose_transport, entry, fields) if diag.error_count == errors_before else None
     options_object = entry.object("options", OPTION_KEYS)
     own = read_option_values(options_object, per_server=True)
+    disabled = is_disabled(entry, options_object)
+    if transport is None or diag.error_count > errors_before:
+        return None
+    warn_ignored_fields(entry, fields, transport)
     options = build_options(inherited, own, transport=transport)
-    return make_server(name, transport, fields, options, disabled=is_disabled(entry, options_object))
+    return make_server(name, transport, fields, options, disabled=disabled)
 
 
 def is_disabled(entry: JsonObject, options: JsonObject | None) -> bool:
@@ -150,11 +158,14 @@ def parse_servers(
     if section is None:
         return {}
     if not isinstance(section, dict):
-        raise diag.error(path, "expected an object of servers")
-    return {
-        name: parse_server(diag, join_path(path, name), name, value, inherited)
-        for name, value in section.items()
-    }
+        diag.report(path, "expected an object of servers")
+        return {}
+    servers: dict[str, ServerConfig] = {}
+    for name, value in section.items():
+        server = diag.attempt(parse_server, diag, join_path(path, name), name, value, inherited)
+        if server is not None:
+            servers[name] = server
+    return servers
 
 
 def check_route_name(diag: Diagnostics, path: str, name: str) -> None:
