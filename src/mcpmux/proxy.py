@@ -14,12 +14,15 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .config.model import ProxyConfig, ServerConfig
 from .errors import ConfigError
+from .pinning.guard import PinGuard
+from .pinning.lockfile import default_lock_path
 from .relay.merged_route import MergedRoute
 from .relay.route import Route, reap_idle_sessions
 from .relay.server_route import ServerRoute
 from .reload import ConfigDiff, diff_configs, file_signature, watch_file, watchable
 from .upstream.runtime import ServerRuntime
 from .web.app import ProxyApp
+from .web.pins import PinsEndpoints
 from .web.server import HttpServer
 
 log = logging.getLogger("mcpmux")
@@ -43,7 +46,7 @@ class Proxy:
     `config`, `runtimes` and `routes` are replaced by assignment on reload (readers iterate snapshots).
     """
 
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, lock_path: str | None = None) -> None:
         self.config = config
         self.runtimes: dict[str, ServerRuntime] = {}
         self.routes: dict[str, Route] = {}
@@ -61,6 +64,8 @@ class Proxy:
         server_routes: dict[str, Route] = {
             name: ServerRoute(rt, config) for name, rt in self.runtimes.items()
         }
+        self.pins = PinGuard(lock_path or default_lock_path(config.source))
+        self.pins.set_runtimes(self.runtimes.values())
         self.routes = {**server_routes, **self._merged_routes(config, self.runtimes)}
 
     # -- merged endpoint and groups ---------------------------------------------------------------
@@ -171,6 +176,7 @@ class Proxy:
             for name in diff.unchanged:
                 server_routes[name].proxy = new  # type: ignore[attr-defined]
             self.config, self.runtimes = new, runtimes
+            self.pins.set_runtimes(runtimes.values())
             self.routes = {**server_routes, **self._merged_routes(new, runtimes, old_routes)}
             if self.on_routes_changed is not None:
                 self.on_routes_changed()
@@ -291,6 +297,7 @@ async def serve(
     *,
     listen_fd: int | None = None,
     reload_config: Callable[[], ProxyConfig] | None = None,
+    lock_path: str | None = None,
     task_status: TaskStatus[Proxy] = anyio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the proxy until SIGINT/SIGTERM (exit code 0) or a fatal startup error (exit code 1).
@@ -298,8 +305,10 @@ async def serve(
     With `reload_config`, a change of the config file or SIGHUP applies the new config.
     """
     sock = open_listener(config.addr, listen_fd)
-    proxy = Proxy(config)
+    proxy = Proxy(config, lock_path)
     app = ProxyApp(proxy)
+    app.extra.update(PinsEndpoints(app).table())
+    app.rebuild()
     proxy.on_routes_changed = app.rebuild
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
@@ -312,6 +321,8 @@ async def serve(
         await proxy.start_servers(root)
         if reloader is not None and proxy.fatal is None and not proxy.stopping:
             root.start_soon(reloader.watch)
+        if proxy.fatal is None and not proxy.stopping:
+            root.start_soon(proxy.pins.watch)
     if proxy.fatal:
         log.error("Exiting: %s", proxy.fatal)
         return 1
@@ -369,6 +380,7 @@ def run_proxy(
     *,
     reload_config: Callable[[], ProxyConfig] | None = None,
     listen_fd: int | None = None,
+    lock_path: str | None = None,
 ) -> int:
     """Run the proxy in a fresh event loop (uvloop when available); the process exit code."""
     backend_options: dict[str, Any] = {}
@@ -381,7 +393,7 @@ def run_proxy(
             pass
     try:
         return anyio.run(
-            lambda: serve(config, listen_fd=listen_fd, reload_config=reload_config),
+            lambda: serve(config, listen_fd=listen_fd, reload_config=reload_config, lock_path=lock_path),
             backend="asyncio",
             backend_options=backend_options,
         )

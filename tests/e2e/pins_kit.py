@@ -23,9 +23,10 @@ DELETE = {
     "inputSchema": {"type": "object"},
     "annotations": {"destructiveHint": True},
 }
+COUNT = {"name": "count", "description": "Count the documents", "inputSchema": {"type": "object"}}
 V1: dict[str, Any] = {
     "instructions": "A document store.",
-    "tools": [SEARCH, FETCH, DELETE],
+    "tools": [SEARCH, FETCH, DELETE, COUNT],
     "prompts": [{"name": "summarize", "arguments": [{"name": "doc"}]}],
     "resourceTemplates": [{"uriTemplate": "doc://{id}", "name": "doc"}],
 }
@@ -41,6 +42,7 @@ V2: dict[str, Any] = {
         {**FETCH, "inputSchema": {"type": "object", "properties": {"url": {}, "body": {}}}},
         {**DELETE, "name": "remove"},
         {"name": "upload", "description": "Upload anything", "inputSchema": {"type": "object"}},
+        COUNT,
     ],
 }
 V2_DIFF = [

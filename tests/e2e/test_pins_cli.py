@@ -28,10 +28,10 @@ def test_record_writes_every_page_of_every_server_and_verify_passes(tmp_path: Pa
     config = setup(tmp_path)
     recorded = pins(config, "record")
     assert recorded.returncode == 0, recorded.stderr
-    assert recorded.stdout.startswith("Recorded 4 tools, 1 prompts, 1 resource templates of 2 server(s)")
+    assert recorded.stdout.startswith("Recorded 5 tools, 1 prompts, 1 resource templates of 2 server(s)")
     lock = json.loads((tmp_path / "mcpmux.lock.json").read_text())
     assert set(lock["servers"]) == {"docs", "other"}  # the lazyStart server too, not the disabled one
-    assert set(lock["servers"]["docs"]["tools"]) == {"search", "fetch", "delete"}  # two pages
+    assert set(lock["servers"]["docs"]["tools"]) == {"search", "fetch", "delete", "count"}  # two pages
     assert lock["servers"]["docs"]["instructions"].startswith("sha256:")
     verified = pins(config, "verify")
     assert (verified.returncode, verified.stderr) == (0, ""), verified.stderr

@@ -135,3 +135,10 @@ def test_enforce_without_a_lock_entry_serves_nothing() -> None:
     verdict = evaluate("fs", "enforce", None, catalog(READ))
     assert not verdict.shows(READ)
     assert verdict.refusal("read_file") is not None
+
+
+def test_enforce_serves_nothing_before_the_first_catalog_is_checked() -> None:
+    verdict = evaluate("fs", "enforce", catalog(READ), None)
+    assert verdict.pending and not verdict.shows(READ)
+    assert "not been checked" in str(verdict.refusal("read_file"))
+    assert evaluate("fs", "warn", catalog(READ), None).refusal("read_file") is None

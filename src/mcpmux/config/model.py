@@ -8,6 +8,7 @@ from typing import Literal
 Transport = Literal["stdio", "sse", "streamable-http"]
 SessionMode = Literal["shared", "isolated"]
 FilterMode = Literal["allow", "block"]
+PinningMode = Literal["off", "warn", "enforce"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class ServerOptions:
     lazy_start: bool = False
     restart: BackoffPolicy = field(default_factory=BackoffPolicy)
     health_check: HealthCheck = field(default_factory=HealthCheck)
+    pinning: PinningMode = "off"  # tool definitions checked against the lock file (see core/pins.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,13 @@ def as_session_mode(diag: Diagnostics, path: str, value: Any) -> str:
     return mode
 
 
+def as_pinning(diag: Diagnostics, path: str, value: Any) -> str:
+    mode = as_string(diag, path, value).strip().lower()
+    if mode not in ("off", "warn", "enforce"):
+        raise diag.error(path, 'expected "off", "warn" or "enforce"')
+    return mode
+
+
 def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
     restart = as_object(diag, path, value, RESTART_KEYS)
     given = {
@@ -172,6 +179,7 @@ INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]]
     "lazyStart": ("lazy_start", as_bool),
     "restart": ("restart", as_restart),
     "healthCheck": ("health_check", as_health_check),
+    "pinning": ("pinning", as_pinning),
 }
 OPTION_KEYS = (*INHERITED_OPTIONS, *PER_SERVER_KEYS)
 

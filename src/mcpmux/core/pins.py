@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..config.model import PinningMode
+
 __all__ = [
     "KINDS",
     "Change",
@@ -28,8 +30,8 @@ __all__ = [
     "server_pins",
 ]
 
-PinningMode = Literal["off", "warn", "enforce"]
 LOCK_VERSION = 1
+PINS_CHANGED = "pins"  # the catalog listeners' `why` when only a verdict changed (approval, new lock file)
 KINDS = ("tools", "prompts", "resourceTemplates")
 # What makes up an item's definition (hashed together); annotations are hashed on their own.
 DEFINITION_FIELDS = {
@@ -293,6 +295,7 @@ class ServerVerdict:
     locked: ServerPins | None = None
     changes: tuple[Change, ...] = ()
     tool_changes: Mapping[str, Change] = field(default_factory=dict)  # current tool name -> its change
+    pending: bool = False  # the server has not published a catalog yet: enforce serves nothing
 
     @property
     def enforcing(self) -> bool:
@@ -302,6 +305,8 @@ class ServerVerdict:
         """Whether a live `tools/list` entry may be listed (its own hashes are checked, not the name)."""
         if not self.enforcing:
             return True
+        if self.pending:
+            return False
         name = entry.get("name")
         pinned = (
             self.locked.of("tools").get(name) if self.locked is not None and isinstance(name, str) else None
@@ -314,6 +319,8 @@ class ServerVerdict:
         """Why a call to `tool` is refused (None: allowed). Only in enforce mode."""
         if not self.enforcing:
             return None
+        if self.pending:
+            return f"the catalog of server {self.server!r} has not been checked against the lock file yet"
         change = self.tool_changes.get(tool)
         if change is not None:
             return f"{change.describe()}; approve it with `mcpmux pins approve {self.server} {tool}`"
@@ -330,10 +337,15 @@ class ServerVerdict:
         }
 
 
-def evaluate(server: str, mode: PinningMode, locked: ServerPins | None, current: ServerPins) -> ServerVerdict:
-    """The verdict for a server's current catalog against its pins (a server not in the lock: all new)."""
+def evaluate(
+    server: str, mode: PinningMode, locked: ServerPins | None, current: ServerPins | None
+) -> ServerVerdict:
+    """The verdict for a server's current catalog against its pins (a server not in the lock: all new;
+    no catalog yet: pending)."""
     if mode == "off":
         return ServerVerdict(server)
+    if current is None:
+        return ServerVerdict(server, mode, locked, pending=True)
     changes = tuple(diff_server(server, locked, current))
     tool_changes = {c.name: c for c in changes if c.kind == "tools" and c.change != "removed"}
     return ServerVerdict(server, mode, locked, changes, tool_changes)

@@ -12,7 +12,7 @@ from ..core.pins import Lock, lock_from_json, lock_to_json
 DEFAULT_NAME = "mcpmux.lock.json"
 
 
-class LockFileError(Exception):
+class LockFileError(OSError):
     """The lock file cannot be read or written; the message names the file and what is wrong."""
 
 

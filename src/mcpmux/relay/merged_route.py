@@ -26,6 +26,7 @@ from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
+from .pinned import pin_refusal, pin_shows
 from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
 
@@ -216,6 +217,9 @@ class MergedRoute(Route):
         target = self.catalog.tools.get(name) if type(name) is str else None
         if target is None or not self.access(client).allows(target.server, target.published):
             return unknown_tool(msg["id"], name)
+        refused = pin_refusal(msg["id"], target.member.runtime.pin_verdict, target.upstream)
+        if refused is not None:
+            return refused
         params["name"] = target.upstream  # type: ignore[index]
         return await self._forward(target.member, client, msg, exchange)
 
@@ -400,6 +404,7 @@ class MergedRoute(Route):
         if not isinstance(entries, list):
             return []
         catalog, server, access = self.catalog, member.name, self.access(client)
+        verdict = member.runtime.pin_verdict
         out: list[Any] = []
         for entry in entries:
             if not isinstance(entry, dict):
@@ -408,6 +413,8 @@ class MergedRoute(Route):
                 target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
                 if target is None or not access.allows(server, target.published):
                     continue  # filtered out
+                if not pin_shows(verdict, entry):
+                    continue  # pinning enforces, and this tool is new or changed
                 out.append(target.present(entry))
             elif key == "prompts":
                 published = catalog.prompt_by_pair.get((server, str(entry.get("name"))))

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config.model import ProxyConfig
 from ..core.naming import published_name, server_labels
+from ..core.pins import PINS_CHANGED
 from ..core.toolfilter import NameFilter, scope_allows
 from ..errors import UpstreamError
 from ..jsonrpc import (
@@ -20,6 +21,7 @@ from ..jsonrpc import (
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import ClientSession
+from .pinned import pin_refusal, pin_shows
 from .route import Route, admitted_tokens, negotiate_version
 
 log = logging.getLogger("mcpmux.relay")
@@ -56,7 +58,13 @@ class ServerRoute(Route):
         }
 
     def _catalog_changed(self, runtime: ServerRuntime, why: str) -> None:
-        """After an upstream restart the lists may differ: tell this route's clients."""
+        """After an upstream restart the lists may differ: tell this route's clients (also when pinning
+        withholds other tools than before)."""
+        if why == PINS_CHANGED:
+            for client in list(self.sessions.values()):
+                if client.initialized:
+                    client.outbox.push(list_changed("tools"))
+            return
         if why != "connected" or runtime.restarts == 0:
             return
         for client in list(self.sessions.values()):
@@ -85,11 +93,13 @@ class ServerRoute(Route):
         if upstream is None:
             return self._unavailable(msg["id"])
         scoped = client.scope is not None and client.scope.tool_filter is not None
-        if method == "tools/call" and (self.filtered or self.renamed or scoped):
+        verdict = self.runtime.pin_verdict
+        pinned = verdict is not None and verdict.enforcing
+        if method == "tools/call" and (self.filtered or self.renamed or scoped or pinned):
             refused = self._prepare_tool_call(client, msg)
             if refused is not None:
                 return refused
-        present = method == "tools/list" and (self.filtered or self.overrides or scoped)
+        present = method == "tools/list" and (self.filtered or self.overrides or scoped or pinned)
         timeout = self.runtime.request_timeout_seconds
         response = await upstream.request(msg, exchange, timeout, early=not present)
         if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
@@ -114,16 +124,19 @@ class ServerRoute(Route):
             return unknown_tool(msg["id"], name)  # only reachable under its new name
         if not self.filter.allows(str(original)) or not self._scope_allows(client, name):
             return unknown_tool(msg["id"], name)
-        return None
+        return pin_refusal(msg["id"], self.runtime.pin_verdict, str(original))
 
     def _present_tools(self, client: ClientSession, response: Message) -> None:
         result = response.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return
         tools = []
+        verdict = self.runtime.pin_verdict
         for tool in result["tools"]:
             if not isinstance(tool, dict) or not self.filter.allows(str(tool.get("name"))):
                 continue
+            if not pin_shows(verdict, tool):
+                continue  # pinning enforces, and this tool is new or changed
             override = self.overrides.get(tool.get("name"))  # type: ignore[arg-type]
             if override is not None:
                 tool = apply_override(tool, override)

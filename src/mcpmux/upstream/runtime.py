@@ -95,6 +95,8 @@ class ServerRuntime(Supervisor):
             status["retry_in_seconds"] = round(max(0.0, self.retry_at - now), 3)
         if self.health_failures:
             status["health_failures"] = self.health_failures
+        if self.pin_verdict is not None:
+            status["pinning"] = self.pin_verdict.as_json()
         pid = getattr(self.session.connection, "pid", None) if self.session is not None else None
         if pid is not None:
             status["pid"] = pid

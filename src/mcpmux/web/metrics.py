@@ -40,6 +40,7 @@ class ProxyCollector(Collector):
         proxy = self._current()
         yield from self._routes(proxy)
         yield from self._upstreams(proxy)
+        yield from self._pinning(proxy)
 
     def _requests(self) -> Iterator[Metric]:
         calls = CounterMetricFamily("mcpmux_requests", "JSON-RPC requests answered", labels=REQUEST_LABELS)
@@ -78,6 +79,25 @@ class ProxyCollector(Collector):
         for name, runtime in list(proxy.runtimes.items()):
             families.add(name, runtime, _pending(runtime, proxy))
         yield from families.all()
+
+    @staticmethod
+    def _pinning(proxy: Proxy) -> Iterator[Metric]:
+        detected = CounterMetricFamily(
+            "mcpmux_pin_changes",
+            "Changes of pinned definitions seen (each counted once), by server and change",
+            labels=["server", "change"],
+        )
+        withheld = GaugeMetricFamily(
+            "mcpmux_pin_withheld_tools", "Tools pinning withholds now (enforce mode)", labels=["server"]
+        )
+        guard = getattr(proxy, "pins", None)
+        for (server, change), count in sorted((guard.detected if guard is not None else {}).items()):
+            detected.add_metric([server, change], count)
+        for name, runtime in list(proxy.runtimes.items()):
+            verdict = runtime.pin_verdict
+            if verdict is not None:
+                withheld.add_metric([name], len(verdict.tool_changes) if verdict.enforcing else 0)
+        yield from (detected, withheld)
 
 
 class UpstreamFamilies:

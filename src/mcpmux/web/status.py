@@ -101,6 +101,7 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
         "restarts": status.get("restarts", runtime.restarts),
         "lastError": status.get("last_error", runtime.last_error),
         "tools": presented_tools(runtime),
+        "pinning": status.get("pinning"),  # mode, changes against the lock file, withheld tools
     }
 
 
