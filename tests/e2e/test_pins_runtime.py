@@ -42,6 +42,14 @@ def record(tmp_path: Path, document: dict[str, Any]) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def drifted(tmp_path: Path, mode: str, **proxy: Any) -> dict[str, Any]:
+    """The config of a server pinned at V1 that now publishes V2."""
+    document = config(tmp_path, mode, **proxy)
+    record(tmp_path, document)
+    write_catalog(tmp_path / "docs.json", V2)
+    return document
+
+
 async def eventually_names(session: Any, expected: set[str]) -> None:
     """Poll the listing (bounded) until it is `expected`: approvals and restarts are seen asynchronously."""
     names: set[str] = set()
@@ -62,9 +70,9 @@ async def refused(session: Any, tool: str) -> str:
 async def test_enforce_withholds_drifted_tools_until_approved_on_the_command_line_and_by_an_operator(
     tmp_path: Path,
 ) -> None:
-    document = config(tmp_path, "enforce", options={"authTokens": [TOKEN]})
-    record(tmp_path, document)
-    write_catalog(tmp_path / "docs.json", V2)  # description, schema, rename and a new tool
+    document = drifted(
+        tmp_path, "enforce", options={"authTokens": [TOKEN]}
+    )  # description, schema, rename, new
     with running_proxy(document, tmp_path) as proxy:
         async with (
             mcp_client(proxy.url("/docs/mcp"), token=TOKEN) as own,
@@ -125,9 +133,7 @@ async def test_enforce_catches_drift_across_an_upstream_restart(tmp_path: Path) 
 
 
 async def test_warn_serves_everything_and_logs_and_counts_each_change_once(tmp_path: Path) -> None:
-    document = config(tmp_path, "warn")
-    record(tmp_path, document)
-    write_catalog(tmp_path / "docs.json", V2)
+    document = drifted(tmp_path, "warn")
     with running_proxy(document, tmp_path) as proxy:
         async with mcp_client(proxy.url("/mcp")) as merged:
             names = set(await names_of(merged))
@@ -143,9 +149,7 @@ async def test_warn_serves_everything_and_logs_and_counts_each_change_once(tmp_p
 
 
 async def test_off_ignores_the_lock_and_enforce_without_a_lock_serves_nothing(tmp_path: Path) -> None:
-    document = config(tmp_path, "off")
-    record(tmp_path, document)
-    write_catalog(tmp_path / "docs.json", V2)
+    document = drifted(tmp_path, "off")
     with running_proxy(document, tmp_path) as proxy:
         async with mcp_client(proxy.url("/docs/mcp")) as own:
             assert len(await names_of(own)) == 5
