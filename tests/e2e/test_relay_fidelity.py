@@ -244,32 +244,3 @@ async def test_a_custom_notification_is_forwarded_and_the_upstreams_answer_comes
             await client.notify("x/ping", {"n": 7, "_meta": {"com.example/m": True}})
             pong = await client.notification("x/pong")
             assert pong["params"]["n"] == 7
-
-
-async def test_a_2026_client_probing_with_server_discover_falls_back_to_initialize_and_works(
-    proxy: ProxyProcess,
-) -> None:
-    from mcp.client import Client
-
-    with anyio.fail_after(20):
-        async with Client(proxy.url("/streamable-http/mcp")) as client:
-            assert client.session.initialize_result is not None
-            assert client.session.protocol_version == "2025-11-25"
-            result = await client.call_tool("echo", {"text": "modern"})
-            assert result.structured_content == {"text": "modern"}
-
-
-async def test_a_server_discover_probe_gets_400_and_32022_listing_the_handshake_versions(
-    proxy: ProxyProcess,
-) -> None:
-    async with httpx2.AsyncClient(timeout=10) as http:
-        client = RawHttp(http, proxy.url("/stdio/mcp"))
-        reply = await client.post(
-            {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}},
-            **{"mcp-protocol-version": "2026-07-28"},
-        )
-    assert reply.status_code == 400
-    error = reply.json()["error"]
-    assert error["code"] == -32022
-    assert error["data"]["supported"] == ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
-    assert error["data"]["requested"] == "2026-07-28"

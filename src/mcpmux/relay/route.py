@@ -58,6 +58,7 @@ class Route:
         self.name = name
         self.tokens = TokenSet(tokens)
         self.sessions: dict[str, ClientSession] = {}
+        self.modern: dict[int, Any] = {}  # id(token scope) -> its 2026-07-28 `Carrier` (relay/modern.py)
 
     # -- overridden by endpoints ---------------------------------------------------------------
 

@@ -33,6 +33,8 @@ class RequestHeaders:
         "content_type",
         "host",
         "last_event_id",
+        "mcp_method",
+        "mcp_name",
         "origin",
         "protocol_version",
         "session_id",
@@ -48,6 +50,8 @@ class RequestHeaders:
         self.protocol_version: str | None = None
         self.content_length: int | None = None
         self.last_event_id: str | None = None
+        self.mcp_method: str | None = None  # 2026-07-28 routing headers, checked against the body
+        self.mcp_name: str | None = None
         for name, value in raw:
             setter = _PICK.get(name)
             if setter is not None:
@@ -71,6 +75,8 @@ _PICK: dict[bytes, Callable[[RequestHeaders, bytes], None]] = {
     b"mcp-protocol-version": lambda h, v: setattr(h, "protocol_version", v.decode("latin-1")),
     b"content-length": _set_content_length,
     b"last-event-id": lambda h, v: setattr(h, "last_event_id", v.decode("latin-1")),
+    b"mcp-method": lambda h, v: setattr(h, "mcp_method", v.decode("latin-1")),
+    b"mcp-name": lambda h, v: setattr(h, "mcp_name", v.decode("latin-1")),
 }
 
 

@@ -16,7 +16,8 @@ from ..jsonrpc import (
     error_response,
     parse_message,
 )
-from ..protocol.constants import HANDSHAKE_VERSIONS, MODERN_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION
+from ..protocol.constants import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+from ..protocol.era import is_modern
 from ..relay.client import ClientSession
 from ..relay.route import Route
 from .asgi import (
@@ -119,6 +120,8 @@ async def handle_streamable(
     method = scope["method"]
     if method == "POST":
         await _post(route, receive, send, headers, token, limit, telemetry)
+    elif not headers.session_id and headers.protocol_version in MODERN_VERSIONS:
+        await send_error(send, 405, "Method Not Allowed: 2026-07-28 clients only POST", [(b"allow", b"POST")])
     elif method == "GET":
         await _get(route, receive, send, headers, token)
     elif method == "DELETE":
@@ -169,10 +172,10 @@ async def _post(
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token, telemetry)
         return
-    if not headers.session_id and (
-        headers.protocol_version in MODERN_VERSIONS or msg.get("method") == "server/discover"
-    ):
-        await _refuse_modern(send, msg, headers.protocol_version)
+    if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
+        from .modern import handle_modern  # imported here: web/modern.py builds on this module
+
+        await handle_modern(route, msg, send, headers, token, telemetry)
         return
     client = _session(route, headers, token)
     if client is None:
@@ -243,22 +246,6 @@ async def _initialize(
         return
     log.debug("%s: new session %s", route.name, client.id)
     await exchange.finish(response)
-
-
-async def _refuse_modern(send: Send, msg: dict[str, Any], requested: str | None) -> None:
-    """A 2026-07-28 (stateless) request: -32022 listing the handshake versions, so the client initializes.
-
-    The SDK's `Client` (mode auto) probes with `server/discover`; on -32022 whose `supported` list has
-    no modern version it falls back to `initialize`.
-    """
-    params = msg.get("params")
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    version = requested or (
-        meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
-    )
-    data = {"supported": list(HANDSHAKE_VERSIONS), "requested": version or "2026-07-28"}
-    message = "mcpmux serves the handshake protocol era (2024-11-05 to 2025-11-25): send initialize"
-    await send_json(send, 400, error_response(msg.get("id"), UNSUPPORTED_PROTOCOL_VERSION, message, data))
 
 
 async def _get(

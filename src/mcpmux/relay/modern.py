@@ -1,0 +1,101 @@
+"""2026-07-28 (sessionless) clients on a route: the per-token carrier session and `server/discover`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from ..config.model import TokenScope
+from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request, result_response
+from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
+from ..protocol.era import Envelope
+from ..protocol.translate import discover_from_initialize
+from .client import ClientSession, Outbox
+from .route import Route
+
+log = logging.getLogger("mcpmux.relay")
+
+ANONYMOUS_CLIENT = {"name": "mcp-2026-client", "version": "0"}
+
+
+class SilentOutbox(Outbox):
+    """The standalone stream of a carrier: 2026 clients have none (`subscriptions/listen` is not
+    served yet), so what would go there is dropped instead of piling up."""
+
+    def push(self, msg: Message) -> None:
+        return None
+
+
+class Carrier:
+    """The handshake-era client session that carries one token's 2026-07-28 requests on a route.
+
+    2026 requests have no session, so the route serves all of a token's 2026 requests through this
+    one session: on the server's shared upstream session (shared mode) or on one private upstream
+    session for the token (isolated mode). Its client capabilities are empty: a server-to-client
+    request that arrives during a 2026 call is refused at once (the client has no back channel).
+    """
+
+    __slots__ = ("client", "init_result", "lock")
+
+    def __init__(self, client: ClientSession) -> None:
+        client.outbox = SilentOutbox()
+        self.client = client
+        self.lock = anyio.Lock()
+        self.init_result: dict[str, Any] | None = None
+
+    async def handshake(self, route: Route, envelope: Envelope) -> Message:
+        """Initialize the carrier on the route (attach, start a lazy server, open a private session)."""
+        async with self.lock:
+            info = envelope.client_info or ANONYMOUS_CLIENT
+            params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": info}
+            response = await route.handle_request(self.client, request(0, INITIALIZE, params), None)
+            result = response.get("result")
+            self.init_result = result if isinstance(result, dict) else None
+            self.client.initialized = self.init_result is not None
+            return response
+
+
+def carrier_for(route: Route, scope: TokenScope | None) -> Carrier | str:
+    """The token's carrier on this route (created on first use), or why none can be opened."""
+    carrier: Carrier | None = route.modern.get(id(scope))
+    if carrier is not None and not carrier.client.closed and carrier.client.scope is scope:
+        return carrier
+    reason = route.session_limit_reason()
+    if reason is not None:
+        return reason
+    for key in [k for k, c in route.modern.items() if c.client.closed]:
+        del route.modern[key]  # ended (idle, reload): forget it
+    carrier = Carrier(route.new_session(scope))
+    route.modern[id(scope)] = carrier
+    log.debug("%s: new carrier session %s for 2026-07-28 requests", route.name, carrier.client.id)
+    return carrier
+
+
+async def ready_carrier(
+    route: Route, scope: TokenScope | None, envelope: Envelope, request_id: Any
+) -> Carrier | Message:
+    """The token's carrier, initialized; an error response for `request_id` when it cannot be."""
+    carrier = carrier_for(route, scope)
+    if isinstance(carrier, str):
+        return error_response(request_id, INTERNAL_ERROR, carrier)
+    if carrier.init_result is None:
+        response = await carrier.handshake(route, envelope)
+        if "error" in response:
+            return {**response, "id": request_id}
+    return carrier
+
+
+async def discover(route: Route, scope: TokenScope | None, envelope: Envelope, request_id: Any) -> Message:
+    """`server/discover`: the route's initialize answer (merged capabilities on /mcp), translated.
+
+    Asked afresh each time, so a server that restarted with other capabilities is described as it is now.
+    """
+    carrier = carrier_for(route, scope)
+    if isinstance(carrier, str):
+        return error_response(request_id, INTERNAL_ERROR, carrier)
+    response = await carrier.handshake(route, envelope)
+    if carrier.init_result is None:
+        return {**response, "id": request_id}
+    return result_response(request_id, discover_from_initialize(carrier.init_result))

@@ -1,0 +1,308 @@
+"""2026-07-28 clients against 2025 (handshake-era) upstreams, on per-server routes and the merged endpoint.
+
+The fixture upstreams speak only the handshake era to mcpmux; the clients are the SDK's `Client` pinned
+to (or negotiating) 2026-07-28, and raw HTTP for what the SDK hides (result envelope, error statuses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+import pytest
+from mcp.client import Client
+from relay_kit import ACCEPT_BOTH, BOUND_SECONDS, messages_of, raw_http, relay_proxy
+
+from harness import ProxyProcess
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "raw-2026", "version": "1"},
+}
+ROUTES = ("stdio", "isolated", "sse")
+PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    routes = {
+        "stdio": ("stdio", (), {}),  # shared session
+        "isolated": ("streamable-http", (), {"sessionMode": "isolated"}),
+        "sse": ("sse", (), {}),
+    }
+    with relay_proxy(tmp_path_factory.mktemp("modern"), routes) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=BOUND_SECONDS) as client:
+        yield client
+
+
+def modern_headers(method: str, name: str | None = None, **extra: str) -> dict[str, str]:
+    headers = {
+        "accept": ACCEPT_BOTH,
+        "content-type": "application/json",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+    }
+    if name is not None:
+        headers["mcp-name"] = name
+    return {**headers, **extra}
+
+
+async def post_modern(
+    http: httpx2.AsyncClient,
+    url: str,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    meta: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx2.Response:
+    body_params = {**(params or {}), "_meta": {**ENVELOPE, **(meta or {})}}
+    name = body_params.get("uri") if method == "resources/read" else body_params.get("name")
+    msg = {"jsonrpc": "2.0", "id": 41, "method": method, "params": body_params}
+    sent = headers if headers is not None else modern_headers(method, name)
+    return await http.post(url, content=orjson.dumps(msg), headers=sent)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_pinned_2026_sdk_client_uses_tools_resources_and_prompts_of_a_2025_upstream(
+    proxy: ProxyProcess, route: str
+) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url(f"/{route}/mcp"), mode=MODERN) as client:
+            assert client.session.protocol_version == MODERN
+            tools = await client.list_tools()
+            assert "echo" in {t.name for t in tools.tools}
+            echoed = await client.call_tool("echo", {"text": "stateless"})
+            assert echoed.structured_content == {"text": "stateless"}
+            resources = await client.list_resources()
+            uri = resources.resources[0].uri
+            read = await client.read_resource(uri)
+            assert read.contents
+            prompts = await client.list_prompts()
+            got = await client.get_prompt(prompts.prompts[0].name)
+            assert got.messages
+
+
+async def test_an_auto_sdk_client_discovers_2026_and_stays_sessionless(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url("/stdio/mcp")) as client:
+            assert client.session.discover_result is not None
+            assert client.session.initialize_result is None
+            assert client.session.protocol_version == MODERN
+            assert client.session.server_capabilities.tools is not None
+            echoed = await client.call_tool("echo", {"text": "auto"})
+            assert echoed.structured_content == {"text": "auto"}
+
+
+async def test_an_auto_sdk_client_uses_the_merged_endpoint_in_2026(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url("/mcp")) as client:
+            assert client.session.protocol_version == MODERN
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"stdio__echo", "isolated__echo", "sse__echo"} <= names
+            echoed = await client.call_tool("sse__echo", {"text": "merged"})
+            assert echoed.structured_content == {"text": "merged"}
+
+
+async def test_discover_on_a_route_is_the_upstreams_initialize_answer_in_2026_form(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    async with raw_http(proxy.url("/stdio/mcp")) as legacy:
+        init = legacy.init_result
+    reply = await post_modern(http, proxy.url("/stdio/mcp"), "server/discover")
+    assert reply.status_code == 200, reply.text
+    assert "mcp-session-id" not in reply.headers
+    result = reply.json()["result"]
+    assert result["resultType"] == "complete"
+    assert result["supportedVersions"] == [MODERN]
+    assert (result["ttlMs"], result["cacheScope"]) == (0, "private")
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == init["serverInfo"]
+    assert set(result["capabilities"]) == set(init["capabilities"]) - {"tasks"}
+    for flags in result["capabilities"].values():  # no subscriptions/listen yet: nothing promised
+        assert "listChanged" not in flags and "subscribe" not in flags
+
+
+async def test_discover_on_the_merged_endpoint_has_the_merged_capabilities(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    async with raw_http(proxy.url("/mcp")) as legacy:
+        init = legacy.init_result
+    reply = await post_modern(http, proxy.url("/mcp"), "server/discover")
+    result = reply.json()["result"]
+    assert set(result["capabilities"]) == set(init["capabilities"]) - {"tasks"}
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == init["serverInfo"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "key"),
+    [
+        ("tools/list", {}, "tools"),
+        ("resources/list", {}, "resources"),
+        ("resources/templates/list", {}, "resourceTemplates"),
+        ("prompts/list", {}, "prompts"),
+    ],
+)
+async def test_lists_carry_result_type_and_cache_hints(
+    proxy: ProxyProcess, http: httpx2.AsyncClient, method: str, params: dict[str, Any], key: str
+) -> None:
+    reply = await post_modern(http, proxy.url("/isolated/mcp"), method, params)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()["result"]
+    assert isinstance(result[key], list)
+    assert (result["resultType"], result["ttlMs"], result["cacheScope"]) == ("complete", 0, "private")
+
+
+async def test_a_call_result_is_complete_and_progress_rides_its_stream(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    reply = await post_modern(
+        http,
+        proxy.url("/stdio/mcp"),
+        "tools/call",
+        {"name": "test_tool_with_progress", "arguments": {}},
+        meta={"progressToken": "p-1"},
+    )
+    assert reply.status_code == 200, reply.text
+    *related, final = messages_of(reply)
+    assert final["id"] == 41 and final["result"]["resultType"] == "complete"
+    progress = [m for m in related if m.get("method") == "notifications/progress"]
+    assert progress and {m["params"]["progressToken"] for m in progress} == {"p-1"}
+
+
+async def test_log_notifications_reach_a_2026_client_only_when_it_asks_for_them(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = proxy.url("/stdio/mcp")
+    call = {"name": "test_tool_with_logging", "arguments": {}}
+    quiet = messages_of(await post_modern(http, url, "tools/call", call))
+    assert [m for m in quiet if m.get("method") == "notifications/message"] == []
+    asked = messages_of(
+        await post_modern(http, url, "tools/call", call, meta={"io.modelcontextprotocol/logLevel": "info"})
+    )
+    assert [m for m in asked if m.get("method") == "notifications/message"]
+    assert asked[-1]["result"]["resultType"] == "complete"
+
+
+async def test_a_server_to_client_request_during_a_2026_call_is_refused_at_once(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        reply = await post_modern(
+            http, proxy.url("/stdio/mcp"), "tools/call", {"name": "ask_sampling", "arguments": {}}
+        )
+    result = reply.json()["result"]
+    assert result["isError"] is True
+    assert "sampling" in result["content"][0]["text"]
+
+
+async def test_a_missing_resource_is_invalid_params_in_2026(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    reply = await post_modern(http, proxy.url("/mcp"), "resources/read", {"uri": "nowhere://x"})
+    assert reply.json()["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize(
+    ("headers", "meta", "status", "code"),
+    [
+        (modern_headers("tools/list", **{"mcp-method": "prompts/list"}), None, 400, -32020),
+        ({k: v for k, v in modern_headers("tools/list").items() if k != "mcp-method"}, None, 400, -32020),
+        (modern_headers("tools/list"), {PROTOCOL_VERSION: "2025-06-18"}, 400, -32020),
+        (
+            modern_headers("tools/list", **{"mcp-protocol-version": "2099-01-01"}),
+            {PROTOCOL_VERSION: "2099-01-01"},
+            400,
+            -32022,
+        ),
+        (modern_headers("tools/list"), {"io.modelcontextprotocol/clientCapabilities": None}, 400, -32602),
+    ],
+)
+async def test_bad_2026_requests_get_the_spec_errors(
+    proxy: ProxyProcess,
+    http: httpx2.AsyncClient,
+    headers: dict[str, str],
+    meta: dict[str, Any] | None,
+    status: int,
+    code: int,
+) -> None:
+    if meta and meta.get("io.modelcontextprotocol/clientCapabilities", 0) is None:
+        msg = {"jsonrpc": "2.0", "id": 41, "method": "tools/list", "params": {"_meta": {}}}
+        reply = await http.post(proxy.url("/stdio/mcp"), content=orjson.dumps(msg), headers=headers)
+    else:
+        reply = await post_modern(http, proxy.url("/stdio/mcp"), "tools/list", meta=meta, headers=headers)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["error"]["code"] == code
+
+
+async def test_mcp_name_must_match_the_tool_called(proxy: ProxyProcess, http: httpx2.AsyncClient) -> None:
+    call = {"name": "echo", "arguments": {"text": "x"}}
+    wrong = await post_modern(
+        http, proxy.url("/stdio/mcp"), "tools/call", call, headers=modern_headers("tools/call", "fail")
+    )
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (400, -32020)
+
+
+@pytest.mark.parametrize(
+    "method", ["ping", "logging/setLevel", "resources/subscribe", "subscriptions/listen"]
+)
+async def test_methods_2026_removed_or_not_served_get_404(
+    proxy: ProxyProcess, http: httpx2.AsyncClient, method: str
+) -> None:
+    reply = await post_modern(http, proxy.url("/stdio/mcp"), method)
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == -32601
+
+
+async def test_get_and_delete_without_a_session_are_405_for_2026_clients(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    for verb in ("GET", "DELETE"):
+        reply = await http.request(verb, proxy.url("/stdio/mcp"), headers=modern_headers("x"))
+        assert reply.status_code == 405
+
+
+async def test_a_2025_session_beside_2026_requests_is_unchanged(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    async with raw_http(proxy.url("/stdio/mcp")) as legacy:
+        call = {"name": "echo", "arguments": {}}
+        modern = await post_modern(http, proxy.url("/stdio/mcp"), "tools/call", call)
+        assert modern.status_code == 200
+        result = await legacy.result("tools/call", {"name": "echo", "arguments": {"text": "old"}})
+        assert "resultType" not in result
+        assert result["structuredContent"] == {"text": "old"}
+        refused = await legacy.post(
+            {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}, **{"mcp-protocol-version": MODERN}
+        )
+        assert refused.status_code == 400  # a session's requests stay in its era
+
+
+async def test_an_unsupported_version_probe_lists_every_version(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    reply = await post_modern(
+        http,
+        proxy.url("/stdio/mcp"),
+        "server/discover",
+        meta={PROTOCOL_VERSION: "2099-01-01"},
+        headers=modern_headers("server/discover", **{"mcp-protocol-version": "2099-01-01"}),
+    )
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["code"] == -32022
+    assert error["data"] == {
+        "supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", MODERN],
+        "requested": "2099-01-01",
+    }
