@@ -40,9 +40,52 @@ class TokenScope:
     servers: tuple[str, ...] = ()
     tool_filter: ToolFilter | None = None
 
+    # OAuth: the scope granted by each of several OAuth scopes; the token may do what any one allows.
+    any_of: tuple[TokenScope, ...] = ()
+    # OAuth: the `oauth` setting that admitted this (per-principal) scope; None for a static token.
+    oauth: OAuthResource | None = field(default=None, compare=False, repr=False)
+
     @property
     def unrestricted(self) -> bool:
-        return not self.servers and self.tool_filter is None
+        return not self.servers and self.tool_filter is None and not self.any_of
+
+    @property
+    def filters_tools(self) -> bool:
+        """Whether the published tool names must be checked against this scope."""
+        return self.tool_filter is not None or bool(self.any_of)
+
+
+# Asymmetric JWS algorithms only: `none` and HMAC (a shared secret) are never accepted.
+OAUTH_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthIntrospection:
+    """RFC 7662 token introspection for opaque access tokens."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    endpoint: str | None = None  # None: the `introspection_endpoint` of the issuer's metadata
+    cache_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthResource:
+    """mcpmux as an OAuth 2.1 resource server on a route (`options.oauth`).
+
+    `scopes` maps an OAuth scope to what it grants (like a scoped static token); empty means every
+    valid token may use the whole route.
+    """
+
+    issuer: str
+    authorization_servers: tuple[str, ...]
+    jwks_uri: str | None = None
+    audiences: tuple[str, ...] = ()  # accepted besides the route's own resource URLs
+    algorithms: tuple[str, ...] = OAUTH_ALGORITHMS
+    leeway_seconds: float = 30.0
+    required_scopes: tuple[str, ...] = ()
+    scopes: tuple[tuple[str, TokenScope], ...] = ()
+    introspection: OAuthIntrospection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +128,7 @@ class ServerOptions:
     restart: BackoffPolicy = field(default_factory=BackoffPolicy)
     health_check: HealthCheck = field(default_factory=HealthCheck)
     pinning: PinningMode = "off"  # tool definitions checked against the lock file (see core/pins.py)
+    oauth: OAuthResource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +162,7 @@ class GroupConfig:
     members: tuple[GroupMember, ...]
     auth_tokens: tuple[TokenScope, ...] = ()
     log_enabled: bool = False
+    oauth: OAuthResource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +173,7 @@ class MergedConfig:
     separator: str = "__"
     auth_tokens: tuple[TokenScope, ...] = ()
     log_enabled: bool = False
+    oauth: OAuthResource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from mcpmux.config.model import (
     ToolFilter,
     ToolOverride,
 )
+from mcpmux.config.oauth import as_oauth
 
 # Option values as explicitly given at one level, keyed by ServerOptions field name. Absent or null keys
 # are left out, which is exactly what makes them inherit from `mcpProxy.options`.
@@ -180,6 +181,7 @@ INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]]
     "restart": ("restart", as_restart),
     "healthCheck": ("health_check", as_health_check),
     "pinning": ("pinning", as_pinning),
+    "oauth": ("oauth", as_oauth),
 }
 OPTION_KEYS = (*INHERITED_OPTIONS, *PER_SERVER_KEYS)
 
@@ -215,6 +217,8 @@ def build_options(inherited: OptionValues, own: OptionValues, *, transport: str 
     values["health_check"] = HealthCheck(
         **{**inherited.get("health_check", {}), **own.get("health_check", {})}
     )
+    if values.get("oauth") is False:  # `"oauth": false` turns an inherited one off
+        values["oauth"] = None
     if "session_mode" not in values and transport is not None:
         values["session_mode"] = "shared" if transport == "stdio" else "isolated"
     return ServerOptions(**values)

@@ -31,11 +31,13 @@ from mcpmux.config.model import (
     GroupConfig,
     GroupMember,
     MergedConfig,
+    OAuthResource,
     ProxyConfig,
     ServerConfig,
     TokenScope,
     TracingConfig,
 )
+from mcpmux.config.oauth import as_oauth
 from mcpmux.config.options import (
     OPTION_KEYS,
     OptionValues,
@@ -52,11 +54,11 @@ PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options", "strict"),
     *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing"),
 )
-MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled")
+MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth")
 TRACING_KEYS = ("enabled", "exporter", "serviceName")
 TRACING_EXPORTERS = ("otlp", "console", "none")
 GROUP_KEYS = ("servers", "options")
-GROUP_OPTION_KEYS = ("authTokens", "logEnabled")
+GROUP_OPTION_KEYS = ("authTokens", "logEnabled", "oauth")
 GROUP_MEMBER_KEYS = ("toolFilter",)
 
 # The original has no default address (an absent addr means port 80); mcpmux listens on :9090 when `addr`
@@ -219,11 +221,12 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
     value = proxy.get("merged")
     tokens = inherited.get("auth_tokens", ())
     log_enabled = inherited.get("log_enabled", False)
+    oauth = inherited.get("oauth") or None
     if isinstance(value, bool):
-        return MergedConfig(enabled=value, auth_tokens=tokens, log_enabled=log_enabled)
+        return MergedConfig(enabled=value, auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth)
     merged = proxy.object("merged", MERGED_KEYS)
     if merged is None:
-        return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled)
+        return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth)
     separator = merged.read("separator", as_string)
     if separator is not None and not _SEPARATOR.fullmatch(separator):
         merged.diag.report(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
@@ -235,7 +238,16 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
         separator=separator or "__",
         auth_tokens=tokens if own_tokens is None else own_tokens,
         log_enabled=log_enabled if own_log is None else own_log,
+        oauth=_own_oauth(merged, oauth),
     )
+
+
+def _own_oauth(options: JsonObject | None, inherited: OAuthResource | None) -> OAuthResource | None:
+    """A route's `oauth` (an object, or false for off) or else the inherited one."""
+    own = options.read("oauth", as_oauth) if options is not None else None
+    if own is None:
+        return inherited
+    return own or None
 
 
 def _tracing(proxy: JsonObject) -> TracingConfig:
@@ -304,6 +316,7 @@ def _group(
         members=members,
         auth_tokens=inherited.get("auth_tokens", ()) if tokens is None else tokens,
         log_enabled=inherited.get("log_enabled", False) if log_enabled is None else log_enabled,
+        oauth=_own_oauth(options, inherited.get("oauth") or None),
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config.model import TokenScope
+from ..config.model import OAuthResource, TokenScope
 from .auth import TokenSet
 from .toolfilter import scope_allows
 
 __all__ = ["Access", "AccessTable"]
+
+OAUTH_CACHE_ENTRIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,14 @@ class AccessTable:
         route_tokens: Sequence[TokenScope],
         members: Mapping[str, Sequence[TokenScope]],
         keep: Mapping[str, TokenScope] | None = None,
+        member_oauth: Mapping[str, OAuthResource | None] | None = None,
     ) -> None:
-        """`route_tokens`: the endpoint's own (empty: auth off there); `members`: each server's own tokens."""
+        """`route_tokens`: the endpoint's own (empty: auth off there); `members`: each server's own tokens;
+        `member_oauth`: each server's own `oauth` setting."""
         keep = keep or {}
+        self._members = members
+        self._member_oauth = member_oauth or {}
+        self._oauth_cache: dict[int, tuple[TokenScope, Access]] = {}
         route_set = TokenSet(route_tokens)
         candidates = dict.fromkeys(
             t.token for t in (*route_tokens, *(t for ts in members.values() for t in ts))
@@ -92,4 +99,27 @@ class AccessTable:
         """What the caller authenticated as `scope` (an entry of `tokens`, or None) reaches."""
         if scope is None:
             return self._access[None]
+        if scope.oauth is not None:
+            return self._oauth_access(scope)
         return self._access.get(scope.token) or Access({})
+
+    def _oauth_access(self, scope: TokenScope) -> Access:
+        """An OAuth caller reaches the members whose own routes accept the same OAuth setting, and
+        those with auth off, as far as its scope allows; cached per (per-principal) scope object."""
+        cached = self._oauth_cache.get(id(scope))
+        if cached is not None and cached[0] is scope:
+            return cached[1]
+        reached = {
+            server: (scope,)
+            for server, tokens in self._members.items()
+            if (
+                self._member_oauth.get(server) == scope.oauth
+                or (not tokens and not self._member_oauth.get(server))
+            )
+            and scope_allows(scope, server, None)
+        }
+        access = Access(reached)
+        if len(self._oauth_cache) >= OAUTH_CACHE_ENTRIES:
+            self._oauth_cache.clear()
+        self._oauth_cache[id(scope)] = (scope, access)
+        return access

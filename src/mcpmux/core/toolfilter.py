@@ -82,6 +82,8 @@ def scope_allows(scope: TokenScope, server: str, tool: str | None) -> bool:
     `tool` None stands for any non-tool operation on the server (lists, prompts, resources...),
     allowed whenever the server is.
     """
+    if scope.any_of:  # OAuth: several granted scopes, any one of which may allow it
+        return any(scope_allows(grant, server, tool) for grant in scope.any_of)
     if not scope.servers and scope.tool_filter is None:
         return True
     _, servers, tools = _compile_scope(scope)

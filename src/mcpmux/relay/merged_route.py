@@ -172,7 +172,8 @@ class MergedRoute(Route):
         self, tokens: tuple[TokenScope, ...], keep: dict[str, TokenScope] | None = None
     ) -> AccessTable:
         members = {m.name: m.runtime.options.auth_tokens for m in self.members}
-        return AccessTable(tokens, members, keep)
+        oauth = {m.name: m.runtime.options.oauth for m in self.members}
+        return AccessTable(tokens, members, keep, oauth)
 
     def access(self, client: ClientSession) -> Access:
         """What the client's token reaches here: the members its own routes would serve it, scoped."""

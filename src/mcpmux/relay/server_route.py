@@ -92,7 +92,7 @@ class ServerRoute(Route):
         upstream = await self._upstream_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
-        scoped = client.scope is not None and client.scope.tool_filter is not None
+        scoped = client.scope is not None and client.scope.filters_tools
         verdict = self.runtime.pin_verdict
         pinned = verdict is not None and verdict.enforcing
         if method == "tools/call" and (self.filtered or self.renamed or scoped or pinned):
@@ -110,7 +110,7 @@ class ServerRoute(Route):
 
     def _scope_allows(self, client: ClientSession, tool: Any) -> bool:
         scope = client.scope
-        if scope is None or scope.tool_filter is None:
+        if scope is None or not scope.filters_tools:
             return True
         return scope_allows(scope, self.name, published_name(self.label, str(tool), self.separator))
 

@@ -42,6 +42,7 @@ class ProxyApp:
         self.extra: dict[
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
+        self.oauth: Any = None  # OAuthFront, imported only when a route has OAuth on
         self.telemetry = Telemetry(open_tracing(proxy.config))
         self.status = StatusEndpoints(self)
         self.metrics = LazyMetricsEndpoint(self, self.telemetry)
@@ -61,11 +62,26 @@ class ProxyApp:
             table[f"{base}{prefix}/mcp"] = ("mcp", route)
             table[f"{base}{prefix}/sse"] = ("sse", (route, f"{public}{prefix}/message"))
             table[f"{base}{prefix}/message"] = ("message", route)
-        operator = {**self.status.table(base), "/metrics": self.metrics}
+        operator = {**self.status.table(base), "/metrics": self.metrics, **self._rebuild_oauth()}
         for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)
         self.table = table
         self.hosts = HostPolicy(config.addr, config.base_url, config.allowed_hosts, config.allowed_origins)
+
+    def _rebuild_oauth(self) -> dict[str, Any]:
+        """The OAuth metadata endpoints; the OAuth modules (and PyJWT) load only when OAuth is on."""
+        config, routes = self.proxy.config, self.proxy.routes.values()
+        if self.oauth is None:
+            from .oauth_front import route_oauth
+
+            if config.defaults.oauth is None and all(route_oauth(config, r.name) is None for r in routes):
+                return {}
+            from .oauth_front import OAuthFront
+
+            self.oauth = OAuthFront()
+        self.oauth.rebuild(config, routes)
+        paths: dict[str, Any] = self.oauth.paths()
+        return paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,8 +125,14 @@ class ProxyApp:
         headers: RequestHeaders,
     ) -> None:
         # Matched even where auth is off: on the merged endpoint a token may reach more than no token.
-        token = route.tokens.match(token_from_authorization(headers.authorization)) if route.tokens else None
-        if token is None and route.tokens.enabled:
+        presented = token_from_authorization(headers.authorization)
+        token = route.tokens.match(presented) if route.tokens else None
+        if token is None and self.oauth is not None and route.name in self.oauth.doors:
+            # a static token first, then OAuth (both may be on)
+            token = await self.oauth.admit(route, kind, scope, presented, send)
+            if token is None:
+                return  # the 401/403 challenge was sent
+        elif token is None and route.tokens.enabled:
             await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
             return
         limit = self.proxy.config.max_request_bytes

@@ -1,0 +1,244 @@
+"""OAuth front end to end: mcpmux as a resource server for a local authorization server's real JWTs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx2
+import pytest
+from merged_kit import colliding_server, raw_client, raw_list_all
+
+from harness import ProxyProcess, running_proxy
+from oauth_as import AuthServer, running_auth_server
+
+pytestmark = pytest.mark.anyio
+
+BOUND = 30
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+SCOPES = {
+    "mcp:a": {"servers": ["a"]},
+    "mcp:b-who": {"servers": ["b"], "toolFilter": {"mode": "allow", "list": ["b__who*"]}},
+    "mcp:all": {},
+}
+
+
+@pytest.fixture(scope="module")
+def auth() -> Iterator[AuthServer]:
+    with running_auth_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(auth: AuthServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    oauth = {"issuer": auth.issuer, "scopes": SCOPES}
+    config = {
+        "mcpProxy": {"name": "mux", "options": {"oauth": oauth, "authTokens": ["static-full"]}},
+        "mcpServers": {
+            "a": colliding_server(),
+            "b": colliding_server(),
+            "c": colliding_server(oauth=False),
+        },
+    }
+    with running_proxy(config, tmp_path_factory.mktemp("oauth")) as running:
+        yield running
+
+
+async def get(url: str, token: str | None = None) -> httpx2.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    async with httpx2.AsyncClient(timeout=BOUND) as http:
+        if "/.well-known/" in url:
+            return await http.get(url)
+        return await http.post(
+            url, json=body, headers={**headers, "accept": "application/json, text/event-stream"}
+        )
+
+
+def params(challenge: str) -> dict[str, str]:
+    assert challenge.startswith("Bearer ")
+    out = {}
+    for part in challenge[7:].split(", "):
+        key, _, value = part.partition("=")
+        out[key] = value.strip('"')
+    return out
+
+
+async def tool_names(url: str, token: str) -> set[str]:
+    async with raw_client(url, token) as client:
+        return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+
+
+async def test_metadata_is_served_per_route_and_at_the_root_only_where_oauth_is_on(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    with anyio.fail_after(BOUND):
+        merged = (await get(proxy.url(f"{WELL_KNOWN}/mcp"))).json()
+        server = (await get(proxy.url(f"{WELL_KNOWN}/a/mcp"))).json()
+        slash = (await get(proxy.url(f"{WELL_KNOWN}/a/mcp/"))).json()
+        sse = (await get(proxy.url(f"{WELL_KNOWN}/a/sse"))).json()
+        root = (await get(proxy.url(WELL_KNOWN))).json()
+        off = await get(proxy.url(f"{WELL_KNOWN}/c/mcp"))
+    assert merged == {
+        "resource": proxy.url("/mcp"),
+        "authorization_servers": [auth.issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "mux",
+        "scopes_supported": list(SCOPES),
+    }
+    assert (server["resource"], slash["resource"]) == (proxy.url("/a/mcp"), proxy.url("/a/mcp/"))
+    assert (sse["resource"], root["resource"]) == (proxy.url("/a/sse"), proxy.url("/"))
+    assert off.status_code == 404
+
+
+async def test_no_token_gets_401_pointing_at_the_routes_metadata(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND):
+        answer = await get(proxy.url("/a/mcp"))
+        sse = await get(proxy.url("/a/sse"))
+    assert answer.status_code == 401
+    challenge = params(answer.headers["www-authenticate"])
+    assert challenge == {
+        "scope": "mcp:a mcp:all",
+        "resource_metadata": proxy.url(f"{WELL_KNOWN}/a/mcp"),
+    }
+    assert params(sse.headers["www-authenticate"])["resource_metadata"] == proxy.url(f"{WELL_KNOWN}/a/sse")
+
+
+async def test_a_bad_token_gets_401_invalid_token(proxy: ProxyProcess, auth: AuthServer) -> None:
+    with anyio.fail_after(BOUND):
+        answer = await get(proxy.url("/a/mcp"), "not-a-token")
+        other = await get(proxy.url("/mcp"), auth.mint({"aud": proxy.url("/a/mcp"), "scope": "mcp:all"}))
+    assert answer.status_code == other.status_code == 401
+    assert params(answer.headers["www-authenticate"])["error"] == "invalid_token"
+    assert "aud" in params(other.headers["www-authenticate"])["error_description"]
+
+
+async def test_a_token_without_a_scope_for_the_route_gets_403_insufficient_scope(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    token = auth.mint({"aud": proxy.url("/a/mcp"), "scope": "mcp:b-who"})
+    with anyio.fail_after(BOUND):
+        answer = await get(proxy.url("/a/mcp"), token)
+    assert answer.status_code == 403
+    challenge = params(answer.headers["www-authenticate"])
+    assert challenge["error"] == "insufficient_scope"
+    assert challenge["scope"].split() == ["mcp:b-who", "mcp:a", "mcp:all"]
+    assert challenge["resource_metadata"] == proxy.url(f"{WELL_KNOWN}/a/mcp")
+
+
+async def test_scopes_filter_lists_and_calls_like_scoped_static_tokens(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    url = proxy.url("/mcp")
+    only_a = auth.mint({"aud": url, "scope": "mcp:a"})
+    who = auth.mint({"aud": url, "scope": "mcp:b-who"})
+    both = auth.mint({"aud": url, "scope": "mcp:b-who mcp:a"})
+    with anyio.fail_after(BOUND):
+        a_names = await tool_names(url, only_a)
+        who_names = await tool_names(url, who)
+        both_names = await tool_names(url, both)
+        static_names = await tool_names(url, "static-full")
+        async with raw_client(url, who) as client:
+            refused = await client.request("tools/call", {"name": "b__echo", "arguments": {"text": "x"}})
+            allowed = await client.request("tools/call", {"name": "b__whoami", "arguments": {}})
+    assert a_names and all(name.startswith("a__") for name in a_names)
+    assert who_names and all(name.startswith("b__who") for name in who_names)
+    assert both_names == a_names | who_names
+    assert {"a__echo", "b__echo", "c__echo"} <= static_names
+    assert refused["error"] == {"code": -32602, "message": "Unknown tool: b__echo"}
+    assert "result" in allowed
+
+
+async def test_a_token_for_the_whole_proxy_is_accepted_on_each_route(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    token = auth.mint({"aud": proxy.url("/"), "scope": "mcp:a"})
+    with anyio.fail_after(BOUND):
+        names = await tool_names(proxy.url("/a/mcp"), token)
+    assert "echo" in names
+
+
+async def test_the_sdk_client_logs_in_with_authorization_code_and_pkce(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    from mcp import ClientSession
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+    storage = MemoryStorage()
+    redirected: dict[str, str] = {}
+
+    async def redirect_handler(authorization_url: str) -> None:
+        async with httpx2.AsyncClient(timeout=BOUND) as http:  # the user's browser, approving at once
+            answer = await http.get(authorization_url)
+        assert answer.status_code == 302
+        redirected.update({k: v[0] for k, v in parse_qs(urlsplit(answer.headers["location"]).query).items()})
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(
+            code=redirected["code"], state=redirected["state"], iss=redirected["iss"]
+        )
+
+    provider = OAuthClientProvider(
+        server_url=proxy.url("/b/mcp"),
+        client_metadata=OAuthClientMetadata(
+            redirect_uris=["http://127.0.0.1:1/callback"],
+            client_name="test",
+            token_endpoint_auth_method="none",
+        ),
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+    with anyio.fail_after(BOUND):
+        async with (
+            httpx2.AsyncClient(auth=provider, timeout=BOUND) as http,
+            streamable_http_client(proxy.url("/b/mcp"), http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            tools = await session.list_tools()
+    granted = storage.tokens
+    assert granted is not None and set(granted.scope.split()) == {
+        "mcp:b-who",
+        "mcp:all",
+    }  # from the challenge
+    assert {tool.name for tool in tools.tools} >= {"echo", "whoami"}
+    token_request = auth.token_requests[-1]
+    assert token_request["resource"] == proxy.url("/b/mcp") and token_request["code_verifier"]
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.tokens: Any = None
+        self.client: Any = None
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client = client_info
+
+
+async def test_without_proxy_wide_oauth_no_root_metadata(auth: AuthServer, tmp_path: Any) -> None:
+    config = {
+        "mcpProxy": {"merged": False},
+        "mcpServers": {"a": colliding_server(oauth={"issuer": auth.issuer}), "b": colliding_server()},
+    }
+    with running_proxy(config, tmp_path) as running:
+        with anyio.fail_after(BOUND):
+            root = await get(running.url(WELL_KNOWN))
+            a = await get(running.url(f"{WELL_KNOWN}/a/mcp"))
+            b = await get(running.url(f"{WELL_KNOWN}/b/mcp"))
+            open_b = await get(running.url("/b/mcp"))
+    assert (root.status_code, a.status_code, b.status_code) == (404, 200, 404)
+    assert open_b.status_code != 401 and "www-authenticate" not in open_b.headers  # auth is off on b
