@@ -306,3 +306,68 @@ async def test_an_unsupported_version_probe_lists_every_version(
         "supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", MODERN],
         "requested": "2099-01-01",
     }
+
+
+async def test_sampling_from_a_2025_upstream_becomes_input_required_and_the_retry_completes_the_call(
+    proxy: ProxyProcess,
+) -> None:
+    from mcp import types
+
+    asked: list[str] = []
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(params.messages[0].content.text)  # type: ignore[union-attr]
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled!"), model="m"
+        )
+
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url("/stdio/mcp"), mode=MODERN, sampling_callback=sample) as client:
+            result = await client.call_tool("ask_sampling", {"prompt": "hi there"})
+    assert asked == ["hi there"]
+    assert not result.is_error
+    assert "sampled!" in result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_elicitation_crosses_through_the_merged_endpoint_to_an_isolated_upstream(
+    proxy: ProxyProcess,
+) -> None:
+    from mcp import types
+
+    async def answer(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada", "age": 36})
+
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url("/mcp"), mode=MODERN, elicitation_callback=answer) as client:
+            result = await client.call_tool("isolated__ask_elicitation", {"message": "who?"})
+    assert not result.is_error
+    assert orjson.loads(result.content[0].text)["content"] == {"name": "Ada", "age": 36}  # type: ignore[union-attr]
+
+
+async def test_the_input_required_wire_and_a_sealed_request_state(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = proxy.url("/sse/mcp")
+    call = {"name": "ask_sampling", "arguments": {"prompt": "p"}}
+    caps = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+    first = (await post_modern(http, url, "tools/call", call, meta=caps)).json()["result"]
+    assert first["resultType"] == "input_required"
+    assert "ttlMs" not in first and "cacheScope" not in first
+    ((key, asked),) = first["inputRequests"].items()
+    assert asked["method"] == "sampling/createMessage"
+    assert asked["params"]["messages"][0]["content"]["text"] == "p"
+    state = first["requestState"]
+    sampled = {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}
+
+    async def retry(request_state: str, name: str = "ask_sampling") -> dict[str, Any]:
+        params = {**call, "name": name, "inputResponses": {key: sampled}, "requestState": request_state}
+        return (await post_modern(http, url, "tools/call", params, meta=caps)).json()
+
+    tampered = state[:-2] + ("AA" if not state.endswith("AA") else "BB")
+    assert (await retry(tampered))["error"]["code"] == -32602
+    assert (await retry(state, name="echo"))["error"]["code"] == -32602  # bound to the request
+    done = (await retry(state))["result"]
+    assert done["resultType"] == "complete"
+    assert orjson.loads(done["content"][0]["text"])["content"]["text"] == "ok"
+    replayed = await retry(state)
+    assert replayed["error"]["code"] == -32602 and "ended" in replayed["error"]["message"]

@@ -13,6 +13,7 @@ from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
 from ..protocol.era import Envelope
 from ..protocol.translate import discover_from_initialize
 from .client import ClientSession, Outbox
+from .mrtr import Suspensions
 from .route import Route
 
 log = logging.getLogger("mcpmux.relay")
@@ -22,10 +23,17 @@ ANONYMOUS_CLIENT = {"name": "mcp-2026-client", "version": "0"}
 
 class SilentOutbox(Outbox):
     """The standalone stream of a carrier: 2026 clients have none (`subscriptions/listen` is not
-    served yet), so what would go there is dropped instead of piling up."""
+    served yet), so notifications are dropped instead of piling up, and a request for input sent
+    outside any call is refused at once (it could only wait for a stream that never opens)."""
+
+    def __init__(self, client: ClientSession) -> None:
+        super().__init__()
+        self.client = client
 
     def push(self, msg: Message) -> None:
-        return None
+        if "id" in msg and "method" in msg:
+            why = f"a 2026-07-28 client can answer {msg['method']} only during one of its own requests"
+            self.client.resolve(error_response(msg["id"], INTERNAL_ERROR, why))
 
 
 class Carrier:
@@ -33,23 +41,25 @@ class Carrier:
 
     2026 requests have no session, so the route serves all of a token's 2026 requests through this
     one session: on the server's shared upstream session (shared mode) or on one private upstream
-    session for the token (isolated mode). Its client capabilities are empty: a server-to-client
-    request that arrives during a 2026 call is refused at once (the client has no back channel).
+    session for the token (isolated mode). Its client capabilities are those of the latest request's
+    envelope; a server-to-client request during a call becomes `input_required` (relay/mrtr.py).
     """
 
-    __slots__ = ("client", "init_result", "lock")
+    __slots__ = ("client", "init_result", "lock", "suspensions")
 
     def __init__(self, client: ClientSession) -> None:
-        client.outbox = SilentOutbox()
+        client.outbox = SilentOutbox(client)
         self.client = client
         self.lock = anyio.Lock()
         self.init_result: dict[str, Any] | None = None
+        self.suspensions = Suspensions()
 
     async def handshake(self, route: Route, envelope: Envelope) -> Message:
         """Initialize the carrier on the route (attach, start a lazy server, open a private session)."""
         async with self.lock:
             info = envelope.client_info or ANONYMOUS_CLIENT
-            params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": info}
+            caps = envelope.capabilities
+            params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info}
             response = await route.handle_request(self.client, request(0, INITIALIZE, params), None)
             result = response.get("result")
             self.init_result = result if isinstance(result, dict) else None

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.model import TokenScope
-from ..jsonrpc import INVALID_REQUEST, METHOD_NOT_FOUND, Message, error_response
+from ..jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Message,
+    error_response,
+    result_response,
+)
 from ..protocol.constants import (
+    INPUT_REQUIRED_METHODS,
     LOG_MESSAGE,
     LOG_RANK,
     LOGGING_SET_LEVEL,
@@ -19,6 +27,7 @@ from ..protocol.constants import (
 from ..protocol.era import EnvelopeError, RoutingHeaders, read_envelope
 from ..protocol.translate import modern_response, strip_envelope
 from ..relay.modern import Carrier, discover, ready_carrier
+from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
 from .asgi import JSON_TYPE, SSE_HEADERS, RequestHeaders, Send, send_bytes, send_json
 from .streamable import PostExchange, prefers_sse
@@ -32,30 +41,62 @@ NOT_SERVED = {
     RESOURCES_UNSUBSCRIBE: "resources/unsubscribe was removed in 2026-07-28",
     SUBSCRIPTIONS_LISTEN: "mcpmux does not serve subscriptions/listen yet",
 }
+MRTR_PARAMS = ("inputResponses", "requestState")
 
 
 class ModernExchange(PostExchange):
     """A 2026 request's HTTP answer: no session header; the result in the 2026 envelope; log
-    notifications only when the request opted in with `_meta` logLevel; -32601 as HTTP 404."""
+    notifications only when the request opted in with `_meta` logLevel; -32601 as HTTP 404.
 
-    __slots__ = ("log_rank", "method")
+    A server-to-client request on it ends the answer with `input_required` (the call is suspended);
+    whatever the call produces after that goes to its `Suspension` for the client's retry.
+    """
+
+    __slots__ = ("carrier", "log_rank", "method", "params", "scope", "suspension")
 
     def __init__(
-        self, client: Any, msg: Message, send: Send, prefer_sse: bool, log_level: str | None
+        self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
     ) -> None:
-        super().__init__(client, msg["id"], send, b"", prefer_sse)
+        super().__init__(carrier.client, msg["id"], send, b"", prefers_sse(headers.accept))
+        self.carrier = carrier
+        self.scope: TokenScope | None = carrier.client.scope
         self.method: str = msg["method"]
+        self.params = msg.get("params")
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
+        self.suspension: Suspension | None = None
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
-        if "error" in msg:
-            return False  # its status may not be 200: the request's task answers
+        if "error" in msg or self.suspension is not None:
+            return False  # its status may not be 200, or it belongs to a retry: the task answers
         return super().finish_now(modern_response(self.method, msg))
 
     async def emit(self, msg: dict[str, Any]) -> None:
-        if msg.get("method") == LOG_MESSAGE and not self._wants_log(msg):
+        if self.suspension is not None:
+            self.suspension.put(msg)
+        elif "id" in msg and "method" in msg:
+            await self.ask_for_input(msg)
+        elif msg.get("method") != LOG_MESSAGE or self._wants_log(msg):
+            await super().emit(msg)
+
+    async def ask_for_input(self, request: Message, suspension: Suspension | None = None) -> None:
+        """Answer with `input_required` carrying the server-to-client `request`; suspend the call."""
+        if self.method not in INPUT_REQUIRED_METHODS:
+            why = f"a 2026-07-28 client cannot be asked for input during {self.method}"
+            self.client.resolve(error_response(request["id"], INTERNAL_ERROR, why))
             return
-        await super().emit(msg)
+        suspension = suspension or self.carrier.suspensions.open(self.method, self.params)
+        if suspension is None:
+            self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
+            return
+        self.suspension = suspension
+        suspension.asked = [request["id"]]
+        asked = {"method": request["method"], "params": request.get("params") or {}}
+        result = {
+            "resultType": "input_required",
+            "inputRequests": {request["id"]: asked},
+            "requestState": suspension.state(self.scope),
+        }
+        await super().finish(result_response(self.request_id, result))
 
     def _wants_log(self, msg: Message) -> bool:
         if self.log_rank is None:
@@ -71,6 +112,9 @@ class ModernExchange(PostExchange):
         return [JSON_TYPE]
 
     async def finish(self, msg: dict[str, Any]) -> None:
+        if self.suspension is not None:
+            self.suspension.put(msg)
+            return
         error = msg.get("error")
         if not self.started and isinstance(error, dict) and error.get("code") == METHOD_NOT_FOUND:
             self.done = True
@@ -115,6 +159,48 @@ async def handle_modern(
     if not isinstance(carrier, Carrier):
         await send_json(send, 503, carrier)
         return
-    exchange = ModernExchange(carrier.client, msg, send, prefers_sse(headers.accept), envelope.log_level)
+    carrier.client.capabilities = envelope.capabilities
+    exchange = ModernExchange(carrier, msg, send, headers, envelope.log_level)
+    if "requestState" in (msg.get("params") or {}):
+        await resume(carrier, msg, exchange)
+        return
     response = await telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
     await exchange.finish(response)
+
+
+async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> None:
+    """A retry with `inputResponses`: answer the suspended call's requests, then serve what it does next."""
+    suspension = carrier.suspensions.resume(msg, exchange.scope)
+    if not isinstance(suspension, Suspension):
+        await exchange.finish(suspension)
+        return
+    responses = (msg.get("params") or {}).get("inputResponses")
+    responses = responses if isinstance(responses, dict) else {}
+    for rid in suspension.asked:
+        answer = responses.get(rid)
+        if isinstance(answer, dict):
+            carrier.client.resolve(result_response(rid, answer))
+        else:
+            carrier.client.resolve(error_response(rid, INTERNAL_ERROR, "the client sent no input for it"))
+    try:
+        await _serve_resumed(carrier, suspension, exchange)
+    finally:
+        suspension.busy = False
+
+
+async def _serve_resumed(carrier: Carrier, suspension: Suspension, exchange: ModernExchange) -> None:
+    while True:
+        event = await suspension.next_event(SUSPENSION_SECONDS)
+        if event is None:
+            carrier.suspensions.close(suspension)
+            timeout = error_response(exchange.request_id, INTERNAL_ERROR, "the suspended call did not go on")
+            await exchange.finish(timeout)
+            return
+        if "method" not in event:  # the call's final response
+            carrier.suspensions.close(suspension)
+            await exchange.finish({**event, "id": exchange.request_id})
+            return
+        if "id" in event:  # one more request for input: a new round
+            await exchange.ask_for_input(event, suspension)
+            return
+        await exchange.emit(event)

@@ -1,0 +1,117 @@
+"""MRTR crossing: a handshake upstream's server-to-client request during a 2026 call becomes `input_required`.
+
+The upstream call keeps running in the task of the POST that started it; what it produces after the
+client was told `input_required` (more requests for input, progress, the final response) waits here,
+in a `Suspension`, for the client's retry, which answers the waiting requests and takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import deque
+from functools import cache
+from typing import Any
+
+from ..config.model import TokenScope
+from ..jsonrpc import INVALID_PARAMS, Message, error_response
+from ..protocol.state import StateError, StateKey, StateSealer, request_binding
+
+MAX_SUSPENSIONS = 256  # per carrier (token and route); beyond it a new request for input is refused
+SUSPENSION_SECONDS = 600.0  # a call waits this long for its client's retry, then is given up
+MAX_EVENTS = 1000  # what a suspended call may produce before its retry takes it over
+
+
+@cache
+def process_sealer() -> StateSealer:
+    """The sealer of this process: a suspended call lives only in this process, so a random key
+    made at start is enough (its states are useless after a restart anyway)."""
+    return StateSealer([StateKey("p1", secrets.token_bytes(32))], ttl_seconds=SUSPENSION_SECONDS)
+
+
+def caller_of(scope: TokenScope | None) -> str | None:
+    return scope.token if scope is not None else None
+
+
+class Suspension:
+    """One 2026 call waiting for its client's input."""
+
+    __slots__ = ("asked", "binding", "busy", "events", "expires_at", "handle", "round", "waiter")
+
+    def __init__(self, binding: str) -> None:
+        self.handle = secrets.token_hex(12)
+        self.binding = binding
+        self.round = 0
+        self.asked: list[str] = []  # our ids of the requests the client was last asked to answer
+        self.busy = False  # a retry is being served
+        self.events: deque[Message] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.expires_at = time.monotonic() + SUSPENSION_SECONDS
+
+    def put(self, msg: Message) -> None:
+        """Something the call produced after the client was told `input_required`."""
+        if len(self.events) >= MAX_EVENTS and "method" in msg and "id" not in msg:
+            return  # a flood of notifications must not crowd out the response
+        self.events.append(msg)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_event(self, timeout_seconds: float) -> Message | None:
+        """The next message of the call (None if nothing came in time)."""
+        while not self.events:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    await self.waiter
+            except TimeoutError:
+                return None
+            finally:
+                self.waiter = None
+        return self.events.popleft()
+
+    def state(self, scope: TokenScope | None) -> str:
+        """A new round: the sealed requestState naming this suspension, for this caller and request."""
+        self.round += 1
+        payload = {"h": self.handle, "r": self.round}
+        return process_sealer().seal(payload, caller=caller_of(scope), request=self.binding, now=time.time())
+
+
+class Suspensions:
+    """The suspended calls of one carrier, bounded."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Suspension] = {}
+
+    def open(self, method: str, params: Any) -> Suspension | None:
+        now = time.monotonic()
+        for handle in [h for h, s in self.calls.items() if s.expires_at < now]:
+            del self.calls[handle]
+        if len(self.calls) >= MAX_SUSPENSIONS:
+            return None
+        suspension = Suspension(request_binding(method, params))
+        self.calls[suspension.handle] = suspension
+        return suspension
+
+    def close(self, suspension: Suspension) -> None:
+        self.calls.pop(suspension.handle, None)
+
+    def resume(self, msg: Message, scope: TokenScope | None) -> Suspension | Message:
+        """The suspension a retry's requestState names (claimed for it), or the error to answer."""
+        params = msg.get("params") or {}
+        binding = request_binding(msg["method"], params)
+        try:
+            payload = process_sealer().open(
+                params.get("requestState"), caller=caller_of(scope), request=binding, now=time.time()
+            )
+        except StateError as exc:
+            return error_response(msg["id"], INVALID_PARAMS, f"Invalid requestState: {exc}")
+        handle = payload.get("h") if isinstance(payload, dict) else None
+        suspension = self.calls.get(handle) if isinstance(handle, str) else None
+        if suspension is None or suspension.round != payload.get("r") or suspension.busy:
+            return error_response(
+                msg["id"], INVALID_PARAMS, "Invalid requestState: the call has ended or was already resumed"
+            )
+        suspension.busy = True
+        return suspension
