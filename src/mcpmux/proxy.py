@@ -78,20 +78,26 @@ class Proxy:
         wanted: dict[str, tuple[MergedSettings, list[Any]]] = {}
         if config.merged.enabled and runtimes:
             merged = config.merged
-            settings = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator)
+            settings = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator, merged.catalog)
             wanted[""] = (settings, [(rt, None) for rt in runtimes.values()])
         for group in config.groups.values():
-            settings = (group.auth_tokens, group.log_enabled, group.name, config.merged.separator)
+            settings = (
+                group.auth_tokens,
+                group.log_enabled,
+                group.name,
+                config.merged.separator,
+                group.catalog,
+            )
             members = [(runtimes[m.server], m.tool_filter) for m in group.members if m.server in runtimes]
             wanted[group.name] = (settings, members)
         routes: dict[str, Route] = {}
         for key, (settings, members) in wanted.items():
-            tokens, log_enabled, display_name, _separator = settings
+            tokens, log_enabled, display_name, _separator, catalog = settings
             route = (current or {}).get(key)
             if isinstance(route, MergedRoute) and self._merged_settings.get(key) == settings:
                 route.set_members(members, config, tokens)
             else:
-                route = MergedRoute(key, members, config, tokens, log_enabled, display_name)
+                route = MergedRoute(key, members, config, tokens, log_enabled, display_name, catalog)
             routes[key] = route
         self._merged_settings = {key: settings for key, (settings, _members) in wanted.items()}
         return routes

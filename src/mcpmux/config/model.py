@@ -9,6 +9,7 @@ Transport = Literal["stdio", "sse", "streamable-http"]
 SessionMode = Literal["shared", "isolated"]
 FilterMode = Literal["allow", "block"]
 PinningMode = Literal["off", "warn", "enforce"]
+CatalogMode = Literal["full", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ class ServerOptions:
     health_check: HealthCheck = field(default_factory=HealthCheck)
     pinning: PinningMode = "off"  # tool definitions checked against the lock file (see core/pins.py)
     oauth: OAuthResource | None = None
+    catalog: CatalogMode = "full"  # "search": the route lists meta-tools to search its tools instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class GroupConfig:
     auth_tokens: tuple[TokenScope, ...] = ()
     log_enabled: bool = False
     oauth: OAuthResource | None = None
+    catalog: CatalogMode = "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,7 @@ class MergedConfig:
     auth_tokens: tuple[TokenScope, ...] = ()
     log_enabled: bool = False
     oauth: OAuthResource | None = None
+    catalog: CatalogMode = "full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from mcpmux.config.fields import (
     Diagnostics,
@@ -19,6 +19,7 @@ from mcpmux.config.fields import (
 )
 from mcpmux.config.model import (
     BackoffPolicy,
+    CatalogMode,
     HealthCheck,
     ServerOptions,
     TokenScope,
@@ -53,6 +54,13 @@ def as_pinning(diag: Diagnostics, path: str, value: Any) -> str:
     if mode not in ("off", "warn", "enforce"):
         raise diag.error(path, 'expected "off", "warn" or "enforce"')
     return mode
+
+
+def as_catalog_mode(diag: Diagnostics, path: str, value: Any) -> CatalogMode:
+    mode = as_string(diag, path, value).strip().lower()
+    if mode not in ("full", "search"):
+        raise diag.error(path, 'expected "full" or "search"')
+    return cast(CatalogMode, mode)
 
 
 def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
@@ -182,6 +190,7 @@ INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]]
     "healthCheck": ("health_check", as_health_check),
     "pinning": ("pinning", as_pinning),
     "oauth": ("oauth", as_oauth),
+    "catalog": ("catalog", as_catalog_mode),
 }
 OPTION_KEYS = (*INHERITED_OPTIONS, *PER_SERVER_KEYS)
 

@@ -42,6 +42,7 @@ from mcpmux.config.options import (
     OPTION_KEYS,
     OptionValues,
     as_auth_tokens,
+    as_catalog_mode,
     as_tool_filter,
     build_options,
     read_option_values,
@@ -54,11 +55,11 @@ PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options", "strict"),
     *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing"),
 )
-MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth")
+MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
 TRACING_KEYS = ("enabled", "exporter", "serviceName")
 TRACING_EXPORTERS = ("otlp", "console", "none")
 GROUP_KEYS = ("servers", "options")
-GROUP_OPTION_KEYS = ("authTokens", "logEnabled", "oauth")
+GROUP_OPTION_KEYS = ("authTokens", "logEnabled", "oauth", "catalog")
 GROUP_MEMBER_KEYS = ("toolFilter",)
 
 # The original has no default address (an absent addr means port 80); mcpmux listens on :9090 when `addr`
@@ -222,11 +223,14 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
     tokens = inherited.get("auth_tokens", ())
     log_enabled = inherited.get("log_enabled", False)
     oauth = inherited.get("oauth") or None
+    catalog = inherited.get("catalog", "full")
     if isinstance(value, bool):
-        return MergedConfig(enabled=value, auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth)
+        return MergedConfig(
+            enabled=value, auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth, catalog=catalog
+        )
     merged = proxy.object("merged", MERGED_KEYS)
     if merged is None:
-        return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth)
+        return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth, catalog=catalog)
     separator = merged.read("separator", as_string)
     if separator is not None and not _SEPARATOR.fullmatch(separator):
         merged.diag.report(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
@@ -239,6 +243,7 @@ def _merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig
         auth_tokens=tokens if own_tokens is None else own_tokens,
         log_enabled=log_enabled if own_log is None else own_log,
         oauth=_own_oauth(merged, oauth),
+        catalog=merged.read("catalog", as_catalog_mode) or catalog,
     )
 
 
@@ -311,12 +316,14 @@ def _group(
     options = group.object("options", GROUP_OPTION_KEYS)
     tokens = options.read("authTokens", as_auth_tokens) if options else None
     log_enabled = options.read("logEnabled", as_bool) if options else None
+    catalog = options.read("catalog", as_catalog_mode) if options else None
     return GroupConfig(
         name=name,
         members=members,
         auth_tokens=inherited.get("auth_tokens", ()) if tokens is None else tokens,
         log_enabled=inherited.get("log_enabled", False) if log_enabled is None else log_enabled,
         oauth=_own_oauth(options, inherited.get("oauth") or None),
+        catalog=catalog or inherited.get("catalog", "full"),
     )
 
 

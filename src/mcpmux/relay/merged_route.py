@@ -29,6 +29,7 @@ from .merged_catalog import MemberCatalog, MergedCatalog
 from .pinned import pin_refusal, pin_shows
 from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
+from .toolsearch import META_NAMES, Entry, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -66,6 +67,7 @@ class MergedRoute(Route):
         tokens: tuple[TokenScope, ...],
         log_enabled: bool,
         display_name: str,
+        catalog_mode: str = "full",
     ) -> None:
         super().__init__(name, ())
         labels = server_labels(rt.name for rt, _ in members)
@@ -95,6 +97,10 @@ class MergedRoute(Route):
             "resources/unsubscribe": self._unsubscribe,
             "completion/complete": self._complete,
         }
+        self.search = ToolSearch() if catalog_mode == "search" else None
+        if self.search is not None:  # the meta-tools instead of the tools
+            self._local["tools/list"] = self._search_list
+            self._local["tools/call"] = self._search_call
 
     def detach_listeners(self) -> None:
         for member in self.members:
@@ -223,6 +229,42 @@ class MergedRoute(Route):
             return refused
         params["name"] = target.upstream  # type: ignore[index]
         return await self._forward(target.member, client, msg, exchange)
+
+    # -- catalog: search ----------------------------------------------------------------------------
+
+    async def _search_list(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        return ToolSearch.list_result(msg["id"])
+
+    async def _search_call(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        if self.search is None or (msg.get("params") or {}).get("name") not in META_NAMES:
+            return await self._call_tool(client, msg, exchange)
+        index = self.search.index(self.catalog, self._search_entries)  # the catalog is swapped on change
+        return await self.search.answer(
+            msg,
+            index,
+            lambda entry: self._may_use(client, entry),
+            lambda inner: self._call_tool(client, inner, exchange),
+        )
+
+    def _search_entries(self) -> list[Entry]:
+        """Every published tool whose definition the snapshot has, as the lists present it."""
+        catalog, entries = self.catalog, []
+        for member in self.members:
+            for tool in member.runtime.tools:
+                target = catalog.tool_by_pair.get((member.name, str(tool.get("name"))))
+                if target is not None:
+                    entries.append(Entry(target.published, member, tool, target.present(tool)))
+        return entries
+
+    def _may_use(self, client: ClientSession, entry: Entry) -> bool:
+        """Whether a search may show the tool: its member serves the client, the token reaches it, and
+        pinning does not withhold it."""
+        member: Member = entry.owner
+        return (
+            self._serves(client, member)
+            and self.access(client).allows(member.name, entry.name)
+            and pin_shows(member.runtime.pin_verdict, entry.upstream)
+        )
 
     async def _get_prompt(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}

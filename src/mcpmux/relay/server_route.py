@@ -23,6 +23,7 @@ from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .pinned import pin_refusal, pin_shows
 from .route import Route, admitted_tokens, negotiate_version
+from .toolsearch import META_NAMES, Entry, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -48,6 +49,7 @@ class ServerRoute(Route):
         # A token scope's toolFilter matches `<server>__<tool>` here too, as on the merged endpoint.
         self.label = server_labels([runtime.name])[runtime.name]
         self.separator = proxy.merged.separator
+        self.search = ToolSearch() if runtime.options.catalog == "search" else None
         runtime.catalog_listeners.append(self._catalog_changed)
         self._local = {
             "initialize": self._initialize,
@@ -89,6 +91,16 @@ class ServerRoute(Route):
         local = self._local.get(method)
         if local is not None:
             return await local(client, msg, exchange)
+        if self.search is not None and method in ("tools/list", "tools/call"):
+            answered = await self._search_request(client, msg, exchange)
+            if answered is not None:
+                return answered
+        return await self._relay(client, msg, exchange)
+
+    async def _relay(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        """Send a request upstream: tool calls and lists checked and presented as filters, overrides,
+        scopes and pinning require."""
+        method = msg["method"]
         upstream = await self._upstream_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
@@ -107,6 +119,36 @@ class ServerRoute(Route):
         if present:
             self._present_tools(client, response)
         return response
+
+    # -- catalog: search ----------------------------------------------------------------------------
+
+    async def _search_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message | None:
+        """The meta-tools' list, or a meta-tool's answer (None: a call of a real tool, relayed as usual)."""
+        assert self.search is not None
+        if msg["method"] == "tools/list":
+            return ToolSearch.list_result(msg["id"])
+        if (msg.get("params") or {}).get("name") not in META_NAMES:
+            return None
+        index = self.search.index(self.runtime.tools, self._search_entries)  # a reload replaces the list
+        return await self.search.answer(
+            msg,
+            index,
+            lambda entry: (
+                self._scope_allows(client, entry.name) and pin_shows(self.runtime.pin_verdict, entry.upstream)
+            ),
+            lambda inner: self._relay(client, inner, exchange),
+        )
+
+    def _search_entries(self) -> list[Entry]:
+        """The server's tools as its route lists them (filtered, overrides applied)."""
+        entries = []
+        for tool in self.runtime.tools:
+            name = str(tool.get("name"))
+            if self.filter.allows(name):
+                override = self.overrides.get(name)
+                presented = apply_override(tool, override) if override is not None else tool
+                entries.append(Entry(str(presented.get("name")), self.name, tool, presented))
+        return entries
 
     def _scope_allows(self, client: ClientSession, tool: Any) -> bool:
         scope = client.scope
