@@ -8,7 +8,7 @@ RUN apt-get update \
  && pip install --no-cache-dir uv
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN pip install --no-cache-dir .
 

@@ -49,6 +49,7 @@ class ProxyProcess:
         *,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (sys.executable, "-m", "mcpmux"),
     ) -> None:
         self.sock = bound_socket()
         self.port = self.sock.getsockname()[1]
@@ -61,9 +62,7 @@ class ProxyProcess:
         fd = self.sock.fileno()
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "mcpmux",
+                *launcher,
                 "--config",
                 str(self.config_path),
                 "--listen-fd",

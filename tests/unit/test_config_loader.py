@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,3 +148,12 @@ def test_a_remote_http_error_status_is_a_config_error(config_server: str) -> Non
 def test_an_unreachable_remote_config_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot fetch"):
         load_config("http://127.0.0.1:1/config.json", http_timeout_seconds=2)
+
+
+def test_mcpmux_python_expands_to_the_interpreter_mcpmux_runs_under(tmp_path: Path) -> None:
+    source = write_config(tmp_path, {"mcpProxy": {}, "mcpServers": {"s": {"command": "${MCPMUX_PYTHON}"}}})
+    assert load_config(source, environ={}).servers["s"].command == sys.executable
+    (tmp_path / ".env").write_text("MCPMUX_PYTHON=/from/dotenv\n")
+    assert load_config(source, environ={}).servers["s"].command == "/from/dotenv"
+    assert load_config(source, environ={"MCPMUX_PYTHON": "/env"}).servers["s"].command == "/env"
+    assert load_config(source, environ={}, expand_env=False).servers["s"].command == "${MCPMUX_PYTHON}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,13 +46,20 @@ def load_config(
     dotenv = DotenvFile()
     if expand_env:
         dotenv = read_env_file(source, env_file)
-        variables = {**dotenv.values, **variables}  # the real environment wins
+        # The real environment wins over the .env file, which wins over the built-in variables.
+        variables = {**builtin_variables(), **dotenv.values, **variables}
     config, warnings = parse_config(
         text, source, environ=variables, expand_env=expand_env, strict=strict, prior_warnings=dotenv.warnings
     )
     for warning in warnings:
         log.warning("%s", warning)
     return config
+
+
+def builtin_variables() -> dict[str, str]:
+    """Variables mcpmux defines for expansion: `MCPMUX_PYTHON`, the interpreter mcpmux runs under, so a
+    stdio server written in Python finds the packages of mcpmux's own environment, activated or not."""
+    return {"MCPMUX_PYTHON": sys.executable or "python3"}
 
 
 def read_text(path: str) -> str:
