@@ -316,7 +316,7 @@ async def serve(
     app.extra.update(PinsEndpoints(app).table())
     app.rebuild()
     proxy.on_routes_changed = app.rebuild
-    http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS)
+    http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
     async with anyio.create_task_group() as root:
         await root.start(http.serve)

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from mcpmux.web.http1 import Exchange
+from mcpmux.web.exchange import Exchange
 
 
 class FakeTransport:

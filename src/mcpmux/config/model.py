@@ -190,6 +190,19 @@ class TracingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Bounds of the HTTP/1.1 server (`mcpProxy.http`): what one client may hold of the proxy."""
+
+    max_head_bytes: int = 64 * 1024  # request line and headers, enforced while they arrive (431)
+    head_timeout_seconds: float = 30.0  # a request head must be complete this long after it began (408)
+    body_timeout_seconds: float = 30.0  # longest wait for more of a request body being read (408)
+    write_timeout_seconds: float = 30.0  # longest a response may wait for a client that reads nothing
+    keep_alive_timeout_seconds: float = 30.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 1000  # connections beyond it are answered 503 and closed
+    max_pipelined: int = 16  # requests parsed ahead of the one being answered, per connection
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     """The whole configuration: `mcpProxy` plus servers, groups and the merged endpoint."""
 
@@ -207,6 +220,7 @@ class ProxyConfig:
     max_request_bytes: int = 4 * 1024 * 1024
     source: str = "config.json"
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def enabled_servers(self) -> dict[str, ServerConfig]:

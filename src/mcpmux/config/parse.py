@@ -20,6 +20,7 @@ from mcpmux.config.fields import (
     as_string_list,
     join_path,
 )
+from mcpmux.config.httplimits import parse_http_limits
 from mcpmux.config.jsonc import JsonSyntaxError, load_json, strip_comments
 from mcpmux.config.legacy import (
     CONVERTED_WARNING,
@@ -53,7 +54,7 @@ from mcpmux.errors import ConfigError
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options", "strict"),
-    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing"),
+    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing", "http"),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
 TRACING_KEYS = ("enabled", "exporter", "serviceName")
@@ -127,6 +128,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         groups=_groups(root, servers, inherited),
         source=diag.source,
         tracing=_tracing(proxy),
+        http=parse_http_limits(proxy),
     )
 
 

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server for ASGI apps, on httptools: the proxy's front door, built for its hot path.
+"""One HTTP/1.1 connection for ASGI apps, on httptools: the proxy's front door, built for its hot path.
 
 Why not uvicorn: measured on this project's benchmark machine, uvicorn with a trivial ASGI app spends
 ~0.09 ms of CPU per request against ~0.03 ms for a bare asyncio protocol, which was most of the
@@ -6,15 +6,22 @@ proxy's own cost per call. This server keeps the ASGI interface and the HTTP/1.1
 needs, with less work per request:
 
 - the scope is built once per request from what the parser hands over (headers lowercased);
-- a request body that has fully arrived is handed to `receive()` without a wait;
+- a request body that has fully arrived is handed to `receive()` without a wait (web/exchange.py);
 - a response with a Content-Length leaves in one write (status line, headers and body together);
-- one keep-alive sweep per server instead of a timer per response.
+- one timer sweep per server (web/server.py) instead of a timer per request or response.
 
 Behaviour: keep-alive and pipelining (requests on one connection are answered in order; the next one
 starts once the previous response is complete, while its task may still run), chunked and
 Content-Length request bodies with read flow control, `Expect: 100-continue`, chunked or
 close-delimited streaming responses, write flow control, `http.disconnect` on a lost connection,
-400 on a malformed request and 431 on oversized headers, 500 when the app fails before answering.
+500 when the app fails before answering.
+
+Limits (`HttpLimits`, `mcpProxy.http`), so that no client holds more than its share: the head size is
+checked while it arrives (431), a head or body that stops arriving gets 408, a client that reads nothing
+of its response is disconnected (write timeout, logged), at most `max_pipelined` requests are parsed
+ahead of the one being answered (reading stops meanwhile), idle keep-alive connections close. A bad
+request gets 400 (431, 408) and the connection closes, but only after the requests before it on the
+connection were answered: a valid request followed by junk gets its answer, then the 400.
 """
 
 from __future__ import annotations
@@ -22,236 +29,76 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
 
+from ..config.model import HttpLimits
+from .exchange import ASGI_INFO, BODY_HIGH_WATER, Exchange, Scope, plain_response
+
+if TYPE_CHECKING:
+    from .server import Http1Server
+
 log = logging.getLogger("mcpmux.http")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-MAX_HEAD_BYTES = 64 * 1024  # request line and headers
-BODY_HIGH_WATER = 64 * 1024  # buffered request body before reading pauses
-ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
-_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-def status_line(status: int) -> bytes:
-    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
-
-
-def _plain_response(status: int, text: str) -> bytes:
-    body = text.encode()
-    return (
-        status_line(status)
-        + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        % len(body)
-        + body
-    )
+HEAD_END = b"\r\n\r\n"  # the parser refuses bare LF line ends: every request head ends with this
 
 
 class HeadTooLargeError(Exception):
     pass
 
 
-class Exchange:
-    """One request and its response: the ASGI `receive` and `send` of a request."""
+def feed_end(data: bytes, pos: int, room: int, carry: bytes = b"") -> int:
+    """Where to stop feeding `data[pos:]` to the parser so that at most `room` request heads complete.
 
-    __slots__ = (
-        "body",
-        "chunked",
-        "conn",
-        "end_delivered",
-        "expect_continue",
-        "head",
-        "is_head",
-        "keep_alive",
-        "length_left",
-        "more_body",
-        "response_complete",
-        "response_started",
-        "scope",
-        "waiter",
-    )
-
-    def __init__(self, conn: Connection, scope: Scope, keep_alive: bool, expect_continue: bool) -> None:
-        self.conn = conn
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        self.is_head = scope["method"] == "HEAD"
-        self.body = bytearray()
-        self.more_body = True
-        self.end_delivered = False  # receive() has returned the last of the body
-        self.waiter: asyncio.Future[None] | None = None
-        self.response_started = False
-        self.response_complete = False
-        self.chunked = False
-        self.length_left = -1  # bytes of a Content-Length body still to send (-1: no Content-Length)
-        self.head = b""  # the status line and headers, held until the first body message
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def receive(self) -> Message:
-        conn = self.conn
-        if self.expect_continue:
-            self.expect_continue = False
-            if not conn.disconnected and not self.response_started:
-                conn.transport.write(_CONTINUE)
-        while True:
-            if conn.disconnected or self.response_complete:
-                return {"type": "http.disconnect"}
-            if self.body or not (self.more_body or self.end_delivered):
-                body = bytes(self.body)
-                self.body.clear()
-                if self.more_body:
-                    conn.resume_reading()
-                else:
-                    self.end_delivered = True
-                return {"type": "http.request", "body": body, "more_body": self.more_body}
-            # more of the body is on its way, or all of it was delivered and only a disconnect is left
-            if self.more_body:
-                conn.resume_reading()
-            waiter = self.waiter = conn.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self.waiter = None
-
-    async def send(self, message: Message) -> None:
-        conn = self.conn
-        if conn.write_paused and not conn.disconnected:
-            await conn.drain()
-        if conn.disconnected:
-            return
-        kind = message["type"]
-        if not self.response_started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
-            self._start(message["status"], message.get("headers") or ())
-            return
-        if self.response_complete:
-            raise RuntimeError(f"{kind!r} sent after the response was complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        self._body(message.get("body", b""), message.get("more_body", False))
-
-    def respond_now(self, status: int, headers: Any, body: bytes) -> bool:
-        """A whole response written synchronously, outside the ASGI `send`: False if it cannot be now.
-
-        For a caller that holds the answer in a callback and would otherwise wake a task just to write
-        it (the proxy's early response path). Headers must include the Content-Length.
-        """
-        conn = self.conn
-        if self.response_started or conn.write_paused or conn.disconnected:
-            return False
-        self._start(status, headers)
-        self._body(body, False)
-        return True
-
-    def _body(self, body: bytes, more: bool) -> None:
-        conn = self.conn
-        head = self.head
-        if self.is_head:
-            payload = b""
-        elif self.chunked:
-            payload = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
-            if not more:
-                payload += b"0\r\n\r\n"
-        else:
-            if self.length_left >= 0:
-                if len(body) > self.length_left:
-                    raise RuntimeError("response body longer than its Content-Length")
-                self.length_left -= len(body)
-            payload = body
-        if head:
-            self.head = b""
-            if len(payload) < 65536:
-                conn.transport.write(head + payload)
-            else:
-                conn.transport.writelines((head, payload))  # no copy of a big body
-        elif payload:
-            conn.transport.write(payload)
-        if not more:
-            if self.length_left > 0 and not self.is_head:
-                raise RuntimeError("response body shorter than its Content-Length")
-            self.response_complete = True
-            self.wake()
-            conn.response_complete(self)
-
-    def _start(self, status: int, headers: Any) -> None:
-        if not isinstance(headers, (list, tuple)):
-            headers = list(headers)
-        self.response_started = True
-        self.expect_continue = False
-        parts = [status_line(status)]
-        has_length = close_sent = False
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length":
-                has_length = True
-                self.length_left = int(value)
-            elif name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                close_sent = True
-            parts += (name, b": ", value, b"\r\n")
-        streamed = not has_length and not self.is_head and status not in (204, 304) and status >= 200
-        if streamed:
-            if self.scope["http_version"] == "1.1":
-                self.chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-            else:
-                self.keep_alive = False  # HTTP/1.0: the body ends when the connection closes
-        if not self.keep_alive and not close_sent:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        # No header injection: every CR and LF in the head must be one of the line ends written here
-        # (one part per line apart from the four of each header line).
-        lines = len(parts) - 3 * len(headers)
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
-            raise RuntimeError("invalid character in a response header")
-        if streamed:
-            self.conn.transport.write(head)  # a stream's first event may come much later
-        else:
-            self.head = head
-
-    def abandon(self) -> None:
-        """The app ended without completing its response: flush what is held and drop the connection."""
-        if self.head and not self.conn.disconnected:
-            self.conn.transport.write(self.head)
-            self.head = b""
-        self.conn.transport.close()
+    A head completes only with its CRLF CRLF, so feeding up to the end of the `room`-th one past `pos`
+    completes at most `room` heads (body bytes that look like one only make the feed shorter). `carry`
+    is up to 3 bytes fed just before `pos`: a CRLF CRLF split across reads counts too. Pure.
+    """
+    if room <= 0:
+        return pos
+    if carry:
+        split = (carry + data[pos : pos + 3]).find(HEAD_END)
+        if split >= 0:
+            room -= 1
+            if room == 0:
+                return pos + split + 4 - len(carry)
+    found = pos - 1
+    for _ in range(room):
+        found = data.find(HEAD_END, found + 1)
+        if found < 0:
+            return len(data)
+    return found + 4
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: parses requests and runs each as a task of the server."""
+    """One client connection: parses requests, hands each to the server, and enforces the limits."""
 
     def __init__(self, server: Http1Server) -> None:
         self.server = server
+        self.limits: HttpLimits = server.limits
         self.loop = server.loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
-        self.disconnected = False
+        self.disconnected = False  # lost, or closed by us (what was written still goes out)
         self.write_paused = False
         self.read_paused = False
         self._drain: asyncio.Future[None] | None = None
         self.current: Exchange | None = None  # the request being answered
         self.queued: deque[Exchange] = deque()  # pipelined requests waiting for their turn
         self.reading: Exchange | None = None  # the request whose body the parser is reading
-        self.idle_since: float | None = None  # when the last response completed (or the connection opened)
+        now = self.loop.time()
+        self.idle_since: float | None = now  # when the last response completed (or the connection opened)
         self.head_started: float | None = None  # when a request began arriving, until its headers are in
+        self.body_since = now  # the last progress of the body being read
+        self.write_paused_since: float | None = None
+        self.closed_at: float | None = None
+        self.refusal: bytes | None = None  # the error response owed once the requests before it are answered
+        self._unparsed = b""  # read but not parsed: held while `max_pipelined` requests wait
+        self._carry = b""  # the last bytes fed to the parser (a head end split across reads)
+        self._head_fed = 0  # bytes fed while the current head was incomplete (the parser buffers them)
+        self._messages = 0  # requests begun on this connection
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
@@ -264,39 +111,28 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.client = _address(transport.get_extra_info("peername"))
         self.local = _address(transport.get_extra_info("sockname"))
-        self.idle_since = self.loop.time()
-        self.server.connections.add(self)
+        if not self.server.admit(self):
+            self.refusal = plain_response(503, "Too many connections: try again later")
+            self._send_refusal()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # not supported: the request was answered as plain HTTP and the connection closes after it
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, HeadTooLargeError):
-                self._refuse(431, "Request header fields too large")
-            elif isinstance(exc.__context__, httptools.HttpParserError):  # e.g. a URL parse_url rejects
-                self._refuse(400, "Invalid HTTP request")
-            else:
-                raise
-        except httptools.HttpParserError:
-            self._refuse(400, "Invalid HTTP request")
+        if self._unparsed:  # only when reading was resumed before the held bytes were parsed: keep order
+            data = self._unparsed + data
+            self._unparsed = b""
+        self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disconnected = True
         self.server.connections.discard(self)
-        for exchange in (self.current, self.reading, *self.queued):
-            if exchange is not None:
-                exchange.wake()
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._wake_all()
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.write_paused_since = self.loop.time()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_paused_since = None
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -312,32 +148,125 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        """Read again, unless something still holds reading back (held bytes, a full pipeline, a big body)."""
         if self.read_paused and not self.disconnected:
+            if self._unparsed or self.refusal is not None or len(self.queued) >= self.limits.max_pipelined:
+                return
+            reading = self.reading
+            if reading is not None and len(reading.body) > BODY_HIGH_WATER:
+                return
             self.read_paused = False
+            self.body_since = now = self.loop.time()  # the client was not late while we did not read
+            if self.head_started is not None:
+                self.head_started = now
             self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close now; what was written still goes out (write timeout). Requests see a disconnect."""
+        if self.closed_at is None:
+            self.closed_at = self.loop.time()
+            self.disconnected = True
+            self.transport.close()
+            self._wake_all()
+
+    def abort(self, reason: str) -> None:
+        log.warning("Closing the connection from %s: %s", self.client, reason)
+        self.disconnected = True
+        self.transport.abort()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for exchange in (self.current, self.reading, *self.queued):
+            if exchange is not None:
+                exchange.wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- feeding the parser ------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        """Parse `data`, in pieces that never complete more heads than the pipeline has room for."""
+        pos, size, cap = 0, len(data), self.limits.max_pipelined
+        while pos < size and self.refusal is None and not self.disconnected:
+            room = cap - len(self.queued)
+            if room <= 0:
+                self._unparsed = data[pos:]
+                self.pause_reading()
+                return
+            end = feed_end(data, pos, room, self._carry)
+            piece = data if pos == 0 and end == size else data[pos:end]
+            self._carry = piece[-3:] if len(piece) >= 3 else (self._carry + piece)[-3:]
+            if not self._parse(piece):
+                return
+            pos = end
+
+    def _parse(self, piece: bytes) -> bool:
+        """Feed one piece; False when the connection stops parsing (refused, or upgraded and closing)."""
+        in_head = self.head_started is not None
+        begun = self._messages
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            return False  # not supported: the request was answered as plain HTTP and the connection closes
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HeadTooLargeError):
+                self._refuse(431, "Request header fields too large")
+            elif isinstance(exc.__context__, httptools.HttpParserError):  # e.g. a URL parse_url rejects
+                self._refuse(400, "Invalid HTTP request")
+            else:
+                raise
+            return False
+        except httptools.HttpParserError:
+            self._refuse(400, "Invalid HTTP request")
+            return False
+        if self.head_started is not None:  # a head is still arriving: the parser holds what came of it
+            self._head_fed = self._head_fed + len(piece) if in_head and begun == self._messages else 0
+            if self._head_fed > self.limits.max_head_bytes:
+                self._refuse(431, "Request header fields too large")
+                return False
+        return True
 
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._messages += 1
         self.head_started = self.loop.time()
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
+        if self._head_bytes > self.limits.max_head_bytes:
             raise HeadTooLargeError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES:
+        if self._head_bytes > self.limits.max_head_bytes:
             raise HeadTooLargeError
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.head_started = None
+        if self.refusal is not None:
+            return  # the connection is refusing: nothing more is started
+        exchange = self._exchange()
+        if exchange is None:
+            return
+        self.reading = exchange
+        self.body_since = self.loop.time()
+        if self.current is None:
+            self._start(exchange)
+        else:
+            self.queued.append(exchange)
+            if len(self.queued) >= self.limits.max_pipelined:
+                self.pause_reading()
+
+    def _exchange(self) -> Exchange | None:
+        """The request whose head just completed, or None when it is refused."""
         parser = self.parser
         version = parser.get_http_version()
         url = httptools.parse_url(self._url)
@@ -367,20 +296,15 @@ class Connection(asyncio.Protocol):
             framing = (b"content-length", b"transfer-encoding")
             if any(n in framing and v.strip(b" 0") for n, v in self._headers):
                 self._refuse(400, "HTTP upgrade is not supported: send the request without Upgrade")
-                return
+                return None
             keep_alive = False
-        exchange = Exchange(self, scope, keep_alive, expect_continue)
-        self.reading = exchange
-        if self.current is None:
-            self._start(exchange)
-        else:
-            self.queued.append(exchange)
-            self.pause_reading()  # one request ahead is enough
+        return Exchange(self, scope, keep_alive, expect_continue)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading
         if exchange is None or exchange.response_complete:
             return  # answered already (e.g. 413): the rest of its body is read and dropped
+        self.body_since = self.loop.time()
         exchange.body += body
         if len(exchange.body) > BODY_HIGH_WATER:
             self.pause_reading()
@@ -407,22 +331,76 @@ class Connection(asyncio.Protocol):
             return
         self.current = None
         if not exchange.keep_alive or self.server.closing:
-            self.transport.close()
+            self.close()
             return
         if self.queued:
             self._start(self.queued.popleft())
-            if not self.queued:
-                self.resume_reading()
-        else:
-            self.resume_reading()
-            if self.reading is None:
-                self.idle_since = self.loop.time()
+        elif self.refusal is not None:
+            self._send_refusal()
+            return
+        elif self.reading is None:
+            self.idle_since = self.loop.time()
+        if self._unparsed:  # room in the pipeline again: parse what was held back
+            held, self._unparsed = self._unparsed, b""
+            self._feed(held)
+        self.resume_reading()
 
     def _refuse(self, status: int, text: str) -> None:
+        """Answer a bad request with `status` and close, after the requests before it were answered."""
+        if self.refusal is not None or self.disconnected:
+            return
         log.warning("%s from %s: %s", status, self.client, text)
-        if self.current is None or self.current.response_complete:
-            self.transport.write(_plain_response(status, text))
-        self.transport.close()
+        self.refusal = plain_response(status, text)
+        self._unparsed = b""
+        self.pause_reading()
+        bad, self.reading, self.head_started = self.reading, None, None
+        if bad is not None and not bad.response_complete:
+            if bad is not self.current:
+                self.queued.remove(bad)  # its turn never came: the refusal answers it
+            elif bad.response_started:
+                bad.abandon()  # it cannot be answered any more
+                return
+            else:
+                bad.response_started = bad.response_complete = True  # the refusal is its answer
+                bad.wake()  # its receive() returns a disconnect
+                self.current = None
+        if self.current is None:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        if self.refusal is not None:
+            self.transport.write(self.refusal)
+        self.close()
+
+    # -- timers (called by the server's sweep) -----------------------------------------------
+
+    def check_timers(self, now: float) -> None:
+        """Enforce the timeouts: write, head, body, keep-alive (each against its own clock)."""
+        if self._write_timed_out(now) or self.read_paused or self.disconnected:
+            return  # when we are not reading, the client is not late
+        limits = self.limits
+        if self.head_started is not None:
+            if now - self.head_started > limits.head_timeout_seconds:
+                self._refuse(408, "Request head timed out")
+        elif self.reading is not None:
+            if now - self.body_since > limits.body_timeout_seconds:
+                self._refuse(408, "Request body timed out")
+        elif self.idle and self.idle_since is not None:
+            if now - self.idle_since > limits.keep_alive_timeout_seconds:
+                self.close()
+
+    def _write_timed_out(self, now: float) -> bool:
+        """Abort (True) when a client has read nothing for the write timeout, also after our close."""
+        write_timeout = self.limits.write_timeout_seconds
+        if self.closed_at is not None:  # closed by us, still flushing to a client that does not read
+            if now - self.closed_at <= write_timeout:
+                return False
+            self.abort("it does not read what was sent before the close (writeTimeout)")
+            return True
+        if self.write_paused_since is None or now - self.write_paused_since <= write_timeout:
+            return False
+        self.abort(f"it read nothing of its response for {write_timeout:g} s (writeTimeout)")
+        return True
 
     @property
     def idle(self) -> bool:
@@ -433,76 +411,3 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
-
-
-class Http1Server:
-    """The connections and request tasks of one listening socket."""
-
-    def __init__(self, app: App, loop: asyncio.AbstractEventLoop) -> None:
-        self.app = app
-        self.loop = loop
-        self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.closing = False
-
-    def run(self, exchange: Exchange) -> None:
-        task = self.loop.create_task(self._run(exchange))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self, exchange: Exchange) -> None:
-        conn = exchange.conn
-        try:
-            await self.app(exchange.scope, exchange.receive, exchange.send)
-        except asyncio.CancelledError:
-            if not exchange.response_complete:
-                exchange.abandon()
-            raise
-        except Exception:
-            log.exception("%s %s failed", exchange.scope["method"], exchange.scope["path"])
-        else:
-            if conn.disconnected or exchange.response_complete:
-                return
-            problem = "response not completed" if exchange.response_started else "no response"
-            log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
-        if exchange.response_complete or conn.disconnected:
-            return
-        if exchange.response_started:
-            exchange.abandon()
-        else:  # nothing sent yet: the client gets a 500 and the connection closes
-            exchange.response_started = True
-            conn.transport.write(_plain_response(500, "Internal Server Error"))
-            conn.transport.close()
-
-    def close_idle(self) -> None:
-        """Close every connection with no request under way."""
-        for conn in list(self.connections):
-            if conn.idle:
-                conn.transport.close()
-
-    def sweep(self, cutoff: float) -> None:
-        """Close connections idle since before `cutoff`, or still sending a request head begun before it."""
-        for conn in list(self.connections):
-            if conn.idle:
-                if conn.idle_since is not None and conn.idle_since < cutoff:
-                    conn.transport.close()
-            elif conn.head_started is not None and conn.head_started < cutoff:
-                conn.transport.close()
-
-    def begin_shutdown(self) -> None:
-        """No new requests: idle connections close now, busy ones after their current response."""
-        self.closing = True
-        self.close_idle()
-
-    async def finish(self, grace_seconds: float) -> None:
-        """Wait (up to the grace period) for the requests under way, then cancel the rest and close."""
-        self.begin_shutdown()  # from here a connection closes as its response completes
-        deadline = self.loop.time() + grace_seconds
-        while self.tasks and (left := deadline - self.loop.time()) > 0:
-            await asyncio.wait(list(self.tasks), timeout=left)  # tasks started meanwhile are waited for too
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=1.0)
-        for conn in list(self.connections):
-            conn.transport.close()

@@ -1,33 +1,159 @@
-"""The HTTP server (web/http1.py) run as one task of our own task group, on a socket we bound ourselves."""
+"""The HTTP server: web/http1.py connections on a socket we bound, every request run in our task group."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
-from .http1 import Connection, Http1Server
+from ..config.model import HttpLimits
+from .exchange import App, Exchange, plain_response
+from .http1 import Connection
 
-KEEP_ALIVE_SECONDS = 30.0  # an idle keep-alive connection (or a request head still arriving) is closed after
-SWEEP_SECONDS = 1.0
+log = logging.getLogger("mcpmux.http")
+
+MAX_IDLE_WORKERS = 64  # request workers kept waiting for the next request (more end when done)
+SWEEP_MAX_SECONDS = 1.0  # the timer sweep runs at least this often, more often for shorter timeouts
+SWEEP_MIN_SECONDS = 0.02
+
+
+class Http1Server:
+    """The connections of one listening socket, and the workers (tasks of one task group) running requests.
+
+    A request is handed to an idle worker when there is one, else a new worker is started in the task
+    group: no task outlives the server and, at steady load, no task is created per request.
+    """
+
+    def __init__(
+        self, app: App, loop: asyncio.AbstractEventLoop, tasks: TaskGroup, limits: HttpLimits
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.tasks = tasks
+        self.limits = limits
+        self.connections: set[Connection] = set()
+        self.closing = False
+        self.running = 0  # requests whose app call has not returned
+        self.refused = 0  # connections refused for maxConnections
+        self._idle_workers: list[asyncio.Future[Exchange | None]] = []
+        self._drained = asyncio.Event()  # set whenever `running` drops to 0
+        self._refusal_logged = -1e9
+
+    def admit(self, conn: Connection) -> bool:
+        """Take a new connection, or refuse it (503 and close) when `max_connections` are open."""
+        if len(self.connections) < self.limits.max_connections:
+            self.connections.add(conn)
+            return True
+        self.refused += 1
+        now = self.loop.time()
+        if now - self._refusal_logged >= 1.0:  # one line a second at most under a connection flood
+            self._refusal_logged = now
+            log.warning(
+                "Refusing connections with 503: %d open (maxConnections %d); %d refused so far",
+                len(self.connections),
+                self.limits.max_connections,
+                self.refused,
+            )
+        return False
+
+    def run(self, exchange: Exchange) -> None:
+        self.running += 1
+        idle = self._idle_workers
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():  # a worker cancelled while waiting leaves a done future behind
+                waiter.set_result(exchange)
+                return
+        self.tasks.start_soon(self._worker, exchange, name="mcpmux HTTP request")
+
+    async def _worker(self, exchange: Exchange | None) -> None:
+        """Run requests one after another, waiting in between; ends when enough other workers wait."""
+        while exchange is not None:
+            try:
+                await self._run(exchange)
+            finally:
+                self.running -= 1
+                if not self.running:
+                    self._drained.set()
+            exchange = None  # hold nothing of a finished request while waiting
+            if self.closing or len(self._idle_workers) >= MAX_IDLE_WORKERS:
+                return
+            waiter: asyncio.Future[Exchange | None] = self.loop.create_future()
+            self._idle_workers.append(waiter)
+            exchange = await waiter
+
+    async def _run(self, exchange: Exchange) -> None:
+        conn = exchange.conn
+        try:
+            await self.app(exchange.scope, exchange.receive, exchange.send)
+        except asyncio.CancelledError:
+            if not exchange.response_complete:
+                exchange.abandon()
+            raise
+        except Exception:
+            log.exception("%s %s failed", exchange.scope["method"], exchange.scope["path"])
+        else:
+            if conn.disconnected or exchange.response_complete:
+                return
+            problem = "response not completed" if exchange.response_started else "no response"
+            log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
+        if exchange.response_complete or conn.disconnected:
+            return
+        if exchange.response_started:
+            exchange.abandon()
+        else:  # nothing sent yet: the client gets a 500 and the connection closes
+            exchange.response_started = True
+            conn.transport.write(plain_response(500, "Internal Server Error"))
+            conn.close()
+
+    def sweep(self, now: float) -> None:
+        """Apply every connection's timeouts (head, body, write, keep-alive)."""
+        for conn in list(self.connections):
+            conn.check_timers(now)
+
+    def begin_shutdown(self) -> None:
+        """No new requests: idle connections close now, busy ones after their current response."""
+        self.closing = True
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+        for waiter in self._idle_workers:
+            if not waiter.done():
+                waiter.set_result(None)  # idle workers end
+        self._idle_workers.clear()
+
+    async def finish(self, grace_seconds: float) -> None:
+        """Wait (up to the grace period) for the requests under way; the caller then cancels the rest."""
+        self.begin_shutdown()  # from here a connection closes as its response completes
+        with anyio.move_on_after(grace_seconds):
+            while self.running:
+                self._drained.clear()
+                await self._drained.wait()
+
+
+def sweep_interval(limits: HttpLimits) -> float:
+    """Often enough that a timeout fires within about a quarter of itself late."""
+    shortest = min(
+        limits.head_timeout_seconds,
+        limits.body_timeout_seconds,
+        limits.write_timeout_seconds,
+        limits.keep_alive_timeout_seconds,
+    )
+    return max(SWEEP_MIN_SECONDS, min(SWEEP_MAX_SECONDS, shortest / 4))
 
 
 class HttpServer:
     def __init__(
-        self,
-        app: Any,
-        sock: socket.socket,
-        *,
-        graceful_seconds: float,
-        keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+        self, app: Any, sock: socket.socket, *, graceful_seconds: float, limits: HttpLimits | None = None
     ) -> None:
         self.app = app
         self.sock = sock
         self.graceful_seconds = graceful_seconds
-        self.keep_alive_seconds = keep_alive_seconds
+        self.limits = limits or HttpLimits()
         self.http: Http1Server | None = None
         self._listener: asyncio.AbstractServer | None = None
         self._stop = anyio.Event()
@@ -35,21 +161,34 @@ class HttpServer:
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         loop = asyncio.get_running_loop()
-        http = self.http = Http1Server(self.app, loop)
-        self._listener = await loop.create_server(lambda: Connection(http), sock=self.sock, backlog=2048)
-        task_status.started()
         try:
-            while not self._stop.is_set():
-                with anyio.move_on_after(SWEEP_SECONDS):
-                    await self._stop.wait()
-                http.sweep(loop.time() - self.keep_alive_seconds)
+            async with anyio.create_task_group() as tasks:
+                http = self.http = Http1Server(self.app, loop, tasks, self.limits)
+                self._listener = await loop.create_server(
+                    lambda: Connection(http), sock=self.sock, backlog=2048
+                )
+                task_status.started()
+                try:
+                    await self._sweep(http, loop)
+                finally:
+                    # Asked to stop: the grace period for requests under way. Cancelled: no grace.
+                    grace = self.graceful_seconds if self._stop.is_set() else 0.0
+                    with anyio.CancelScope(shield=True):
+                        self._listener.close()
+                        await http.finish(grace)
+                    tasks.cancel_scope.cancel()  # what is still running is cancelled (and awaited here)
         finally:
-            # Asked to stop: the grace period for requests under way. Cancelled: no grace.
-            grace = self.graceful_seconds if self._stop.is_set() else 0.0
-            with anyio.CancelScope(shield=True):
-                self._listener.close()
-                await http.finish(grace)
-                self._stopped.set()
+            if self.http is not None:
+                for conn in list(self.http.connections):
+                    conn.close()
+            self._stopped.set()
+
+    async def _sweep(self, http: Http1Server, loop: asyncio.AbstractEventLoop) -> None:
+        interval = sweep_interval(self.limits)
+        while not self._stop.is_set():
+            with anyio.move_on_after(interval):
+                await self._stop.wait()
+            http.sweep(loop.time())
 
     def stop_accepting(self) -> None:
         """Close the listening socket and idle connections; requests under way go on."""

@@ -1,0 +1,209 @@
+"""One HTTP/1.1 request and its response as the ASGI `receive` and `send` (the server's per-request half)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .http1 import Connection
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BODY_HIGH_WATER = 64 * 1024  # buffered request body before reading pauses
+ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+
+
+def plain_response(status: int, text: str) -> bytes:
+    body = text.encode()
+    return (
+        status_line(status)
+        + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % len(body)
+        + body
+    )
+
+
+class Exchange:
+    """One request and its response: the ASGI `receive` and `send` of a request."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "conn",
+        "end_delivered",
+        "expect_continue",
+        "head",
+        "is_head",
+        "keep_alive",
+        "length_left",
+        "more_body",
+        "response_complete",
+        "response_started",
+        "scope",
+        "waiter",
+    )
+
+    def __init__(self, conn: Connection, scope: Scope, keep_alive: bool, expect_continue: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.is_head = scope["method"] == "HEAD"
+        self.body = bytearray()
+        self.more_body = True
+        self.end_delivered = False  # receive() has returned the last of the body
+        self.waiter: asyncio.Future[None] | None = None
+        self.response_started = False
+        self.response_complete = False
+        self.chunked = False
+        self.length_left = -1  # bytes of a Content-Length body still to send (-1: no Content-Length)
+        self.head = b""  # the status line and headers, held until the first body message
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        conn = self.conn
+        if self.expect_continue:
+            self.expect_continue = False
+            if not conn.disconnected and not self.response_started:
+                conn.transport.write(_CONTINUE)
+        while True:
+            if conn.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+            if self.body or not (self.more_body or self.end_delivered):
+                body = bytes(self.body)
+                self.body.clear()
+                if self.more_body:
+                    conn.resume_reading()
+                else:
+                    self.end_delivered = True
+                return {"type": "http.request", "body": body, "more_body": self.more_body}
+            # more of the body is on its way, or all of it was delivered and only a disconnect is left
+            if self.more_body:
+                conn.resume_reading()
+            waiter = self.waiter = conn.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+
+    async def send(self, message: Message) -> None:
+        conn = self.conn
+        if conn.write_paused and not conn.disconnected:
+            await conn.drain()
+        if conn.disconnected:
+            return
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            self._start(message["status"], message.get("headers") or ())
+            return
+        if self.response_complete:
+            raise RuntimeError(f"{kind!r} sent after the response was complete")
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        self._body(message.get("body", b""), message.get("more_body", False))
+
+    def respond_now(self, status: int, headers: Any, body: bytes) -> bool:
+        """A whole response written synchronously, outside the ASGI `send`: False if it cannot be now.
+
+        For a caller that holds the answer in a callback and would otherwise wake a task just to write
+        it (the proxy's early response path). Headers must include the Content-Length.
+        """
+        conn = self.conn
+        if self.response_started or conn.write_paused or conn.disconnected:
+            return False
+        self._start(status, headers)
+        self._body(body, False)
+        return True
+
+    def _body(self, body: bytes, more: bool) -> None:
+        conn = self.conn
+        head = self.head
+        if self.is_head:
+            payload = b""
+        elif self.chunked:
+            payload = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more:
+                payload += b"0\r\n\r\n"
+        else:
+            if self.length_left >= 0:
+                if len(body) > self.length_left:
+                    raise RuntimeError("response body longer than its Content-Length")
+                self.length_left -= len(body)
+            payload = body
+        if head:
+            self.head = b""
+            if len(payload) < 65536:
+                conn.transport.write(head + payload)
+            else:
+                conn.transport.writelines((head, payload))  # no copy of a big body
+        elif payload:
+            conn.transport.write(payload)
+        if not more:
+            if self.length_left > 0 and not self.is_head:
+                raise RuntimeError("response body shorter than its Content-Length")
+            self.response_complete = True
+            self.wake()
+            conn.response_complete(self)
+
+    def _start(self, status: int, headers: Any) -> None:
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)
+        self.response_started = True
+        self.expect_continue = False
+        parts = [status_line(status)]
+        has_length = close_sent = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length":
+                has_length = True
+                self.length_left = int(value)
+            elif name == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                close_sent = True
+            parts += (name, b": ", value, b"\r\n")
+        streamed = not has_length and not self.is_head and status not in (204, 304) and status >= 200
+        if streamed:
+            if self.scope["http_version"] == "1.1":
+                self.chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends when the connection closes
+        if not self.keep_alive and not close_sent:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        # No header injection: every CR and LF in the head must be one of the line ends written here
+        # (one part per line apart from the four of each header line).
+        lines = len(parts) - 3 * len(headers)
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+            raise RuntimeError("invalid character in a response header")
+        if streamed:
+            self.conn.transport.write(head)  # a stream's first event may come much later
+        else:
+            self.head = head
+
+    def abandon(self) -> None:
+        """The app ended without completing its response: flush what is held and drop the connection."""
+        if self.head and not self.conn.disconnected:
+            self.conn.transport.write(self.head)
+            self.head = b""
+        self.conn.close()
