@@ -204,6 +204,7 @@ class Connection(asyncio.Protocol):
     def _parse(self, piece: bytes) -> bool:
         """Feed one piece; False when the connection stops parsing (refused, or upgraded and closing)."""
         in_head = self.head_started is not None
+        between = not in_head and self.reading is None  # the piece starts with a new request
         begun = self._messages
         try:
             self.parser.feed_data(piece)
@@ -221,11 +222,19 @@ class Connection(asyncio.Protocol):
             self._refuse(400, "Invalid HTTP request")
             return False
         if self.head_started is not None:  # a head is still arriving: the parser holds what came of it
-            self._head_fed = self._head_fed + len(piece) if in_head and begun == self._messages else 0
+            self._head_fed = self._head_so_far(len(piece), in_head, between, self._messages - begun)
             if self._head_fed > self.limits.max_head_bytes:
                 self._refuse(431, "Request header fields too large")
                 return False
         return True
+
+    def _head_so_far(self, fed: int, in_head: bool, between: bool, begun: int) -> int:
+        """A lower bound of the incomplete head's size after a feed of `fed` bytes."""
+        if in_head and not begun:
+            return self._head_fed + fed  # all of the piece went to the same head
+        if between and begun == 1:
+            return fed  # the piece is that head (but for blank lines before it)
+        return 0  # it began after other requests in the piece: unknown, counted from the next piece on
 
     # -- httptools callbacks -----------------------------------------------------------------
 
