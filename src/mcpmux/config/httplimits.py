@@ -22,7 +22,10 @@ _INTEGER_FIELDS = {f.name for f in fields(HttpLimits) if f.type in ("int", int)}
 
 
 def parse_http_limits(proxy: JsonObject) -> HttpLimits:
-    """`mcpProxy.http` -> HttpLimits; durations as everywhere else ("30s", "200ms", seconds) and > 0."""
+    """`mcpProxy.http` -> HttpLimits; durations as everywhere else ("30s", "200ms", seconds) and > 0.
+
+    A bad value is reported (the whole config is then refused with every error found) and read as absent.
+    """
     section = proxy.object("http", tuple(HTTP_KEYS))
     if section is None:
         return HttpLimits()
@@ -34,7 +37,8 @@ def parse_http_limits(proxy: JsonObject) -> HttpLimits:
         else:
             number = section.read(key, as_duration)
             if number is not None and number <= 0:
-                raise section.diag.error(section.path_of(key), 'expected a duration above zero, like "30s"')
+                section.diag.report(section.path_of(key), 'expected a duration above zero, like "30s"')
+                number = None
         if number is not None:
             values[name] = number
     return replace(HttpLimits(), **values)
