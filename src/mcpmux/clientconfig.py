@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from mcpmux.config.model import ProxyConfig, TokenScope
+from mcpmux.core.access import AccessTable
 from mcpmux.core.toolfilter import scope_allows
 
 # Claude's configs call streamable HTTP "http"; the path suffix is the route's endpoint for that transport.
@@ -16,34 +17,75 @@ _PATH_SAFE = "/!$&'()*+,;=:@"  # RFC 3986 path characters besides unreserved one
 _TRANSPORT_ALIASES = {"sse": "sse", "streamable-http": "streamable-http", "http": "streamable-http"}
 
 
+# (route key, the route's tokens, its servers) -> the token to write, or None for no Authorization header
+TokenChooser = Callable[[str, Sequence[TokenScope], Sequence[str]], str | None]
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
 def client_config(
-    config: ProxyConfig, *, transport: str | None = None, servers: Sequence[str] | None = None
+    config: ProxyConfig,
+    *,
+    transport: str | None = None,
+    servers: Sequence[str] | None = None,
+    token_for: TokenChooser | None = None,
 ) -> dict[str, Any]:
     """`{"mcpServers": {...}}` with one entry per enabled server, the merged endpoint and each group.
 
     `transport` defaults to `mcpProxy.type`; `servers` keeps only the entries with those names (server,
-    group or merged-endpoint names); an unknown name or transport raises ValueError.
+    group or merged-endpoint names, as configured or as written); an unknown name or transport raises
+    ValueError. `token_for` picks each entry's token (default: `pick_token`). Entry names are client-safe
+    (see `entry_names`); the routes' keys stay in the URLs.
     """
+    entries = route_entries(config, transport=transport, token_for=token_for)
+    names = entry_names(config, list(entries))
+    chosen = _select(entries, names, servers)
+    return {"mcpServers": {names[key]: entries[key] for key in chosen}}
+
+
+def route_entries(
+    config: ProxyConfig, *, transport: str | None = None, token_for: TokenChooser | None = None
+) -> dict[str, dict[str, Any]]:
+    """Route key ("" for the merged endpoint) -> its client entry."""
+    choose = token_for or _default_chooser(config)
     client_type, suffix = _CLIENT_TYPES[_transport_name(transport or config.type)]
     base_url = config.base_url.rstrip("/")
-    entries: dict[str, dict[str, Any]] = {}
+    routes: dict[str, tuple[str, Sequence[TokenScope], list[str]]] = {}
     enabled = config.enabled_servers
     for name, server in enabled.items():
-        entries[name] = _entry(
-            client_type, _route_url(base_url, name, suffix), server.options.auth_tokens, [name]
-        )
+        routes[name] = (_route_url(base_url, name, suffix), server.options.auth_tokens, [name])
     if config.merged.enabled and enabled:
-        merged_key = merged_entry_name(config)
-        entries[merged_key] = _entry(
-            client_type, f"{base_url}{suffix}", config.merged.auth_tokens, list(enabled)
-        )
+        routes[""] = (f"{base_url}{suffix}", config.merged.auth_tokens, list(enabled))
     for name, group in config.groups.items():
         members = [m.server for m in group.members if m.server in enabled]
         if members:
-            entries[name] = _entry(
-                client_type, _route_url(base_url, name, suffix), group.auth_tokens, members
-            )
-    return {"mcpServers": _select(entries, servers)}
+            routes[name] = (_route_url(base_url, name, suffix), group.auth_tokens, members)
+    return {
+        key: _entry(client_type, url, choose(key, tokens, members))
+        for key, (url, tokens, members) in routes.items()
+    }
+
+
+def entry_names(config: ProxyConfig, keys: Sequence[str]) -> dict[str, str]:
+    """A client-safe entry name per route key: `[A-Za-z0-9_-]` only, distinct, never a path token.
+
+    `fetch/<token>` is written as `fetch` (the token stays only in the URL); the merged endpoint ("")
+    is named after `mcpProxy.name`; a name taken already gets `-2`, `-3`, ...
+    """
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in sorted(keys, key=lambda k: (k == "", "/" in k)):  # plain names keep theirs first
+        base = merged_entry_name(config) if key == "" else _safe(key.partition("/")[0])
+        name, counter = base, 1
+        while name in taken:
+            counter += 1
+            name = f"{base}-{counter}"
+        taken.add(name)
+        names[key] = name
+    return names
+
+
+def _safe(name: str) -> str:
+    return _UNSAFE.sub("-", name).strip("-") or "server"
 
 
 def _route_url(base_url: str, name: str, suffix: str) -> str:
@@ -58,23 +100,45 @@ def _transport_name(transport: str) -> str:
     return name
 
 
-def _select(entries: dict[str, dict[str, Any]], names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    if names is None:
-        return entries
-    unknown = [name for name in names if name not in entries]
+def _select(
+    entries: dict[str, dict[str, Any]], names: dict[str, str], wanted: Sequence[str] | None
+) -> list[str]:
+    """The route keys to write: all, or those named (by key or by entry name)."""
+    if wanted is None:
+        return list(entries)
+    by_name = {**{name: key for key, name in names.items()}, **{key: key for key in entries if key}}
+    unknown = [name for name in wanted if name not in by_name]
     if unknown:
-        raise ValueError(f'unknown server "{unknown[0]}" (known: {", ".join(entries) or "none"})')
-    return {name: entries[name] for name in names}
+        known = ", ".join(names[key] for key in entries) or "none"
+        raise ValueError(f'unknown server "{unknown[0]}" (known: {known})')
+    return [by_name[name] for name in wanted]
 
 
-def _entry(
-    client_type: str, url: str, tokens: Sequence[TokenScope], servers: Sequence[str]
-) -> dict[str, Any]:
+def _entry(client_type: str, url: str, token: str | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": client_type, "url": url}
-    token = pick_token(tokens, servers)
     if token is not None:
         entry["headers"] = {"Authorization": f"Bearer {token}"}
     return entry
+
+
+def _default_chooser(config: ProxyConfig) -> TokenChooser:
+    """`pick_token` for a server's route; for the merged endpoint and groups, the token reaching most."""
+    enabled = config.enabled_servers
+
+    def choose(key: str, tokens: Sequence[TokenScope], servers: Sequence[str]) -> str | None:
+        if key in enabled:
+            return pick_token(tokens, servers)
+        table = AccessTable(tokens, {name: enabled[name].options.auth_tokens for name in servers})
+        if not table.tokens.enabled:
+            return None
+
+        def reach(token: str) -> tuple[int, bool]:
+            members = table.access(table.by_token[token]).members
+            return len(members), all(s.unrestricted for scopes in members.values() for s in scopes)
+
+        return max(table.by_token, key=reach, default=None)  # max keeps the first of equals
+
+    return choose
 
 
 def pick_token(tokens: Sequence[TokenScope], servers: Sequence[str]) -> str | None:

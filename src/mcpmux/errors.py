@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .core.redact import redact_urls
+
 
 class MuxError(Exception):
     """Base of every error mcpmux raises on purpose."""
@@ -45,7 +47,8 @@ class UpstreamError(MuxError):
 
     def __init__(self, server: str, message: str) -> None:
         self.server = server
-        super().__init__(f"{server}: {message}")
+        # it reaches clients, logs and /_readyz: no URL credentials or query values (`?key=...`)
+        super().__init__(f"{server}: {redact_urls(message)}")
 
 
 class UpstreamUnavailableError(UpstreamError):

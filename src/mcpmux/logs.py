@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
+
+from .core.redact import redact_urls
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -82,12 +85,26 @@ def parse_level(level: str) -> int:
         raise ValueError(f'unknown log level "{level}" (expected debug, info, warning or error)') from None
 
 
+class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stderr handler whose every formatted line (message, fields, traceback) goes through `redact`."""
+
+    redact: Callable[[str], str] = staticmethod(redact_urls)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return RedactingHandler.redact(super().format(record))
+
+
+def set_redactor(redact: Callable[[str], str]) -> None:
+    """What every log line is passed through from now on (the running config's secrets)."""
+    RedactingHandler.redact = staticmethod(redact)
+
+
 def setup_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | None = None) -> None:
     """Configure the root logger on stderr (or `stream`); calling it again replaces the previous setup."""
     if fmt not in ("text", "json"):
         raise ValueError(f'unknown log format "{fmt}" (expected text or json)')
     numeric_level = parse_level(level)
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = RedactingHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in root.handlers[:]:

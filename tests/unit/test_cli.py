@@ -102,7 +102,8 @@ def test_expand_env_false_keeps_dollar_names(tmp_path: Path, capsys: pytest.Capt
     assert (
         main([f"--config={tmp_path / 'c.json'}", "-expand-env=false", "client-config", "-type", "sse"]) == 0
     )
-    assert json.loads(capsys.readouterr().out)["mcpServers"]["$NAME"]["url"] == "http://h/$NAME/sse"
+    # the entry name is client-safe; the route's own name stays in the URL
+    assert json.loads(capsys.readouterr().out)["mcpServers"]["NAME"]["url"] == "http://h/$NAME/sse"
 
 
 def test_print_client_config_flag_uses_the_proxy_type(

@@ -147,3 +147,30 @@ def test_a_group_whose_servers_are_all_disabled_is_left_out() -> None:
     servers = {"a": {"command": "x", "disabled": True}, "b": {"command": "x"}}
     config = config_of({"merged": False}, servers, {"dev": {"servers": ["a"]}})
     assert list(client_config(config)["mcpServers"]) == ["b"]
+
+
+def test_entry_names_are_client_safe_and_never_carry_a_path_token() -> None:
+    servers = {
+        "fetch/s3cr3t-path-token": {"command": "x"},
+        "fetch": {"command": "x"},
+        "my server": {"command": "x"},
+    }
+    entries = client_config(config_of({"name": "mux", "options": {"authTokens": ["d"]}}, servers))[
+        "mcpServers"
+    ]
+    assert list(entries) == ["fetch-2", "fetch", "my-server", "mux"]
+    assert all("/" not in name and "s3cr3t" not in name for name in entries)
+    assert entries["fetch-2"]["url"] == "https://mcp.example.com/fetch/s3cr3t-path-token/sse"
+
+
+def test_a_server_can_be_selected_by_its_key_or_its_entry_name() -> None:
+    config = config_of({"merged": False}, {"fetch/tok1234": {"command": "x"}})
+    assert list(client_config(config, servers=["fetch"])["mcpServers"]) == ["fetch"]
+    assert list(client_config(config, servers=["fetch/tok1234"])["mcpServers"]) == ["fetch"]
+
+
+def test_the_merged_entry_carries_the_token_that_reaches_most_servers_on_their_own_routes() -> None:
+    proxy = {"name": "mux", "options": {"authTokens": ["narrow", "wide"]}}
+    servers = {"a": {"command": "x"}, "b": {"command": "x", "options": {"authTokens": ["wide"]}}}
+    entries = client_config(config_of(proxy, servers))["mcpServers"]
+    assert entries["mux"]["headers"] == {"Authorization": "Bearer wide"}

@@ -125,3 +125,59 @@ def test_the_snapshot_lists_servers_with_filtered_renamed_tools_urls_and_client_
 def test_tracing_is_configured_under_mcp_proxy(value: Any, enabled: bool, exporter: str) -> None:
     proxy = proxy_of() if value is None else proxy_of(tracing=value)
     assert (proxy.config.tracing.enabled, proxy.config.tracing.exporter) == (enabled, exporter)
+
+
+def test_without_operator_tokens_a_non_loopback_listener_turns_operator_views_off() -> None:
+    app = ProxyApp(proxy_of(addr=":9999"))
+    for path in ("/base/_status/api", "/metrics"):
+        status, _, body = get(app, path)
+        assert status == 403 and b"operatorTokens" in body
+    assert get(app, "/base/_status")[0] == 200  # the page itself holds no data
+
+
+def test_per_server_tokens_without_proxy_tokens_turn_operator_views_off_even_on_loopback() -> None:
+    proxy = proxy_of(options={"authTokens": []})
+    app = ProxyApp(proxy)
+    assert get(app, "/base/_status/api")[0] == 200  # nothing asks for a token: nothing to protect
+    document = {
+        "mcpProxy": {"baseURL": BASE_URL, "addr": "127.0.0.1:9999"},
+        "mcpServers": {"fx": {"command": "x", "options": {"authTokens": ["server-token"]}}},
+    }
+    config, _ = parse_config(json.dumps(document), "test", environ={}, expand_env=False)
+    status, _, body = get(ProxyApp(Proxy(config)), "/base/_status/api", "server-token")
+    assert status == 403 and b"server-token" not in body
+
+
+def test_scoped_default_tokens_are_not_operator_tokens_and_operator_tokens_replace_the_default() -> None:
+    scoped = {"token": "scoped", "servers": ["fx"]}
+    app = ProxyApp(proxy_of(options={"authTokens": [TOKEN, scoped]}))
+    assert get(app, "/base/_status/api", "scoped")[0] == 401
+    assert get(app, "/metrics", "scoped")[0] == 401
+    explicit = ProxyApp(proxy_of(options={"authTokens": [TOKEN]}, operatorTokens=["op-token"]))
+    assert get(explicit, "/base/_status/api", TOKEN)[0] == 401
+    assert get(explicit, "/base/_status/api", "op-token")[0] == 200
+
+
+def test_client_configs_on_the_status_api_carry_only_the_callers_token_or_a_placeholder() -> None:
+    proxy = proxy_of(options={"authTokens": [TOKEN, "other-default"]}, operatorTokens=["op-token", TOKEN])
+    for caller in ("op-token", TOKEN):
+        status, _, body = get(ProxyApp(proxy), "/base/_status/api", caller)
+        data = json.loads(body)
+        headers = {
+            name: entry.get("headers", {}).get("Authorization")
+            for item in [*data["servers"], data["merged"], *data["groups"]]
+            if item["clientConfig"]
+            for name, entry in item["clientConfig"]["mcpServers"].items()
+        }
+        expected = f"Bearer {caller}" if caller == TOKEN else "Bearer <your token>"
+        assert status == 200 and headers == {"fx": expected, "ops": expected, "team": expected}
+        assert b"other-default" not in body and (caller == "op-token" or b"op-token" not in body)
+
+
+def test_readyz_without_an_operator_token_says_only_ready_or_not_per_server() -> None:
+    app = ProxyApp(proxy_of(options={"authTokens": [TOKEN]}))
+    status, _, body = get(app, "/_readyz")
+    assert status == 503 and json.loads(body) == {"status": "not ready", "servers": {"fx": {"ready": False}}}
+    status, _, body = get(app, "/_readyz", TOKEN)
+    detailed = json.loads(body)
+    assert detailed["servers"]["fx"]["state"] == "stopped" and detailed["serverCount"] == 1

@@ -221,6 +221,15 @@ class ProxyConfig:
     source: str = "config.json"
     tracing: TracingConfig = field(default_factory=TracingConfig)
     http: HttpLimits = field(default_factory=HttpLimits)
+    operator_tokens: tuple[TokenScope, ...] | None = None  # `mcpProxy.operatorTokens`; None: not set
+    base_url_set: bool = False  # `mcpProxy.baseURL` was given (else it is derived from addr)
+
+    @property
+    def operator_token_scopes(self) -> tuple[TokenScope, ...]:
+        """The tokens that open operator views: `operatorTokens`, else the unscoped default tokens."""
+        if self.operator_tokens is not None:
+            return self.operator_tokens
+        return tuple(scope for scope in self.defaults.auth_tokens if scope.unrestricted)
 
     @property
     def enabled_servers(self) -> dict[str, ServerConfig]:

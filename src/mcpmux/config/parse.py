@@ -53,7 +53,7 @@ from mcpmux.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
-    *("baseURL", "addr", "name", "version", "type", "options", "strict"),
+    *("baseURL", "addr", "name", "version", "type", "options", "strict", "operatorTokens"),
     *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing", "http"),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
@@ -181,7 +181,20 @@ def _proxy_settings(proxy: JsonObject) -> dict[str, Any]:
         "allowed_hosts": proxy.read("allowedHosts", as_string_list) or (),
         "allowed_origins": proxy.read("allowedOrigins", as_string_list) or (),
         "max_request_bytes": proxy.read("maxRequestBytes", as_positive_int) or 4 * 1024 * 1024,
+        "operator_tokens": _operator_tokens(proxy),
+        "base_url_set": bool((proxy.read("baseURL", as_string) or "").strip()),
     }
+
+
+def _operator_tokens(proxy: JsonObject) -> tuple[TokenScope, ...] | None:
+    """`operatorTokens`: plain token strings (an operator sees everything, so they cannot be scoped)."""
+    tokens = proxy.read("operatorTokens", as_auth_tokens)
+    for index, scope in enumerate(tokens or ()):
+        if not scope.unrestricted:
+            raise proxy.diag.error(
+                join_path(proxy.path_of("operatorTokens"), index), "expected a token string"
+            )
+    return tokens
 
 
 def listen_port(addr: str) -> int | None:

@@ -146,3 +146,9 @@ class HostPolicy:
             return True
         origin = origin.lower()
         return origin in self._origins or _without_port(origin) in self._origins_any_port
+
+
+def is_loopback_listener(addr: str) -> bool:
+    """Whether a Go-style listen address binds loopback only (`127.0.0.1:9090`, `[::1]:9090`)."""
+    host, _port = _parse_addr(addr)
+    return host in ("localhost", "[::1]") or host.startswith("127.")

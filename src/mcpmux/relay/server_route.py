@@ -222,7 +222,7 @@ class ServerRoute(Route):
         info = upstream_init.get("serverInfo")
         server_info = {
             **(info if isinstance(info, dict) else {}),
-            "name": self.name,
+            "name": self.name.partition("/")[0],  # never the token of a `name/<token>` key
             "version": self.proxy.version,
         }
         # everything else the upstream said (instructions, _meta, newer fields) goes to the client as is

@@ -9,9 +9,12 @@ from urllib.parse import urlsplit
 
 from ..core.auth import token_from_authorization
 from ..core.hostcheck import HostPolicy
+from ..core.redact import Redactor, redact_tree, route_display_name
+from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
 from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
+from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
 from .status import StatusEndpoints
 from .streamable import handle_streamable
@@ -67,6 +70,8 @@ class ProxyApp:
             table[path] = ("extra", handler)
         self.table = table
         self.hosts = HostPolicy(config.addr, config.base_url, config.allowed_hosts, config.allowed_origins)
+        self.redactor = Redactor.for_config(config)
+        set_redactor(self.redactor)  # log lines too
 
     def _rebuild_oauth(self) -> dict[str, Any]:
         """The OAuth metadata endpoints; the OAuth modules (and PyJWT) load only when OAuth is on."""
@@ -104,7 +109,7 @@ class ProxyApp:
         if kind == "healthz":
             await self._healthz(send)
         elif kind == "readyz":
-            await self._readyz(send)
+            await self._readyz(send, headers)
         elif kind == "extra":
             await target(scope, receive, send, headers)
         else:
@@ -189,18 +194,23 @@ class ProxyApp:
         config = self.proxy.config
         await send_json(send, 200, {"status": "ok", "name": config.name, "version": config.version})
 
-    async def _readyz(self, send: Send) -> None:
+    async def _readyz(self, send: Send, headers: RequestHeaders) -> None:
+        """Ready or not, per server; the details (states, errors, pids) for operators only, redacted."""
         config = self.proxy.config
-        servers = {name: rt.status() for name, rt in self.proxy.runtimes.items()}
-        ready = all(rt.available for rt in self.proxy.runtimes.values())  # lazyStart ones count
-        body = {
-            "status": "ready" if ready else "not ready",
-            "name": config.name,
-            "version": config.version,
-            "serverCount": len(servers),
-            "readyCount": sum(1 for rt in self.proxy.runtimes.values() if rt.ready),
-            "servers": servers,
-        }
+        runtimes = self.proxy.runtimes
+        ready = all(rt.available for rt in runtimes.values())  # lazyStart ones count
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
+        if operator_of(config, headers) is None:
+            body["servers"] = {route_display_name(n): {"ready": rt.available} for n, rt in runtimes.items()}
+        else:
+            servers = {route_display_name(name): rt.status() for name, rt in runtimes.items()}
+            body.update(
+                name=config.name,
+                version=config.version,
+                serverCount=len(servers),
+                readyCount=sum(1 for rt in runtimes.values() if rt.ready),
+                servers=redact_tree(servers, self.redactor),
+            )
         await send_json(send, 200 if ready else 503, body)
 
 

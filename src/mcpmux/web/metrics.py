@@ -175,4 +175,5 @@ class MetricsEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         if not await authorized(self.app.proxy.config, headers, send):
             return
-        await send_bytes(send, 200, self.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+        body = self.app.redactor(self.render().decode()).encode()  # route names may hold path tokens
+        await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])

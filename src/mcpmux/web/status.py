@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
-from ..clientconfig import client_config, merged_entry_name
+from ..clientconfig import entry_names, route_entries
+from ..config.model import TokenScope
+from ..core.redact import Redactor, config_secrets, redact_tree, route_display_name
 from ..relay.server_route import apply_override
 from .asgi import JSON_TYPE, Receive, RequestHeaders, Scope, Send, send_bytes, send_error
-from .operator import authorized
+from .operator import require_operator
 from .telemetry import tool_count
 
 if TYPE_CHECKING:
@@ -60,20 +63,40 @@ def presented_tools(runtime: Any) -> list[dict[str, Any]]:
     return tools
 
 
-def status_snapshot(proxy: Proxy) -> dict[str, Any]:
-    """Everything the page shows, as JSON-ready data."""
+PLACEHOLDER_TOKEN = "<your token>"
+
+
+def _caller_chooser(proxy: Proxy, caller: str | None) -> Any:
+    """Client configs on operator views carry the caller's own token where a route takes it, else a
+    placeholder; never another token."""
+
+    def choose(key: str, _tokens: Sequence[TokenScope], _servers: Sequence[str]) -> str | None:
+        route = proxy.routes.get(key)
+        if route is None:
+            return None
+        if caller is not None and route.tokens.match(caller) is not None:
+            return caller
+        return PLACEHOLDER_TOKEN if route.tokens.enabled else None
+
+    return choose
+
+
+def status_snapshot(proxy: Proxy, caller: str | None = None) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data, with every secret but the caller's token redacted."""
     config = proxy.config
     base_url = config.base_url.rstrip("/")
-    entries = client_config(config)["mcpServers"]
+    routes = route_entries(config, token_for=_caller_chooser(proxy, caller))
+    names = entry_names(config, list(routes))
+    entries = {key: {"mcpServers": {names[key]: entry}} for key, entry in routes.items()}
     servers = []
     for name, server in config.servers.items():
         runtime = proxy.runtimes.get(name)
         route = proxy.routes.get(name)
         item: dict[str, Any] = {
-            "name": name,
+            "name": route_display_name(name),
             "transport": server.transport,
             "urls": route_urls(base_url, name),
-            "clientConfig": {"mcpServers": {name: entries[name]}} if name in entries else None,
+            "clientConfig": entries.get(name),
         }
         if runtime is None:
             item.update(state="disabled", ready=False, uptimeSeconds=0, restarts=0, lastError=None, tools=[])
@@ -81,15 +104,16 @@ def status_snapshot(proxy: Proxy) -> dict[str, Any]:
             item.update(_runtime_status(runtime))
         item["sessions"] = len(route.sessions) if route is not None else 0
         servers.append(item)
-    return {
+    snapshot = {
         "name": config.name,
         "version": config.version,
         "baseURL": base_url,
         "time": time.time(),
         "servers": servers,
-        "merged": _merged(proxy, base_url, entries),
+        "merged": _merged(proxy, base_url, entries, names.get("")),
         "groups": [_group(proxy, name, base_url, entries) for name in config.groups],
     }
+    return redact_tree(snapshot, Redactor(config_secrets(config) - {caller}))  # type: ignore[no-any-return]
 
 
 def _runtime_status(runtime: Any) -> dict[str, Any]:
@@ -105,18 +129,17 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
     }
 
 
-def _merged(proxy: Proxy, base_url: str, entries: dict[str, Any]) -> dict[str, Any]:
+def _merged(proxy: Proxy, base_url: str, entries: dict[str, Any], name: str | None) -> dict[str, Any]:
     config = proxy.config
     route = proxy.routes.get("")
-    key = merged_entry_name(config)
     return {
         "enabled": config.merged.enabled,
-        "name": key,
+        "name": name or "mcp",
         "urls": route_urls(base_url, ""),
-        "servers": list(proxy.runtimes),
+        "servers": [route_display_name(server) for server in proxy.runtimes],
         "tools": tool_count(route),
         "sessions": len(route.sessions) if route is not None else 0,
-        "clientConfig": {"mcpServers": {key: entries[key]}} if key in entries else None,
+        "clientConfig": entries.get(""),
     }
 
 
@@ -126,10 +149,10 @@ def _group(proxy: Proxy, name: str, base_url: str, entries: dict[str, Any]) -> d
     return {
         "name": name,
         "urls": route_urls(base_url, name),
-        "servers": [member.server for member in group.members],
+        "servers": [route_display_name(member.server) for member in group.members],
         "tools": tool_count(route),
         "sessions": len(route.sessions) if route is not None else 0,
-        "clientConfig": {"mcpServers": {name: entries[name]}} if name in entries else None,
+        "clientConfig": entries.get(name),
     }
 
 
@@ -174,7 +197,8 @@ class StatusEndpoints:
 
     async def api(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         proxy = self.app.proxy
-        if not await authorized(proxy.config, headers, send):
+        operator = await require_operator(proxy.config, headers, send)
+        if operator is None:
             return
-        body = orjson.dumps(status_snapshot(proxy))
+        body = orjson.dumps(status_snapshot(proxy, operator.token))
         await send_bytes(send, 200, body, [JSON_TYPE, (b"cache-control", b"no-store")])

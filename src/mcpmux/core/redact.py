@@ -1,0 +1,117 @@
+"""Keep secrets out of what mcpmux shows: URLs' userinfo and query values, tokens, header and env values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config.model import ProxyConfig
+
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "config_secrets",
+    "redact_tree",
+    "redact_url",
+    "redact_urls",
+    "route_display_name",
+]
+
+REDACTED = "***"
+MIN_SECRET_LENGTH = 4  # shorter values are not searched for in free text (they would blank common words)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+_TRAILING = ".,;:)]}!?"
+
+
+def redact_url(url: str) -> str:
+    """`url` with its userinfo and every query value replaced by `***` (the query's keys stay)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = "&".join(_redact_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _redact_pair(pair: str) -> str:
+    key, sep, value = pair.partition("=")
+    return f"{key}={REDACTED}" if sep and value else pair
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    text = match.group()
+    stripped = text.rstrip(_TRAILING)
+    return redact_url(stripped) + text[len(stripped) :]
+
+
+def redact_urls(text: str) -> str:
+    """Every URL inside free text (an error message, a log line) with `redact_url` applied."""
+    return _URL.sub(_redact_match, text) if "://" in text else text
+
+
+def route_display_name(name: str) -> str:
+    """A server key as shown to others: `fetch/<token>` (the token-in-path trick) -> `fetch/***`."""
+    head, sep, _ = name.partition("/")
+    return f"{head}/{REDACTED}" if sep else name
+
+
+def _url_secrets(url: str) -> Iterable[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    values = [pair.partition("=")[2] for pair in parts.query.split("&")] if parts.query else []
+    return [userinfo, *userinfo.split(":"), *values, parts.fragment]
+
+
+def config_secrets(config: ProxyConfig) -> set[str]:
+    """Every secret value the config holds: tokens, header and env values, URL credentials, path tokens."""
+    scopes = [*config.defaults.auth_tokens, *config.merged.auth_tokens, *config.operator_token_scopes]
+    for group in config.groups.values():
+        scopes += group.auth_tokens
+    found = {scope.token for scope in scopes}
+    for name, server in config.servers.items():
+        found.update(scope.token for scope in server.options.auth_tokens)
+        found.update(server.headers.values())
+        found.update(server.env.values())
+        found.update(_url_secrets(server.url or ""))
+        _head, sep, path_token = name.partition("/")
+        if sep:
+            found.update((path_token, *path_token.split("/")))
+    return {secret for secret in found if len(secret) >= MIN_SECRET_LENGTH}
+
+
+class Redactor:
+    """Replaces known secrets (longest first) and URL credentials in free text with `***`."""
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        ordered = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        text = redact_urls(text)
+        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
+
+    @classmethod
+    def for_config(cls, config: ProxyConfig) -> Redactor:
+        return cls(config_secrets(config))
+
+
+def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
+    """A copy of JSON-like data (dicts, lists, strings, numbers) with `redact` applied to every string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(key)): redact_tree(item, redact) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(item, redact) for item in value]
+    return value

@@ -1,0 +1,109 @@
+"""No secret in what mcpmux shows: /_readyz, operator views, logs, errors to clients, serverInfo."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import anyio
+import httpx2
+import pytest
+from merged_kit import raw_client
+
+from harness import ProxyProcess, fixture_server, running_proxy
+
+pytestmark = pytest.mark.anyio
+
+BOUND_SECONDS = 20
+URL_KEY = "url-key-SECRET-1234"
+PATH_TOKEN = "pathSECRET5678"
+ADMIN = "admin-token-SECRET"
+SERVER_TOKEN = "server-token-SECRET"
+SECRETS = (URL_KEY, PATH_TOKEN, SERVER_TOKEN)
+INIT_PARAMS = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "t", "version": "1"},
+}
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    fetch = fixture_server()
+    fetch["options"] = {"authTokens": [ADMIN, SERVER_TOKEN]}
+    config = {
+        "mcpProxy": {"options": {"authTokens": [ADMIN]}},
+        "mcpServers": {
+            "amap": {
+                "url": f"http://127.0.0.1:{refused_port()}/sse?key={URL_KEY}",
+                "options": {"logEnabled": True},
+            },
+            f"fetch/{PATH_TOKEN}": fetch,
+        },
+    }
+    with running_proxy(config, tmp_path_factory.mktemp("secrets")) as running:
+        yield running
+
+
+async def get(proxy: ProxyProcess, path: str, token: str | None = None) -> httpx2.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient() as http:
+        return await http.get(proxy.url(path), headers=headers)
+
+
+def assert_no_secret(text: str) -> None:
+    leaked = [secret for secret in SECRETS if secret in text]
+    assert not leaked, text
+
+
+async def test_readyz_without_an_operator_token_says_only_ready_or_not(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        anonymous = await get(proxy, "/_readyz")
+        operator = await get(proxy, "/_readyz", ADMIN)
+    assert anonymous.status_code == operator.status_code == 503
+    assert anonymous.json() == {
+        "status": "not ready",
+        "servers": {"amap": {"ready": False}, "fetch/***": {"ready": True}},
+    }
+    details = operator.json()["servers"]
+    assert "key=***" in details["amap"]["last_error"] and details["fetch/***"]["state"] == "ready"
+    assert_no_secret(anonymous.text + operator.text)
+
+
+async def test_operator_views_show_no_secret_but_the_callers_token(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        status = await get(proxy, "/_status/api", ADMIN)
+        metrics = await get(proxy, "/metrics", ADMIN)
+        refused = await get(proxy, "/_status/api", SERVER_TOKEN)
+    assert status.status_code == metrics.status_code == 200 and refused.status_code == 401
+    assert_no_secret(status.text + metrics.text + refused.text)
+    names = [server["name"] for server in status.json()["servers"]]
+    assert names == ["amap", "fetch/***"]
+
+
+async def test_errors_to_clients_and_server_info_show_no_secret(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with httpx2.AsyncClient() as http:
+            down = await http.post(
+                proxy.url("/amap/mcp"),
+                json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT_PARAMS},
+                headers={"authorization": f"Bearer {ADMIN}"},
+            )
+        async with raw_client(proxy.url(f"/fetch/{PATH_TOKEN}/mcp"), SERVER_TOKEN) as client:
+            info = client.init_result["serverInfo"]
+    assert down.status_code == 404 and "key=***" in down.text
+    assert_no_secret(down.text)
+    assert info["name"] == "fetch"
+
+
+async def test_logs_show_no_secret(proxy: ProxyProcess) -> None:
+    proxy.wait_for_line(r"<fetch/\*\*\*> Handling requests at")
+    assert "key=***" in proxy.log
+    assert_no_secret(proxy.log)
