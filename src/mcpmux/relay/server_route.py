@@ -8,6 +8,7 @@ from typing import Any
 from ..config.model import ProxyConfig
 from ..core.naming import published_name, server_labels
 from ..core.pins import PINS_CHANGED
+from ..core.redact import Redactor
 from ..core.toolfilter import NameFilter, scope_allows
 from ..errors import UpstreamError
 from ..jsonrpc import (
@@ -38,6 +39,7 @@ class ServerRoute(Route):
         self.tokens = admitted_tokens(runtime.options.auth_tokens, (runtime.name,))
         self.runtime = runtime
         self.proxy = proxy
+        self.redact = Redactor.for_config(proxy)  # the last error goes to clients: no secrets in it
         self.log_enabled = runtime.options.log_enabled
         self.isolated = runtime.options.session_mode == "isolated"
         self.idle_timeout_seconds = runtime.options.idle_timeout_seconds or None
@@ -82,7 +84,7 @@ class ServerRoute(Route):
         if self.runtime.available:  # connected, or lazyStart waiting for this first use
             return None
         error = f": {self.runtime.last_error}" if self.runtime.last_error else ""
-        return f"server {self.name!r} is not connected ({self.runtime.state}{error})"
+        return self.redact(f"server {self.name!r} is not connected ({self.runtime.state}{error})")
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ class Operator:
     token: str | None
 
 
+def operator_tokens(config: ProxyConfig) -> TokenSet:
+    """The operator tokens (`operatorTokens`, else the unscoped default tokens); empty when none."""
+    return TokenSet(config.operator_token_scopes)
+
+
 def uses_auth(config: ProxyConfig) -> bool:
     """Whether any route of the config asks for a token."""
     return (
@@ -49,7 +54,7 @@ def operator_of(config: ProxyConfig, headers: RequestHeaders) -> Operator | None
     if mode == "off":
         return None
     presented = token_from_authorization(headers.authorization)
-    scope = TokenSet(config.operator_token_scopes).match(presented)
+    scope = operator_tokens(config).match(presented)
     return Operator(scope.token) if scope is not None else None
 
 
