@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,3 +83,50 @@ def test_a_running_quickstart_keeps_answering_while_scripts_test_installs(tmp_pa
     assert metrics.status_code == 200, metrics.text
     assert "mcpmux_requests_total" in metrics.text
     assert (repo / ".venv" / "bin" / "mcpmux").exists() and (repo / ".venv-test" / "bin" / "pytest").exists()
+
+
+def this_venv() -> str:
+    """The environment running these tests, for scripts that take MCPMUX_TEST_VENV."""
+    assert sys.prefix != sys.base_prefix, "run the tests from a virtual environment (scripts/test does)"
+    return sys.prefix
+
+
+def test_lint_runs_ruff_check_ruff_format_and_mypy_strict_and_reports_each_failure(tmp_path: Path) -> None:
+    repo = copy_checkout(tmp_path / "repo")
+    probe = repo / "src" / "mcpmux" / "lint_probe.py"
+    # An unused import (ruff check), spacing ruff format would change, and an untyped def (mypy --strict).
+    probe.write_text('"""Probe."""\n\nimport os\n\nspaced   = 1\n\n\ndef untyped(x):\n    return x\n')
+    env = {**clean_env(), "MCPMUX_TEST_VENV": this_venv()}
+    result = subprocess.run(
+        [str(repo / "scripts" / "lint")], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "F401 [*] `os` imported but unused\n --> src/mcpmux/lint_probe.py:3:8" in output
+    assert "unformatted: File would be reformatted\n --> src/mcpmux/lint_probe.py" in output
+    assert "lint_probe.py:8: error: Function is missing a type annotation" in output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("lint: FAILED: ")]
+    assert failed == [
+        "lint: FAILED: ruff check",
+        "lint: FAILED: ruff format --check",
+        "lint: FAILED: mypy --strict",
+    ]
+
+
+def test_ci_runs_setup_then_lint_then_the_readme_test_command() -> None:
+    steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("scripts/")]
+    assert steps == ["scripts/setup-test-env", "scripts/lint", "scripts/test -q"]
+
+
+def test_scripts_test_fails_when_pytest_collects_no_test() -> None:
+    env = {**clean_env(), "MCPMUX_TEST_VENV": this_venv()}
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "test"), "-q", "-k", "no_test_is_named_so", "tests/unit/test_naming.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: pytest collected no tests" in result.stderr
