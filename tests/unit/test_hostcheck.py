@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcpmux.core.hostcheck import HostPolicy
+from mcpmux.core.hostcheck import HostPolicy, is_loopback_listener
 
 LOCAL = HostPolicy(":9090", "http://localhost:9090", (), ())
 
@@ -228,3 +228,38 @@ def test_extra_origins_do_not_widen_hosts_and_extra_hosts_do_not_widen_origins()
     policy = HostPolicy(":9090", "", ["a.lan"], ["http://b.lan"])
     assert not policy.host_allowed("b.lan")
     assert not policy.origin_allowed("http://a.lan")
+
+
+def test_an_any_host_policy_takes_every_host_and_only_same_origin_browser_origins() -> None:
+    policy = HostPolicy(":9090", "http://127.0.0.1:9090", (), ("https://ui.example",), any_host=True)
+    assert policy.host_allowed("myserver.lan:9090") and policy.host_allowed("10.0.0.7:9090")
+    assert policy.origin_allowed("http://myserver.lan:9090", "myserver.lan:9090")
+    assert policy.origin_allowed("http://myserver.lan", "myserver.lan:80")
+    assert policy.origin_allowed("https://myserver.lan", "MyServer.lan")
+    assert policy.origin_allowed("https://ui.example", "myserver.lan:9090")  # configured
+    assert policy.origin_allowed(None, "myserver.lan:9090")  # not a browser
+    for origin in (
+        "http://evil.example",
+        "http://myserver.lan:8080",
+        "null",
+        "http://myserver.lan.evil.example:9090",
+    ):
+        assert not policy.origin_allowed(origin, "myserver.lan:9090"), origin
+
+
+def test_a_strict_policy_ignores_the_host_for_origins() -> None:
+    assert not LOCAL.origin_allowed("http://evil.example", "evil.example")
+
+
+@pytest.mark.parametrize(
+    ("addr", "loopback"),
+    [
+        ("127.0.0.1:9090", True),
+        ("[::1]:9090", True),
+        ("localhost:80", True),
+        (":9090", False),
+        ("0.0.0.0:1", False),
+    ],
+)
+def test_loopback_listeners_are_recognised(addr: str, loopback: bool) -> None:
+    assert is_loopback_listener(addr) is loopback

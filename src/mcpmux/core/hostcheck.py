@@ -111,7 +111,15 @@ def _split_extra(entries: Iterable[str], bare_means_any_port: bool) -> tuple[boo
 class HostPolicy:
     """Which `Host` and `Origin` request headers are accepted; each check is one or two set lookups."""
 
-    __slots__ = ("_any_host", "_any_origin", "_hosts", "_hosts_any_port", "_origins", "_origins_any_port")
+    __slots__ = (
+        "_any_host",
+        "_any_origin",
+        "_hosts",
+        "_hosts_any_port",
+        "_origins",
+        "_origins_any_port",
+        "_same_origin",
+    )
 
     def __init__(
         self,
@@ -119,12 +127,16 @@ class HostPolicy:
         base_url: str,
         extra_hosts: Sequence[str] = (),
         extra_origins: Sequence[str] = (),
+        *,
+        any_host: bool = False,
     ) -> None:
+        """`any_host`: accept every Host, and a browser Origin only when it names that Host (same origin)."""
         host, port = _parse_addr(addr)
         base = _base_url_parts(base_url)
-        any_host, hosts, hosts_any_port = _split_extra(extra_hosts, bare_means_any_port=True)
+        any_extra_host, hosts, hosts_any_port = _split_extra(extra_hosts, bare_means_any_port=True)
         any_origin, origins, origins_any_port = _split_extra(extra_origins, bare_means_any_port=False)
-        self._any_host = any_host
+        self._any_host = any_host or any_extra_host
+        self._same_origin = any_host
         self._hosts = frozenset(hosts | _listening_hosts(host, port) | _base_url_hosts(base))
         self._hosts_any_port = frozenset(hosts_any_port)
         self._any_origin = any_origin
@@ -140,12 +152,30 @@ class HostPolicy:
             return True
         return bool(self._hosts_any_port) and _without_port(host) in self._hosts_any_port
 
-    def origin_allowed(self, origin: str | None) -> bool:
-        """Whether an `Origin` header value is acceptable; an absent one (non-browser clients) is."""
+    def origin_allowed(self, origin: str | None, host: str | None = None) -> bool:
+        """Whether an `Origin` header value is acceptable; an absent one (non-browser clients) is.
+
+        `host` is the request's Host, for the same-origin rule of `any_host` policies.
+        """
         if origin is None or self._any_origin:
             return True
         origin = origin.lower()
-        return origin in self._origins or _without_port(origin) in self._origins_any_port
+        if origin in self._origins or _without_port(origin) in self._origins_any_port:
+            return True
+        return self._same_origin and host is not None and _same_authority(origin, host.lower())
+
+
+def _same_authority(origin: str, host: str) -> bool:
+    """Whether an origin (`scheme://host[:port]`) names the Host header's `host[:port]`."""
+    scheme, sep, authority = origin.partition("://")
+    default = _DEFAULT_PORTS.get(scheme)
+    if not sep or default is None or not authority:
+        return False
+    return _with_port(authority, default) == _with_port(host, default)
+
+
+def _with_port(authority: str, default_port: int) -> str:
+    return authority if _without_port(authority) != authority else f"{authority}:{default_port}"
 
 
 def is_loopback_listener(addr: str) -> bool:

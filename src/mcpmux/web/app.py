@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..core.auth import token_from_authorization
-from ..core.hostcheck import HostPolicy
+from ..core.hostcheck import HostPolicy, is_loopback_listener
 from ..core.redact import Redactor, redact_tree, route_display_name
 from ..logs import set_redactor
 from ..relay.route import Route
@@ -21,16 +21,26 @@ from .streamable import handle_streamable
 from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
+    from ..config.model import ProxyConfig
     from ..proxy import Proxy
 
 log = logging.getLogger("mcpmux.http")
 access_log = logging.getLogger("mcpmux.access")
 
+PROBES = frozenset({"healthz", "readyz"})
 UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="mcpmux"')]
 
 
 def base_path(base_url: str) -> str:
     return urlsplit(base_url).path.rstrip("/")
+
+
+def host_policy(config: ProxyConfig) -> HostPolicy:
+    """DNS-rebinding protection; a non-loopback listener without baseURL takes any Host (containers,
+    probes) and only same-origin (or configured) browser Origins."""
+    any_host = not config.base_url_set and not is_loopback_listener(config.addr)
+    hosts, origins = config.allowed_hosts, config.allowed_origins
+    return HostPolicy(config.addr, config.base_url, hosts, origins, any_host=any_host)
 
 
 class ProxyApp:
@@ -39,9 +49,7 @@ class ProxyApp:
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.table: dict[str, tuple[str, Any]] = {}
-        self.hosts = HostPolicy(
-            proxy.config.addr, proxy.config.base_url, proxy.config.allowed_hosts, proxy.config.allowed_origins
-        )
+        self.hosts = host_policy(proxy.config)
         self.extra: dict[
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
@@ -69,7 +77,7 @@ class ProxyApp:
         for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)
         self.table = table
-        self.hosts = HostPolicy(config.addr, config.base_url, config.allowed_hosts, config.allowed_origins)
+        self.hosts = host_policy(config)
         self.redactor = Redactor.for_config(config)
         set_redactor(self.redactor)  # log lines too
 
@@ -99,13 +107,11 @@ class ProxyApp:
             await send_error(send, 404, "Not Found")
             return
         headers = RequestHeaders(scope["headers"])
-        if not self.hosts.host_allowed(headers.host):
-            await send_error(send, 403, f"Forbidden: Host {headers.host!r} is not allowed")
-            return
-        if not self.hosts.origin_allowed(headers.origin):
-            await send_error(send, 403, f"Forbidden: Origin {headers.origin!r} is not allowed")
-            return
         kind, target = entry
+        refusal = self._refuse_host(scope, headers, kind)
+        if refusal is not None:
+            await send_error(send, *refusal)
+            return
         if kind == "healthz":
             await self._healthz(send)
         elif kind == "readyz":
@@ -118,6 +124,21 @@ class ProxyApp:
                 await self._logged(kind, target, route, scope, receive, send, headers)
             else:
                 await self._serve(kind, target, route, scope, receive, send, headers)
+
+    def _refuse_host(self, scope: Scope, headers: RequestHeaders, kind: str) -> tuple[int, str] | None:
+        """400 without a Host (HTTP/1.1) or with two; 403 for a Host or Origin the policy refuses.
+
+        Probes (`/_healthz`, `/_readyz`) are served whatever their Host: they show no data.
+        """
+        if headers.host_repeated:
+            return 400, "Bad Request: more than one Host header"
+        if headers.host is None and scope.get("http_version") != "1.0":
+            return 400, "Bad Request: no Host header"
+        if kind not in PROBES and not self.hosts.host_allowed(headers.host):
+            return 403, f"Forbidden: Host {headers.host!r} is not allowed"
+        if not self.hosts.origin_allowed(headers.origin, headers.host):
+            return 403, f"Forbidden: Origin {headers.origin!r} is not allowed"
+        return None
 
     async def _serve(
         self,

@@ -32,6 +32,7 @@ class RequestHeaders:
         "content_length",
         "content_type",
         "host",
+        "host_repeated",
         "last_event_id",
         "mcp_method",
         "mcp_name",
@@ -43,6 +44,7 @@ class RequestHeaders:
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         self.authorization: str | None = None
         self.host: str | None = None
+        self.host_repeated = False  # more than one Host header: 400 (RFC 9112 section 3.2)
         self.origin: str | None = None
         self.session_id: str | None = None
         self.content_type: bytes = b""
@@ -65,9 +67,14 @@ def _set_content_length(h: RequestHeaders, v: bytes) -> None:
         h.content_length = None
 
 
+def _set_host(h: RequestHeaders, v: bytes) -> None:
+    h.host_repeated = h.host is not None
+    h.host = v.decode("latin-1")
+
+
 _PICK: dict[bytes, Callable[[RequestHeaders, bytes], None]] = {
     b"authorization": lambda h, v: setattr(h, "authorization", v.decode("latin-1")),
-    b"host": lambda h, v: setattr(h, "host", v.decode("latin-1")),
+    b"host": lambda h, v: _set_host(h, v),
     b"origin": lambda h, v: setattr(h, "origin", v.decode("latin-1")),
     b"mcp-session-id": lambda h, v: setattr(h, "session_id", v.decode("latin-1")),
     b"content-type": lambda h, v: setattr(h, "content_type", v),
