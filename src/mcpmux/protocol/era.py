@@ -14,7 +14,6 @@ from .constants import (
     CLIENT_INFO_META,
     HANDSHAKE_VERSIONS,
     HEADER_MISMATCH,
-    KNOWN_VERSIONS,
     LOG_LEVEL_META,
     LOG_RANK,
     MODERN_VERSIONS,
@@ -74,12 +73,11 @@ def is_modern(session_id: str | None, header_version: str | None, msg: Message) 
 
 
 def unsupported_version(requested: Any) -> EnvelopeError:
-    """-32022 naming every version the proxy speaks (a client that knows none of the modern ones
-    can fall back to the handshake)."""
+    """-32022 naming the versions served without a session (as `server/discover` lists them)."""
     return EnvelopeError(
         UNSUPPORTED_PROTOCOL_VERSION,
         f"Unsupported protocol version: {requested}",
-        {"supported": list(KNOWN_VERSIONS), "requested": requested},
+        {"supported": list(MODERN_VERSIONS), "requested": requested},
     )
 
 
@@ -124,8 +122,14 @@ def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return caps, info or {}, level
 
 
+def _field(value: str | None) -> str | None:
+    """A header value as HTTP means it: without the optional whitespace around it (RFC 9110 5.5)."""
+    return value.strip(" \t") if value is not None else None
+
+
 def check_headers(msg: Message, version: Any, headers: RoutingHeaders) -> None:
     """`MCP-Protocol-Version`, `Mcp-Method` and (name-bearing methods) `Mcp-Name` must equal the body."""
+    headers = RoutingHeaders(_field(headers.protocol_version), _field(headers.method), _field(headers.name))
     if headers.protocol_version is None or headers.protocol_version != version:
         raise EnvelopeError(
             HEADER_MISMATCH,

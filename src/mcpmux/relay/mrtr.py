@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from ..config.model import TokenScope
-from ..jsonrpc import INVALID_PARAMS, Message, error_response
+from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.state import StateError, StateKey, StateSealer, request_binding
 
 MAX_SUSPENSIONS = 256  # per carrier (token and route); beyond it a new request for input is refused
@@ -43,7 +43,7 @@ class Suspension:
         self.handle = secrets.token_hex(12)
         self.binding = binding
         self.round = 0
-        self.asked: list[str] = []  # our ids of the requests the client was last asked to answer
+        self.asked: dict[str, Message] = {}  # the requests the client was last asked to answer, by our id
         self.busy = False  # a retry is being served
         self.events: deque[Message] = deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -71,11 +71,33 @@ class Suspension:
                 self.waiter = None
         return self.events.popleft()
 
-    def state(self, scope: TokenScope | None) -> str:
-        """A new round: the sealed requestState naming this suspension, for this caller and request."""
+    def input_required(self, scope: TokenScope | None) -> dict[str, Any]:
+        """A new round: the `input_required` result asking for `asked`, with a fresh sealed state."""
         self.round += 1
         payload = {"h": self.handle, "r": self.round}
-        return process_sealer().seal(payload, caller=caller_of(scope), request=self.binding, now=time.time())
+        state = process_sealer().seal(payload, caller=caller_of(scope), request=self.binding, now=time.time())
+        asked = self.asked.items()
+        requests = {rid: {"method": msg["method"], "params": msg.get("params") or {}} for rid, msg in asked}
+        return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
+
+    def take_answers(self, responses: Any) -> tuple[list[Message], bool]:
+        """The answers in a retry's `inputResponses` to what was asked, as responses to send; and whether
+        something asked is still unanswered (then it stays asked)."""
+        answers = responses if isinstance(responses, dict) else {}
+        resolved = []
+        for rid in list(self.asked):
+            answer = answers.get(rid)
+            if isinstance(answer, dict):
+                resolved.append(result_response(rid, answer))
+                del self.asked[rid]
+        return resolved, bool(self.asked)
+
+    def drain_requests(self) -> None:
+        """Move requests for input already waiting in `events` (in order, up to the first other message)
+        into `asked`, so one `input_required` carries all that came together."""
+        while self.events and "id" in self.events[0] and "method" in self.events[0]:
+            msg = self.events.popleft()
+            self.asked[msg["id"]] = msg
 
 
 class Suspensions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..config.model import TokenScope
@@ -14,10 +15,12 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.constants import (
+    INITIALIZE,
     INPUT_REQUIRED_METHODS,
     LOG_MESSAGE,
     LOG_RANK,
     LOGGING_SET_LEVEL,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     PING,
     RESOURCES_SUBSCRIBE,
     RESOURCES_UNSUBSCRIBE,
@@ -35,24 +38,29 @@ from .telemetry import Telemetry
 
 # Handshake-era methods 2026-07-28 removed, and what this proxy does not serve to 2026 clients yet.
 NOT_SERVED = {
+    INITIALIZE: "2026-07-28 has no initialize: send server/discover, or initialize without the 2026 header",
     PING: "ping was removed in 2026-07-28",
     LOGGING_SET_LEVEL: "logging/setLevel was removed in 2026-07-28: send _meta logLevel per request",
     RESOURCES_SUBSCRIBE: "resources/subscribe was removed in 2026-07-28 (subscriptions/listen replaces it)",
     RESOURCES_UNSUBSCRIBE: "resources/unsubscribe was removed in 2026-07-28",
     SUBSCRIPTIONS_LISTEN: "mcpmux does not serve subscriptions/listen yet",
 }
-MRTR_PARAMS = ("inputResponses", "requestState")
+# How long requests for input are gathered after the first, so that those an upstream sends together
+# (say from concurrent tasks) reach the client in one `input_required`; a person answers them anyway.
+INPUT_GATHER_SECONDS = 0.02
+ERROR_STATUS = {METHOD_NOT_FOUND: 404, MISSING_REQUIRED_CLIENT_CAPABILITY: 400}
 
 
 class ModernExchange(PostExchange):
     """A 2026 request's HTTP answer: no session header; the result in the 2026 envelope; log
-    notifications only when the request opted in with `_meta` logLevel; -32601 as HTTP 404.
+    notifications only when the request opted in with `_meta` logLevel; -32601 as HTTP 404, -32021 as 400.
 
-    A server-to-client request on it ends the answer with `input_required` (the call is suspended);
-    whatever the call produces after that goes to its `Suspension` for the client's retry.
+    Server-to-client requests on it end the answer with `input_required` (the call is suspended): those
+    that arrive together go out in one answer; whatever the call produces after it goes to its
+    `Suspension` for the client's retry.
     """
 
-    __slots__ = ("carrier", "log_rank", "method", "params", "scope", "suspension")
+    __slots__ = ("carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
 
     def __init__(
         self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
@@ -64,6 +72,7 @@ class ModernExchange(PostExchange):
         self.params = msg.get("params")
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
         self.suspension: Suspension | None = None
+        self.collecting = False  # requests for input are being gathered for one `input_required`
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
         if "error" in msg or self.suspension is not None:
@@ -71,32 +80,49 @@ class ModernExchange(PostExchange):
         return super().finish_now(modern_response(self.method, msg))
 
     async def emit(self, msg: dict[str, Any]) -> None:
-        if self.suspension is not None:
-            self.suspension.put(msg)
-        elif "id" in msg and "method" in msg:
+        if "id" in msg and "method" in msg and (self.suspension is None or self.collecting):
             await self.ask_for_input(msg)
+        elif self.suspension is not None:
+            self.suspension.put(msg)
         elif msg.get("method") != LOG_MESSAGE or self._wants_log(msg):
             await super().emit(msg)
 
-    async def ask_for_input(self, request: Message, suspension: Suspension | None = None) -> None:
-        """Answer with `input_required` carrying the server-to-client `request`; suspend the call."""
+    async def ask_for_input(self, request: Message) -> None:
+        """Gather a server-to-client request for the `input_required` answer; the call is suspended."""
         if self.method not in INPUT_REQUIRED_METHODS:
             why = f"a 2026-07-28 client cannot be asked for input during {self.method}"
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, why))
             return
-        suspension = suspension or self.carrier.suspensions.open(self.method, self.params)
+        suspension = self.suspension or self.carrier.suspensions.open(self.method, self.params)
         if suspension is None:
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
             return
         self.suspension = suspension
-        suspension.asked = [request["id"]]
-        asked = {"method": request["method"], "params": request.get("params") or {}}
-        result = {
-            "resultType": "input_required",
-            "inputRequests": {request["id"]: asked},
-            "requestState": suspension.state(self.scope),
-        }
-        await super().finish(result_response(self.request_id, result))
+        suspension.asked[request["id"]] = request
+        if self.started:  # an event stream is open: no synchronous write, answer with this one now
+            await self.answer_input_required(suspension)
+        elif not self.collecting:
+            self.collecting = True  # requests that come together (within a few ms) go out together
+            asyncio.get_running_loop().call_later(INPUT_GATHER_SECONDS, self._answer_collected)
+
+    async def answer_input_required(self, suspension: Suspension) -> None:
+        """End this answer with `input_required` for what `suspension` asks (a new round)."""
+        self.suspension = suspension
+        await super().finish(result_response(self.request_id, suspension.input_required(self.scope)))
+
+    def _answer_collected(self) -> None:
+        suspension = self.suspension
+        if not self.collecting or suspension is None:
+            return
+        self.collecting = False
+        result = result_response(self.request_id, suspension.input_required(self.scope))
+        if super().finish_now(result):
+            return
+        # No synchronous write here: tell the upstream, which then finishes the call as usual.
+        self.suspension = None
+        self.carrier.suspensions.close(suspension)
+        for rid in list(suspension.asked):
+            self.client.resolve(error_response(rid, INTERNAL_ERROR, "the client could not be asked"))
 
     def _wants_log(self, msg: Message) -> bool:
         if self.log_rank is None:
@@ -116,9 +142,11 @@ class ModernExchange(PostExchange):
             self.suspension.put(msg)
             return
         error = msg.get("error")
-        if not self.started and isinstance(error, dict) and error.get("code") == METHOD_NOT_FOUND:
+        code = error.get("code") if isinstance(error, dict) else None
+        status = ERROR_STATUS.get(code) if type(code) is int else None
+        if status is not None and not self.started:
             self.done = True
-            await send_json(self.send, 404, msg)
+            await send_json(self.send, status, msg)
             return
         await super().finish(modern_response(self.method, msg))
 
@@ -139,17 +167,17 @@ async def handle_modern(
     if "id" not in msg:
         await send_bytes(send, 202, b"", [])  # no 2026 notification means anything over HTTP
         return
-    routing = RoutingHeaders(headers.protocol_version, headers.mcp_method, headers.mcp_name)
-    try:
-        envelope = read_envelope(msg, routing)
-    except EnvelopeError as exc:
-        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
-        return
     method = msg["method"]
     refusal = NOT_SERVED.get(method)
     if refusal is not None:
         refused = error_response(msg["id"], METHOD_NOT_FOUND, f"Method not found ({refusal})")
         await send_json(send, 404, refused)
+        return
+    routing = RoutingHeaders(headers.protocol_version, headers.mcp_method, headers.mcp_name)
+    try:
+        envelope = read_envelope(msg, routing)
+    except EnvelopeError as exc:
+        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
         return
     if method == SERVER_DISCOVER:
         response = await discover(route, token, envelope, msg["id"])
@@ -169,20 +197,22 @@ async def handle_modern(
 
 
 async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> None:
-    """A retry with `inputResponses`: answer the suspended call's requests, then serve what it does next."""
+    """A retry with `inputResponses`: answer the suspended call's requests, then serve what it does next.
+
+    If something asked is not answered, the same requests are asked again (a new round), as the spec
+    suggests, rather than failing the call.
+    """
     suspension = carrier.suspensions.resume(msg, exchange.scope)
     if not isinstance(suspension, Suspension):
         await exchange.finish(suspension)
         return
-    responses = (msg.get("params") or {}).get("inputResponses")
-    responses = responses if isinstance(responses, dict) else {}
-    for rid in suspension.asked:
-        answer = responses.get(rid)
-        if isinstance(answer, dict):
-            carrier.client.resolve(result_response(rid, answer))
-        else:
-            carrier.client.resolve(error_response(rid, INTERNAL_ERROR, "the client sent no input for it"))
     try:
+        answers, missing = suspension.take_answers((msg.get("params") or {}).get("inputResponses"))
+        for answer in answers:
+            carrier.client.resolve(answer)
+        if missing:
+            await exchange.answer_input_required(suspension)
+            return
         await _serve_resumed(carrier, suspension, exchange)
     finally:
         suspension.busy = False
@@ -200,7 +230,9 @@ async def _serve_resumed(carrier: Carrier, suspension: Suspension, exchange: Mod
             carrier.suspensions.close(suspension)
             await exchange.finish({**event, "id": exchange.request_id})
             return
-        if "id" in event:  # one more request for input: a new round
-            await exchange.ask_for_input(event, suspension)
+        if "id" in event:  # more requests for input: a new round with all that came together
+            suspension.asked[event["id"]] = event
+            suspension.drain_requests()
+            await exchange.answer_input_required(suspension)
             return
         await exchange.emit(event)
