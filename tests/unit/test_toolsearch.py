@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,22 @@ def test_the_index_is_rebuilt_only_when_the_snapshot_object_changes() -> None:
     first = search.index(snapshot, build)
     assert search.index(snapshot, build) is first and len(builds) == 1
     assert search.index(object(), build) is not first and len(builds) == 2
+
+
+def test_pruned_search_ranks_exactly_like_scoring_every_document() -> None:
+    rng = random.Random(5)
+    words = [f"w{chr(97 + n // 26)}{chr(97 + n % 26)}" for n in range(60)]  # waa, wab, ...: one term each
+    weights = [1 / (rank + 1) for rank in range(len(words))]  # a few common words, a long tail
+    index = BM25Index([rng.choices(words, weights, k=rng.randint(3, 30)) for _ in range(600)])
+    pruned = 0
+    for _ in range(300):
+        query = " ".join(rng.choices(words, weights, k=rng.randint(1, 6)))
+        every = index.scores(query)
+        assert every
+        pruned += len(index.scores(query, 5)) < len(every)
+        expected = sorted(every.items(), key=lambda item: (-item[1], item[0]))
+        for limit in (1, 5, 20):
+            assert index.search(query, limit) == expected[:limit], query
+            odd = [item for item in expected if item[0] % 2][:limit]
+            assert index.search(query, limit, allowed=lambda doc: doc % 2 == 1) == odd, query
+    assert pruned > 50  # the pruning was exercised

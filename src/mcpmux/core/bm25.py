@@ -7,11 +7,14 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import compress
+from operator import add
 
 __all__ = ["BM25Index", "tokenize"]
 
 # Runs of letters or digits; camelCase and acronyms split ("parseHTTPResponse2": parse, http, response, 2).
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+MAX_QUERY_TERMS = 32  # a long query is searched with its most telling terms
 STOPWORDS = frozenset(
     "a an and are as at be by for from in into is it its of on or that the this to with".split()
 )
@@ -39,46 +42,75 @@ def tokenize(text: str) -> list[str]:
 class BM25Index:
     """Okapi BM25 over documents given as term lists (weight a field by repeating its terms).
 
-    Built once and never changed (an index is replaced, not updated). `search` scores only the
-    documents that contain a query term, then keeps the best `limit` of those `allowed`.
+    Built once and never changed (an index is replaced, not updated). Each posting holds the term's
+    whole contribution to the document's score (idf included), so a search only adds them up: dict
+    and set operations do the per-document work in C, which keeps 5,000 documents well under 2 ms.
     """
 
     def __init__(self, documents: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> None:
         self.size = len(documents)
         lengths = [len(doc) for doc in documents]
         average = (sum(lengths) / self.size) if self.size else 0.0
-        postings: dict[str, list[tuple[int, float]]] = {}
+        weights: dict[str, dict[int, float]] = {}
         for doc_id, doc in enumerate(documents):
             norm = k1 * (1 - b + b * lengths[doc_id] / average) if average else k1
             for term, count in Counter(doc).items():
-                # the per-document part of the BM25 term weight, precomputed: tf (k1 + 1) / (tf + norm)
-                postings.setdefault(term, []).append((doc_id, count * (k1 + 1) / (count + norm)))
-        self.postings = {term: tuple(entries) for term, entries in postings.items()}
-        self.idf = {
-            term: math.log(1 + (self.size - len(entries) + 0.5) / (len(entries) + 0.5))
-            for term, entries in self.postings.items()
-        }
+                weights.setdefault(term, {})[doc_id] = count * (k1 + 1) / (count + norm)
+        self.postings: dict[str, dict[int, float]] = {}
+        for term, docs in weights.items():
+            idf = math.log(1 + (self.size - len(docs) + 0.5) / (len(docs) + 0.5))
+            self.postings[term] = {doc_id: idf * weight for doc_id, weight in docs.items()}
+        self.ceiling = {term: max(postings.values()) for term, postings in self.postings.items()}
+
+    def scores(self, query: str, top: int | None = None) -> dict[int, float]:
+        """Documents containing a query term, with their scores: all of them, or (with `top`) at least
+        every document that can be among the best `top` (MaxScore pruning; their scores are exact)."""
+        found = sorted(  # the most telling terms first; a fixed order keeps the sums reproducible
+            ((self.ceiling[t], t) for t in set(tokenize(query)) if t in self.postings), reverse=True
+        )[:MAX_QUERY_TERMS]
+        if not found:
+            return {}
+        left = sum(ceiling for ceiling, _ in found)  # what the terms not yet added can still give
+        scores: dict[int, float] = {}
+        pruning = False
+        for ceiling, term in found:
+            postings = self.postings[term]
+            if top is not None and not pruning and len(scores) >= top:
+                # a document none of the terms so far contain scores at most `left`: below the
+                # `top`-th partial score (which only grows), it cannot be among the best
+                pruning = left < heapq.nlargest(top, scores.values())[-1]
+            shared = scores.keys() & postings.keys()
+            sums = list(map(add, map(scores.__getitem__, shared), map(postings.__getitem__, shared)))
+            scores.update(zip(shared, sums, strict=True))
+            if not pruning:
+                fresh = postings.keys() - shared
+                scores.update(zip(fresh, map(postings.__getitem__, fresh), strict=True))
+            left -= ceiling
+        return scores
 
     def search(
         self, query: str, limit: int = 10, allowed: Callable[[int], bool] | None = None
     ) -> list[tuple[int, float]]:
         """The best `limit` (document, score) pairs for `query`, best first (ties: lower id first)."""
-        scores: dict[int, float] = {}
-        for term in set(tokenize(query)):
-            idf = self.idf.get(term)
-            if idf is None:
-                continue
-            for doc_id, weight in self.postings[term]:
-                scores[doc_id] = scores.get(doc_id, 0.0) + idf * weight
-        if allowed is None:
-            return heapq.nsmallest(limit, scores.items(), key=_best_first)
-        # Most documents are usually allowed: check the best few first, everything only if that is short.
-        best = heapq.nsmallest(limit * 4, scores.items(), key=_best_first)
-        picked = [item for item in best if allowed(item[0])][:limit]
-        if len(picked) == limit or len(best) == len(scores):
-            return picked
-        return [item for item in sorted(scores.items(), key=_best_first) if allowed(item[0])][:limit]
+        # Most documents are usually allowed: rank the best few (a margin for the disallowed) first,
+        # and everything only when that is not enough.
+        margin = limit if allowed is None else limit * 4
+        scores = self.scores(query, margin)
+        ranked = _best(scores, margin)
+        picked = ranked if allowed is None else [item for item in ranked if allowed(item[0])]
+        if len(picked) >= limit or allowed is None:
+            return picked[:limit]
+        every = self.scores(query)
+        return [item for item in _best(every, len(every)) if allowed(item[0])][:limit]
 
 
-def _best_first(item: tuple[int, float]) -> tuple[float, int]:
-    return -item[1], item[0]
+def _best(scores: dict[int, float], count: int) -> list[tuple[int, float]]:
+    """The `count` best (document, score) pairs (more on ties at the cut), best first."""
+    if len(scores) > count:
+        threshold = heapq.nlargest(count, scores.values())[-1]
+        docs = compress(scores, map(threshold.__le__, scores.values()))
+        items = [(doc_id, scores[doc_id]) for doc_id in docs]
+    else:
+        items = list(scores.items())
+    items.sort(key=lambda item: (-item[1], item[0]))
+    return items
