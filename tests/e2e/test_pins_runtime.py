@@ -70,9 +70,9 @@ async def refused(session: Any, tool: str) -> str:
 async def test_enforce_withholds_drifted_tools_until_approved_on_the_command_line_and_by_an_operator(
     tmp_path: Path,
 ) -> None:
-    document = drifted(
-        tmp_path, "enforce", options={"authTokens": [TOKEN]}
-    )  # description, schema, rename, new
+    # V2 drifts in every way: a description, a schema, a rename and a new tool
+    document = drifted(tmp_path, "enforce", options={"authTokens": [TOKEN]})
+    document["mcpGroups"] = {"g": {"servers": ["docs"]}}
     with running_proxy(document, tmp_path) as proxy:
         async with (
             mcp_client(proxy.url("/docs/mcp"), token=TOKEN) as own,
@@ -80,6 +80,9 @@ async def test_enforce_withholds_drifted_tools_until_approved_on_the_command_lin
         ):
             assert set(await names_of(own)) == {"count"}
             assert set(await names_of(merged)) == {"docs__count"}
+            async with mcp_client(proxy.url("/g/mcp"), token=TOKEN) as group:
+                assert set(await names_of(group)) == {"docs__count"}
+                assert "is new" in await refused(group, "docs__upload")
             assert (await own.call_tool("count", {})).is_error is not True
             message = await refused(own, "search")
             assert "Tool withheld by pinning: tool 'search' of server 'docs' changed (description)" in message
@@ -159,6 +162,9 @@ async def test_off_ignores_the_lock_and_enforce_without_a_lock_serves_nothing(tm
         async with mcp_client(proxy.url("/docs/mcp")) as own:
             assert await names_of(own) == []
             assert "is new (not in the lock file)" in await refused(own, "count")
+        approve = httpx2.post(proxy.url("/_pins/approve"), json={"server": "docs"})
+        assert approve.status_code == 403  # no operator token configured: approving over HTTP is off
+        assert "needs an operator token" in approve.json()["error"]["message"]
     assert "Pinning is enforce but there is no lock file" in proxy.log
 
 

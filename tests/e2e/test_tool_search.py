@@ -4,10 +4,13 @@ one server's route; results limited by the token's scope and by pinning."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 from merged_kit import names_of
@@ -100,3 +103,21 @@ async def test_search_shows_a_scoped_token_only_what_it_may_use(tmp_path: Path) 
             assert hidden.is_error and hidden.content[0].text == "Unknown tool: github__fork_repository"
             with pytest.raises(MCPError, match="Unknown tool"):
                 await merged.call_tool("call_tool", {"name": "files__write_file", "arguments": {}})
+
+
+async def test_the_index_follows_the_catalog_when_a_server_restarts_with_new_tools(tmp_path: Path) -> None:
+    with running_proxy(setup(tmp_path), tmp_path) as proxy:
+        async with mcp_client(proxy.url("/mcp"), token=FULL) as merged:
+            assert "files__checksum_file" not in await search(merged, "sha256 checksum")
+            catalog = json.loads((tmp_path / "files.json").read_text())
+            catalog["tools"].append({"name": "checksum_file", "description": "SHA256 checksum of a file"})
+            (tmp_path / "files.json").write_text(json.dumps(catalog))
+            start = len(proxy.lines)
+            os.kill(int((tmp_path / "files.json.pid").read_text()), signal.SIGKILL)
+            proxy.wait_for_line(r"files.* Connected", start=start)
+            found: list[str] = []
+            with anyio.move_on_after(15):
+                while not found:
+                    found = await search(merged, "sha256 checksum")
+                    await anyio.sleep(0 if found else 0.05)
+            assert found[:1] == ["files__checksum_file"]
