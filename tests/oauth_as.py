@@ -227,6 +227,24 @@ def client_credentials(form: dict[str, str], headers: dict[str, str]) -> tuple[s
 
 
 @contextmanager
+def serving(app: Any, sock: Any, what: str, *, lifespan: str = "off") -> Iterator[None]:
+    """Serve an ASGI app with uvicorn in a thread on a bound socket; stopped (and joined) on exit."""
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_SECONDS
+    try:
+        while not uv.started:
+            assert thread.is_alive() and time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.01)
+        yield
+    finally:
+        uv.should_exit = True
+        thread.join(START_SECONDS)
+        sock.close()
+
+
+@contextmanager
 def running_auth_server(*algs: str) -> Iterator[AuthServer]:
     """The server on an ephemeral 127.0.0.1 port with one key per algorithm (default RS256 and ES256)."""
     server = AuthServer()
@@ -234,19 +252,5 @@ def running_auth_server(*algs: str) -> Iterator[AuthServer]:
         server.add_key(f"key-{index}-{alg}", alg)
     sock = bound_socket()
     server.issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(server, log_level="warning", lifespan="off", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_SECONDS
-    try:
-        while not uv.started:
-            assert thread.is_alive() and time.monotonic() < deadline, (
-                "the test authorization server did not start"
-            )
-            time.sleep(0.01)
+    with serving(server, sock, "the test authorization server"):
         yield server
-    finally:
-        uv.should_exit = True
-        thread.join(START_SECONDS)
-        sock.close()

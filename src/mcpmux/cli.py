@@ -21,6 +21,7 @@ log = logging.getLogger("mcpmux")
 
 CLIENT_CONFIG_COMMAND = "client-config"
 PINS_COMMAND = "pins"
+AUTH_COMMAND = "auth"
 
 
 class UsageError(Exception):
@@ -84,6 +85,7 @@ class CliArgs:
     server: list[str] = field(default_factory=list)
     lock: str | None = None
     pins_action: str | None = None
+    auth_action: str | None = None
     names: list[str] = field(default_factory=list)
 
 
@@ -92,6 +94,7 @@ def usage() -> str:
         "Usage: mcpmux [flags]",
         f"       mcpmux [flags] {CLIENT_CONFIG_COMMAND} [-type sse|streamable-http] [-server NAME]...",
         f"       mcpmux [flags] {PINS_COMMAND} record|verify|diff [SERVER]...  |  approve SERVER [TOOL]",
+        f"       mcpmux [flags] {AUTH_COMMAND} login SERVER  |  status  |  logout SERVER  |  keygen",
         "",
         "Flags (-flag and --flag both work, as do -flag=value and -flag value):",
     ]
@@ -108,8 +111,8 @@ def parse_args(argv: Sequence[str]) -> CliArgs:
     if rest and rest[0] == CLIENT_CONFIG_COMMAND:
         more, rest = parse_flags(rest[1:], (*GLOBAL_FLAGS, *CLIENT_CONFIG_FLAGS), values)
         values = {**more, "command": CLIENT_CONFIG_COMMAND}
-    elif rest and rest[0] == PINS_COMMAND:
-        values, rest = parse_pins_args(rest[1:], values), []
+    elif rest and rest[0] in (PINS_COMMAND, AUTH_COMMAND):
+        values, rest = parse_pins_args(rest[1:], values, rest[0]), []
     if rest:
         raise UsageError(f'unexpected argument "{rest[0]}"')
     args = CliArgs(**values)
@@ -117,8 +120,10 @@ def parse_args(argv: Sequence[str]) -> CliArgs:
     return args
 
 
-def parse_pins_args(argv: Sequence[str], values: dict[str, Any]) -> dict[str, Any]:
-    """`pins ACTION [flags and names in any order]`: the action, flags, and the server/tool names."""
+def parse_pins_args(
+    argv: Sequence[str], values: dict[str, Any], command: str = PINS_COMMAND
+) -> dict[str, Any]:
+    """`pins|auth ACTION [flags and names in any order]`: the action, flags, and the server/tool names."""
     action = argv[0] if argv and not argv[0].startswith("-") else None
     names: list[str] = []
     rest = list(argv[1:] if action is not None else argv)
@@ -126,7 +131,7 @@ def parse_pins_args(argv: Sequence[str], values: dict[str, Any]) -> dict[str, An
         values, rest = parse_flags(rest, GLOBAL_FLAGS, values)
         if rest:
             names.append(rest.pop(0))
-    return {**values, "command": PINS_COMMAND, "pins_action": action, "names": names}
+    return {**values, "command": command, f"{command}_action": action, "names": names}
 
 
 def parse_flags(
@@ -249,8 +254,16 @@ def run_pins_command(config: ProxyConfig, args: CliArgs) -> int:
     return run_pins(config, command)
 
 
+def run_auth_command(config: ProxyConfig | None, args: CliArgs) -> int:
+    from mcpmux.oauth.commands import run_auth
+
+    return run_auth(config, args.auth_action, args.names)
+
+
 def run(args: CliArgs) -> int:
     """Load the config, then check it, export the client config, or serve."""
+    if args.command == AUTH_COMMAND and args.auth_action == "keygen":
+        return run_auth_command(None, args)
     load = config_loader(args)
     config = load()
     if args.check_config:
@@ -261,6 +274,8 @@ def run(args: CliArgs) -> int:
         return print_client_config(config, args)
     if args.command == PINS_COMMAND:
         return run_pins_command(config, args)
+    if args.command == AUTH_COMMAND:
+        return run_auth_command(config, args)
     from mcpmux.proxy import run_proxy  # imported late: the server stack is not needed for the above
 
     return int(run_proxy(config, reload_config=load, listen_fd=args.listen_fd, lock_path=args.lock) or 0)

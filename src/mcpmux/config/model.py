@@ -134,6 +134,28 @@ class ServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamOAuth:
+    """mcpmux as the OAuth client of one HTTP upstream (the server's own `oauth`, beside `url`)."""
+
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    client_id: str | None = None  # pre-registered; None: dynamic client registration (RFC 7591)
+    client_secret: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    redirect_uri: str | None = None  # None: {baseURL}/_oauth/callback
+    issuer: str | None = None  # None: the first authorization server the upstream names
+    client_name: str = "mcpmux"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStoreConfig:
+    """Where upstream OAuth tokens are kept, encrypted (`mcpProxy.tokenStore`)."""
+
+    path: str = "mcpmux-tokens.enc"
+    key_env: str = "MCPMUX_TOKEN_KEY"
+    key_file: str | None = None  # None: `<path>.key`, created (0600) when absent
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """One upstream MCP server (a key of `mcpServers`)."""
 
@@ -148,6 +170,7 @@ class ServerConfig:
     headers: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None  # the seed's per-server `timeout`, applied to requests
     disabled: bool = False
+    oauth: UpstreamOAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +243,7 @@ class ProxyConfig:
     max_request_bytes: int = 4 * 1024 * 1024
     source: str = "config.json"
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    token_store: TokenStoreConfig = field(default_factory=TokenStoreConfig)
     http: HttpLimits = field(default_factory=HttpLimits)
     operator_tokens: tuple[TokenScope, ...] | None = None  # `mcpProxy.operatorTokens`; None: not set
     base_url_set: bool = False  # `mcpProxy.baseURL` was given (else it is derived from addr)

@@ -49,12 +49,13 @@ from mcpmux.config.options import (
     read_option_values,
 )
 from mcpmux.config.servers import check_route_name, parse_servers, transport_named
+from mcpmux.config.upstream_oauth import token_store
 from mcpmux.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options", "strict", "operatorTokens"),
-    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing", "http"),
+    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing", "http", "tokenStore"),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
 TRACING_KEYS = ("enabled", "exporter", "serviceName")
@@ -129,6 +130,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         source=diag.source,
         tracing=_tracing(proxy),
         http=parse_http_limits(proxy),
+        token_store=token_store(proxy),
     )
 
 

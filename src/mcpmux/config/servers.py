@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,10 +20,11 @@ from mcpmux.config.fields import (
 )
 from mcpmux.config.model import ServerConfig, ServerOptions, Transport
 from mcpmux.config.options import OPTION_KEYS, OptionValues, build_options, read_option_values
+from mcpmux.config.upstream_oauth import read_upstream_oauth
 
 TRANSPORT_FIELD_KEYS = ("command", "args", "env", "cwd", "url", "headers", "timeout")
 # `type` is what Claude Desktop/Code configs call transportType; accepting it lets their entries be pasted.
-SERVER_KEYS = (*TRANSPORT_FIELD_KEYS, "transportType", "type", "options", "disabled")
+SERVER_KEYS = (*TRANSPORT_FIELD_KEYS, "transportType", "type", "options", "disabled", "oauth")
 
 _TRANSPORT_NAMES: dict[str, Transport] = {
     "stdio": "stdio",
@@ -143,7 +144,9 @@ def parse_server(
         return None
     warn_ignored_fields(entry, fields, transport)
     options = build_options(inherited, own, transport=transport)
-    return make_server(name, transport, fields, options, disabled=disabled)
+    server = make_server(name, transport, fields, options, disabled=disabled)
+    oauth = diag.attempt(read_upstream_oauth, entry, transport)
+    return server if oauth is None else replace(server, oauth=oauth)
 
 
 def is_disabled(entry: JsonObject, options: JsonObject | None) -> bool:

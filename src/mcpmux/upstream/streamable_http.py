@@ -46,12 +46,22 @@ def http_client(server: ServerConfig) -> httpx2.AsyncClient:
             raise CrossOriginRedirect(cross_origin_refusal(home, str(request.url)))
 
     return httpx2.AsyncClient(
+        auth=oauth_hook(server),
         headers=dict(server.headers),
         timeout=httpx2.Timeout(connect, read=None),
         follow_redirects=True,
         event_hooks={"request": [same_origin_only]},
         limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
     )
+
+
+def oauth_hook(server: ServerConfig) -> httpx2.Auth | None:
+    """The server's `oauth` login as an httpx2 auth (its token on each request, renewed on 401/403)."""
+    if server.oauth is None:
+        return None
+    from ..oauth.upstream import httpx_auth
+
+    return httpx_auth(server)
 
 
 class StreamableHttpConnection(Liveness):

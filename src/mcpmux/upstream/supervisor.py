@@ -55,6 +55,12 @@ class Supervisor:
         self._stop_reason: str | None = None
         self._wanted: anyio.Event | None = None  # lazyStart: set on first use
         self._changed: anyio.Event | None = None  # set (and replaced) when readiness may have changed
+        self.oauth: Any = None  # UpstreamAuth when the server logs in with OAuth (`oauth`)
+        if config.oauth is not None:
+            from ..oauth.upstream import UpstreamAuth, register_auth
+
+            self.oauth = UpstreamAuth(config, proxy)
+            register_auth(self.oauth)
 
     @property
     def ready(self) -> bool:
@@ -158,14 +164,36 @@ class Supervisor:
     async def _supervise(self, report: _Report) -> None:
         backoff = Backoff(self.options.restart)
         while True:
+            if self.oauth is not None:
+                await self._wait_for_login(report)
             connected, uptime = await self._run_once(report)
             report(False)  # no-op once the first attempt has been reported
+            if not connected and self.oauth is not None and self.oauth.needs_login:
+                continue  # waiting for a person is no crash loop
             if connected:
                 backoff.mark_healthy(uptime)
             delay = backoff.next_delay()
             self._note_backoff(backoff, delay, connected)
             await anyio.sleep(delay)
             self.restarts += 1
+
+    async def _wait_for_login(self, report: _Report) -> None:
+        """With OAuth and no usable token: state "login required" until someone logs in."""
+        self.oauth.check_ready()
+        if self.oauth.needs_login is None:
+            return
+        self._set_state("login required")
+        self._record_error(self.oauth.needs_login)
+        self.retry_at = None
+        log.warning(
+            "<%s> Waiting for login: %s",
+            self.name,
+            self.oauth.needs_login,
+            extra={"server": self.name, "state": "login required"},
+        )
+        report(False)
+        await self.oauth.wait_for_login()
+        log.info("<%s> Logged in", self.name, extra={"server": self.name})
 
     def _note_backoff(self, backoff: Backoff, delay: float, connected: bool) -> None:
         entering_crash_loop = backoff.in_crash_loop and not self.crash_loop

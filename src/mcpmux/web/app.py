@@ -15,6 +15,7 @@ from ..relay.route import Route
 from ..tracing import open_tracing
 from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
 from .operator import operator_of
+from .oauth_callback import callback_paths
 from .sse import handle_sse_message, handle_sse_stream
 from .status import StatusEndpoints
 from .streamable import handle_streamable
@@ -73,7 +74,12 @@ class ProxyApp:
             table[f"{base}{prefix}/mcp"] = ("mcp", route)
             table[f"{base}{prefix}/sse"] = ("sse", (route, f"{public}{prefix}/message"))
             table[f"{base}{prefix}/message"] = ("message", route)
-        operator = {**self.status.table(base), "/metrics": self.metrics, **self._rebuild_oauth()}
+        operator = {
+            **self.status.table(base),
+            "/metrics": self.metrics,
+            **self._rebuild_oauth(),
+            **callback_paths(self.proxy, base),
+        }
         for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)
         self.table = table

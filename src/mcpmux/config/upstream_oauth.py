@@ -1,0 +1,63 @@
+"""A server's own `oauth` (mcpmux logging in to an HTTP upstream) and `mcpProxy.tokenStore`."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from mcpmux.config.fields import Diagnostics, JsonObject, as_object, as_string
+from mcpmux.config.model import TokenStoreConfig, UpstreamOAuth
+
+UPSTREAM_OAUTH_KEYS = ("grant", "clientId", "clientSecret", "scope", "redirectUri", "issuer", "clientName")
+TOKEN_STORE_KEYS = ("path", "keyEnv", "keyFile")
+GRANTS = ("authorization_code", "client_credentials")
+DEFAULT_STORE = "mcpmux-tokens.enc"
+DEFAULT_KEY_ENV = "MCPMUX_TOKEN_KEY"
+
+
+def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth:
+    spec = as_object(diag, path, value, UPSTREAM_OAUTH_KEYS)
+    if any(find_spec(module) is None for module in ("mcp", "cryptography")):
+        raise diag.error(path, 'needs the mcp SDK and cryptography: pip install "mcpmux[oauth]"')
+    grant = spec.read("grant", as_string) or "authorization_code"
+    if grant not in GRANTS:
+        raise diag.error(spec.path_of("grant"), 'expected "authorization_code" or "client_credentials"')
+    client_id = spec.read("clientId", as_string)
+    secret = spec.read("clientSecret", as_string)
+    if grant == "client_credentials" and not (client_id and secret):
+        raise diag.error(path, 'the client_credentials grant needs "clientId" and "clientSecret"')
+    if secret and not client_id:
+        raise diag.error(spec.path_of("clientSecret"), 'needs "clientId" beside it')
+    return UpstreamOAuth(
+        grant=grant,  # type: ignore[arg-type]
+        client_id=client_id or None,
+        client_secret=secret or None,
+        scope=spec.read("scope", as_string) or None,
+        redirect_uri=spec.read("redirectUri", as_string) or None,
+        issuer=spec.read("issuer", as_string) or None,
+        client_name=spec.read("clientName", as_string) or "mcpmux",
+    )
+
+
+def read_upstream_oauth(entry: JsonObject, transport: str) -> UpstreamOAuth | None:
+    """The entry's `oauth`; only HTTP upstreams log in (stdio servers take credentials from `env`)."""
+    oauth = entry.read("oauth", as_upstream_oauth)
+    if oauth is not None and transport == "stdio":
+        raise entry.diag.error(entry.path_of("oauth"), "only for sse and streamable-http servers")
+    return oauth
+
+
+def token_store(proxy: JsonObject | None) -> TokenStoreConfig:
+    """`mcpProxy.tokenStore`; relative paths are relative to the config file's directory."""
+    spec = proxy.object("tokenStore", TOKEN_STORE_KEYS) if proxy is not None else None
+    base = Path(proxy.diag.source).parent if proxy is not None and "://" not in proxy.diag.source else Path()
+    if spec is None:
+        return TokenStoreConfig(path=str(base / DEFAULT_STORE))
+    path = spec.read("path", as_string) or DEFAULT_STORE
+    key_file = spec.read("keyFile", as_string)
+    return TokenStoreConfig(
+        path=str(base / Path(path).expanduser()),
+        key_env=spec.read("keyEnv", as_string) or DEFAULT_KEY_ENV,
+        key_file=None if key_file is None else str(base / Path(key_file).expanduser()),
+    )
