@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 BOUND = 30
 KEY = Fernet.generate_key().decode()
 ENV = {"MCPMUX_TOKEN_KEY": KEY}
+OPERATOR = {"authorization": "Bearer client-token"}  # the proxy's unscoped default token
 
 
 @pytest.fixture
@@ -137,7 +138,8 @@ async def test_a_server_waiting_for_login_is_reported_then_logged_in_via_the_cal
         proxy.wait_for_line(r"<up> Waiting for login")
         with anyio.fail_after(BOUND):
             async with httpx2.AsyncClient(timeout=BOUND) as http:
-                waiting = await http.get(proxy.url("/_readyz"))
+                waiting = await http.get(proxy.url("/_readyz"), headers=OPERATOR)
+                page_waiting = await http.get(proxy.url("/_status/api"), headers=OPERATOR)
         login = login_command(proxy.config_path)
         try:
             redirect = browse(authorization_url(login))
@@ -150,7 +152,7 @@ async def test_a_server_waiting_for_login_is_reported_then_logged_in_via_the_cal
         with anyio.fail_after(BOUND):
             names = await tool_names(proxy)
             async with httpx2.AsyncClient(timeout=BOUND) as http:
-                ready = await http.get(proxy.url("/_readyz"))
+                ready = await http.get(proxy.url("/_readyz"), headers=OPERATOR)
         command = [sys.executable, "-m", "mcpmux", "--config", str(proxy.config_path), "auth", "status"]
         with anyio.fail_after(BOUND):
             status = (await anyio.run_process(command, cwd=ROOT, env={**os.environ, **ENV})).stdout.decode()
@@ -158,6 +160,7 @@ async def test_a_server_waiting_for_login_is_reported_then_logged_in_via_the_cal
     assert waiting.status_code == 503
     up = waiting.json()["servers"]["up"]
     assert up["state"] == "login required" and "mcpmux auth login up" in json.dumps(up)
+    assert "login required" in page_waiting.text  # the status page data says so too
     assert "crash loop" not in log and log.count("Waiting for login") == 1
     assert page.status_code == 200 and "Logged in to up" in page.text
     assert code == 0 and "Logged in to up" in out, err

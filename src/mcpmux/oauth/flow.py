@@ -33,7 +33,7 @@ from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_serv
 
 from ..config.model import UpstreamOAuth
 
-__all__ = ["Discovery", "FlowError", "union_scopes"]
+__all__ = ["Discovery", "FlowError", "OAuthClientInformationFull", "OAuthToken", "union_scopes"]
 
 TIMEOUT_SECONDS = 15.0
 MAX_DISCOVERY_URLS = 8

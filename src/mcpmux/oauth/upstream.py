@@ -9,11 +9,10 @@ from typing import Any
 
 import anyio
 import httpx2
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from ..config.model import ProxyConfig, ServerConfig
 from . import flow
-from .flow import Discovery, FlowError
+from .flow import Discovery, FlowError, OAuthClientInformationFull, OAuthToken
 from .store import StoreError, TokenStore, shared_store
 
 log = logging.getLogger("mcpmux.oauth")

@@ -14,8 +14,8 @@ from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
 from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
-from .operator import operator_of
 from .oauth_callback import callback_paths
+from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
 from .status import StatusEndpoints
 from .streamable import handle_streamable
