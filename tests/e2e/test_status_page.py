@@ -144,3 +144,60 @@ def test_status_data_needs_a_default_token_and_the_page_asks_for_one(
         api = httpx2.get(proxy.url("/_status/api"), headers={"Authorization": f"Bearer {TOKEN}"})
         copied = api.json()["servers"][0]["clientConfig"]["mcpServers"]["fx"]
         assert copied["headers"] == {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_the_first_view_is_rendered_on_the_server_and_readable_without_javascript(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with running_proxy(status_config(), tmp_path) as proxy:  # loopback, no token anywhere: open
+        fetched = httpx2.get(proxy.url("/_status"))
+        assert fetched.status_code == 200 and "Loading" not in fetched.text
+        assert (
+            'data-server="fx"' in fetched.text
+            and ">ready<" in fetched.text
+            and "<code>echo</code>" in fetched.text
+        )
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(proxy.url("/_status"))
+        card = page.locator('article[data-server="fx"]')
+        expect(card.locator('[data-field="state"]')).to_have_text("ready")
+        expect(card.locator('[data-field="mcp"]')).to_have_text(proxy.url("/fx/mcp"))
+        expect(page.locator('#routes tr[data-route="team"]')).to_contain_text("fx")
+        expect(page.locator("#login")).to_be_hidden()
+        context.close()
+
+
+def test_before_sign_in_nothing_but_the_form_shows_and_the_form_works_without_javascript(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with running_proxy(status_config(options={"authTokens": [TOKEN]}), tmp_path) as proxy:
+        with_header = httpx2.get(proxy.url("/_status"), headers={"Authorization": f"Bearer {TOKEN}"})
+        assert 'data-server="fx"' in with_header.text  # a no-JS client sending the token gets the data
+        for javascript in (True, False):
+            context = browser.new_context(java_script_enabled=javascript)
+            page = context.new_page()
+            page.goto(proxy.url("/_status"))
+            expect(page.get_by_label("Access token")).to_be_visible()
+            for hidden in ("#servers-section", "#routes-section", "a.skip"):
+                expect(page.locator(hidden)).to_be_hidden()
+            expect(page.locator('article[data-server="fx"]')).to_have_count(0)
+            sign_in(page, "wrong")
+            expect(page.locator("#login-error")).to_have_text("That token was not accepted.")
+            expect(page.locator("#servers-section")).to_be_hidden()
+            page.get_by_label("Access token").fill(TOKEN)
+            page.keyboard.press("Enter")
+            expect(page.locator('article[data-server="fx"] [data-field="state"]')).to_have_text("ready")
+            expect(page.locator("#login")).to_be_hidden()
+            expect(page.locator("#servers-section")).to_be_visible()
+            context.close()
+
+
+def test_without_operator_tokens_on_a_non_loopback_listener_the_page_says_why_it_shows_nothing(
+    tmp_path: Path,
+) -> None:
+    with running_proxy(status_config(addr=":9090"), tmp_path) as proxy:
+        fetched = httpx2.get(proxy.url("/_status"))
+        assert fetched.status_code == 200 and "mcpProxy.operatorTokens" in fetched.text
+        assert 'data-server="fx"' not in fetched.text
+        assert httpx2.get(proxy.url("/_status/api")).status_code == 403

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import orjson
 
@@ -15,8 +14,10 @@ from ..clientconfig import entry_names, route_entries
 from ..config.model import TokenScope
 from ..core.redact import Redactor, config_secrets, redact_tree, route_display_name
 from ..relay.server_route import apply_override
+from . import asgi
 from .asgi import JSON_TYPE, Receive, RequestHeaders, Scope, Send, send_bytes, send_error
-from .operator import require_operator
+from .operator import Operator, operator_mode, operator_of, require_operator
+from .status_page import View, fill
 from .telemetry import tool_count
 
 if TYPE_CHECKING:
@@ -25,16 +26,29 @@ if TYPE_CHECKING:
 
 _PATH_SAFE = "/!$&'()*+,;=:@"
 PAGE_HEADERS = [
-    (b"cache-control", b"no-cache"),
+    (b"cache-control", b"no-store"),  # the page may hold the status (and the caller's token)
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # not no-referrer: its form POST would carry Origin: null
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
         b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-        b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
 ]
+HTML_TYPE = (b"content-type", b"text/html; charset=utf-8")
+ASSET_HEADERS = [(b"cache-control", b"no-cache"), *PAGE_HEADERS[1:]]
+MAX_FORM_BYTES = 4096
+
+
+def page_view(proxy: Proxy, operator: Operator | None) -> View:
+    """What the first view of the page shows this caller: the data for an operator, else nothing."""
+    mode = operator_mode(proxy.config)
+    if operator is None:
+        return View(mode)
+    return View(mode, status_snapshot(proxy, operator.token))
+
+
 ASSETS = {"status.css": b"text/css; charset=utf-8", "status.js": b"text/javascript; charset=utf-8"}
 
 
@@ -156,11 +170,9 @@ def _group(proxy: Proxy, name: str, base_url: str, entries: dict[str, Any]) -> d
     }
 
 
-def render_page(config: ProxyConfig, base: str) -> bytes:
-    """The HTML shell with its asset and API paths filled in; it holds no data."""
-    page = _static("status.html").decode()
-    page = page.replace("%BASE%", html.escape(base, quote=True)).replace("%NAME%", html.escape(config.name))
-    return page.encode()
+def render_page(config: ProxyConfig, base: str, view: View | None = None) -> bytes:
+    """The page with its asset and API paths filled in, and the first view the caller may see."""
+    return fill(_static("status.html").decode(), view or View("token"), base, config.name).encode()
 
 
 class StatusEndpoints:
@@ -174,24 +186,51 @@ class StatusEndpoints:
         """Paths under `{base}/_status`; built at start and after every reload."""
         prefix = f"{base}/_status"
         return {
-            prefix: self._page(render_page(self.app.proxy.config, base)),
+            prefix: self._page(base),
             f"{prefix}/api": self.api,
             **{f"{prefix}/{name}": self._asset(name) for name in ASSETS},
         }
 
-    @staticmethod
-    def _page(body: bytes) -> Any:
+    def _page(self, base: str) -> Any:
         async def serve(scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
-            if scope["method"] not in ("GET", "HEAD"):
-                await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
+            if scope["method"] not in ("GET", "HEAD", "POST"):
+                await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST")])
                 return
-            await send_bytes(send, 200, body, [(b"content-type", b"text/html; charset=utf-8"), *PAGE_HEADERS])
+            proxy = self.app.proxy
+            if scope["method"] == "POST":  # the sign-in form, without JavaScript
+                view = await self._signed_in(proxy, receive, send)
+                if view is None:
+                    return
+            else:
+                view = page_view(proxy, operator_of(proxy.config, headers))
+            body = render_page(proxy.config, base, view)
+            status = 401 if view.login_error else 200
+            await send_bytes(
+                send, status, body, [(b"content-type", b"text/html; charset=utf-8"), *PAGE_HEADERS]
+            )
 
         return serve
 
+    @staticmethod
+    async def _signed_in(proxy: Proxy, receive: Receive, send: Send) -> View | None:
+        """The view for a POSTed `token=…` form; None when the body was refused (answered here)."""
+        try:
+            form = parse_qs((await asgi.read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace"))
+        except asgi.BodyTooLargeError:
+            await send_error(send, 413, "Payload Too Large")
+            return None
+        except asgi.ClientDisconnectedError:
+            return None
+        token = (form.get("token") or [""])[0].strip()
+        operator = operator_of(proxy.config, RequestHeaders([(b"authorization", f"Bearer {token}".encode())]))
+        view = page_view(proxy, operator)
+        if operator is None and view.mode == "token":
+            return View("token", login_error="That token was not accepted.")
+        return view
+
     def _asset(self, name: str) -> Any:
         async def serve(scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
-            await send_bytes(send, 200, self.assets[name], [(b"content-type", ASSETS[name]), *PAGE_HEADERS])
+            await send_bytes(send, 200, self.assets[name], [(b"content-type", ASSETS[name]), *ASSET_HEADERS])
 
         return serve
 

@@ -12,7 +12,15 @@ const announcer = document.getElementById("announcer");
 const login = document.getElementById("login");
 const loginError = document.getElementById("login-error");
 const cards = new Map(); // server name -> {el, state, tools}
+const dataParts = ["servers-section", "routes-section"].map((id) => document.getElementById(id));
+const skipLink = document.querySelector("a.skip");
+const mode = document.body.dataset.mode; // token, open or off: who may see the data (server-rendered)
 let timer = null;
+let rendered = false;
+
+function showData(visible) {
+  for (const part of [...dataParts, skipLink]) part.hidden = !visible;
+}
 
 function authHeaders() {
   const token = sessionStorage.getItem(TOKEN_KEY);
@@ -31,6 +39,11 @@ async function poll() {
       showLogin(sessionStorage.getItem(TOKEN_KEY) ? "That token was not accepted." : "");
       return; // polling resumes after signing in
     }
+    if (resp.status === 403) {
+      showData(false);
+      connection.textContent = "Operator views are off: set mcpProxy.operatorTokens in the config";
+      return; // nothing to poll for
+    }
     if (!resp.ok) throw new Error("HTTP " + resp.status);
     const data = await resp.json();
     login.hidden = true;
@@ -43,6 +56,7 @@ async function poll() {
 }
 
 function showLogin(message) {
+  showData(false);
   login.hidden = false;
   loginError.textContent = message;
   connection.textContent = "Sign in to see the status";
@@ -248,10 +262,19 @@ function renderRoutes(data) {
 }
 
 function render(data) {
+  if (!rendered) {
+    rendered = true;
+    for (const card of serversEl.querySelectorAll("[data-ssr]")) card.remove(); // the server's first view
+  }
+  showData(true);
   document.title = data.name + " status";
   document.getElementById("proxy-name").textContent = data.name;
   renderServers(data.servers);
   renderRoutes(data);
 }
 
-poll();
+if (mode === "token" && !sessionStorage.getItem(TOKEN_KEY) && !login.hidden) {
+  showLogin(login.querySelector("#login-error").textContent); // signing in starts polling
+} else if (mode !== "off") {
+  poll();
+}
