@@ -48,6 +48,15 @@ def parse_message(data: bytes | bytearray | memoryview | str) -> Message:
 def check_envelope(msg: Message) -> None:
     if msg.get("jsonrpc") != "2.0":
         raise MessageError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
+    check_shape(msg)
+
+
+def check_shape(msg: Message) -> None:
+    """The envelope fields mcpmux relies on, whoever sent the message (client or upstream).
+
+    A request's id is a string or an integer, a response's may also be null (an error about a message
+    that could not be read); `method` is a string and `params`, when present, an object.
+    """
     method = msg.get("method")
     if method is not None:
         if type(method) is not str:
@@ -61,6 +70,8 @@ def check_envelope(msg: Message) -> None:
         raise MessageError(
             INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
         )
+    elif msg["id"] is not None:
+        check_id(msg["id"])
 
 
 def check_id(request_id: Any) -> None:
@@ -111,10 +122,62 @@ def request(request_id: Any, method: str, params: dict[str, Any] | None = None) 
 
 
 def progress_token(msg: Message) -> Any:
-    """The `_meta.progressToken` of a request, or None."""
+    """The `_meta.progressToken` of a request (checked by `check_fields`), or None."""
     params = msg.get("params")
     if params:
         meta = params.get("_meta")
         if meta:
             return meta.get("progressToken")
     return None
+
+
+def is_key(value: Any) -> bool:
+    """A string or an integer (not a bool): what an id, a token or a name may be."""
+    kind = type(value)
+    return kind is str or kind is int
+
+
+# Per method: the params that mcpmux itself reads, and the types they must have (when present).
+_STRING_FIELDS: dict[str, tuple[str, ...]] = {
+    "tools/call": ("name",),
+    "prompts/get": ("name",),
+    "resources/read": ("uri",),
+    "resources/subscribe": ("uri",),
+    "resources/unsubscribe": ("uri",),
+    "logging/setLevel": ("level",),
+    "tools/list": ("cursor",),
+    "prompts/list": ("cursor",),
+    "resources/list": ("cursor",),
+    "resources/templates/list": ("cursor",),
+}
+_REQUIRED = frozenset({"tools/call", "prompts/get", "resources/read", "logging/setLevel"})
+
+
+def check_fields(msg: Message) -> None:
+    """The params of a client's message that mcpmux reads have the types it relies on.
+
+    Called by the downstream faces after `parse_message` for requests and notifications: `_meta` is an
+    object, a progress token and a cancelled `requestId` are strings or integers, names, URIs, levels
+    and cursors are strings. Raises `MessageError` (-32602, Invalid params) otherwise.
+    """
+    params = msg.get("params")
+    if not params:
+        return
+    meta = params.get("_meta")
+    if meta is not None:
+        if type(meta) is not dict:
+            raise MessageError(INVALID_PARAMS, 'Invalid params: "_meta" must be an object')
+        token = meta.get("progressToken")
+        if token is not None and not is_key(token):
+            raise MessageError(
+                INVALID_PARAMS, 'Invalid params: "progressToken" must be a string or an integer'
+            )
+    method = msg["method"]
+    for name in _STRING_FIELDS.get(method, ()):
+        value = params.get(name)
+        if type(value) is not str and (value is not None or method in _REQUIRED):
+            raise MessageError(INVALID_PARAMS, f'Invalid params: "{name}" must be a string')
+    if method == "notifications/cancelled" and not is_key(params.get("requestId")):
+        raise MessageError(INVALID_PARAMS, 'Invalid params: "requestId" must be a string or an integer')
+    if method == "completion/complete" and type(params.get("ref")) is not dict:
+        raise MessageError(INVALID_PARAMS, 'Invalid params: "ref" must be an object')

@@ -140,7 +140,8 @@ async def test_a_server_failing_at_start_is_retried_reported_and_served_once_it_
         assert status == 503
         fx = body["servers"]["fx"]
         assert fx["state"] in ("failed", "connecting")
-        assert fx["last_error"] == "process exited with code 3"
+        assert fx["last_error"] == "process exited with code 3; stderr: exiting at start with code 3"
+        assert fx["last_stderr"][-1] == "exiting at start with code 3"
         assert fx["crash_loop"] is True
         assert fx["attempt"] >= 3
         assert body["servers"]["ok"]["state"] == "ready"

@@ -123,6 +123,9 @@ class ServerOptions:
     session_mode: SessionMode = "shared"
     max_sessions: int = 1000
     idle_timeout_seconds: float = 1800.0
+    max_line_bytes: int = 64 * 1024 * 1024  # longest line read from a stdio server's stdout
+    max_request_queue: int = 1000  # messages related to one request waiting for its client
+    max_session_queue: int = 1000  # messages waiting for a session's standalone stream
     connect_timeout_seconds: float = 30.0
     request_timeout_seconds: float = 300.0
     lazy_start: bool = False

@@ -21,6 +21,7 @@ from ..jsonrpc import (
     METHOD_NOT_FOUND,
     Message,
     error_response,
+    is_key,
     notification,
     request,
     result_response,
@@ -100,11 +101,13 @@ class ServerRuntime(Supervisor):
         pid = getattr(self.session.connection, "pid", None) if self.session is not None else None
         if pid is not None:
             status["pid"] = pid
+        if self.stderr_tail:
+            status["last_stderr"] = self.stderr_tail
         return status
 
     def _resume(self, session: UpstreamSession) -> None:
         if (self.subscribers or any(c.log_level for c in self.attached)) and self._tg is not None:
-            self._tg.start_soon(self._restore_shared_state, session)
+            self.spawn(self._restore_shared_state, session)
 
     async def _restore_shared_state(self, session: UpstreamSession) -> None:
         """A fresh upstream knows nothing of the clients' subscriptions and log level: tell it again."""
@@ -197,20 +200,20 @@ class ServerRuntime(Supervisor):
     def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
         method = msg["method"]
         if method == "notifications/cancelled":
-            params = msg.get("params") or {}
-            scope = self._server_requests.get((id(session), params.get("requestId")))
+            request_id = (msg.get("params") or {}).get("requestId")
+            scope = self._server_requests.get((id(session), request_id)) if is_key(request_id) else None
             if scope is not None:
                 scope.cancel()
             return
         if method in LIST_CHANGED:
-            if session is self.session and self._tg:
-                self._tg.start_soon(self._refresh_catalog, session)
+            if session is self.session:
+                self.refresh_soon(session)
             for client in self.clients_of(session):
                 client.route.on_upstream_notification(client, self, msg)
             return
         if method == "notifications/resources/updated":
             uri = (msg.get("params") or {}).get("uri")
-            for client in self.clients_of(session):
+            for client in self.clients_of(session) if type(uri) is str else ():
                 if uri in client.subscriptions:
                     client.route.on_upstream_notification(client, self, msg)
             return
@@ -231,9 +234,7 @@ class ServerRuntime(Supervisor):
         self._catalog_changed("refreshed")
 
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
-        if self._tg is None:
-            return
-        self._tg.start_soon(self._serve_server_request, session, msg, related)
+        self.spawn(self._serve_server_request, session, msg, related)
 
     async def _serve_server_request(
         self, session: UpstreamSession, msg: Message, related: InFlight | None
@@ -419,6 +420,7 @@ class ServerRuntime(Supervisor):
             finally:
                 self.isolated_sessions.discard(session)
                 session.close(self._stop_reason or "the client session ended")
+                session.detach()
                 if client.upstream_scopes.get(self.name) is scope:
                     del client.upstream_scopes[self.name]
         if error is not None:

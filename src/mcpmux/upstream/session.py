@@ -9,12 +9,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import orjson
 
 from ..errors import UpstreamError
 from ..jsonrpc import (
     CONNECTION_CLOSED,
+    INVALID_PARAMS,
     REQUEST_TIMEOUT,
     Message,
+    MessageError,
+    check_shape,
     error_response,
     notification,
     progress_token,
@@ -114,12 +118,23 @@ class UpstreamSession:
         self._next_id = 0
         self.closed_reason: str | None = None
         self.init_result: dict[str, Any] | None = None
+        self.bad_messages = 0  # invalid messages from the upstream, dropped
         self._loop = asyncio.get_running_loop()
 
     # -- receiving ---------------------------------------------------------------------------
 
     def receive(self, msg: Message, related: Any) -> None:
-        """The connection's receiver: called inline for every upstream message."""
+        """The connection's receiver: called inline for every upstream message.
+
+        A message whose envelope mcpmux cannot rely on (an id that is not a string or an integer,
+        params that are not an object, ...) is logged and dropped here: it never reaches the runtime.
+        """
+        try:
+            check_shape(msg)
+        except MessageError as exc:
+            self.bad_messages += 1
+            log.warning("%s sent an invalid message (dropped): %s: %.200r", self.name, exc, msg)
+            return
         if "method" not in msg:
             pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
             if pending is not None:
@@ -144,7 +159,8 @@ class UpstreamSession:
 
     def _route_progress(self, msg: Message) -> None:
         params = msg.get("params") or {}
-        pending = self.pending.get(params.get("progressToken"))  # type: ignore[arg-type]
+        token = params.get("progressToken")
+        pending = self.pending.get(token) if type(token) is int else None
         if pending is None or pending.client_token is None:
             log.debug("%s sent progress for an unknown token", self.name)
             return
@@ -156,7 +172,7 @@ class UpstreamSession:
         HTTP upstreams tell which request's stream carried the message. Otherwise it is known only
         when every in-flight request comes from the same downstream client session (the latest wins).
         """
-        if related is not None:
+        if type(related) is int:
             pending = self.pending.get(related)
             if pending is not None and pending.origin is not None:
                 return pending
@@ -204,7 +220,11 @@ class UpstreamSession:
         if client is not None:
             client.busy += 1
         try:
-            await self.connection.send(up, uid)
+            try:
+                await self.connection.send(up, uid)
+            except orjson.JSONEncodeError as exc:  # nested deeper than JSON can be written (254 levels)
+                self.pending.pop(uid, None)
+                return error_response(request_id, INVALID_PARAMS, f"Invalid params: cannot be sent ({exc})")
             while True:
                 items = pending.items
                 if items:  # related messages first, even those that arrived just before the response
@@ -304,6 +324,10 @@ class UpstreamSession:
         pending, self.pending = self.pending, {}
         for p in pending.values():
             p.finish(self._closed_error(None))
+
+    def detach(self) -> None:
+        """Drop the connection once it is closed: it refers back to this session (its receiver)."""
+        self.connection = _NOT_CONNECTED
 
     def _closed_error(self, request_id: Any) -> Message:
         return error_response(

@@ -6,8 +6,10 @@ import asyncio
 import ctypes
 import logging
 import os
+import re
 import signal
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +25,11 @@ from .connection import Receiver
 log = logging.getLogger("mcpmux.upstream")
 
 STDERR_LINE_LIMIT = 8192
+STDERR_TAIL_LINES = 10  # the last stderr lines kept for the error a failing server is reported with
+STDERR_TAIL_LINE_CHARS = 500
+STDERR_REASON_LINES = 3  # of those, in the reason it stopped (the log line and last_error)
+STDERR_DRAIN_SECONDS = 1.0
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 CLOSE_STDIN_GRACE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 2.0
 PR_SET_PDEATHSIG = 1
@@ -31,19 +38,29 @@ PR_SET_PDEATHSIG = 1
 class _ChildProtocol(asyncio.SubprocessProtocol):
     """Splits stdout into lines and hands each parsed message to the receiver, inline."""
 
-    def __init__(self, name: str, receiver: Receiver) -> None:
+    def __init__(self, name: str, receiver: Receiver, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.name = name
         self.receiver = receiver
+        self.max_line_bytes = max_line_bytes
         self.partial: list[bytes] = []
+        self.partial_size = 0
+        self.failed: str | None = None  # why the connection was given up (stdout is ignored from then)
+        self.transport: asyncio.SubprocessTransport | None = None
         self.err_partial = b""
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self.exited = asyncio.get_running_loop().create_future()
+        self.stderr_closed = asyncio.get_running_loop().create_future()
         self.stdout_closed = False
         self.paused: asyncio.Future[None] | None = None
         self.garbage_lines = 0
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
-            self._on_stdout(data)
+            if self.failed is None:
+                self._on_stdout(data)
         else:
             self._on_stderr(data)
 
@@ -54,18 +71,44 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             nl = find(b"\n", start)
             if nl < 0:
                 if start < len(data):
-                    self.partial.append(data[start:] if start else data)
+                    self._keep_partial(data[start:] if start else data)
                 return
             if self.partial:
+                if self.partial_size + nl - start > self.max_line_bytes:
+                    self._give_up()
+                    return
                 self.partial.append(data[start:nl])
                 line: bytes | memoryview = b"".join(self.partial)
                 self.partial.clear()
+                self.partial_size = 0
             else:
                 line = memoryview(data)[start:nl]
             start = nl + 1
             self._on_line(line)
+            if self.failed is not None:
+                return
+
+    def _keep_partial(self, chunk: bytes) -> None:
+        """The start of a line whose end has not arrived yet, bounded by `max_line_bytes`."""
+        self.partial_size += len(chunk)
+        if self.partial_size > self.max_line_bytes:
+            self._give_up()
+        else:
+            self.partial.append(chunk)
+
+    def _give_up(self) -> None:
+        """A line longer than `max_line_bytes`: stop reading and kill the process (the server restarts)."""
+        self.failed = f"wrote a line longer than {self.max_line_bytes} bytes to stdout (maxLineBytes)"
+        self.partial.clear()
+        self.partial_size = 0
+        log.error("%s %s; restarting it", self.name, self.failed, extra={"server": self.name})
+        if self.transport is not None:
+            _signal_group(self.transport.get_pid(), signal.SIGKILL)
 
     def _on_line(self, line: bytes | memoryview) -> None:
+        if len(line) > self.max_line_bytes:
+            self._give_up()
+            return
         try:
             msg = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -74,21 +117,38 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
                 self.garbage_lines += 1
                 log.warning("%s wrote a non-JSON line to stdout (ignored): %.200r", self.name, text)
             return
-        if type(msg) is dict:
-            self.receiver(msg, None)
-        else:
+        if type(msg) is not dict:
             log.warning("%s wrote a JSON value that is not a message (ignored)", self.name)
+            return
+        try:
+            self.receiver(msg, None)
+        except Exception:  # one message's failure must not lose the lines after it in this read
+            log.exception("%s: handling a message from the server failed", self.name)
 
     def _on_stderr(self, data: bytes) -> None:
         lines = (self.err_partial + data).split(b"\n")
         self.err_partial = lines.pop()[-STDERR_LINE_LIMIT:]
-        if log.isEnabledFor(logging.DEBUG):
-            for raw in lines:
-                log.debug("%s stderr: %s", self.name, raw[:STDERR_LINE_LIMIT].decode("utf-8", "replace"))
+        debug = log.isEnabledFor(logging.DEBUG)
+        for raw in lines:
+            text = raw[:STDERR_LINE_LIMIT].decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr_tail.append(text[:STDERR_TAIL_LINE_CHARS])
+            if debug:
+                log.debug("%s stderr: %s", self.name, text)
+
+    def last_stderr(self) -> list[str]:
+        """The last lines the process wrote to stderr (bounded), its unfinished last line included."""
+        tail = list(self.stderr_tail)
+        rest = self.err_partial.decode("utf-8", "replace").strip()
+        if rest:
+            tail = [*tail[1 - STDERR_TAIL_LINES :], rest[:STDERR_TAIL_LINE_CHARS]]
+        return tail
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
             self.stdout_closed = True
+        elif fd == 2 and not self.stderr_closed.done():
+            self.stderr_closed.set_result(None)
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -115,8 +175,15 @@ class StdioConnection:
 
     BATCH_LIMIT = 65536
 
-    def __init__(self, name: str, transport: asyncio.SubprocessTransport, protocol: _ChildProtocol) -> None:
+    def __init__(
+        self,
+        name: str,
+        transport: asyncio.SubprocessTransport,
+        protocol: _ChildProtocol,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.secrets = secrets  # values never shown from its stderr (its env)
         self.transport = transport
         self.protocol = protocol
         self._stdin: Any = transport.get_pipe_transport(0)  # uvloop's pipe is not an asyncio.WriteTransport
@@ -149,12 +216,24 @@ class StdioConnection:
             self._stdin.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def wait_closed(self) -> str:
-        """Wait until the process exits; return a description of why."""
+        """Wait until the process exits; return a description of why (with its last stderr line)."""
         await self._exited()
+        with anyio.move_on_after(STDERR_DRAIN_SECONDS):  # its last words may still be in the pipe
+            await asyncio.shield(self.protocol.stderr_closed)
+        if self.protocol.failed is not None:
+            return self.protocol.failed
         code = self.transport.get_returncode()
-        if code is not None and code < 0:
-            return f"process killed by signal {-code}"
-        return f"process exited with code {code}"
+        why = (
+            f"process killed by signal {-code}"
+            if code is not None and code < 0
+            else f"process exited with code {code}"
+        )
+        tail = self.stderr_tail()[-STDERR_REASON_LINES:]
+        return f"{why}; stderr: {' | '.join(tail)}" if tail else why
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines of the process's stderr, secrets redacted (for the logs and status views)."""
+        return [redact(line, self.secrets) for line in self.protocol.last_stderr()]
 
     @property
     def closed(self) -> bool:
@@ -180,6 +259,24 @@ class StdioConnection:
             with anyio.move_on_after(TERM_GRACE_SECONDS):
                 await self._exited()
             self.transport.close()
+
+
+# A minimal redaction for the stderr lines mcpmux shows (NOTE: to be replaced by the shared redaction
+# module once it is on main): the values of the server's own `env` and anything that looks like a
+# credential (`Bearer x`, `token=x`, `api_key: x`, `password=x`, a URL's user:password@).
+_CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+|(?:api[_-]?key|access[_-]?key|token|secret|password|passwd|authorization)"
+    r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
+)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+MIN_SECRET_CHARS = 4
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with credentials and the given secret values replaced by `***`."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _URL_PASSWORD.sub(r"\1***@", _CREDENTIAL.sub(r"\1***", text))
 
 
 def _signal_group(pid: int | None, sig: int) -> None:
@@ -238,7 +335,7 @@ async def open_stdio_connection(server: ServerConfig, receiver: Receiver) -> Asy
     argv = [server.command, *server.args]
 
     def factory() -> _ChildProtocol:
-        return _ChildProtocol(server.name, receiver)
+        return _ChildProtocol(server.name, receiver, server.options.max_line_bytes)
 
     try:
         transport, protocol = await loop.subprocess_exec(
@@ -256,7 +353,8 @@ async def open_stdio_connection(server: ServerConfig, receiver: Receiver) -> Asy
         raise UpstreamUnavailableError(
             server.name, f"cannot start {server.command!r}: {exc.strerror or exc}"
         ) from None
-    conn = StdioConnection(server.name, transport, protocol)
+    secrets = tuple(v for v in server.env.values() if len(v) >= MIN_SECRET_CHARS)
+    conn = StdioConnection(server.name, transport, protocol, secrets)
     log.debug("%s started pid %s: %s", server.name, conn.pid, " ".join(argv))
     try:
         yield conn

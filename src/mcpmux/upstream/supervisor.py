@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -46,6 +47,7 @@ class Supervisor:
         self.crash_loop = False
         self.retry_at: float | None = None  # monotonic time of the next connection attempt
         self.health_failures = 0
+        self.stderr_tail: list[str] = []  # a stdio server's last stderr lines when its process ended
         self.connected_at: float | None = None
         self.session: UpstreamSession | None = None
         self.isolated_sessions: set[UpstreamSession] = set()
@@ -55,6 +57,7 @@ class Supervisor:
         self._stop_reason: str | None = None
         self._wanted: anyio.Event | None = None  # lazyStart: set on first use
         self._changed: anyio.Event | None = None  # set (and replaced) when readiness may have changed
+        self._refreshing: bool | None = None  # None: no refresh running; True: another one is wanted
         self.oauth: Any = None  # UpstreamAuth when the server logs in with OAuth (`oauth`)
         if config.oauth is not None:
             from ..oauth.upstream import UpstreamAuth, register_auth
@@ -230,6 +233,7 @@ class Supervisor:
         log.info("<%s> Connecting", self.name, extra={"server": self.name, "state": "connecting"})
         connected_at: float | None = None
         error: str | None = None
+        conn: Any = None
         try:
             async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
                 session.connection = self.traffic.connection(conn)
@@ -255,6 +259,9 @@ class Supervisor:
         finally:
             session.close(self._stop_reason or error or "connection closed")
             self._lose(session)
+            session.detach()
+            if hasattr(conn, "stderr_tail"):
+                self.stderr_tail = conn.stderr_tail()
         self._record_error(error or session.closed_reason)
         if connected_at is None:
             log.error(
@@ -344,9 +351,38 @@ class Supervisor:
             self.name,
             extra={"server": self.name},
         )
-        if session is self.session and self._tg is not None:
-            self._tg.start_soon(self._refresh_catalog, session)
+        if session is self.session:
+            self.refresh_soon(session)
             self._resume(session)
+
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run `fn(*args)` in this server's task group; a failure is logged there, never spreads."""
+        if self._tg is not None:
+            self._tg.start_soon(self._contained, fn, args, name=f"{self.name}: {fn.__name__}")
+
+    async def _contained(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception:  # task boundary: one message's handling must not end the server or the proxy
+            log.exception("%s: %s failed", self.name, fn.__name__, extra={"server": self.name})
+
+    def refresh_soon(self, session: UpstreamSession) -> None:
+        """Reload the catalog in the background; list_changed floods coalesce into one more refresh."""
+        if self._refreshing is None:
+            self._refreshing = False
+            self.spawn(self._refresh_coalesced, session)
+        else:
+            self._refreshing = True
+
+    async def _refresh_coalesced(self, session: UpstreamSession) -> None:
+        try:
+            while True:
+                self._refreshing = False
+                await self._refresh_catalog(session)
+                if not self._refreshing or session is not self.session:
+                    break
+        finally:
+            self._refreshing = None
 
     def _set_state(self, state: str) -> None:
         self.state = state

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 
-from ..jsonrpc import INVALID_REQUEST
+from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, error_response
+
+log = logging.getLogger("mcpmux.http")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -169,6 +172,28 @@ def query_param(query: bytes, *names: str) -> str:
                 value = pair[len(prefix) :]
                 return unquote_plus(value) if "%" in value or "+" in value else value
     return ""
+
+
+def encode(msg: Any) -> bytes:
+    """A response as JSON; one that cannot be written (nested deeper than 254 levels) becomes an error."""
+    try:
+        return orjson.dumps(msg)
+    except orjson.JSONEncodeError as exc:
+        log.warning("a response for a client could not be encoded: %s", exc)
+        request_id = msg.get("id") if isinstance(msg, dict) else None
+        error = error_response(request_id, INTERNAL_ERROR, f"mcpmux: cannot encode the response ({exc})")
+        return orjson.dumps(error)
+
+
+def event_of(msg: Any) -> bytes:
+    """One message as an SSE event; a notification or request that cannot be encoded is left out (logged)."""
+    if isinstance(msg, dict) and "method" in msg:
+        try:
+            return sse_event(orjson.dumps(msg))
+        except orjson.JSONEncodeError as exc:
+            log.warning("a %s message for a client could not be encoded (dropped): %s", msg["method"], exc)
+            return b""
+    return sse_event(encode(msg))
 
 
 def sse_event(data: bytes, event: bytes = b"message") -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from ..config.model import TokenScope
-from ..jsonrpc import INTERNAL_ERROR, MessageError, error_response, parse_message
+from ..jsonrpc import INTERNAL_ERROR, MessageError, check_fields, error_response, parse_message
 from ..relay.client import ClientSession
 from ..relay.route import Route
 from .asgi import (
@@ -26,7 +26,7 @@ from .asgi import (
     send_error,
     sse_event,
 )
-from .streamable import pump_outbox
+from .streamable import pump_outbox, relay_contained
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -158,6 +158,15 @@ async def handle_sse_message(
         await accept(send)
         route.handle_response(client, msg)
         return
+    try:
+        check_fields(msg)
+    except MessageError as exc:  # a request is answered on the stream under its id; a notification here
+        if "id" not in msg:
+            await send_error(send, 400, str(exc), code=exc.code)
+            return
+        await accept(send)
+        await client.outbox.deliver(error_response(msg["id"], exc.code, str(exc)))
+        return
     # The rest runs in this request's own task (the HTTP server serves the connection's next request
     # once the 202 is out), registered with the session so that closing the stream cancels it.
     # Cheaper than spawning a task per message, which is what the legacy transport would otherwise cost.
@@ -182,11 +191,8 @@ async def handle_sse_message(
 async def _serve_request(
     route: Route, client: ClientSession, msg: dict[str, Any], telemetry: Telemetry, ack: Ack
 ) -> None:
-    try:
-        response = await telemetry.relay(route, client, msg, StreamExchange(client, msg["id"], ack))
-    except Exception as exc:  # task boundary: the session's stream must survive one bad request
-        log.exception("%s: request %s failed", route.name, msg.get("method"))
-        response = error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+    exchange = StreamExchange(client, msg["id"], ack)
+    response = await relay_contained(telemetry, route, client, msg, exchange)
     await ack.now()
     await client.outbox.deliver(response)
 

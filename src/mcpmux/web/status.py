@@ -138,6 +138,7 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
         "uptimeSeconds": status.get("uptime_seconds", 0),
         "restarts": status.get("restarts", runtime.restarts),
         "lastError": status.get("last_error", runtime.last_error),
+        "lastStderr": status.get("last_stderr", []),
         "tools": presented_tools(runtime),
         "pinning": status.get("pinning"),  # mode, changes against the lock file, withheld tools
     }

@@ -13,6 +13,7 @@ from ..jsonrpc import (
     INVALID_REQUEST,
     Message,
     MessageError,
+    check_fields,
     error_response,
     parse_message,
 )
@@ -29,6 +30,8 @@ from .asgi import (
     RequestHeaders,
     Scope,
     Send,
+    encode,
+    event_of,
     read_body,
     respond_now,
     send_bytes,
@@ -41,7 +44,6 @@ from .telemetry import Telemetry
 log = logging.getLogger("mcpmux.http")
 
 KEEPALIVE_SECONDS = 25.0
-dumps = __import__("orjson").dumps
 
 
 class PostExchange:
@@ -73,7 +75,7 @@ class PostExchange:
         """
         if self.done or self.started or self.prefer_sse:
             return False
-        if not respond_now(self.send, 200, dumps(msg), self._json_headers()):
+        if not respond_now(self.send, 200, encode(msg), self._json_headers()):
             return False
         self.done = self.early = True
         return True
@@ -89,13 +91,13 @@ class PostExchange:
             return
         if not self.started:
             await self._start_stream()
-        await self.send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+        await self.send({"type": "http.response.body", "body": event_of(msg), "more_body": True})
 
     async def finish(self, msg: dict[str, Any]) -> None:
         if self.early:
             return
         self.done = True
-        body = dumps(msg)
+        body = encode(msg)
         if self.prefer_sse and not self.started:
             await self._start_stream()
         if self.started:
@@ -169,6 +171,8 @@ async def _post(
     except MessageError as exc:
         await send_json(send, 400, error_response(None, exc.code, str(exc)))
         return
+    if "method" in msg and not await fields_ok(msg, send):
+        return
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
         from .modern import handle_modern  # imported here: web/modern.py builds on this module
 
@@ -204,8 +208,34 @@ async def _post(
         await route.handle_notification(client, msg)
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
-        response = await telemetry.relay(route, client, msg, exchange)
-        await exchange.finish(response)
+        await exchange.finish(await relay_contained(telemetry, route, client, msg, exchange))
+
+
+async def relay_contained(
+    telemetry: Telemetry, route: Route, client: ClientSession, msg: Message, exchange: Any
+) -> Message:
+    """`telemetry.relay`, with a bug anywhere below turned into this request's JSON-RPC error.
+
+    Whatever happens, the request gets exactly one answer; the traceback goes to the log only.
+    """
+    try:
+        return await telemetry.relay(route, client, msg, exchange)
+    except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
+        log.exception("%s: request %s failed", route.name or "mcp", msg.get("method"))
+        return error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+
+
+async def fields_ok(msg: Message, send: Send) -> bool:
+    """Check the fields mcpmux reads; a bad request is answered under its id (-32602), else 400."""
+    try:
+        check_fields(msg)
+    except MessageError as exc:
+        if "id" in msg:
+            await send_json(send, 200, error_response(msg["id"], exc.code, str(exc)))
+        else:
+            await send_json(send, 400, error_response(None, exc.code, str(exc)))
+        return False
+    return True
 
 
 def prefers_sse(accept: bytes) -> bool:
@@ -239,7 +269,7 @@ async def _initialize(
         return
     client = route.new_session(token)
     exchange = PostExchange(client, msg["id"], send, client.id.encode())
-    response = await telemetry.relay(route, client, msg, exchange)
+    response = await relay_contained(telemetry, route, client, msg, exchange)
     if "error" in response:
         await route.close_session(client)
         await send_json(send, 200, response)
@@ -290,7 +320,7 @@ async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> No
             batch = await outbox.take_all(KEEPALIVE_SECONDS)
             if batch is None:
                 break  # the session ended
-            body = b"".join([sse_event(dumps(msg)) for msg in batch]) if batch else b": keep-alive\n\n"
+            body = b"".join([event_of(msg) for msg in batch]) if batch else b": keep-alive\n\n"
             outbox.writing = True
             try:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
@@ -299,7 +329,7 @@ async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> No
         tg.cancel_scope.cancel()
 
     async def write_now(msg: Message) -> None:
-        await send({"type": "http.response.body", "body": sse_event(dumps(msg)), "more_body": True})
+        await send({"type": "http.response.body", "body": event_of(msg), "more_body": True})
 
     outbox.direct = write_now
     try:

@@ -1,0 +1,197 @@
+"""Bad messages from upstreams and clients stay contained: the proxy lives, the answer after them arrives,
+and every malformed client request gets a JSON-RPC error instead of an HTTP 500 (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+import pytest
+from relay_kit import raw_http, raw_sse
+
+from harness import FIXTURE, ProxyProcess, running_proxy
+
+pytestmark = pytest.mark.anyio
+
+HOSTILE = Path(__file__).resolve().parent.parent / "fixtures" / "hostile_server.py"
+BOUND_SECONDS = 20
+JSON = {"content-type": "application/json"}
+
+
+def hostile_entry(**options: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [str(HOSTILE)], "options": options}
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """A hostile stdio upstream beside a well-behaved one; requests time out long after the test's bound."""
+    config = {
+        "mcpServers": {
+            "bad": hostile_entry(requestTimeout="120s"),
+            "good": {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]},
+        }
+    }
+    with running_proxy(config, tmp_path_factory.mktemp("bad_messages")) as running:
+        yield running
+
+
+async def emit(client: Any, *lines: Any) -> dict[str, Any]:
+    """Have the hostile upstream write `lines` and then its answer to this call, in one write."""
+    raw = [line if isinstance(line, str) else json.dumps(line) for line in lines]
+    return await client.request("tools/call", {"name": "emit", "arguments": {"lines": raw}})
+
+
+async def assert_everyone_still_served(proxy: ProxyProcess) -> None:
+    assert proxy.process.poll() is None, proxy.log[-3000:]
+    async with raw_http(proxy.url("/good/mcp")) as other:
+        echoed = await other.result("tools/call", {"name": "echo", "arguments": {"text": "still here"}})
+        assert "still here" in orjson.dumps(echoed).decode()
+    assert httpx2.get(proxy.url("/_readyz"), timeout=5).status_code == 200
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def nested_log(depth: int) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {"level": "info", "data": nested(depth)},
+    }
+
+
+HOSTILE_LINES = {
+    "server request with an array id": {"jsonrpc": "2.0", "id": [7], "method": "custom/thing"},
+    "server request with an object id": {"jsonrpc": "2.0", "id": {"a": 1}, "method": "custom/thing"},
+    "server request with a float id": {"jsonrpc": "2.0", "id": 1.5, "method": "custom/thing"},
+    "response with an array id": {"jsonrpc": "2.0", "id": [1], "result": {}},
+    "cancelled with an object requestId": {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": {"x": 1}},
+    },
+    "log message with list params": {"jsonrpc": "2.0", "method": "notifications/message", "params": [1, 2]},
+    "progress with an object token": {
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {"progressToken": {"t": 1}, "progress": 1},
+    },
+    "resource updated with a list uri": {
+        "jsonrpc": "2.0",
+        "method": "notifications/resources/updated",
+        "params": {"uri": ["x"]},
+    },
+    "method that is a number": {"jsonrpc": "2.0", "id": 5, "method": 5},
+    "a JSON array": [1, 2, 3],
+    "not JSON": "{not json",
+    "nested deeper than JSON can be re-encoded": nested_log(300),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_LINES))
+async def test_a_bad_upstream_message_is_dropped_and_the_answer_after_it_arrives(
+    proxy: ProxyProcess, case: str
+) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/bad/mcp")) as client:
+            response = await emit(client, HOSTILE_LINES[case])
+            assert response["result"]["content"][0]["text"] == "ok", response
+            # and a second call on the same session still works
+            again = await emit(client)
+            assert again["result"]["content"][0]["text"] == "ok", again
+        await assert_everyone_still_served(proxy)
+
+
+async def test_all_the_bad_upstream_messages_in_one_read_do_not_lose_the_answer(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/bad/mcp")) as client:
+            response = await emit(client, *HOSTILE_LINES.values())
+            assert response["result"]["content"][0]["text"] == "ok", response
+        await assert_everyone_still_served(proxy)
+    assert "Traceback" not in proxy.log
+
+
+MALFORMED_REQUESTS = {
+    "_meta a string": ("tools/call", {"name": "echo", "arguments": {}, "_meta": "x"}),
+    "progressToken an object": ("tools/call", {"name": "echo", "_meta": {"progressToken": {"a": 1}}}),
+    "setLevel with a list": ("logging/setLevel", {"level": ["debug"]}),
+    "tool name a list": ("tools/call", {"name": ["echo"], "arguments": {}}),
+    "uri an object": ("resources/read", {"uri": {"u": 1}}),
+    "cursor a number": ("tools/list", {"cursor": 7}),
+    "arguments nested deeper than 255": ("tools/call", {"name": "echo", "arguments": {"x": nested(300)}}),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_REQUESTS))
+@pytest.mark.parametrize("route", ["good", "bad"])
+async def test_a_malformed_client_request_gets_a_json_rpc_error_on_the_streamable_face(
+    proxy: ProxyProcess, case: str, route: str
+) -> None:
+    method, params = MALFORMED_REQUESTS[case]
+    mark = len(proxy.lines)
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url(f"/{route}/mcp")) as client:
+            body = json.dumps({"jsonrpc": "2.0", "id": 41, "method": method, "params": params})
+            reply = await client.http.post(client.url, content=body, headers=client.headers())
+            assert reply.status_code == 200, reply.text
+            answer = reply.json()
+            assert answer["id"] == 41 and answer["error"]["code"] == -32602, answer
+            assert (await client.request("ping"))["result"] == {}
+    assert not any("Traceback" in line for line in proxy.lines[mark:]), proxy.log[-3000:]
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_REQUESTS))
+async def test_a_malformed_client_request_gets_a_json_rpc_error_on_the_legacy_sse_face(
+    proxy: ProxyProcess, case: str
+) -> None:
+    method, params = MALFORMED_REQUESTS[case]
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_sse(proxy.url("/good/sse")) as client:
+            body = json.dumps({"jsonrpc": "2.0", "id": "m1", "method": method, "params": params})
+            reply = await client.http.post(client.endpoint, content=body, headers=JSON)
+            assert reply.status_code == 202, reply.text
+            answer = await client.receive(lambda m: m.get("id") == "m1")
+            assert answer["error"]["code"] == -32602, answer
+            assert (await client.request("ping"))["result"] == {}
+
+
+async def test_a_client_response_with_an_array_id_is_a_bad_request_not_a_500(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/good/mcp")) as client:
+            reply = await client.post({"jsonrpc": "2.0", "id": [1], "result": {}})
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"]["code"] == -32600
+            bad_object = await client.post(
+                {"jsonrpc": "2.0", "id": {"x": 1}, "error": {"code": 1, "message": ""}}
+            )
+            assert bad_object.status_code == 400, bad_object.text
+            assert (await client.request("ping"))["result"] == {}
+
+
+async def test_a_stdio_line_longer_than_max_line_bytes_restarts_that_server_only(tmp_path: Path) -> None:
+    config = {
+        "mcpServers": {
+            "bad": hostile_entry(maxLineBytes=100000, restart={"initialDelay": "50ms", "jitter": 0}),
+            "good": {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]},
+        }
+    }
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/bad/mcp")) as client:
+            mark = len(proxy.lines)
+            params = {"name": "unterminated", "arguments": {"bytes": 1_000_000}}
+            failed = await client.request("tools/call", params)
+            assert failed["error"]["code"] == -32000, failed
+            assert "longer than 100000 bytes" in failed["error"]["message"]
+            await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(r"bad>? Connected", 15, mark))
+        await assert_everyone_still_served(proxy)
+    assert "maxLineBytes" in proxy.log

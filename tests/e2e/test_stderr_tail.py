@@ -1,0 +1,46 @@
+"""A stdio server that fails at start is reported with the last lines of its stderr, secrets redacted
+(issue 19): in the error log line and in the runtime state `/_readyz` and the status JSON read."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from fault_kit import FAST_RESTART, readyz, wait_for_log
+
+from harness import running_proxy
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cr3t-value-42"
+FAILING = (
+    "import os, sys\n"
+    "print('starting with token=' + os.environ['API_TOKEN'], file=sys.stderr)\n"
+    "print('the key is ' + os.environ['API_TOKEN'], file=sys.stderr)\n"
+    "import no_such_module_for_mcpmux\n"
+)
+
+
+async def test_a_server_failing_at_start_shows_its_stderr_tail_redacted(tmp_path: Path) -> None:
+    server = {
+        "command": sys.executable,
+        "args": ["-c", FAILING],
+        "env": {"API_TOKEN": SECRET},
+        "options": {"restart": FAST_RESTART},
+    }
+    config = {"mcpServers": {"broken": server}}
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(30):
+        line = await wait_for_log(proxy, r"broken failed to connect")
+        assert "process exited with code 1; stderr:" in line, line
+        assert "ModuleNotFoundError: No module named 'no_such_module_for_mcpmux'" in line, line
+        status, body = readyz(proxy)
+        assert status == 503
+        broken = body["servers"]["broken"]
+        assert broken["last_stderr"][-1] == "ModuleNotFoundError: No module named 'no_such_module_for_mcpmux'"
+        assert "starting with token=***" in broken["last_stderr"]
+        assert "the key is ***" in broken["last_stderr"]
+        assert len(broken["last_stderr"]) <= 10
+    assert SECRET not in proxy.log
+    assert SECRET not in str(body)
