@@ -18,6 +18,7 @@ import anyio
 import orjson
 
 from ..config.model import ServerConfig
+from ..core.redact import Redactor
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
 from .connection import Receiver
@@ -180,10 +181,10 @@ class StdioConnection:
         name: str,
         transport: asyncio.SubprocessTransport,
         protocol: _ChildProtocol,
-        secrets: tuple[str, ...] = (),
+        redactor: Redactor | None = None,
     ) -> None:
         self.name = name
-        self.secrets = secrets  # values never shown from its stderr (its env)
+        self.redactor = redactor or Redactor()  # what is never shown from its stderr (its env values)
         self.transport = transport
         self.protocol = protocol
         self._stdin: Any = transport.get_pipe_transport(0)  # uvloop's pipe is not an asyncio.WriteTransport
@@ -233,7 +234,7 @@ class StdioConnection:
 
     def stderr_tail(self) -> list[str]:
         """The last lines of the process's stderr, secrets redacted (for the logs and status views)."""
-        return [redact(line, self.secrets) for line in self.protocol.last_stderr()]
+        return [redact_stderr(line, self.redactor) for line in self.protocol.last_stderr()]
 
     @property
     def closed(self) -> bool:
@@ -261,22 +262,17 @@ class StdioConnection:
             self.transport.close()
 
 
-# A minimal redaction for the stderr lines mcpmux shows (NOTE: to be replaced by the shared redaction
-# module once it is on main): the values of the server's own `env` and anything that looks like a
-# credential (`Bearer x`, `token=x`, `api_key: x`, `password=x`, a URL's user:password@).
+# Credentials that a child may print in free text, beyond the known secrets of the config (its `env`
+# values, which `Redactor` removes): `Bearer x`, `token=x`, `api_key: x`, `password=x`.
 _CREDENTIAL = re.compile(
     r"(?i)(bearer\s+|(?:api[_-]?key|access[_-]?key|token|secret|password|passwd|authorization)"
     r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
 )
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
-MIN_SECRET_CHARS = 4
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` with credentials and the given secret values replaced by `***`."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _URL_PASSWORD.sub(r"\1***@", _CREDENTIAL.sub(r"\1***", text))
+def redact_stderr(text: str, redactor: Redactor) -> str:
+    """A stderr line as mcpmux may show it: known secrets, URL credentials and credential-like values gone."""
+    return _CREDENTIAL.sub(r"\1***", redactor(text))
 
 
 def _signal_group(pid: int | None, sig: int) -> None:
@@ -353,8 +349,7 @@ async def open_stdio_connection(server: ServerConfig, receiver: Receiver) -> Asy
         raise UpstreamUnavailableError(
             server.name, f"cannot start {server.command!r}: {exc.strerror or exc}"
         ) from None
-    secrets = tuple(v for v in server.env.values() if len(v) >= MIN_SECRET_CHARS)
-    conn = StdioConnection(server.name, transport, protocol, secrets)
+    conn = StdioConnection(server.name, transport, protocol, Redactor(server.env.values()))
     log.debug("%s started pid %s: %s", server.name, conn.pid, " ".join(argv))
     try:
         yield conn
