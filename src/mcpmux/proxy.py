@@ -13,7 +13,9 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .config.model import ProxyConfig, ServerConfig
+from .core.redact import Redactor
 from .errors import ConfigError
+from .logs import set_redactor
 from .pinning.guard import PinGuard
 from .pinning.lockfile import default_lock_path
 from .relay.merged_route import MergedRoute
@@ -47,6 +49,7 @@ class Proxy:
     """
 
     def __init__(self, config: ProxyConfig, lock_path: str | None = None) -> None:
+        set_redactor(Redactor.for_config(config))  # from the first log line on (the app renews it on reload)
         self.config = config
         self.runtimes: dict[str, ServerRuntime] = {}
         self.routes: dict[str, Route] = {}

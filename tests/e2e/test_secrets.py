@@ -19,7 +19,8 @@ URL_KEY = "url-key-SECRET-1234"
 PATH_TOKEN = "pathSECRET5678"
 ADMIN = "admin-token-SECRET"
 SERVER_TOKEN = "server-token-SECRET"
-SECRETS = (URL_KEY, PATH_TOKEN, SERVER_TOKEN)
+DISABLED_PATH_TOKEN = "offSECRET9012"
+SECRETS = (URL_KEY, PATH_TOKEN, SERVER_TOKEN, DISABLED_PATH_TOKEN)
 INIT_PARAMS = {
     "protocolVersion": "2025-06-18",
     "capabilities": {},
@@ -46,6 +47,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
                 "options": {"logEnabled": True},
             },
             f"fetch/{PATH_TOKEN}": fetch,
+            f"old/{DISABLED_PATH_TOKEN}": {"command": "x", "disabled": True},
         },
     }
     with running_proxy(config, tmp_path_factory.mktemp("secrets")) as running:
@@ -85,7 +87,7 @@ async def test_operator_views_show_no_secret_but_the_callers_token(proxy: ProxyP
     assert status.status_code == metrics.status_code == 200 and refused.status_code == 401
     assert_no_secret(status.text + metrics.text + refused.text)
     names = [server["name"] for server in status.json()["servers"]]
-    assert names == ["amap", "fetch/***"]
+    assert names == ["amap", "fetch/***", "old/***"]
 
 
 async def test_errors_to_clients_and_server_info_show_no_secret(proxy: ProxyProcess) -> None:
@@ -105,5 +107,6 @@ async def test_errors_to_clients_and_server_info_show_no_secret(proxy: ProxyProc
 
 async def test_logs_show_no_secret(proxy: ProxyProcess) -> None:
     proxy.wait_for_line(r"<fetch/\*\*\*> Handling requests at")
+    proxy.wait_for_line(r"<old/\*\*\*> Disabled")
     assert "key=***" in proxy.log
     assert_no_secret(proxy.log)
