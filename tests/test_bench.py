@@ -149,3 +149,28 @@ def test_quick_benchmark_of_mcpmux_completes_every_phase_without_errors(tmp_path
         assert phase["errors"] == 0, (name, phase.get("error_samples"))
     assert results["errors"] == 0
     assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+def test_quick_soak_keeps_the_well_behaved_clients_error_free(tmp_path: Path) -> None:
+    pytest.importorskip("mcpmux")
+    result_path = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "soak.py"), "--quick", "--json", str(result_path)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result_path.exists(), done.stderr.decode()[-3000:]
+    result = orjson.loads(result_path.read_bytes())
+    assert result["proxy_alive"]
+    assert result["good_calls"] > 0
+    assert result["good_errors"] == 0, result["good_error_samples"]
+    assert len(result["rss_samples"]) >= 2
+    clients = result["clients"]
+    assert clients["slowloris"].get("408", 0) > 0  # the limits were hit, and answered as documented
+    assert clients["stalled-body"].get("408", 0) > 0
+    assert clients["garbage"].get("400", 0) > 0
+    assert clients["junk-after-valid"].get("200+400", 0) > 0
+    assert clients["connection-flood"].get("503", 0) > 0
+    assert done.returncode == 0, done.stdout.decode()[-3000:]
