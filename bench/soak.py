@@ -30,8 +30,9 @@ from typing import Any
 import orjson
 
 from loadgen import read_cpu_seconds, read_rss_kib
-from run import ServerProcess, http_status, upstream_command
+from run import ServerProcess, http_status, readyz_probe, upstream_command
 from soak_clients import ABUSERS, Tally, abuse, flood, mcp_caller
+from soak_upstream import FAULTS
 
 BENCH = Path(__file__).resolve().parent
 GRACE_SECONDS = 2.0  # after the end, for the last answers; what is still under way then is cut short
@@ -66,9 +67,9 @@ def plan_for(args: argparse.Namespace) -> Plan:
     return Plan(args.minutes * 60, 2.0, args.good_clients, 0.02, 2, 2, 20, 200, 5.0)
 
 
-def write_config(directory: Path, port: int, plan: Plan) -> Path:
+def write_config(directory: Path, port: int, plan: Plan, faults: str) -> Path:
     echo = upstream_command()
-    bad = [sys.executable, str(BENCH / "soak_upstream.py")]
+    bad = [sys.executable, str(BENCH / "soak_upstream.py"), "--faults", faults]
     quick_restart = {"initialDelay": "100ms", "maxDelay": "1s"}
     config = {
         "mcpProxy": {
@@ -185,6 +186,8 @@ def print_report(result: dict[str, Any]) -> None:
     calls, errors = result["good_calls"], result["good_errors"]
     print(f"well-behaved clients: {calls} calls, {errors} errors {result['good_error_samples']}")
     print(f"proxy alive at the end: {result['proxy_alive']}")
+    for line in result.get("proxy_stderr_tail", []):
+        print(f"    {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds with small timeouts")
     parser.add_argument("--good-clients", type=int, default=8, help="well-behaved sessions (default 8)")
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument(
+        "--upstream-faults",
+        default=",".join(FAULTS),
+        help="the bad upstream's faults, in turn (soak_upstream.py)",
+    )
     args = parser.parse_args(argv)
     plan = plan_for(args)
     with tempfile.TemporaryDirectory(prefix="mcpmux-soak-") as tmp:
@@ -200,17 +208,19 @@ def main(argv: list[str] | None = None) -> int:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1024)
         port = sock.getsockname()[1]
-        config = write_config(Path(tmp), port, plan)
+        config = write_config(Path(tmp), port, plan, args.upstream_faults)
         command = [sys.executable, "-m", "mcpmux", "--config", str(config), "--listen-fd", str(sock.fileno())]
         proxy = ServerProcess("mcpmux", command, port, pass_fds=(sock.fileno(),))
         sock.close()
         try:
-            startup = proxy.wait_ready(30.0, lambda p: http_status(p, "/_readyz", 2.0) == 200)
+            startup = proxy.wait_ready(30.0, readyz_probe)
             print(f"mcpmux ready in {startup:.2f} s (via {proxy.ready_via}); soaking {plan.seconds:g} s ...")
             sampler = Sampler(proxy.pid)
             tallies = asyncio.run(load(port, plan, sampler))
             alive = proxy.proc.poll() is None and http_status(port, "/_healthz", 5.0) == 200
             result = report(plan, tallies, sampler, alive, startup)
+            if not alive:
+                result["proxy_stderr_tail"] = list(proxy.stderr_tail)
         finally:
             proxy.stop()
     print_report(result)

@@ -194,3 +194,21 @@ async def test_a_bad_chunk_in_the_body_being_read_answers_that_request_with_400(
         assert await client.closed_by_peer()
         await asyncio.wait_for(app.got_disconnect.wait(), TIMEOUT)
         await client.close()
+
+
+@async_test
+async def test_a_client_that_keeps_sending_after_the_refusal_still_reads_it():
+    app = App()
+    async with serving(app, max_head_bytes=4096) as (server, port):
+        client = await Client.connect(port)
+        await client.send(b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Long: ")
+        for _ in range(16):  # 512 KiB more, sent whatever the server does meanwhile
+            try:
+                await client.send(b"a" * 32768)
+            except ConnectionError:
+                break
+        response = await client.read_response()  # not destroyed by a reset
+        assert response.status == 431
+        assert await client.closed_by_peer()
+        await client.close()
+        await wait_until(lambda: not server.http.lingering, "the lingering connection is gone")  # type: ignore[union-attr]

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcpmux.http")
 
 HEAD_END = b"\r\n\r\n"  # the parser refuses bare LF line ends: every request head ends with this
+LINGER_BYTES = 1 << 20  # read and dropped after a refusal at most, so the client sees the refusal
 
 
 class HeadTooLargeError(Exception):
@@ -95,6 +96,8 @@ class Connection(asyncio.Protocol):
         self.write_paused_since: float | None = None
         self.closed_at: float | None = None
         self.refusal: bytes | None = None  # the error response owed once the requests before it are answered
+        self.lingering = False  # refused and half-closed: what the client still sends is read and dropped
+        self._dropped = 0
         self._unparsed = b""  # read but not parsed: held while `max_pipelined` requests wait
         self._carry = b""  # the last bytes fed to the parser (a head end split across reads)
         self._head_fed = 0  # bytes fed while the current head was incomplete (the parser buffers them)
@@ -116,6 +119,11 @@ class Connection(asyncio.Protocol):
             self._send_refusal()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.abort()
+            return
         if self._unparsed:  # only when reading was resumed before the held bytes were parsed: keep order
             data = self._unparsed + data
             self._unparsed = b""
@@ -124,6 +132,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.disconnected = True
         self.server.connections.discard(self)
+        self.server.lingering.discard(self)
         self._wake_all()
 
     def pause_writing(self) -> None:
@@ -377,9 +386,24 @@ class Connection(asyncio.Protocol):
             self._send_refusal()
 
     def _send_refusal(self) -> None:
+        """Write the refusal and close our side, then read and drop what the client still sends for a while.
+
+        Closing outright while its bytes keep arriving would make the kernel reset the connection, and a
+        reset can destroy the refusal before the client read it (a lingering close, bounded in bytes,
+        in time by the write timeout, and in number by `max_connections`).
+        """
         if self.refusal is not None:
             self.transport.write(self.refusal)
-        self.close()
+        if self.closed_at is not None or not self.transport.can_write_eof() or not self.server.linger(self):
+            self.close()
+            return
+        self.closed_at = self.loop.time()
+        self.disconnected = self.lingering = True
+        self._wake_all()
+        self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     # -- timers (called by the server's sweep) -----------------------------------------------
 
@@ -404,7 +428,10 @@ class Connection(asyncio.Protocol):
         if self.closed_at is not None:  # closed by us, still flushing to a client that does not read
             if now - self.closed_at <= write_timeout:
                 return False
-            self.abort("it does not read what was sent before the close (writeTimeout)")
+            if self.lingering and not self.transport.get_write_buffer_size():
+                self.transport.abort()  # the refusal went out; the client kept sending
+            else:
+                self.abort("it does not read what was sent before the close (writeTimeout)")
             return True
         if self.write_paused_since is None or now - self.write_paused_since <= write_timeout:
             return False

@@ -36,6 +36,9 @@ class Http1Server:
         self.tasks = tasks
         self.limits = limits
         self.connections: set[Connection] = set()
+        self.lingering: set[Connection] = (
+            set()
+        )  # refused connections reading what is left (not admitted ones too)
         self.closing = False
         self.running = 0  # requests whose app call has not returned
         self.refused = 0  # connections refused for maxConnections
@@ -59,6 +62,14 @@ class Http1Server:
                 self.refused,
             )
         return False
+
+    def linger(self, conn: Connection) -> bool:
+        """Let a refused connection linger (see Connection._send_refusal), unless too many already do."""
+        self.connections.discard(conn)
+        if len(self.lingering) >= self.limits.max_connections:
+            return False
+        self.lingering.add(conn)
+        return True
 
     def run(self, exchange: Exchange) -> None:
         self.running += 1
@@ -112,7 +123,7 @@ class Http1Server:
 
     def sweep(self, now: float) -> None:
         """Apply every connection's timeouts (head, body, write, keep-alive)."""
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.lingering]:
             conn.check_timers(now)
 
     def begin_shutdown(self) -> None:
@@ -179,8 +190,10 @@ class HttpServer:
                     tasks.cancel_scope.cancel()  # what is still running is cancelled (and awaited here)
         finally:
             if self.http is not None:
-                for conn in list(self.http.connections):
+                for conn in self.http.connections:
                     conn.close()
+                for conn in self.http.lingering:
+                    conn.transport.abort()
             self._stopped.set()
 
     async def _sweep(self, http: Http1Server, loop: asyncio.AbstractEventLoop) -> None:
