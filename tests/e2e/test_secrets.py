@@ -38,7 +38,7 @@ def refused_port() -> int:
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     fetch = fixture_server()
-    fetch["options"] = {"authTokens": [ADMIN, SERVER_TOKEN]}
+    fetch["options"] = {"authTokens": [ADMIN, SERVER_TOKEN], "pinning": "warn"}
     config = {
         "mcpProxy": {"options": {"authTokens": [ADMIN]}},
         "mcpServers": {
@@ -83,9 +83,11 @@ async def test_operator_views_show_no_secret_but_the_callers_token(proxy: ProxyP
     with anyio.fail_after(BOUND_SECONDS):
         status = await get(proxy, "/_status/api", ADMIN)
         metrics = await get(proxy, "/metrics", ADMIN)
+        pins = await get(proxy, "/_pins", ADMIN)
         refused = await get(proxy, "/_status/api", SERVER_TOKEN)
-    assert status.status_code == metrics.status_code == 200 and refused.status_code == 401
-    assert_no_secret(status.text + metrics.text + refused.text)
+    assert status.status_code == metrics.status_code == pins.status_code == 200 and refused.status_code == 401
+    assert "fetch/***" in pins.text
+    assert_no_secret(status.text + metrics.text + pins.text + refused.text)
     names = [server["name"] for server in status.json()["servers"]]
     assert names == ["amap", "fetch/***", "old/***"]
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from ..core.auth import token_from_authorization
+from ..core.redact import redact_tree
 from .asgi import (
     BodyTooLargeError,
     ClientDisconnectedError,
@@ -37,7 +38,7 @@ class PinsEndpoints:
         proxy = self.app.proxy
         if not await authorized(proxy.config, headers, send):
             return
-        await send_json(send, 200, proxy.pins.status(), NO_STORE)
+        await send_json(send, 200, redact_tree(proxy.pins.status(), self.app.redactor), NO_STORE)
 
     async def approve(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         """`POST {"server": ..., "tool": ...}` (tool optional) with an operator token, never without one."""
