@@ -93,3 +93,16 @@ def test_a_server_that_cannot_start_fails_record_and_writes_nothing(tmp_path: Pa
     assert recorded.returncode == 1
     assert "could not read the catalog of 1 server(s): server 'other':" in recorded.stderr
     assert not (tmp_path / "mcpmux.lock.json").exists()
+
+
+def test_a_disabled_server_keeps_its_entry_and_a_removed_one_is_reported_gone(tmp_path: Path) -> None:
+    config = setup(tmp_path)
+    assert pins(config, "record").returncode == 0
+    document = json.loads(config.read_text())
+    document["mcpServers"]["other"]["disabled"] = True
+    config.write_text(json.dumps(document))
+    assert pins(config, "verify").returncode == 0
+    del document["mcpServers"]["other"]
+    config.write_text(json.dumps(document))
+    verified = pins(config, "verify")
+    assert (verified.returncode, verified.stdout.splitlines()) == (1, ["- server 'other' is gone"])

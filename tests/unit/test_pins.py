@@ -112,6 +112,10 @@ def test_enforce_withholds_changed_and_new_tools_and_names_the_change_in_the_ref
     current = catalog(drifted, WRITE, {"name": "exfiltrate", "inputSchema": {"type": "object"}})
     verdict = evaluate("fs", "enforce", locked, current)
     assert verdict.shows(WRITE) and not verdict.shows(drifted) and not verdict.shows({"name": "exfiltrate"})
+    assert not verdict.shows(
+        {**WRITE, "annotations": {"destructiveHint": False}}
+    )  # annotations are pinned too
+    assert verdict.shows({**WRITE, "_meta": {"seen": 1}})  # what is not pinned may change
     assert verdict.refusal("write_file") is None
     assert verdict.refusal("read_file") == (
         "tool 'read_file' of server 'fs' changed (inputSchema); approve it with "

@@ -64,15 +64,26 @@ class Pin:
     fields: Mapping[str, str] = field(default_factory=dict)
 
 
+def _definition(kind: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: entry[name] for name in DEFINITION_FIELDS[kind] if entry.get(name) is not None}
+
+
 def pin_of(kind: str, entry: Mapping[str, Any]) -> Pin:
-    names = DEFINITION_FIELDS[kind]
-    definition = {name: entry[name] for name in names if entry.get(name) is not None}
+    definition = _definition(kind, entry)
     annotations = entry.get("annotations")
     return Pin(
         definition=digest(definition),
         annotations=digest(annotations) if annotations is not None else None,
         fields={name: digest(value)[7 : 7 + SHORT_HASH] for name, value in definition.items()},
     )
+
+
+def matches(pin: Pin, kind: str, entry: Mapping[str, Any]) -> bool:
+    """Whether `entry` is what `pin` pinned (definition and annotations; no per-field hashes needed)."""
+    if digest(_definition(kind, entry)) != pin.definition:
+        return False
+    annotations = entry.get("annotations")
+    return pin.annotations == (digest(annotations) if annotations is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,9 +322,7 @@ class ServerVerdict:
         pinned = (
             self.locked.of("tools").get(name) if self.locked is not None and isinstance(name, str) else None
         )
-        return (
-            pinned is not None and compare(self.server, "tools", "", pinned, pin_of("tools", entry)) is None
-        )
+        return pinned is not None and matches(pinned, "tools", entry)
 
     def refusal(self, tool: str) -> str | None:
         """Why a call to `tool` is refused (None: allowed). Only in enforce mode."""

@@ -81,7 +81,9 @@ async def _run(config: ProxyConfig, command: PinsCommand, out: TextIO) -> int:
     locked = read_lock(command.lock_path)
     if locked is None:
         raise PinsError(f"{command.lock_path}: no lock file; create it with `mcpmux pins record`")
-    scope = command.names or sorted({*names, *locked.servers})
+    # a server still configured but disabled keeps its entry; one no longer configured is reported gone
+    gone = [name for name in locked.servers if name not in config.servers]
+    scope = command.names or sorted({*names, *gone})
     changes = diff_locks(locked, current, scope)
     if not changes:
         print(f"{command.lock_path}: the catalogs of {len(current.servers)} server(s) match", file=out)

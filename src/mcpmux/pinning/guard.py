@@ -25,6 +25,7 @@ class PinGuard:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock: Lock | None = None
+        self.error: str | None = None  # why the lock file could not be read (the previous lock is kept)
         self.runtimes: dict[str, ServerRuntime] = {}
         self.detected: dict[tuple[str, str], int] = {}  # (server, change kind) -> changes seen, for /metrics
         self._reported: set[tuple[str, Change]] = set()  # logged and counted once while they last
@@ -36,8 +37,9 @@ class PinGuard:
 
     def _load(self) -> None:
         try:
-            self.lock = read_lock(self.path)
+            self.lock, self.error = read_lock(self.path), None
         except LockFileError as exc:
+            self.error = str(exc)
             log.error("Pinning: %s; keeping the previous lock", exc)
 
     async def watch(self) -> None:
@@ -129,6 +131,7 @@ class PinGuard:
     def status(self) -> dict[str, Any]:
         return {
             "lockFile": self.path,
+            "lockError": self.error,
             "servers": {
                 name: rt.pin_verdict.as_json()
                 for name, rt in self.runtimes.items()
