@@ -130,8 +130,8 @@ async def test_discover_on_a_route_is_the_upstreams_initialize_answer_in_2026_fo
     assert (result["ttlMs"], result["cacheScope"]) == (0, "private")
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == init["serverInfo"]
     assert set(result["capabilities"]) == set(init["capabilities"]) - {"tasks"}
-    for flags in result["capabilities"].values():  # no subscriptions/listen yet: nothing promised
-        assert "listChanged" not in flags and "subscribe" not in flags
+    assert result["capabilities"]["tools"]["listChanged"] is True  # served by subscriptions/listen
+    assert result["capabilities"]["resources"]["subscribe"] is True
 
 
 async def test_discover_on_the_merged_endpoint_has_the_merged_capabilities(
@@ -254,9 +254,7 @@ async def test_mcp_name_must_match_the_tool_called(proxy: ProxyProcess, http: ht
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (400, -32020)
 
 
-@pytest.mark.parametrize(
-    "method", ["ping", "logging/setLevel", "resources/subscribe", "subscriptions/listen"]
-)
+@pytest.mark.parametrize("method", ["ping", "logging/setLevel", "resources/subscribe", "initialize"])
 async def test_methods_2026_removed_or_not_served_get_404(
     proxy: ProxyProcess, http: httpx2.AsyncClient, method: str
 ) -> None:
@@ -371,3 +369,75 @@ async def test_the_input_required_wire_and_a_sealed_request_state(
     assert orjson.loads(done["content"][0]["text"])["content"]["text"] == "ok"
     replayed = await retry(state)
     assert replayed["error"]["code"] == -32602 and "ended" in replayed["error"]["message"]
+
+
+async def test_a_listen_stream_gets_list_changed_and_resource_updates_from_a_2025_upstream(
+    proxy: ProxyProcess,
+) -> None:
+    from mcp.shared.subscriptions import PromptsListChanged, ResourceUpdated
+
+    uri = "test://watched-resource"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with (
+            Client(proxy.url("/stdio/mcp"), mode=MODERN) as client,
+            client.listen(prompts_list_changed=True, resource_subscriptions=[uri]) as subscription,
+        ):
+            assert subscription.honored.prompts_list_changed is True
+            assert subscription.honored.tools_list_changed is None  # not asked: not sent
+            assert subscription.honored.resource_subscriptions == [uri]
+            events = aiter(subscription)
+            await client.call_tool("notify_list_changed", {"kind": "prompts", "standalone": True})
+            assert isinstance(await anext(events), PromptsListChanged)
+            touched = await client.call_tool("touch_resource", {"uri": uri})
+            assert "notified 1 subscriber" in touched.content[0].text  # type: ignore[union-attr]
+            updated = await anext(events)
+            assert isinstance(updated, ResourceUpdated) and updated.uri == uri
+        async with Client(proxy.url("/stdio/mcp"), mode=MODERN) as client:  # closing it unsubscribed
+            touched = await client.call_tool("touch_resource", {"uri": uri})
+            assert "notified 0 subscriber" in touched.content[0].text  # type: ignore[union-attr]
+
+
+WANTED = {"toolsListChanged": True, "promptsListChanged": True}
+NOTIFY = {"name": "sse__notify_list_changed", "arguments": {"kind": "prompts", "standalone": True}}
+
+
+async def test_a_listen_stream_on_the_merged_endpoint_names_its_subscription(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": "sub-1",
+        "method": "subscriptions/listen",
+        "params": {"notifications": WANTED, "_meta": ENVELOPE},
+    }
+    with anyio.fail_after(BOUND_SECONDS):
+        sent = {"content": orjson.dumps(body), "headers": modern_headers("subscriptions/listen")}
+        async with http.stream("POST", proxy.url("/mcp"), **sent) as stream:  # type: ignore[arg-type]
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            frames: list[dict[str, Any]] = []
+            async for line in lines:
+                if line.startswith("data:"):
+                    frames.append(orjson.loads(line[5:]))
+                    if len(frames) == 1:
+                        reply = await post_modern(http, proxy.url("/mcp"), "tools/call", NOTIFY)
+                        assert reply.status_code == 200, reply.text
+                    if len(frames) == 2:
+                        break
+    ack, changed = frames
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert ack["params"]["notifications"] == {"promptsListChanged": True, "toolsListChanged": True}
+    assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "sub-1"
+    assert changed["method"] == "notifications/prompts/list_changed"
+    assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "sub-1"
+
+
+async def test_a_listen_stream_needs_a_filter_and_an_event_stream(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = proxy.url("/stdio/mcp")
+    assert (await post_modern(http, url, "subscriptions/listen")).status_code == 400
+    json_only = modern_headers("subscriptions/listen", accept="application/json")
+    params = {"notifications": {"toolsListChanged": True}}
+    reply = await post_modern(http, url, "subscriptions/listen", params, headers=json_only)
+    assert reply.status_code == 406

@@ -13,6 +13,8 @@ from .constants import (
     MODERN_VERSIONS,
     RESOURCE_NOT_FOUND,
     SERVER_INFO_META,
+    SUBSCRIPTION_ID_META,
+    SUBSCRIPTIONS_ACKNOWLEDGED,
 )
 
 # Cache hints the proxy gives when an upstream gave none: results may differ per token (scopes,
@@ -132,3 +134,18 @@ def strip_envelope(msg: Message) -> Message:
     if kept:
         new_params["_meta"] = kept
     return {**msg, "params": new_params}
+
+
+def with_subscription_id(msg: Message, subscription_id: Any) -> Message:
+    """A notification for a `subscriptions/listen` stream: `_meta` names the stream (a new message)."""
+    params = msg.get("params")
+    params = params if type(params) is dict else {}
+    meta = params.get("_meta")
+    meta = meta if type(meta) is dict else {}
+    return {**msg, "params": {**params, "_meta": {**meta, SUBSCRIPTION_ID_META: subscription_id}}}
+
+
+def acknowledged(honored: dict[str, Any], subscription_id: Any) -> Message:
+    """The first message of a `subscriptions/listen` stream: what the server will send on it."""
+    params = {"notifications": honored, "_meta": {SUBSCRIPTION_ID_META: subscription_id}}
+    return {"jsonrpc": "2.0", "method": SUBSCRIPTIONS_ACKNOWLEDGED, "params": params}

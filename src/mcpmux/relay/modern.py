@@ -12,7 +12,8 @@ from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request, result_r
 from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
 from ..protocol.era import Envelope
 from ..protocol.translate import discover_from_initialize
-from .client import ClientSession, Outbox
+from .client import ClientSession
+from .listen import FanOutbox
 from .mrtr import Suspensions
 from .route import Route
 
@@ -21,19 +22,12 @@ log = logging.getLogger("mcpmux.relay")
 ANONYMOUS_CLIENT = {"name": "mcp-2026-client", "version": "0"}
 
 
-class SilentOutbox(Outbox):
-    """The standalone stream of a carrier: 2026 clients have none (`subscriptions/listen` is not
-    served yet), so notifications are dropped instead of piling up, and a request for input sent
-    outside any call is refused at once (it could only wait for a stream that never opens)."""
-
-    def __init__(self, client: ClientSession) -> None:
-        super().__init__()
-        self.client = client
-
-    def push(self, msg: Message) -> None:
-        if "id" in msg and "method" in msg:
-            why = f"a 2026-07-28 client can answer {msg['method']} only during one of its own requests"
-            self.client.resolve(error_response(msg["id"], INTERNAL_ERROR, why))
+def initialize_request(envelope: Envelope) -> Message:
+    """The `initialize` a 2026 client's session sends on a route (its envelope's capabilities)."""
+    info = envelope.client_info or ANONYMOUS_CLIENT
+    caps = envelope.capabilities
+    params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info}
+    return request(0, INITIALIZE, params)
 
 
 class Carrier:
@@ -42,13 +36,15 @@ class Carrier:
     2026 requests have no session, so the route serves all of a token's 2026 requests through this
     one session: on the server's shared upstream session (shared mode) or on one private upstream
     session for the token (isolated mode). Its client capabilities are those of the latest request's
-    envelope; a server-to-client request during a call becomes `input_required` (relay/mrtr.py).
+    envelope; a server-to-client request during a call becomes `input_required` (relay/mrtr.py); what
+    reaches its standalone stream goes to the token's `subscriptions/listen` streams (relay/listen.py).
     """
 
-    __slots__ = ("client", "init_result", "lock", "suspensions")
+    __slots__ = ("client", "fan", "init_result", "lock", "suspensions")
 
     def __init__(self, client: ClientSession) -> None:
-        client.outbox = SilentOutbox(client)
+        self.fan = FanOutbox(client)  # its standalone stream feeds the token's listen streams
+        client.outbox = self.fan
         self.client = client
         self.lock = anyio.Lock()
         self.init_result: dict[str, Any] | None = None
@@ -57,10 +53,7 @@ class Carrier:
     async def handshake(self, route: Route, envelope: Envelope) -> Message:
         """Initialize the carrier on the route (attach, start a lazy server, open a private session)."""
         async with self.lock:
-            info = envelope.client_info or ANONYMOUS_CLIENT
-            caps = envelope.capabilities
-            params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info}
-            response = await route.handle_request(self.client, request(0, INITIALIZE, params), None)
+            response = await route.handle_request(self.client, initialize_request(envelope), None)
             result = response.get("result")
             self.init_result = result if isinstance(result, dict) else None
             self.client.initialized = self.init_result is not None
@@ -108,4 +101,4 @@ async def discover(route: Route, scope: TokenScope | None, envelope: Envelope, r
     response = await carrier.handshake(route, envelope)
     if carrier.init_result is None:
         return {**response, "id": request_id}
-    return result_response(request_id, discover_from_initialize(carrier.init_result))
+    return result_response(request_id, discover_from_initialize(carrier.init_result, listen=True))

@@ -11,6 +11,7 @@ from ..jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     Message,
+    dumps,
     error_response,
     result_response,
 )
@@ -27,13 +28,25 @@ from ..protocol.constants import (
     SERVER_DISCOVER,
     SUBSCRIPTIONS_LISTEN,
 )
-from ..protocol.era import EnvelopeError, RoutingHeaders, read_envelope
-from ..protocol.translate import modern_response, strip_envelope
+from ..protocol.era import Envelope, EnvelopeError, RoutingHeaders, read_envelope
+from ..protocol.translate import acknowledged, modern_response, strip_envelope
+from ..relay.client import ClientSession
+from ..relay.listen import ListenOutbox, close_listen, open_listen
 from ..relay.modern import Carrier, discover, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
-from .asgi import JSON_TYPE, SSE_HEADERS, RequestHeaders, Send, send_bytes, send_json
-from .streamable import PostExchange, prefers_sse
+from .asgi import (
+    JSON_TYPE,
+    SSE_HEADERS,
+    Receive,
+    RequestHeaders,
+    Send,
+    send_bytes,
+    send_error,
+    send_json,
+    sse_event,
+)
+from .streamable import PostExchange, prefers_sse, pump_outbox
 from .telemetry import Telemetry
 
 # Handshake-era methods 2026-07-28 removed, and what this proxy does not serve to 2026 clients yet.
@@ -43,7 +56,6 @@ NOT_SERVED = {
     LOGGING_SET_LEVEL: "logging/setLevel was removed in 2026-07-28: send _meta logLevel per request",
     RESOURCES_SUBSCRIBE: "resources/subscribe was removed in 2026-07-28 (subscriptions/listen replaces it)",
     RESOURCES_UNSUBSCRIBE: "resources/unsubscribe was removed in 2026-07-28",
-    SUBSCRIPTIONS_LISTEN: "mcpmux does not serve subscriptions/listen yet",
 }
 # How long requests for input are gathered after the first, so that those an upstream sends together
 # (say from concurrent tasks) reach the client in one `input_required`; a person answers them anyway.
@@ -154,6 +166,7 @@ class ModernExchange(PostExchange):
 async def handle_modern(
     route: Route,
     msg: Message,
+    receive: Receive,
     send: Send,
     headers: RequestHeaders,
     token: TokenScope | None,
@@ -183,6 +196,9 @@ async def handle_modern(
         response = await discover(route, token, envelope, msg["id"])
         await send_json(send, 200 if "result" in response else 503, response)
         return
+    if method == SUBSCRIPTIONS_LISTEN:
+        await serve_listen(route, msg, receive, send, headers, token, envelope)
+        return
     carrier = await ready_carrier(route, token, envelope, msg["id"])
     if not isinstance(carrier, Carrier):
         await send_json(send, 503, carrier)
@@ -194,6 +210,40 @@ async def handle_modern(
         return
     response = await telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
     await exchange.finish(response)
+
+
+async def serve_listen(
+    route: Route,
+    msg: Message,
+    receive: Receive,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    envelope: Envelope,
+) -> None:
+    """A `subscriptions/listen` stream: acknowledged, then the honored notifications until the client
+    closes it (which releases its upstream subscriptions)."""
+    if b"text/event-stream" not in headers.accept:
+        await send_error(send, 406, "Not Acceptable: subscriptions/listen answers with text/event-stream")
+        return
+    carrier = await ready_carrier(route, token, envelope, msg["id"])
+    if not isinstance(carrier, Carrier):
+        await send_json(send, 503, carrier)
+        return
+    listener = await open_listen(route, carrier, msg)
+    if not isinstance(listener, ListenOutbox):
+        await send_json(send, 400, listener)
+        return
+    stream = ClientSession(f"{carrier.client.id}/{msg['id']}", route, token)  # what pump_outbox reads
+    stream.outbox = listener
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        honored = listener.honored((msg.get("params") or {}).get("notifications") or {})
+        first = sse_event(dumps(acknowledged(honored, msg["id"])))
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        await pump_outbox(stream, receive, send)
+    finally:
+        await close_listen(route, carrier, listener)
 
 
 async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> None:

@@ -176,7 +176,7 @@ async def _post(
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
         from .modern import handle_modern  # imported here: web/modern.py builds on this module
 
-        await handle_modern(route, msg, send, headers, token, telemetry)
+        await handle_modern(route, msg, receive, send, headers, token, telemetry)
         return
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token, telemetry)
