@@ -172,36 +172,20 @@ async def handle_modern(
     token: TokenScope | None,
     telemetry: Telemetry,
 ) -> None:
-    """One 2026-07-28 POST: checked (envelope, routing headers), then discovered or relayed."""
-    if "method" not in msg:
-        refused = error_response(msg.get("id"), INVALID_REQUEST, "2026-07-28 clients send no responses")
-        await send_json(send, 400, refused)
+    """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened or relayed."""
+    envelope = await _admit(msg, send, headers)
+    if envelope is None:
         return
-    if "id" not in msg:
-        await send_bytes(send, 202, b"", [])  # no 2026 notification means anything over HTTP
-        return
-    method = msg["method"]
-    refusal = NOT_SERVED.get(method)
-    if refusal is not None:
-        refused = error_response(msg["id"], METHOD_NOT_FOUND, f"Method not found ({refusal})")
-        await send_json(send, 404, refused)
-        return
-    routing = RoutingHeaders(headers.protocol_version, headers.mcp_method, headers.mcp_name)
-    try:
-        envelope = read_envelope(msg, routing)
-    except EnvelopeError as exc:
-        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
-        return
-    if method == SERVER_DISCOVER:
+    if msg["method"] == SERVER_DISCOVER:
         response = await discover(route, token, envelope, msg["id"])
         await send_json(send, 200 if "result" in response else 503, response)
-        return
-    if method == SUBSCRIPTIONS_LISTEN:
-        await serve_listen(route, msg, receive, send, headers, token, envelope)
         return
     carrier = await ready_carrier(route, token, envelope, msg["id"])
     if not isinstance(carrier, Carrier):
         await send_json(send, 503, carrier)
+        return
+    if msg["method"] == SUBSCRIPTIONS_LISTEN:
+        await serve_listen(route, carrier, msg, receive, send)
         return
     carrier.client.capabilities = envelope.capabilities
     exchange = ModernExchange(carrier, msg, send, headers, envelope.log_level)
@@ -212,29 +196,40 @@ async def handle_modern(
     await exchange.finish(response)
 
 
-async def serve_listen(
-    route: Route,
-    msg: Message,
-    receive: Receive,
-    send: Send,
-    headers: RequestHeaders,
-    token: TokenScope | None,
-    envelope: Envelope,
-) -> None:
+async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
+    """The request's envelope, or None once it has been answered (not a request, removed method, a
+    listen stream without an event stream, bad envelope or routing headers)."""
+    if "method" not in msg:
+        refused = error_response(msg.get("id"), INVALID_REQUEST, "2026-07-28 clients send no responses")
+        await send_json(send, 400, refused)
+        return None
+    if "id" not in msg:
+        await send_bytes(send, 202, b"", [])  # no 2026 notification means anything over HTTP
+        return None
+    refusal = NOT_SERVED.get(msg["method"])
+    if refusal is not None:
+        refused = error_response(msg["id"], METHOD_NOT_FOUND, f"Method not found ({refusal})")
+        await send_json(send, 404, refused)
+        return None
+    if msg["method"] == SUBSCRIPTIONS_LISTEN and b"text/event-stream" not in headers.accept:
+        await send_error(send, 406, "Not Acceptable: subscriptions/listen answers with text/event-stream")
+        return None
+    routing = RoutingHeaders(headers.protocol_version, headers.mcp_method, headers.mcp_name)
+    try:
+        return read_envelope(msg, routing)
+    except EnvelopeError as exc:
+        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
+        return None
+
+
+async def serve_listen(route: Route, carrier: Carrier, msg: Message, receive: Receive, send: Send) -> None:
     """A `subscriptions/listen` stream: acknowledged, then the honored notifications until the client
     closes it (which releases its upstream subscriptions)."""
-    if b"text/event-stream" not in headers.accept:
-        await send_error(send, 406, "Not Acceptable: subscriptions/listen answers with text/event-stream")
-        return
-    carrier = await ready_carrier(route, token, envelope, msg["id"])
-    if not isinstance(carrier, Carrier):
-        await send_json(send, 503, carrier)
-        return
     listener = await open_listen(route, carrier, msg)
     if not isinstance(listener, ListenOutbox):
         await send_json(send, 400, listener)
         return
-    stream = ClientSession(f"{carrier.client.id}/{msg['id']}", route, token)  # what pump_outbox reads
+    stream = ClientSession(f"{carrier.client.id}/{msg['id']}", route, carrier.client.scope)  # for pump_outbox
     stream.outbox = listener
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
