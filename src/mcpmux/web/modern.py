@@ -46,7 +46,7 @@ from .asgi import (
     send_json,
     sse_event,
 )
-from .streamable import PostExchange, prefers_sse, pump_outbox
+from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox
 from .telemetry import Telemetry
 
 # Handshake-era methods 2026-07-28 removed, and what this proxy does not serve to 2026 clients yet.
@@ -174,7 +174,7 @@ async def handle_modern(
 ) -> None:
     """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened or relayed."""
     envelope = await _admit(msg, send, headers)
-    if envelope is None:
+    if envelope is None or not await fields_ok(msg, send):
         return
     if msg["method"] == SERVER_DISCOVER:
         response = await discover(route, token, envelope, msg["id"])

@@ -171,12 +171,12 @@ async def _post(
     except MessageError as exc:
         await send_json(send, 400, error_response(None, exc.code, str(exc)))
         return
-    if "method" in msg and not await fields_ok(msg, send):
-        return
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
         from .modern import handle_modern  # imported here: web/modern.py builds on this module
 
-        await handle_modern(route, msg, receive, send, headers, token, telemetry)
+        await handle_modern(route, msg, receive, send, headers, token, telemetry)  # checks fields too
+        return
+    if "method" in msg and not await fields_ok(msg, send):
         return
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token, telemetry)
