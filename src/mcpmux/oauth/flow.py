@@ -50,12 +50,19 @@ class Discovery:
     resource: str
     metadata: OAuthMetadata
     scopes_supported: tuple[str, ...] = ()
+    challenged_scope: str | None = None  # the `scope` of the upstream's 401, which comes first
+
+    @property
+    def scope(self) -> str | None:
+        """The scope to ask for by default: the challenge's, else every one the metadata lists."""
+        return self.challenged_scope or " ".join(self.scopes_supported) or None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "resource": self.resource,
             "metadata": self.metadata.model_dump(mode="json", exclude_none=True),
             "scopes_supported": list(self.scopes_supported),
+            "challenged_scope": self.challenged_scope,
         }
 
     @classmethod
@@ -64,6 +71,7 @@ class Discovery:
             resource=data["resource"],
             metadata=OAuthMetadata.model_validate(data["metadata"]),
             scopes_supported=tuple(data.get("scopes_supported") or ()),
+            challenged_scope=data.get("challenged_scope"),
         )
 
 
@@ -77,7 +85,8 @@ async def discover(http: httpx2.AsyncClient, server_url: str, config: UpstreamOA
     resource = resource_url_from_server_url(server_url)
     servers: list[str] = []
     scopes: tuple[str, ...] = ()
-    metadata_url = await _challenge_metadata_url(http, server_url)
+    challenge = await _challenge(http, server_url)
+    metadata_url = challenge_field(challenge, "resource_metadata")
     for url in build_protected_resource_metadata_discovery_urls(metadata_url, server_url)[
         :MAX_DISCOVERY_URLS
     ]:
@@ -100,17 +109,35 @@ async def discover(http: httpx2.AsyncClient, server_url: str, config: UpstreamOA
         if asm is not None:
             if issuer is not None:
                 _checked(validate_metadata_issuer, asm, issuer)
-            return Discovery(resource=resource, metadata=asm, scopes_supported=scopes)
+            return Discovery(resource, asm, scopes, challenge_field(challenge, "scope"))
+    if not servers:  # a 2025-03-26 server without any metadata: the default endpoints at its origin
+        return Discovery(resource, legacy_metadata(server_url), scopes, challenge_field(challenge, "scope"))
     raise FlowError(f"no authorization server metadata found for {issuer or server_url}")
 
 
-async def _challenge_metadata_url(http: httpx2.AsyncClient, server_url: str) -> str | None:
-    """The `resource_metadata` of the upstream's 401 to an unauthenticated request, if it names one."""
+def legacy_metadata(server_url: str) -> OAuthMetadata:
+    """MCP 2025-03-26: without metadata, `/authorize`, `/token` and `/register` at the server's origin."""
+    parts = urlsplit(server_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return OAuthMetadata.model_validate(
+        {
+            "issuer": origin,
+            "authorization_endpoint": f"{origin}/authorize",
+            "token_endpoint": f"{origin}/token",
+            "registration_endpoint": f"{origin}/register",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+    )
+
+
+async def _challenge(http: httpx2.AsyncClient, server_url: str) -> str | None:
+    """The `WWW-Authenticate` of the upstream's 401 to an unauthenticated request (None without one)."""
     probe = httpx2.Request("POST", server_url, json={"jsonrpc": "2.0", "id": 0, "method": "ping"})
     probe.headers["accept"] = "application/json, text/event-stream"
-    response = await _send(http, probe)
+    response = await _send(http, probe, stream=True)
     await response.aclose()
-    return challenge_field(response.headers.get("www-authenticate"), "resource_metadata")
+    return response.headers.get("www-authenticate") if response.status_code == 401 else None
 
 
 def challenge_field(header: str | None, name: str) -> str | None:
@@ -244,9 +271,11 @@ def _form_quote(text: str) -> str:
     return quote(text, safe="")
 
 
-async def _send(http: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
+async def _send(
+    http: httpx2.AsyncClient, request: httpx2.Request, *, stream: bool = False
+) -> httpx2.Response:
     try:
-        return await http.send(request)
+        return await http.send(request, stream=stream)
     except httpx2.HTTPError as exc:
         raise FlowError(f"cannot reach {request.url.copy_with(query=None)}: {type(exc).__name__}") from None
 

@@ -126,7 +126,7 @@ class UpstreamAuth:
                 if stored and record.get("issuer") == str(discovery.metadata.issuer)
                 else await flow.register(http, discovery, self.config, self.redirect_uri)
             )
-        scope = record.get("scope") or self.config.scope or " ".join(discovery.scopes_supported) or None
+        scope = record.get("scope") or self.config.scope or discovery.scope
         started = flow.authorization(discovery, client, self.redirect_uri, scope)
         pending = {"state": started.state, "verifier": started.verifier, "at": time.time(), "scope": scope}
         await self._save(
@@ -243,9 +243,9 @@ class HttpxAuth(httpx2.Auth):
 
 
 def advertised_scopes(record: dict[str, Any]) -> str | None:
-    """Without a `scope` in the challenge: every scope the upstream's metadata lists (as the SDK does)."""
-    scopes = (record.get("discovery") or {}).get("scopes_supported") or []
-    return " ".join(scopes) or None
+    """Without a `scope` in the 403: the 401's, else every scope the upstream's metadata lists."""
+    stored = record.get("discovery")
+    return Discovery.from_json(stored).scope if stored else None
 
 
 def challenge_scope(response: httpx2.Response) -> str | None:
