@@ -135,6 +135,25 @@ async def test_enforce_catches_drift_across_an_upstream_restart(tmp_path: Path) 
         assert "Pinning: tool 'search' of server 'docs' changed (description) (withheld)" in proxy.log
 
 
+async def test_enforce_catches_drift_announced_with_list_changed_and_warn_reports_it(tmp_path: Path) -> None:
+    for mode, expected in [
+        ("enforce", {"count"}),
+        ("warn", {"search", "fetch", "remove", "upload", "count"}),
+    ]:
+        write_catalog(tmp_path / "docs.json", V1)
+        document = config(tmp_path, mode)
+        record(tmp_path, document)
+        with running_proxy(document, tmp_path) as proxy:
+            async with mcp_client(proxy.url("/docs/mcp")) as own:
+                assert set(await names_of(own)) == {"search", "fetch", "delete", "count"}
+                write_catalog(tmp_path / "docs.json", V2)
+                os.kill(int((tmp_path / "docs.json.pid").read_text()), signal.SIGHUP)  # no restart
+                await eventually_names(own, expected)
+                if mode == "enforce":  # calls are checked against the refreshed snapshot's verdict
+                    assert "changed (description)" in await refused(own, "search")
+        assert "Pinning: tool 'upload' of server 'docs' is new (not in the lock file) (" in proxy.log
+
+
 async def test_warn_serves_everything_and_logs_and_counts_each_change_once(tmp_path: Path) -> None:
     document = drifted(tmp_path, "warn")
     with running_proxy(document, tmp_path) as proxy:
