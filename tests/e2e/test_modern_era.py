@@ -441,3 +441,34 @@ async def test_a_listen_stream_needs_a_filter_and_an_event_stream(
     params = {"notifications": {"toolsListChanged": True}}
     reply = await post_modern(http, url, "subscriptions/listen", params, headers=json_only)
     assert reply.status_code == 406
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """One stdio route that takes either of two tokens."""
+    routes = {"guarded": ("stdio", (), {"authTokens": ["token-a", "token-b"]})}
+    with relay_proxy(tmp_path_factory.mktemp("guarded"), routes) as running:
+        yield running
+
+
+async def test_a_request_state_is_useless_to_another_token(
+    guarded: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = guarded.url("/guarded/mcp")
+    call = {"name": "ask_sampling", "arguments": {"prompt": "p"}}
+    caps = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+
+    def as_token(token: str, method: str = "tools/call", name: str | None = "ask_sampling") -> dict[str, str]:
+        return modern_headers(method, name, authorization=f"Bearer {token}")
+
+    assert (await post_modern(http, url, "tools/call", call, meta=caps)).status_code == 401
+    first = await post_modern(http, url, "tools/call", call, meta=caps, headers=as_token("token-a"))
+    asked = first.json()["result"]
+    ((key, _),) = asked["inputRequests"].items()
+    sampled = {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}
+    retry = {**call, "inputResponses": {key: sampled}, "requestState": asked["requestState"]}
+    stolen = await post_modern(http, url, "tools/call", retry, meta=caps, headers=as_token("token-b"))
+    assert stolen.json()["error"]["code"] == -32602
+    assert "another caller" in stolen.json()["error"]["message"]
+    owned = await post_modern(http, url, "tools/call", retry, meta=caps, headers=as_token("token-a"))
+    assert owned.json()["result"]["resultType"] == "complete"
