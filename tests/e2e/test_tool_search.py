@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 from merged_kit import names_of
@@ -54,6 +55,22 @@ def setup(tmp_path: Path) -> dict[str, Any]:
     return document
 
 
+def initialize(url: str, token: str) -> dict[str, Any]:
+    params = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    }
+    response = httpx2.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params},
+        headers={"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    result: dict[str, Any] = response.json()["result"]
+    return result
+
+
 async def search(session: Any, query: str, limit: int = 5) -> list[str]:
     result = await session.call_tool("search_tools", {"query": query, "limit": limit})
     assert result.is_error is not True, result
@@ -84,6 +101,9 @@ async def test_search_mode_routes_list_meta_tools_and_find_describe_and_call_too
             assert await names_of(group) == META
             assert await search(group, "Slack channel message") == []  # chat is not in the group
             assert (await search(group, "fork"))[0] == "github__fork_repository"
+        for path in ("/mcp", "/dev/mcp", "/chat/mcp", "/files/mcp"):
+            told = initialize(proxy.url(path), FULL).get("instructions", "")
+            assert told.startswith("Tools are found by search here") == (path != "/files/mcp"), path
         async with mcp_client(proxy.url("/chat/mcp"), token=FULL) as own:
             assert await names_of(own) == META
             assert (await search(own, "email"))[0] == "sendEmail"  # the server's own names

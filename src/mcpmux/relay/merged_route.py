@@ -29,7 +29,7 @@ from .merged_catalog import MemberCatalog, MergedCatalog
 from .pinned import pin_refusal, pin_shows
 from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
-from .toolsearch import META_NAMES, Entry, ToolSearch
+from .toolsearch import META_NAMES, SEARCH_INSTRUCTIONS, Entry, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -501,6 +501,8 @@ class MergedRoute(Route):
             "capabilities": caps,
             "serverInfo": {"name": self.display_name, "version": self.proxy.version},
         }
+        if self.search is not None:
+            instructions.insert(0, SEARCH_INSTRUCTIONS)
         if instructions:
             result["instructions"] = "\n\n".join(instructions)
         return result_response(msg["id"], result)

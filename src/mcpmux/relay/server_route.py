@@ -24,7 +24,7 @@ from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .pinned import pin_refusal, pin_shows
 from .route import Route, admitted_tokens, negotiate_version
-from .toolsearch import META_NAMES, Entry, ToolSearch
+from .toolsearch import META_NAMES, Entry, ToolSearch, search_instructions
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -228,7 +228,15 @@ class ServerRoute(Route):
             "version": self.proxy.version,
         }
         # everything else the upstream said (instructions, _meta, newer fields) goes to the client as is
-        return {**upstream_init, "protocolVersion": version, "capabilities": caps, "serverInfo": server_info}
+        result = {
+            **upstream_init,
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": server_info,
+        }
+        if self.search is not None:
+            result["instructions"] = search_instructions(upstream_init.get("instructions"))
+        return result
 
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         refused = self.set_log_level(client, msg)

@@ -66,6 +66,19 @@ META_TOOLS: list[dict[str, Any]] = [
     },
 ]
 META_NAMES = frozenset(tool["name"] for tool in META_TOOLS)
+SEARCH_INSTRUCTIONS = (
+    "Tools are found by search here: call search_tools with what you want to do, describe_tool for a "
+    "tool's arguments, and call_tool to run it."
+)
+
+
+def search_instructions(upstream: Any) -> str:
+    """The initialize `instructions` of a route in search mode: how to find tools, then the server's own."""
+    return (
+        f"{SEARCH_INSTRUCTIONS}\n\n{upstream}"
+        if isinstance(upstream, str) and upstream
+        else SEARCH_INSTRUCTIONS
+    )
 
 
 @dataclass(frozen=True, slots=True)
