@@ -86,6 +86,20 @@ async def test_client_credentials_reach_the_upstream_with_their_own_token_never_
     assert oauth["clientSecret"] not in log and not any(token in log for token in upstream.tokens)
 
 
+async def test_a_clients_oauth_token_for_mcpmux_never_reaches_the_upstream(
+    auth: AuthServer, upstream: Protected, tmp_path: Path
+) -> None:
+    setup = config(upstream, machine_client(auth, scope="mcp"))
+    setup["mcpProxy"]["options"]["oauth"] = {"issuer": auth.issuer}  # clients log in to mcpmux too
+    with running_proxy(setup, tmp_path, env=ENV) as proxy:
+        client_token = auth.mint({"aud": proxy.url("/up/mcp"), "scope": "mcp"})
+        with anyio.fail_after(BOUND):
+            async with raw_client(proxy.url("/up/mcp"), client_token) as client:
+                called = await client.result("tools/call", {"name": "hello", "arguments": {}})
+    assert called["content"][0]["text"] == "hello ok"
+    assert upstream.tokens and client_token not in upstream.tokens
+
+
 async def test_a_403_insufficient_scope_steps_up_to_the_scopes_the_upstream_names(
     auth: AuthServer, upstream: Protected, tmp_path: Path
 ) -> None:

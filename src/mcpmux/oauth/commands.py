@@ -56,6 +56,8 @@ def run_auth(
             raise AuthCommandError(
                 f'auth {action}: no server "{names[0]}" with "oauth" (OAuth servers: {oauth})', 2
             )
+        if action == "login" and server.oauth.grant == "client_credentials":
+            raise AuthCommandError(f"auth login: {server.name} uses client credentials: no login needed", 2)
         auth = UpstreamAuth(server, config)
         if action == "logout":
             auth.store.update(server.name, tokens=None, pending=None, scope=None)

@@ -37,6 +37,7 @@ class TokenStore:
         self.key_env = config.key_env
         self.environ = os.environ if environ is None else environ
         self._fernet: Fernet | None = None
+        self._cache: tuple[int, dict[str, Any]] | None = None
 
     def _key(self) -> Fernet:
         if self._fernet is None:
@@ -62,14 +63,24 @@ class TokenStore:
         return key
 
     @property
-    def version(self) -> float:
+    def version(self) -> int:
         """Changes whenever the file is written (by this process or another: `mcpmux auth login`)."""
         try:
-            return self.path.stat().st_mtime_ns
+            status = self.path.stat()
         except FileNotFoundError:
             return 0
+        return hash((status.st_mtime_ns, status.st_size, status.st_ino))
 
     def load(self) -> dict[str, Any]:
+        """The whole store; decrypted once per version of the file. Callers must not change it."""
+        version = self.version
+        if self._cache is not None and self._cache[0] == version and version:
+            return self._cache[1]
+        data = self._read()
+        self._cache = (version, data)
+        return data
+
+    def _read(self) -> dict[str, Any]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -94,7 +105,7 @@ class TokenStore:
 
     def update(self, server: str, **fields: Any) -> dict[str, Any]:
         """Set (or with None, remove) fields of one server's record; returns the new record."""
-        data = self.load()
+        data = {**self.load(), "servers": dict(self.load()["servers"])}
         record = dict(data["servers"].get(server) or {})
         for key, value in fields.items():
             if value is None:
@@ -103,6 +114,7 @@ class TokenStore:
                 record[key] = value
         data["servers"][server] = record
         _write_private(self.path, self._key().encrypt(orjson.dumps(data)))
+        self._cache = (self.version, data)
         return record
 
 

@@ -39,11 +39,19 @@ class UpstreamAuth:
         self.needs_login: str | None = None  # why a person must log in; None when not
         self._lock = anyio.Lock()
         self._login_done = anyio.Event()
+        self._header: tuple[str, float, int] = ("", 0.0, 0)  # header, valid until, store version
 
     # -- what connections call -------------------------------------------------------------------
 
     async def authorization(self) -> str:
-        """`Bearer <token>` for the next request, refreshing first when it expires within a minute."""
+        """`Bearer <token>` for the next request, refreshing first when it expires within a minute.
+
+        The hot path is one `stat` of the store: the header is kept until it needs refreshing or
+        the store changes (a login or logout by `mcpmux auth` in another process).
+        """
+        header, until, version = self._header
+        if time.time() < until and version == self.store.version:
+            return header
         async with self._lock:
             record = await self._record()
             token = record.get("tokens") or {}
@@ -52,13 +60,18 @@ class UpstreamAuth:
             if not token.get("access_token") or not fresh:
                 record = await self._renew(record, why="expired" if token else "no token")
                 token = record["tokens"]
-            return f"Bearer {token['access_token']}"
+            header = f"Bearer {token['access_token']}"
+            expiry = token.get("expires_at")
+            until = float("inf") if expiry is None else expiry - REFRESH_MARGIN_SECONDS
+            self._header = (header, until, self.store.version)
+            return header
 
     async def rejected(self, response: httpx2.Response, sent: str) -> bool:
         """After a 401 or 403 `insufficient_scope` to a request sent with `sent`: whether to retry."""
         error = flow.challenge_field(response.headers.get("www-authenticate"), "error")
         if response.status_code == 403 and error != "insufficient_scope":
             return False
+        self._header = ("", 0.0, 0)
         async with self._lock:
             record = await self._record()
             current = (record.get("tokens") or {}).get("access_token")
