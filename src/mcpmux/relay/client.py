@@ -33,7 +33,12 @@ def elicitation_mode(method: str, params: Any) -> str | None:
 
 
 class Outbox:
-    """Messages for the session's standalone stream (GET stream or legacy SSE stream), bounded."""
+    """Messages for the session's standalone stream (GET stream or legacy SSE stream), bounded.
+
+    When `limit` messages wait, the oldest notification makes room (counted, logged); when none of them
+    is a notification (responses and requests, which must not be lost silently), the outbox overflows:
+    it closes with `overflowed` saying why, which ends the stream and the session.
+    """
 
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
         self.items: deque[Message] = deque()
@@ -41,6 +46,7 @@ class Outbox:
         self.waiter: asyncio.Future[None] | None = None
         self.dropped = 0
         self.closed = False
+        self.overflowed: str | None = None
         self._deadline = 0.0  # when the current wait times out (loop time)
         self._timer: asyncio.TimerHandle | None = None
         # The open stream's writer, set by the web layer while a stream reads this outbox: `deliver`
@@ -49,15 +55,35 @@ class Outbox:
         self.writing = False  # a write to the stream is under way (by `deliver` or by the reader)
 
     def push(self, msg: Message) -> None:
-        if len(self.items) >= self.limit:
-            self.items.popleft()
-            self.dropped += 1
-            if self.dropped in (1, 100, 10000):
-                log.warning("a client's stream is not being read; dropped %d message(s)", self.dropped)
+        if self.closed:
+            return
+        if len(self.items) >= self.limit and not self._make_room():
+            return
         self.items.append(msg)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _make_room(self) -> bool:
+        """Drop the oldest queued notification; overflow (and False) when every queued message matters."""
+        items = self.items
+        for index, queued in enumerate(items):
+            if "id" not in queued:
+                del items[index]
+                self.dropped += 1
+                if self.dropped in (1, 100, 10000):
+                    log.warning(
+                        "a client's stream is not being read; dropped %d notification(s)", self.dropped
+                    )
+                return True
+        self.overflowed = (
+            f"more than {self.limit} responses and requests were waiting for the client's stream "
+            "(maxSessionQueue)"
+        )
+        log.warning("a client session's stream is closed: %s", self.overflowed)
+        items.clear()
+        self.close()
+        return False
 
     async def deliver(self, msg: Message) -> None:
         """`push`, or, when the stream is open, idle and nothing is queued, write `msg` to it now.
@@ -128,7 +154,9 @@ class Outbox:
 class ClientSession:
     """A downstream MCP session on one route, with everything the proxy keeps per client."""
 
-    def __init__(self, session_id: str, route: Route, scope: TokenScope | None) -> None:
+    def __init__(
+        self, session_id: str, route: Route, scope: TokenScope | None, queue_limit: int = OUTBOX_LIMIT
+    ) -> None:
         self.id = session_id
         self.route = route
         self.scope = scope
@@ -140,7 +168,7 @@ class ClientSession:
         self.subscriptions: set[str] = set()
         self.upstreams: dict[str, UpstreamSession] = {}  # isolated upstream sessions, by server
         self.upstream_scopes: dict[str, Any] = {}  # cancel scopes that end those sessions
-        self.outbox = Outbox()
+        self.outbox = Outbox(queue_limit)
         self.has_stream = False  # a standalone stream is currently reading the outbox
         self.sse_requests: Any = (
             None  # legacy SSE: tasks running this session's POSTed messages (None: stream closed)
@@ -217,6 +245,7 @@ class ClientSession:
         self.closed = True
         for scope in list(self.upstream_scopes.values()):
             scope.cancel()
+        self.upstreams.clear()  # they refer back to this session (their owner): no cycle left behind
         for rid, future in list(self._client_requests.items()):
             if not future.done():
                 future.set_result(error_response(rid, INTERNAL_ERROR, "the client session ended"))

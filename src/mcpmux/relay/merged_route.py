@@ -76,6 +76,8 @@ class MergedRoute(Route):
         self.access_table = self._access_table(tokens)
         self.tokens = self.access_table.tokens
         self.proxy = proxy
+        self.max_sessions = proxy.defaults.max_sessions
+        self.max_session_queue = proxy.defaults.max_session_queue
         self.display_name = display_name
         self.log_enabled = log_enabled
         self.separator = proxy.merged.separator
@@ -121,6 +123,8 @@ class MergedRoute(Route):
         self.access_table = self._access_table(tokens, self.access_table.by_token)
         self.tokens = self.access_table.tokens
         self.proxy = proxy
+        self.max_sessions = proxy.defaults.max_sessions
+        self.max_session_queue = proxy.defaults.max_session_queue
         self.separator = proxy.merged.separator
         self.catalog = self._build_catalog()
         for member in self.members:

@@ -15,7 +15,7 @@ from ..core.auth import TokenSet
 from ..core.toolfilter import scope_allows
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.constants import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION, LOG_RANK
-from .client import ClientSession
+from .client import OUTBOX_LIMIT, ClientSession
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -52,6 +52,7 @@ class Route:
     name: str
     log_enabled: bool = False
     max_sessions: int | None = None  # concurrent client sessions allowed (None: no cap)
+    max_session_queue: int = OUTBOX_LIMIT  # messages waiting for one session's standalone stream
     idle_timeout_seconds: float | None = None  # a session idle this long is ended (None: never)
 
     def __init__(self, name: str, tokens: tuple[TokenScope, ...]) -> None:
@@ -110,7 +111,7 @@ class Route:
             await self.close_session(client)
 
     def new_session(self, scope: TokenScope | None) -> ClientSession:
-        client = ClientSession(secrets.token_hex(16), self, scope)
+        client = ClientSession(secrets.token_hex(16), self, scope, self.max_session_queue)
         self.sessions[client.id] = client
         return client
 

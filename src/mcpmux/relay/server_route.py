@@ -43,7 +43,8 @@ class ServerRoute(Route):
         self.log_enabled = runtime.options.log_enabled
         self.isolated = runtime.options.session_mode == "isolated"
         self.idle_timeout_seconds = runtime.options.idle_timeout_seconds or None
-        self.max_sessions = runtime.options.max_sessions if self.isolated else None
+        self.max_sessions = runtime.options.max_sessions
+        self.max_session_queue = runtime.options.max_session_queue
         self.filter = NameFilter(runtime.options.tool_filter)
         self.filtered = runtime.options.tool_filter is not None
         self.overrides = runtime.options.tool_overrides

@@ -35,7 +35,7 @@ from ..protocol.constants import (
     SERVER_REQUEST_CAPABILITY,
 )
 from .connection import open_connection
-from .session import InFlight, UpstreamSession
+from .session import InFlight, Link, UpstreamSession
 from .supervisor import Supervisor, close_when_dead
 
 if TYPE_CHECKING:
@@ -395,13 +395,14 @@ class ServerRuntime(Supervisor):
     ) -> None:
         """One private session's life, in the runtime's task group: ends with the client (closing
         it cancels `client.upstream_scopes`), with the connection, or with the runtime."""
-        session = UpstreamSession(self.name, self, owner=client)
+        session = UpstreamSession(self.name, self, owner=client, queue_limit=self.options.max_request_queue)
         error: str | None = "the client session ended"
+        link = Link(self.traffic.receiver(session.receive))
         with anyio.CancelScope() as scope:
             client.upstream_scopes[self.name] = scope
             self.isolated_sessions.add(session)
             try:
-                async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
+                async with open_connection(self.config, link) as conn:
                     session.connection = self.traffic.connection(conn)
                     async with anyio.create_task_group() as life:
                         life.start_soon(close_when_dead, conn, session, life.cancel_scope)
@@ -421,6 +422,7 @@ class ServerRuntime(Supervisor):
                 self.isolated_sessions.discard(session)
                 session.close(self._stop_reason or "the client session ended")
                 session.detach()
+                link.cut()
                 if client.upstream_scopes.get(self.name) is scope:
                     del client.upstream_scopes[self.name]
         if error is not None:

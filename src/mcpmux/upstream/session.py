@@ -14,6 +14,7 @@ import orjson
 from ..errors import UpstreamError
 from ..jsonrpc import (
     CONNECTION_CLOSED,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     REQUEST_TIMEOUT,
     Message,
@@ -48,13 +49,32 @@ class SessionEvents(Protocol):
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None: ...
 
 
+DEFAULT_QUEUE_LIMIT = 1000
+
+
 class InFlight:
-    """Messages for one in-flight request, in order; the final response ends it."""
+    """Messages for one in-flight request, in order; the final response ends it.
 
-    __slots__ = ("client_id", "client_token", "early", "final", "items", "origin", "waiter")
+    At most `limit` related messages wait for the client: one more (a client that does not read its
+    stream while the upstream keeps talking) abandons the request with an error instead of growing.
+    """
 
-    def __init__(self, origin: Exchange | None) -> None:
+    __slots__ = (
+        "client_id",
+        "client_token",
+        "early",
+        "final",
+        "items",
+        "limit",
+        "origin",
+        "overflowed",
+        "waiter",
+    )
+
+    def __init__(self, origin: Exchange | None, limit: int = DEFAULT_QUEUE_LIMIT) -> None:
         self.origin = origin
+        self.limit = limit
+        self.overflowed = False
         self.client_id: Any = None
         # The origin's `finish_now`, when the response may be written from the reader as it arrives
         self.early: Callable[[Message], bool] | None = None
@@ -71,10 +91,34 @@ class InFlight:
     def put(self, msg: Message) -> None:
         if self.final is not None:
             return
-        if self.items is None:
-            self.items = deque()
-        self.items.append(msg)
+        items = self.items
+        if items is None:
+            items = self.items = deque()
+        elif len(items) >= self.limit:
+            self._overflow()
+            return
+        items.append(msg)
         self._wake()
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        if self.items is not None:
+            self.items.clear()
+        client = getattr(self.origin, "client", None)
+        log.warning(
+            "client session %s: %d messages for one request are waiting for it (maxRequestQueue); "
+            "the request is abandoned",
+            getattr(client, "id", "-"),
+            self.limit,
+        )
+        self.finish(
+            error_response(
+                None,
+                INTERNAL_ERROR,
+                f"mcpmux: more than {self.limit} messages for this request were waiting for the client "
+                "(maxRequestQueue); the request was cancelled",
+            )
+        )
 
     def finish(self, msg: Message) -> None:
         if self.final is None:
@@ -90,6 +134,27 @@ def wanted_by(client: Any, msg: Message) -> bool:
     if msg.get("method") != "notifications/message":
         return True
     return bool(client.wants_log((msg.get("params") or {}).get("level")))
+
+
+class Link:
+    """The receiver a connection is given: cut once the connection is closed, so that whatever the
+    transport still holds afterwards (until the collector finds it) no longer keeps the session alive,
+    nor through it the client session and everything it queued."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Callable[[Message, Any], None]) -> None:
+        self.target = target
+
+    def __call__(self, msg: Message, related: Any) -> None:
+        self.target(msg, related)
+
+    def cut(self) -> None:
+        self.target = _ignore
+
+
+def _ignore(msg: Message, related: Any) -> None:
+    log.debug("a message arrived after its connection was closed (ignored)")
 
 
 class _NotConnected:
@@ -109,8 +174,11 @@ _NOT_CONNECTED: Any = _NotConnected()
 class UpstreamSession:
     """Relays requests to one upstream session under ids of its own, and routes what comes back."""
 
-    def __init__(self, name: str, events: SessionEvents, owner: Any = None) -> None:
+    def __init__(
+        self, name: str, events: SessionEvents, owner: Any = None, queue_limit: int = DEFAULT_QUEUE_LIMIT
+    ) -> None:
         self.name = name
+        self.queue_limit = queue_limit  # related messages one request may have waiting (maxRequestQueue)
         self.connection: Connection = _NOT_CONNECTED
         self.events = events
         self.owner = owner  # the ClientSession this upstream session is private to (isolated mode)
@@ -202,7 +270,7 @@ class UpstreamSession:
             return self._closed_error(request_id)
         self._next_id += 1
         uid = self._next_id
-        pending = InFlight(origin)
+        pending = InFlight(origin, self.queue_limit)
         if early:
             pending.early = getattr(origin, "finish_now", None)
             pending.client_id = request_id
@@ -249,6 +317,8 @@ class UpstreamSession:
             if client is not None:
                 client.busy -= 1
                 client.touch()  # idleness counts from the end of the last request
+        if pending.overflowed and self.pending.pop(uid, None) is not None:
+            await self._send_cancel(uid, "The client is not reading the request's messages")
         response = pending.final
         response["id"] = request_id
         return response

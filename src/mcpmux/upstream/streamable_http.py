@@ -20,6 +20,7 @@ from ..protocol.constants import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from .connection import Liveness, Receiver
 from .origin import cross_origin_refusal, same_origin
 from .sse_events import iter_events
+from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
 
@@ -96,11 +97,11 @@ class StreamableHttpConnection(Liveness):
             if msg["method"] == "initialize":
                 self._init_msg = msg
             # a request: its reply may stream for a long time, so read it in the background
-            self.tg.start_soon(self._post_request, msg, related)
+            self.tg.start_soon(released, self._post_request, msg, related)
             return
         await self._post(msg, None)
         if msg.get("method") == "notifications/initialized":
-            self.tg.start_soon(self._get_stream, self._generation)
+            self.tg.start_soon(released, self._get_stream, self._generation)
 
     async def _post_request(self, msg: Message, related: Any) -> None:
         try:
@@ -164,7 +165,7 @@ class StreamableHttpConnection(Liveness):
                 raise UpstreamUnavailableError(self.name, reason) from None
             self._generation += 1
             log.info("%s: re-initialized the upstream session (HTTP 404: the upstream restarted)", self.name)
-            self.tg.start_soon(self._get_stream, self._generation)
+            self.tg.start_soon(released, self._get_stream, self._generation)
         if self.on_recovered is not None:
             self.on_recovered()
 

@@ -21,7 +21,8 @@ from ..errors import UpstreamError
 from ..jsonrpc import Message
 from .connection import Connection, open_connection
 from .health import HealthTracker, watch_health
-from .session import InFlight, UpstreamSession
+from .session import InFlight, Link, UpstreamSession
+from .tasks import release_frames
 
 if TYPE_CHECKING:
     from ..core.counters import Traffic
@@ -228,14 +229,15 @@ class Supervisor:
 
     async def _run_once(self, report: _Report) -> tuple[bool, float]:
         """One connection's life: (whether it got connected, how long it stayed up)."""
-        session = UpstreamSession(self.name, self)
+        session = UpstreamSession(self.name, self, queue_limit=self.options.max_request_queue)
         self._set_state("connecting")
         log.info("<%s> Connecting", self.name, extra={"server": self.name, "state": "connecting"})
         connected_at: float | None = None
         error: str | None = None
         conn: Any = None
+        link = Link(self.traffic.receiver(session.receive))
         try:
-            async with open_connection(self.config, self.traffic.receiver(session.receive)) as conn:
+            async with open_connection(self.config, link) as conn:
                 session.connection = self.traffic.connection(conn)
                 if hasattr(conn, "on_recovered"):
                     conn.on_recovered = lambda: self._on_recovered(session)
@@ -260,6 +262,7 @@ class Supervisor:
             session.close(self._stop_reason or error or "connection closed")
             self._lose(session)
             session.detach()
+            link.cut()
             if hasattr(conn, "stderr_tail"):
                 self.stderr_tail = conn.stderr_tail()
         self._record_error(error or session.closed_reason)
@@ -424,5 +427,13 @@ class _Report:
 
 async def close_when_dead(conn: Connection, session: UpstreamSession, life: anyio.CancelScope) -> None:
     """In-flight requests get their error the moment the transport dies, even during the handshake."""
-    session.close(await conn.wait_closed())
+    try:
+        reason = await conn.wait_closed()
+    except BaseException as exc:
+        # Cancelled: anyio keeps the exception in a reference cycle until the collector runs; its
+        # traceback must not keep the connection and the session alive that long.
+        release_frames(exc)
+        del conn, session, life
+        raise
+    session.close(reason)
     life.cancel()

@@ -127,7 +127,7 @@ async def handle_streamable(
     elif method == "GET":
         await _get(route, receive, send, headers, token)
     elif method == "DELETE":
-        client = _session(route, headers, token)
+        client = await _session(route, headers, token)
         if client is None:
             await send_error(send, 404, "Session not found")
             return
@@ -137,9 +137,13 @@ async def handle_streamable(
         await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST, DELETE")])
 
 
-def _session(route: Route, headers: RequestHeaders, token: TokenScope | None) -> ClientSession | None:
+async def _session(route: Route, headers: RequestHeaders, token: TokenScope | None) -> ClientSession | None:
+    """The caller's live session; one whose stream overflowed (maxSessionQueue) is ended here (404)."""
     client = route.sessions.get(headers.session_id or "")
     if client is None or client.scope is not token or client.closed:
+        return None
+    if client.outbox.overflowed:
+        await route.close_session(client)
         return None
     return client
 
@@ -181,7 +185,7 @@ async def _post(
     if msg.get("method") == "initialize" and "id" in msg:
         await _initialize(route, msg, send, headers, token, telemetry)
         return
-    client = _session(route, headers, token)
+    client = await _session(route, headers, token)
     if client is None:
         if headers.session_id:
             await send_json(send, 404, error_response(msg.get("id"), INVALID_REQUEST, "Session not found"))
@@ -284,7 +288,7 @@ async def _get(
     if b"text/event-stream" not in headers.accept and b"*/*" not in headers.accept:
         await send_error(send, 406, "Not Acceptable: the GET stream needs Accept: text/event-stream")
         return
-    client = _session(route, headers, token)
+    client = await _session(route, headers, token)
     if client is None:
         await send_error(send, 404 if headers.session_id else 400, "Session not found")
         return
@@ -303,6 +307,9 @@ async def _get(
         await pump_outbox(client, receive, send)
     finally:
         client.has_stream = False
+        if client.outbox.overflowed:  # the client did not keep up: the session ends (logged by the outbox)
+            with anyio.CancelScope(shield=True):
+                await route.close_session(client)
 
 
 async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> None:
