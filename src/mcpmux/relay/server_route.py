@@ -61,6 +61,9 @@ class ServerRoute(Route):
             "resources/subscribe": self._subscribe,
             "resources/unsubscribe": self._unsubscribe,
         }
+        if self.search is not None:  # the meta-tools instead of the tools
+            self._local["tools/list"] = self._search_list
+            self._local["tools/call"] = self._search_call
 
     def _catalog_changed(self, runtime: ServerRuntime, why: str) -> None:
         """After an upstream restart the lists may differ: tell this route's clients (also when pinning
@@ -89,21 +92,16 @@ class ServerRoute(Route):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    async def handle_request(
+        self, client: ClientSession, msg: Message, exchange: Any, *, relay: bool = False
+    ) -> Message:
+        """Answer locally (`_local`, which holds the meta-tools in search mode), or send upstream with
+        tool calls and lists checked and presented as filters, overrides, scopes and pinning require
+        (`relay`: upstream at once, for call_tool's inner call)."""
         method = msg["method"]
-        local = self._local.get(method)
+        local = None if relay else self._local.get(method)
         if local is not None:
             return await local(client, msg, exchange)
-        if self.search is not None and method in ("tools/list", "tools/call"):
-            answered = await self._search_request(client, msg, exchange)
-            if answered is not None:
-                return answered
-        return await self._relay(client, msg, exchange)
-
-    async def _relay(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        """Send a request upstream: tool calls and lists checked and presented as filters, overrides,
-        scopes and pinning require."""
-        method = msg["method"]
         upstream = await self._upstream_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
@@ -125,13 +123,13 @@ class ServerRoute(Route):
 
     # -- catalog: search ----------------------------------------------------------------------------
 
-    async def _search_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message | None:
-        """The meta-tools' list, or a meta-tool's answer (None: a call of a real tool, relayed as usual)."""
-        assert self.search is not None
-        if msg["method"] == "tools/list":
-            return ToolSearch.list_result(msg["id"])
-        if (msg.get("params") or {}).get("name") not in META_NAMES:
-            return None
+    async def _search_list(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        return ToolSearch.list_result(msg["id"])
+
+    async def _search_call(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        """A meta-tool's answer, or a real tool's call relayed as usual."""
+        if self.search is None or (msg.get("params") or {}).get("name") not in META_NAMES:
+            return await self.handle_request(client, msg, exchange, relay=True)
         index = self.search.index(self.runtime.tools, self._search_entries)  # a reload replaces the list
         return await self.search.answer(
             msg,
@@ -139,7 +137,7 @@ class ServerRoute(Route):
             lambda entry: (
                 self._scope_allows(client, entry.name) and pin_shows(self.runtime.pin_verdict, entry.upstream)
             ),
-            lambda inner: self._relay(client, inner, exchange),
+            lambda inner: self.handle_request(client, inner, exchange, relay=True),
         )
 
     def _search_entries(self) -> list[Entry]:
