@@ -59,6 +59,7 @@ class AuthServer:
     opaque: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     introspection_client: tuple[str, str] = ("mcpmux", "introspection-secret")
+    metadata_padding: int = 0  # bytes of junk in the metadata document (a hostile server)
 
     def add_key(self, kid: str, alg: str = "RS256", *, publish: bool = True) -> SigningKey:
         key = self.keys[kid] = new_key(kid, alg)
@@ -146,6 +147,7 @@ class AuthServer:
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
             "authorization_response_iss_parameter_supported": True,
+            **({"x_padding": "x" * self.metadata_padding} if self.metadata_padding else {}),
         }
 
     def authorize(self, query: dict[str, str]) -> Any:

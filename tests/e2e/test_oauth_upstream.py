@@ -209,6 +209,16 @@ async def test_login_by_pasting_the_redirect_without_a_running_proxy(
     assert b"access_token" not in store
 
 
+async def test_a_huge_metadata_document_is_refused_not_buffered(auth: AuthServer) -> None:
+    from mcpmux.config.model import UpstreamOAuth
+    from mcpmux.oauth import flow
+
+    auth.metadata_padding = 2 * flow.MAX_BODY_BYTES
+    with anyio.fail_after(BOUND), pytest.raises(flow.FlowError, match="larger than"):
+        async with flow.new_http() as http:
+            await flow.discover(http, f"{auth.issuer}/mcp", UpstreamOAuth())
+
+
 def test_auth_keygen_prints_a_usable_key() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mcpmux", "auth", "keygen"],

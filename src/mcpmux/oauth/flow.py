@@ -37,6 +37,8 @@ __all__ = ["Discovery", "FlowError", "OAuthClientInformationFull", "OAuthToken",
 
 TIMEOUT_SECONDS = 15.0
 MAX_DISCOVERY_URLS = 8
+MAX_BODY_BYTES = 1024 * 1024  # metadata, registration and token responses
+DECODED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")  # the body is decoded
 
 
 class FlowError(Exception):
@@ -274,10 +276,33 @@ def _form_quote(text: str) -> str:
 async def _send(
     http: httpx2.AsyncClient, request: httpx2.Request, *, stream: bool = False
 ) -> httpx2.Response:
+    """Send; unless `stream`, the body is read here, at most MAX_BODY_BYTES (servers are hostile too)."""
+    where = request.url.copy_with(query=None)
     try:
-        return await http.send(request, stream=stream)
+        response = await http.send(request, stream=True)
+        if stream:
+            return response
+        try:
+            body = await _capped(response)
+        finally:
+            await response.aclose()
     except httpx2.HTTPError as exc:
-        raise FlowError(f"cannot reach {request.url.copy_with(query=None)}: {type(exc).__name__}") from None
+        raise FlowError(f"cannot reach {where}: {type(exc).__name__}") from None
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() not in DECODED_HEADERS]
+    return httpx2.Response(response.status_code, headers=headers, content=body, request=request)
+
+
+async def _capped(response: httpx2.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise FlowError(
+                f"{response.request.url.copy_with(query=None)}: larger than {MAX_BODY_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _checked(check: Any, *args: Any) -> None:
