@@ -4,6 +4,10 @@ Answers the URLs the benchmark drives on mcpmux (`/echo/mcp`, `/mcp` with `echo_
 `/echo/sse`) from one asyncio protocol per connection with prebuilt bytes. Accepts mcpmux's
 `--config FILE --listen-fd N` (config ignored) and prints `All clients initialized` when ready, so
 `python bench/run.py --target null` runs the whole benchmark against it.
+
+It is also the near-free HTTP upstream of `bench/remote.py` (mcpmux in front of a remote MCP
+server): `/echo/mcp` is a streamable-HTTP server (JSON replies, 405 to the GET stream, as the spec
+allows) and `/echo/sse` a legacy HTTP+SSE one; both answer `tools/list` with `echo` and `big`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ LEGACY_STREAM_PATH = b"/echo/sse"
 LEGACY_POST_PATH = b"/echo/messages/"
 legacy_streams: dict[str, asyncio.Transport] = {}
 _big_texts: dict[int, str] = {}
+TOOLS = {
+    "tools": [
+        {"name": name, "description": name, "inputSchema": {"type": "object"}} for name in ("echo", "big")
+    ]
+}
 
 
 def tool_result(params: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -55,6 +64,8 @@ def answer(msg: dict[str, Any], prefix: str) -> bytes | None:
         }
     elif method == "ping":
         result = {}
+    elif method == "tools/list":
+        result = TOOLS
     else:
         error = {"code": -32601, "message": f"Method not found: {method}"}
         return orjson.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": error})
@@ -103,6 +114,8 @@ class Connection(asyncio.Protocol):
             self.transport.write(self.streamable_post(STREAMABLE_PATHS[path]))
         elif method == b"DELETE" and path in STREAMABLE_PATHS:
             self.transport.write(response(b"200 OK"))
+        elif method == b"GET" and path in STREAMABLE_PATHS:
+            self.transport.write(response(b"405 Method Not Allowed", headers=b"allow: POST, DELETE\r\n"))
         elif method == b"GET" and path == LEGACY_STREAM_PATH:
             self.open_legacy_stream()
         elif method == b"POST" and path == LEGACY_POST_PATH:
