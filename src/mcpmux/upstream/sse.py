@@ -2,105 +2,150 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import anyio
-import httpx2
 import orjson
 
 from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
-from .connection import Liveness, Receiver
-from .sse_events import Event, iter_events
-from .streamable_http import describe, http_client
+from .connection import Receiver
+from .http_client import HttpError
+from .http_post import HttpTransport, Posted, http_pool, is_request
+from .origin import same_origin, shown_origin
+from .sse_events import Event, SseParser
 
 log = logging.getLogger("mcpmux.upstream")
 
+POST_HEADERS = b"content-type: application/json\r\n"
 
-class SseConnection(Liveness):
-    def __init__(self, server: ServerConfig, client: httpx2.AsyncClient) -> None:
-        super().__init__()
-        self.name = server.name
-        self.url = server.url or ""
-        self.client = client
+
+class EventStream(Posted):
+    """The GET stream: the `endpoint` event first (it settles `done`), then every message."""
+
+    __slots__ = ("conn", "events")
+
+    def __init__(self, conn: SseConnection, done: asyncio.Future[None]) -> None:
+        super().__init__(done)
+        self.conn = conn
+        self.events = SseParser()
+
+    def on_head(self, status: int, headers: dict[bytes, bytes]) -> None:
+        self.status, self.headers = status, headers
+        if status != 200:
+            self.settle(self.conn.unavailable(f"HTTP {status} from {self.conn.origin}"))
+
+    def on_data(self, data: bytes) -> None:
+        if self.status != 200:
+            return
+        for event in self.events.feed(data):
+            if self.conn.endpoint is None:
+                self.conn.accept_endpoint(event, self)
+            elif event.event == "message" and event.data:
+                try:
+                    msg = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    log.warning("%s: invalid JSON on the SSE stream (ignored)", self.conn.name)
+                    continue
+                if isinstance(msg, dict):
+                    self.conn.receiver(msg, None)
+
+    def on_end(self) -> None:
+        self.ended("the SSE stream ended")
+
+    def on_error(self, exc: HttpError) -> None:
+        self.ended(f"the SSE stream failed: {exc}")
+
+    def ended(self, reason: str) -> None:
+        self.settle(self.conn.unavailable(f"no endpoint event from {self.conn.origin} ({reason})"))
+        self.conn.die(reason)
+
+
+class Ack(Posted):
+    """The answer to a POSTed message (202); an error status fails the message by name."""
+
+    __slots__ = ("conn", "msg", "related")
+
+    def __init__(
+        self, conn: SseConnection, msg: Message, related: Any, done: asyncio.Future[None] | None
+    ) -> None:
+        super().__init__(done)
+        self.conn, self.msg, self.related = conn, msg, related
+
+    def on_end(self) -> None:
+        status = self.status
+        if status < 400:
+            self.settle()
+            return
+        if status == 404:
+            self.conn.die("the upstream no longer knows our SSE session (HTTP 404)")
+        text = self.body()[:200].decode("utf-8", "replace")
+        self.failed(self.conn.unavailable(f"HTTP {status} from {self.conn.origin}: {text}"))
+
+    def on_error(self, exc: HttpError) -> None:
+        self.failed(self.conn.unavailable(f"cannot reach {self.conn.origin}: {exc}"))
+
+    def failed(self, error: UpstreamUnavailableError) -> None:
+        if self.done is not None:
+            self.settle(error)
+        else:
+            self.conn.fail_message(self.msg, self.related, error)
+
+
+class SseConnection(HttpTransport):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.origin = shown_origin(self.url)
         self.endpoint: str | None = None
 
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed or self.endpoint is None:
-            raise UpstreamUnavailableError(self.name, self._reason or "not connected")
-        headers = {"content-type": "application/json"}
+            raise self.unavailable(self._reason or "not connected")
+        extra = POST_HEADERS
         if tracing.active:
-            headers.update(tracing.http_headers(msg))
-        try:
-            resp = await self.client.post(self.endpoint, content=orjson.dumps(msg), headers=headers)
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailableError(
-                self.name, f"cannot reach {self.endpoint}: {describe(exc)}"
-            ) from None
-        if resp.status_code == 404:
-            self.die("the upstream no longer knows our SSE session (HTTP 404)")
-        if resp.status_code >= 400:
-            raise UpstreamUnavailableError(
-                self.name, f"HTTP {resp.status_code} from {self.endpoint}: {resp.text[:200]}"
-            )
+            trace = tracing.http_headers(msg)
+            extra += "".join(f"{k}: {v}\r\n" for k, v in trace.items()).encode("latin-1")
+        if is_request(msg):  # its reply comes on the stream; a failed POST answers it with an error
+            await self.post(self.endpoint, extra, msg, Ack(self, msg, related, None))
+            return
+        done = asyncio.get_running_loop().create_future()
+        await self.post(self.endpoint, extra, msg, Ack(self, msg, related, done))
+        await done  # notifications and responses keep their order
 
-    def accept_endpoint(self, event: Event) -> None:
+    def accept_endpoint(self, event: Event, stream: EventStream) -> None:
+        if event.event != "endpoint":
+            stream.settle(self.unavailable(f"expected an endpoint event, got {event.event!r}"))
+            return
         endpoint = urljoin(self.url, event.data.strip())
-        if urlsplit(endpoint)[:2] != urlsplit(self.url)[:2]:
-            raise UpstreamUnavailableError(
-                self.name, f"the endpoint event points to another origin: {endpoint}"
-            )
+        if not same_origin(endpoint, self.url):
+            error = f"the endpoint event points to another origin: {shown_origin(endpoint)}"
+            stream.settle(self.unavailable(error))
+            return
         self.endpoint = endpoint
-
-
-async def _read_stream(
-    conn: SseConnection, resp: httpx2.Response, events: AsyncIterator[Event], receiver: Receiver
-) -> None:
-    try:
-        async for event in events:
-            if event.event != "message" or not event.data:
-                continue
-            try:
-                msg = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                log.warning("%s: invalid JSON on the SSE stream (ignored)", conn.name)
-                continue
-            if isinstance(msg, dict):
-                receiver(msg, None)
-        conn.die("the SSE stream ended")
-    except httpx2.HTTPError as exc:
-        conn.die(f"the SSE stream failed: {describe(exc)}")
+        stream.settle()
 
 
 @asynccontextmanager
 async def open_sse_connection(server: ServerConfig, receiver: Receiver) -> AsyncIterator[SseConnection]:
-    async with http_client(server) as client, AsyncExitStack() as stack:
-        conn = SseConnection(server, client)
+    async with http_pool(server) as (pool, tg):
+        conn = SseConnection(server, pool, receiver, tg)
+        stream = EventStream(conn, asyncio.get_running_loop().create_future())
         try:
-            resp = await stack.enter_async_context(
-                client.stream("GET", conn.url, headers={"accept": "text/event-stream"})
-            )
-            if resp.status_code != 200:
-                raise UpstreamUnavailableError(server.name, f"HTTP {resp.status_code} from {conn.url}")
-            events = iter_events(resp.aiter_bytes())
+            await pool.request(b"GET", conn.url, b"accept: text/event-stream\r\n", b"", stream)
             with anyio.fail_after(server.options.connect_timeout_seconds):
-                first = await anext(events)
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailableError(server.name, f"cannot reach {conn.url}: {describe(exc)}") from None
-        except (StopAsyncIteration, TimeoutError):
-            raise UpstreamUnavailableError(server.name, f"no endpoint event from {conn.url}") from None
-        if first.event != "endpoint":
-            raise UpstreamUnavailableError(server.name, f"expected an endpoint event, got {first.event!r}")
-        conn.accept_endpoint(first)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_stream, conn, resp, events, receiver)
-            try:
-                yield conn
-            finally:
-                tg.cancel_scope.cancel()
+                assert stream.done is not None
+                await stream.done
+        except HttpError as exc:
+            raise conn.unavailable(f"cannot reach {conn.origin}: {exc}") from None
+        except TimeoutError:
+            raise conn.unavailable(f"no endpoint event from {conn.origin}") from None
+        if conn.endpoint is None:
+            raise conn.unavailable(f"no endpoint event from {conn.origin}")
+        yield conn

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import orjson
-from anyio.abc import TaskGroup
 
 from .. import tracing
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
-from ..protocol.constants import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
-from .connection import Liveness, Receiver
-from .origin import cross_origin_refusal, same_origin
-from .sse_events import iter_events
+from .connection import Receiver
+from .http_client import HttpError
+from .http_post import HttpTransport, Posted, header_text, http_pool, is_request
+from .origin import shown_origin
+from .sse_events import SseParser
 from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
@@ -27,209 +27,199 @@ log = logging.getLogger("mcpmux.upstream")
 GET_STREAM_RETRIES = 3
 GET_STREAM_BACKOFF_SECONDS = 0.5  # doubled after each drop of the standing stream
 REINIT_REQUEST_ID = "mcpmux-reinitialize"
+ACCEPT_BOTH = "application/json, text/event-stream"
 
 
-class CrossOriginRedirect(httpx2.HTTPError):
-    """A redirect pointed to another origin: it is not followed (headers and body stay home)."""
+class Reply(Posted):
+    """What one POST brings back, fed by the HTTP client's callbacks as it arrives."""
 
-
-def http_client(server: ServerConfig) -> httpx2.AsyncClient:
-    """One client per upstream connection; the proxy's own downstream headers are never added here.
-
-    Redirects are followed only within the server's own origin: every request (each hop of a
-    redirect included) is checked before it is sent, so configured headers and bodies never leave it.
-    """
-    connect = server.options.connect_timeout_seconds
-    home = server.url or ""
-
-    async def same_origin_only(request: httpx2.Request) -> None:
-        if not same_origin(home, str(request.url)):
-            raise CrossOriginRedirect(cross_origin_refusal(home, str(request.url)))
-
-    return httpx2.AsyncClient(
-        auth=oauth_hook(server),
-        headers=dict(server.headers),
-        timeout=httpx2.Timeout(connect, read=None),
-        follow_redirects=True,
-        event_hooks={"request": [same_origin_only]},
-        limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
+    __slots__ = (
+        "answered",
+        "collected",
+        "conn",
+        "events",
+        "expired",
+        "msg",
+        "related",
+        "retried",
+        "sent_with",
     )
 
-
-def oauth_hook(server: ServerConfig) -> httpx2.Auth | None:
-    """The server's `oauth` login as an httpx2 auth (its token on each request, renewed on 401/403)."""
-    if server.oauth is None:
-        return None
-    from ..oauth.upstream import httpx_auth
-
-    return httpx_auth(server)
-
-
-class StreamableHttpConnection(Liveness):
     def __init__(
-        self, server: ServerConfig, client: httpx2.AsyncClient, receiver: Receiver, tg: TaskGroup
+        self,
+        conn: StreamableHttpConnection,
+        msg: Message,
+        related: Any,
+        done: asyncio.Future[None] | None = None,
+        collect: bool = False,
     ) -> None:
-        super().__init__()
-        self.name = server.name
-        self.url = server.url or ""
-        self.client = client
-        self.receiver = receiver
-        self.tg = tg
+        super().__init__(done)
+        self.conn, self.msg, self.related = conn, msg, related
+        self.sent_with = conn.session_id
+        self.events: SseParser | None = None
+        self.answered = self.expired = self.retried = False
+        self.collected: list[Message] | None = [] if collect else None
+
+    def on_head(self, status: int, headers: dict[bytes, bytes]) -> None:
+        self.status, self.headers = status, headers
+        initialize = self.msg.get("method") == "initialize"
+        if status == 404 and self.sent_with and not initialize:
+            self.expired = True  # the upstream forgot our session (it restarted)
+        elif status == 200:
+            if initialize:
+                self.conn.session_id = header_text(headers.get(b"mcp-session-id")) or self.conn.session_id
+            if headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+                self.events = SseParser()
+
+    def on_data(self, data: bytes) -> None:
+        if self.events is None:
+            super().on_data(data)
+            return
+        for event in self.events.feed(data):
+            if event.event == "message" and event.data:
+                self.item(orjson.loads(event.data))
+
+    def item(self, item: Any) -> None:
+        if not isinstance(item, dict):
+            return
+        if self.collected is not None:
+            self.collected.append(item)
+        elif self.conn.deliver(item, self.msg, self.related):
+            self.answered = True
+
+    def on_end(self) -> None:
+        self.conn.reply_done(self)
+
+    def on_error(self, exc: HttpError) -> None:
+        self.conn.reply_failed(self, self.conn.unavailable(f"cannot reach {self.conn.origin}: {exc}"))
+
+
+class StandingStream(Posted):
+    """The GET stream: 200 with events, or anything else meaning the upstream offers none."""
+
+    __slots__ = ("conn", "events")
+
+    def __init__(
+        self, conn: StreamableHttpConnection, done: asyncio.Future[None], last_id: str | None
+    ) -> None:
+        super().__init__(done)
+        self.conn = conn
+        self.events = SseParser()
+        self.events.last_id = last_id
+
+    def on_data(self, data: bytes) -> None:
+        if self.status != 200:
+            return
+        for event in self.events.feed(data):
+            if event.event == "message" and event.data:
+                try:
+                    item = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    log.warning("%s: invalid JSON on the GET stream (ignored)", self.conn.name)
+                    continue
+                if isinstance(item, dict):
+                    self.conn.receiver(item, None)
+
+    def on_end(self) -> None:
+        self.settle()
+
+    def on_error(self, exc: HttpError) -> None:
+        log.debug("%s: GET stream dropped: %s", self.conn.name, exc)
+        self.settle()
+
+
+class StreamableHttpConnection(HttpTransport):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.origin = shown_origin(self.url)
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self.on_recovered: Callable[[], None] | None = None  # told after a transparent re-initialize
         self._init_msg: Message | None = None
         self._reinit_lock = anyio.Lock()
         self._generation = 0  # bumped by each re-initialize; older GET streams then stop
+        self._extra_key: tuple[str | None, str | None, str] | None = None
+        self._extra = b""
 
-    def _headers(self, accept: str) -> dict[str, str]:
-        headers = {"accept": accept, "content-type": "application/json"}
-        if self.session_id:
-            headers[SESSION_ID_HEADER] = self.session_id
-        if self.protocol_version:
-            headers[PROTOCOL_VERSION_HEADER] = self.protocol_version
-        return headers
+    def headers(self, accept: str = ACCEPT_BOTH) -> bytes:
+        """The per-session request headers, rebuilt only when the session or version changes."""
+        key = (self.session_id, self.protocol_version, accept)
+        if key != self._extra_key:
+            lines = [f"accept: {accept}", "content-type: application/json"]
+            if self.session_id:
+                lines.append(f"mcp-session-id: {self.session_id}")
+            if self.protocol_version:
+                lines.append(f"mcp-protocol-version: {self.protocol_version}")
+            self._extra_key, self._extra = key, ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        return self._extra
+
+    def _post_headers(self, msg: Message) -> bytes:
+        extra = self.headers()
+        if tracing.active:
+            trace = tracing.http_headers(msg)
+            extra += "".join(f"{k}: {v}\r\n" for k, v in trace.items()).encode("latin-1")
+        return extra
 
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed:
-            raise UpstreamUnavailableError(self.name, self._reason)
-        if "method" in msg and "id" in msg:
+            raise self.unavailable(self._reason)
+        if is_request(msg):
             if msg["method"] == "initialize":
                 self._init_msg = msg
-            # a request: its reply may stream for a long time, so read it in the background
-            self.tg.start_soon(released, self._post_request, msg, related)
+            # the reply (JSON, or an SSE stream that may last) is handled by callbacks as it arrives
+            await self.post(self.url, self._post_headers(msg), msg, Reply(self, msg, related))
             return
-        await self._post(msg, None)
+        done = asyncio.get_running_loop().create_future()
+        await self.post(self.url, self._post_headers(msg), msg, Reply(self, msg, related, done))
+        await done  # notifications and responses keep their order: the next one waits for this one
         if msg.get("method") == "notifications/initialized":
             self.tg.start_soon(released, self._get_stream, self._generation)
 
-    async def _post_request(self, msg: Message, related: Any) -> None:
+    def reply_done(self, reply: Reply) -> None:
+        if reply.expired:
+            if not reply.retried:
+                self.tg.start_soon(released, self._recover, reply)
+                return
+            self.die("the upstream no longer knows our session (HTTP 404), even after re-initializing")
+            self.reply_failed(reply, self.unavailable("session expired upstream (HTTP 404)"))
+            return
         try:
-            answered = await self._post(msg, related)
-            if not answered:
-                self.receiver(
-                    error_response(
-                        msg["id"],
-                        CONNECTION_CLOSED,
-                        f"{self.name}: the reply stream ended without a response",
-                    ),
-                    related,
-                )
+            self._read_body(reply)
         except UpstreamUnavailableError as exc:
-            self.receiver(error_response(msg["id"], CONNECTION_CLOSED, str(exc)), related)
+            self.reply_failed(reply, exc)
+            return
+        if not reply.answered and is_request(reply.msg) and reply.collected is None:
+            text = f"{self.name}: the reply stream ended without a response"
+            self.receiver(error_response(reply.msg["id"], CONNECTION_CLOSED, text), reply.related)
+        reply.settle()
 
-    async def _post(self, msg: Message, related: Any) -> bool:
-        """POST one message; deliver what comes back; return whether a response to it arrived.
+    def reply_failed(self, reply: Reply, error: UpstreamUnavailableError) -> None:
+        if reply.done is not None:
+            reply.settle(error)
+        else:
+            self.fail_message(reply.msg, reply.related, error)
 
-        A 404 for our session means the upstream restarted and forgot it, before running anything:
-        the session is re-initialized and the message sent once more, whatever it is.
-        """
-        for last_try in (False, True):
-            sent_with = self.session_id
-            answered = await self._post_once(msg, related)
-            if answered is not None:
-                return answered
-            if last_try:
-                break
-            await self._reinitialize(sent_with)
-        self.die("the upstream no longer knows our session (HTTP 404), even after re-initializing")
-        raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
-
-    async def _post_once(self, msg: Message, related: Any) -> bool | None:
-        """Whether a response to `msg` arrived; None when the upstream answered 404 for our session."""
-        body = orjson.dumps(msg)
-        headers = self._headers("application/json, text/event-stream")
-        if tracing.active:
-            headers.update(tracing.http_headers(msg))
-        try:
-            async with self.client.stream("POST", self.url, content=body, headers=headers) as resp:
-                if resp.status_code == 404 and self.session_id and msg.get("method") != "initialize":
-                    return None
-                return await self._read_reply(msg, resp, related)
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None
-
-    async def _reinitialize(self, stale_session_id: str | None) -> None:
-        """Handshake again with the original initialize params, once for all who saw the 404."""
-        async with self._reinit_lock:
-            if self.session_id != stale_session_id or self.closed:
-                return  # another request already did it (or the connection is gone)
-            try:
-                if self._init_msg is None:
-                    raise UpstreamUnavailableError(self.name, "no handshake to repeat")
-                self.session_id = None
-                await self._handshake_again(self._init_msg)
-            except (UpstreamUnavailableError, httpx2.HTTPError, orjson.JSONDecodeError) as exc:
-                reason = f"could not re-initialize the upstream session: {describe(exc)}"
-                self.die(reason)
-                raise UpstreamUnavailableError(self.name, reason) from None
-            self._generation += 1
-            log.info("%s: re-initialized the upstream session (HTTP 404: the upstream restarted)", self.name)
-            self.tg.start_soon(released, self._get_stream, self._generation)
-        if self.on_recovered is not None:
-            self.on_recovered()
-
-    async def _handshake_again(self, init_msg: Message) -> None:
-        msg = {**init_msg, "id": REINIT_REQUEST_ID}
-        answer: Message | None = None
-        async with self.client.stream(
-            "POST",
-            self.url,
-            content=orjson.dumps(msg),
-            headers=self._headers("application/json, text/event-stream"),
-        ) as resp:
-            if resp.status_code != 200:
-                raise UpstreamUnavailableError(self.name, f"HTTP {resp.status_code} to initialize")
-            self.session_id = resp.headers.get(SESSION_ID_HEADER)
-            if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                async for event in iter_events(resp.aiter_bytes()):
-                    if event.event == "message" and event.data:
-                        item = orjson.loads(event.data)
-                        if isinstance(item, dict) and item.get("id") == REINIT_REQUEST_ID:
-                            answer = item
-                            break
-            else:
-                item = orjson.loads(await resp.aread())
-                answer = item if isinstance(item, dict) else None
-        result = (answer or {}).get("result")
-        if not isinstance(result, dict):
-            raise UpstreamUnavailableError(self.name, f"initialize was refused: {answer}")
-        self.protocol_version = result.get("protocolVersion")
-        await self._post_once(notification("notifications/initialized"), None)
-
-    async def _read_reply(self, msg: Message, resp: httpx2.Response, related: Any) -> bool:
-        if resp.status_code in (202, 204):
-            return False
-        if resp.status_code == 404 and self.session_id:
-            self.die("the upstream no longer knows our session (HTTP 404)")
-            raise UpstreamUnavailableError(self.name, "session expired upstream (HTTP 404)")
-        ctype = resp.headers.get("content-type", "")
-        if msg.get("method") == "initialize" and resp.status_code == 200:
-            self.session_id = resp.headers.get(SESSION_ID_HEADER) or self.session_id
-        if ctype.startswith("text/event-stream") and resp.status_code == 200:
-            answered = False
-            async for event in iter_events(resp.aiter_bytes()):
-                if event.event == "message" and event.data:
-                    answered = self._deliver(orjson.loads(event.data), msg, related) or answered
-            return answered
-        raw = await resp.aread()
-        if resp.status_code >= 400 and not ctype.startswith("application/json"):
+    def _read_body(self, reply: Reply) -> None:
+        status, msg = reply.status, reply.msg
+        if status in (202, 204) or reply.events is not None:
+            return
+        ctype = reply.headers.get(b"content-type", b"")
+        raw = reply.body()
+        if status >= 400 and not ctype.startswith(b"application/json"):
             text = raw[:200].decode("utf-8", "replace")
-            raise UpstreamUnavailableError(self.name, f"HTTP {resp.status_code} from {self.url}: {text}")
+            raise self.unavailable(f"HTTP {status} from {self.origin}: {text}")
         try:
             data = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
-            raise UpstreamUnavailableError(
-                self.name, f"invalid JSON from {self.url} (HTTP {resp.status_code})"
-            ) from None
+            raise self.unavailable(f"invalid JSON from {self.origin} (HTTP {status})") from None
         if data is None:
-            return False
+            return
         if isinstance(data, dict) and "jsonrpc" not in data and "id" in msg:
-            data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {resp.status_code}: {data}")
-        items = data if isinstance(data, list) else [data]
-        return any([self._deliver(item, msg, related) for item in items if isinstance(item, dict)])
+            data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {status}: {data}")
+        for item in data if isinstance(data, list) else [data]:
+            reply.item(item)
 
-    def _deliver(self, item: Message, sent: Message, related: Any) -> bool:
+    def deliver(self, item: Message, sent: Message, related: Any) -> bool:
         is_answer = "method" not in item and item.get("id") == sent.get("id")
         if is_answer and sent.get("method") == "initialize":
             result = item.get("result")
@@ -241,55 +231,99 @@ class StreamableHttpConnection(Liveness):
         self.receiver(item, related if related is not None else sent.get("id"))
         return is_answer
 
+    async def _recover(self, reply: Reply) -> None:
+        """A 404 for our session: handshake again (once for all who saw it), send the message once more."""
+        try:
+            await self._reinitialize(reply.sent_with)
+        except UpstreamUnavailableError as exc:
+            self.reply_failed(reply, exc)
+            return
+        again = Reply(self, reply.msg, reply.related, reply.done)
+        again.retried = True
+        await self.post(self.url, self._post_headers(reply.msg), reply.msg, again)
+
+    async def _exchange(self, msg: Message, collect: bool = True) -> Reply:
+        """POST `msg` and wait for the whole reply; raise UpstreamUnavailableError when it fails."""
+        reply = Reply(self, msg, None, asyncio.get_running_loop().create_future(), collect)
+        await self.post(self.url, self.headers(), msg, reply)
+        assert reply.done is not None
+        await reply.done
+        return reply
+
+    async def _reinitialize(self, stale_session_id: str | None) -> None:
+        """Handshake again with the original initialize params, once for all who saw the 404."""
+        async with self._reinit_lock:
+            if self.session_id != stale_session_id or self.closed:
+                return  # another request already did it (or the connection is gone)
+            try:
+                if self._init_msg is None:
+                    raise self.unavailable("no handshake to repeat")
+                self.session_id = None
+                await self._handshake_again(self._init_msg)
+            except (UpstreamUnavailableError, orjson.JSONDecodeError) as exc:
+                reason = f"could not re-initialize the upstream session: {exc}"
+                self.die(reason)
+                raise self.unavailable(reason) from None
+            self._generation += 1
+            log.info("%s: re-initialized the upstream session (HTTP 404: the upstream restarted)", self.name)
+            self.tg.start_soon(released, self._get_stream, self._generation)
+        if self.on_recovered is not None:
+            self.on_recovered()
+
+    async def _handshake_again(self, init_msg: Message) -> None:
+        reply = await self._exchange({**init_msg, "id": REINIT_REQUEST_ID})
+        if reply.status != 200:
+            raise self.unavailable(f"HTTP {reply.status} to initialize")
+        answers = [item for item in reply.collected or [] if item.get("id") == REINIT_REQUEST_ID]
+        result = answers[0].get("result") if answers else None
+        if not isinstance(result, dict):
+            raise self.unavailable(f"initialize was refused: {answers[0] if answers else None}")
+        self.protocol_version = result.get("protocolVersion")
+        await self._exchange(notification("notifications/initialized"))
+
     async def _get_stream(self, generation: int) -> None:
         """The standalone stream for messages unrelated to a request; optional for servers (405)."""
         last_id: str | None = None
         for attempt in range(GET_STREAM_RETRIES):
-            if generation != self._generation:
+            if generation != self._generation or self.closed:
                 return  # the session was re-initialized; its own GET stream took over
-            headers = self._headers("text/event-stream")
+            extra = self.headers("text/event-stream")
             if last_id:
-                headers["last-event-id"] = last_id
+                extra += f"last-event-id: {last_id}\r\n".encode("latin-1")
+            stream = StandingStream(self, asyncio.get_running_loop().create_future(), last_id)
             try:
-                async with self.client.stream("GET", self.url, headers=headers) as resp:
-                    if resp.status_code != 200:
-                        # 405 (or 404, as some servers say it): no standalone stream. Only a POST's
-                        # 404 means the session is gone; re-initializing here would loop forever.
-                        log.debug("%s: no standing GET stream (HTTP %s)", self.name, resp.status_code)
-                        return
-                    async for event in iter_events(resp.aiter_bytes()):
-                        last_id = event.id or last_id
-                        if event.event == "message" and event.data:
-                            self.receiver(orjson.loads(event.data), None)
-            except httpx2.HTTPError as exc:
-                log.debug("%s: GET stream dropped: %s", self.name, describe(exc))
-            except orjson.JSONDecodeError:
-                log.warning("%s: invalid JSON on the GET stream", self.name)
+                await self.pool.request(b"GET", self.url, extra, b"", stream)
+                assert stream.done is not None
+                await stream.done
+            except HttpError as exc:
+                log.debug("%s: GET stream failed: %s", self.name, exc)
+            if stream.status and stream.status != 200:
+                # 405 (or 404, as some servers say it): no standalone stream. Only a POST's 404
+                # means the session is gone; re-initializing here would loop forever.
+                log.debug("%s: no standing GET stream (HTTP %s)", self.name, stream.status)
+                return
+            last_id = stream.events.last_id
             await anyio.sleep(GET_STREAM_BACKOFF_SECONDS * 2**attempt)
 
     async def terminate(self) -> None:
         if not self.session_id:
             return
+        done = asyncio.get_running_loop().create_future()
         with anyio.move_on_after(2), anyio.CancelScope(shield=True):
             try:
-                await self.client.delete(self.url, headers=self._headers("application/json"))
-            except httpx2.HTTPError:
+                await self.pool.request(b"DELETE", self.url, self.headers(), b"", Posted(done))
+                await done
+            except HttpError:
                 pass
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @asynccontextmanager
 async def open_streamable_http_connection(
     server: ServerConfig, receiver: Receiver
 ) -> AsyncIterator[StreamableHttpConnection]:
-    async with http_client(server) as client, anyio.create_task_group() as tg:
-        conn = StreamableHttpConnection(server, client, receiver, tg)
+    async with http_pool(server) as (pool, tg):
+        conn = StreamableHttpConnection(server, pool, receiver, tg)
         try:
             yield conn
         finally:
             await conn.terminate()
-            tg.cancel_scope.cancel()
