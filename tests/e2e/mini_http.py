@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 TOOL = {"name": "echo", "description": "echo", "inputSchema": {"type": "object"}}
 
@@ -24,6 +26,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int]  # the client's address: one per TCP connection
 
 
 @dataclass
@@ -35,6 +38,11 @@ class Script:
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    hold: threading.Event | None = None  # when set here, tools/call waits for it before answering
+
+    def connections(self, method: str = "POST") -> int:
+        with self.lock:
+            return len({seen.peer for seen in self.seen if seen.method == method})
 
     def count(self, predicate: Callable[[Seen], bool]) -> int:
         with self.lock:
@@ -72,8 +80,9 @@ class Handler(BaseHTTPRequestHandler):
     def _record(self) -> bytes:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
+        path = urlsplit(self.path).path  # a forward proxy sends the absolute URL
         with self.script.lock:
-            self.script.seen.append(Seen(self.command, self.path, headers, body))
+            self.script.seen.append(Seen(self.command, path, headers, body, self.client_address))
         return body
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -85,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _redirected(self) -> bool:
-        location = self.script.redirects.get(self.path)
+        location = self.script.redirects.get(urlsplit(self.path).path)
         if location is not None:
             self._send(307, headers={"location": location})
         return location is not None
@@ -104,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
         if self._redirected():
             return
         request = json.loads(body)
+        if request.get("method") == "tools/call" and self.script.hold is not None:
+            self.script.hold.wait(30)
         if "id" not in request:
             self._send(202)
             return
@@ -114,15 +125,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def mini_server(script: Script) -> Iterator[str]:
-    """Serve `script` on 127.0.0.1 (port 0); yields the base URL `http://127.0.0.1:PORT`."""
+def mini_server(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve `script` on 127.0.0.1 (port 0), over TLS with `tls`; yields the base URL."""
     handler = type("ScriptedHandler", (Handler,), {"script": script})
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         server.daemon_threads = True
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
         serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         serving.start()
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
+            yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
         finally:
             server.shutdown()
             serving.join(10)

@@ -67,6 +67,7 @@ class HttpConnection(asyncio.Protocol):
         self.redirect: str | None = None
         self.done = False
         self.junk = False
+        self.keep_alive = False
         self.got_bytes = False
         self.reused = False
         self.idle_since = 0.0
@@ -78,7 +79,7 @@ class HttpConnection(asyncio.Protocol):
     def start(self, request: Request, data: bytes) -> None:
         assert self.transport is not None
         self.request, self.headers, self.head_bytes, self.status = request, {}, 0, 0
-        self.redirect, self.done, self.got_bytes = None, False, False
+        self.redirect, self.done, self.got_bytes, self.keep_alive = None, False, False, False
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -106,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # read now: the parser resets at the end
         request = self.request
         assert request is not None
         if status in REDIRECT_STATUSES and b"location" in self.headers:
@@ -123,7 +125,7 @@ class HttpConnection(asyncio.Protocol):
     def complete(self) -> None:
         request, self.request = self.request, None
         assert request is not None
-        if self.junk or not self.parser.should_keep_alive():
+        if self.junk or not self.keep_alive:
             self.close()
         else:
             self.pool.release(self)

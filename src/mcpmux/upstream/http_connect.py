@@ -128,34 +128,51 @@ async def _open(
             factory, host, port, ssl=ssl_context, server_hostname=server_hostname
         )
         return transport, protocol
-    reader, writer = await asyncio.open_connection(route.proxy_host, route.proxy_port)
+    raw, tunnel = await loop.create_connection(_Tunnel, route.proxy_host, route.proxy_port)
     try:
-        await _tunnel(route, reader, writer)
+        await tunnel.open(route)
         protocol = factory()
-        tls = await loop.start_tls(
-            writer.transport, protocol, default_tls_context(), server_hostname=route.host
-        )
+        tls = await loop.start_tls(raw, protocol, default_tls_context(), server_hostname=route.host)
     except BaseException:
-        writer.close()
+        raw.close()
         raise
-    assert isinstance(tls, asyncio.Transport)
+    assert tls is not None  # (uvloop's TLS transport is no asyncio.Transport subclass, but acts as one)
     protocol.connection_made(tls)
     return tls, protocol
 
 
-async def _tunnel(route: Route, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """CONNECT through the proxy; raise ConnectError unless it answers 2xx."""
-    host = f"[{route.host}]" if ":" in route.host else route.host
-    target = f"{host}:{route.port}"
-    head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-    if route.proxy_auth:
-        head += f"Proxy-Authorization: {route.proxy_auth}\r\n"
-    writer.write((head + "\r\n").encode())
-    try:
-        answer = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise ConnectError(f"the proxy refused the tunnel ({where(route)})") from None
-    status = answer.split(b" ", 2)[1] if answer.count(b" ") >= 1 else b""
-    if not status.startswith(b"2") or len(answer) > MAX_PROXY_HEAD_BYTES:
-        code = status.decode("ascii", "replace")
-        raise ConnectError(f"the proxy answered HTTP {code} to CONNECT ({where(route)})")
+class _Tunnel(asyncio.Protocol):
+    """CONNECT through the proxy: done when it answers 2xx (ConnectError otherwise)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.head += data
+        if b"\r\n\r\n" in self.head or len(self.head) > MAX_PROXY_HEAD_BYTES:
+            if not self.answered.done():
+                self.answered.set_result(self.head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_result(self.head)
+
+    async def open(self, route: Route) -> None:
+        assert self.transport is not None
+        host = f"[{route.host}]" if ":" in route.host else route.host
+        target = f"{host}:{route.port}"
+        head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if route.proxy_auth:
+            head += f"Proxy-Authorization: {route.proxy_auth}\r\n"
+        self.transport.write((head + "\r\n").encode())
+        answer = await self.answered
+        parts = answer.split(b" ", 2)
+        status = parts[1] if len(parts) > 1 else b""
+        if not status.startswith(b"2") or not answer.endswith(b"\r\n\r\n"):
+            code = status.decode("ascii", "replace") or "nothing"
+            raise ConnectError(f"the proxy answered {code} to CONNECT ({where(route)})")
