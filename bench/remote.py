@@ -15,7 +15,6 @@ the proxy's, so every ratio compares figures measured in alternation on this sha
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -41,11 +40,13 @@ from run import (
     field_of,
     fmt,
     guarded,
-    keep_best,
+    in_rounds,
+    listening_socket,
     load_average,
     loop_args,
     machine_info,
     paired_latency,
+    phase_parser,
     phase_rows,
     ratio,
     read_rss_kib,
@@ -58,13 +59,6 @@ from run import (
 
 NULL_SERVER = BENCH / "null_server.py"
 CHURN_SESSIONS = 100
-
-
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock
 
 
 @contextmanager
@@ -139,16 +133,7 @@ class RemoteRun:
         ]
 
     def measure(self) -> dict[str, Any]:
-        phases = self.echo_phases()
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in phases}
-        for _ in range(self.settings.repeat):
-            for name, once in phases:
-                scratch: dict[str, Any] = {}
-                guarded(scratch, name, once)
-                runs[name].append(scratch[name])
-        for name, got in runs.items():
-            failed = [r for r in got if "failed" in r]
-            self.results[name] = failed[0] if failed else keep_best(got)
+        runs = in_rounds(self.settings.repeat, self.echo_phases(), self.results)
         self.results["paired_latency"] = paired_latency(runs["direct_http_1"], runs["http_1"])
         guarded(self.results, "big", self.measure_big)
         guarded(self.results, "isolated_churn", self.measure_churn)
@@ -196,38 +181,28 @@ def mib(kib: float | None) -> float | None:
 def build_checks(res: dict[str, Any], many: int) -> list[Check]:
     streamable = field_of(res, f"http_{many}", "calls_per_s")
     big, churn = res.get("big", {}), res.get("isolated_churn", {})
-    return [
-        Check(f"HTTP upstream calls/s, {many} sessions", streamable, 8000, True, "calls/s"),
-        Check(
+    big_ratio = ratio(field_of(res, "big_http_1", "calls_per_s"), field_of(res, "big_stdio_1", "calls_per_s"))
+    sse = ratio(field_of(res, f"sse_upstream_{many}", "calls_per_s"), streamable)
+    rows: list[tuple[str, float | None, float, bool, str]] = [
+        (f"HTTP upstream calls/s, {many} sessions", streamable, 8000, True, "calls/s"),
+        (
             f"proxy CPU per call, HTTP upstream, {many} sessions",
             field_of(res, f"http_{many}", "proxy_cpu_per_call_ms"),
             0.15,
             False,
             "ms",
         ),
-        Check(
+        (
             "added p50, 1 session (proxy - direct HTTP, paired rounds, median)",
             res.get("paired_latency", {}).get("median_added_ms"),
             0.3,
             False,
             "ms",
         ),
-        Check(
-            f"legacy-SSE upstream / HTTP upstream, {many} sessions",
-            ratio(field_of(res, f"sse_upstream_{many}", "calls_per_s"), streamable),
-            0.7,
-            True,
-            "x",
-        ),
-        Check(
-            "1 MiB results: HTTP upstream / stdio upstream",
-            ratio(field_of(res, "big_http_1", "calls_per_s"), field_of(res, "big_stdio_1", "calls_per_s")),
-            0.8,
-            True,
-            "x",
-        ),
-        Check("1 MiB results: RSS growth", mib(big.get("growth_after_first_kib")), 5.0, False, "MiB"),
-        Check(
+        (f"legacy-SSE upstream / HTTP upstream, {many} sessions", sse, 0.7, True, "x"),
+        ("1 MiB results: HTTP upstream / stdio upstream", big_ratio, 0.8, True, "x"),
+        ("1 MiB results: RSS growth", mib(big.get("growth_after_first_kib")), 5.0, False, "MiB"),
+        (
             f"isolated: 6 x {CHURN_SESSIONS} sessions opened and closed, RSS growth",
             mib(churn.get("growth_after_first_kib")),
             2.0,
@@ -235,6 +210,7 @@ def build_checks(res: dict[str, Any], many: int) -> list[Check]:
             "MiB",
         ),
     ]
+    return [Check(*row) for row in rows]
 
 
 def ratios(res: dict[str, Any], many: int) -> list[list[str]]:
@@ -267,12 +243,7 @@ def print_report(results: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny run: 0.4 s phases (a smoke test)")
-    parser.add_argument("--duration", type=float, help="measured seconds per phase (default 5)")
-    parser.add_argument("--warmup", type=float, help="warmup seconds per phase (default 1)")
+    parser = phase_parser(__doc__)
     parser.add_argument("--sessions", type=int, default=16, help="sessions of the many-session phases")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the echo phases (fastest kept)")
     parser.add_argument("--big-runs", type=int, default=3, help="1 MiB runs per upstream kind")

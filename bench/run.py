@@ -253,6 +253,14 @@ class ServerProcess:
             pass
 
 
+def listening_socket() -> socket.socket:
+    """127.0.0.1, a free port, listening: connections queue until the server passed it serves them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
 def http_status(port: int, path: str, timeout_seconds: float = 0.5) -> int | None:
     """Status of a GET on 127.0.0.1:port, or None when nothing answers."""
     try:
@@ -281,9 +289,7 @@ def answers_http_probe(port: int) -> bool:
 def open_listen_fd_server(target: str, settings: Settings) -> Iterator[tuple[ServerProcess, float]]:
     """mcpmux (or a stand-in) on a socket bound here; yields it and its startup seconds."""
     with tempfile.TemporaryDirectory(prefix="mcpmux-bench-") as tmp:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1024)
+        sock = listening_socket()
         port = sock.getsockname()[1]
         config = write_config(Path(tmp), port)
         command = [*LISTEN_FD_COMMANDS[target], "--config", str(config), "--listen-fd", str(sock.fileno())]
@@ -446,6 +452,23 @@ def keep_best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+def in_rounds(
+    repeat: int, phases: list[tuple[str, Callable[[], dict[str, Any]]]], results: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every phase once per round, `repeat` rounds; `results` gets each phase's best run (or its
+    failure); returns every run of every phase."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in phases}
+    for _ in range(repeat):
+        for name, once in phases:
+            scratch: dict[str, Any] = {}
+            guarded(scratch, name, once)
+            runs[name].append(scratch[name])
+    for name, got in runs.items():
+        failed = [r for r in got if "failed" in r]
+        results[name] = failed[0] if failed else keep_best(got)
+    return runs
+
+
 @dataclass
 class ProxyRun:
     """Measures one server under test, phase by phase, into `results`."""
@@ -492,15 +515,7 @@ class ProxyRun:
             phases.append((f"merged_{many}", lambda: self.loop_once("http", merged, many, ep.merged_tool)))
         # With --repeat N the echo phases run in rounds (streamable, SSE, merged, streamable, ...), so
         # the phases a ratio compares were measured in alternation, not minutes apart.
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in phases}
-        for _ in range(settings.repeat):
-            for name, once in phases:
-                scratch: dict[str, Any] = {}
-                guarded(scratch, name, once)
-                runs[name].append(scratch[name])
-        for name, got in runs.items():
-            failed = [r for r in got if "failed" in r]
-            res[name] = failed[0] if failed else keep_best(got)
+        runs = in_rounds(settings.repeat, phases, res)
         if "paired_stdio_1" in runs:
             res["paired_latency"] = paired_latency(runs["paired_stdio_1"], runs.get("streamable_1", []))
         guarded(res, "idle_sessions", self.measure_idle_sessions)
@@ -860,13 +875,17 @@ def ratios(direct: dict, proxy: dict, settings: Settings) -> dict[str, float | N
 # Main
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def phase_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The flags every benchmark driver shares: --quick, --duration, --warmup."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny run: 0.4 s phases (a smoke test)")
     parser.add_argument("--duration", type=float, help="measured seconds per phase (default 5)")
     parser.add_argument("--warmup", type=float, help="warmup seconds per phase (default 1)")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
+    parser = phase_parser(__doc__)
     parser.add_argument("--sessions", default="1,16", help="session counts, comma-separated")
     parser.add_argument("--idle-sessions", type=int, default=100)
     parser.add_argument("--big-runs", type=int, default=3, help="repeated 1 MiB runs")

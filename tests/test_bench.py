@@ -187,3 +187,25 @@ def test_quick_soak_keeps_the_well_behaved_clients_error_free(tmp_path: Path) ->
     assert clients["junk-after-valid"].get("200+400", 0) > 0
     assert clients["connection-flood"].get("503", 0) > 0
     assert done.returncode == 0, done.stdout.decode()[-3000:]
+
+
+def test_quick_remote_benchmark_runs_every_http_upstream_phase_without_errors(tmp_path: Path) -> None:
+    pytest.importorskip("mcpmux")
+    results_path = tmp_path / "remote.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "remote.py"), "--quick", "--big-runs", "1", "--json", str(results_path)],
+        capture_output=True,
+        timeout=180,
+        check=False,
+        cwd=ROOT,
+    )
+    assert results_path.exists(), done.stderr.decode()[-3000:]
+    phases = orjson.loads(results_path.read_bytes())["phases"]
+    expected = {"direct_http_1", "http_1", "http_16", "sse_upstream_16", "isolated_16", "big_http_1"}
+    assert expected <= set(phases)
+    for name, phase in phases.items():
+        if isinstance(phase, dict) and "calls" in phase:
+            assert "failed" not in phase, (name, phase["failed"])
+            assert phase["calls"] > 0 and phase["errors"] == 0, (name, phase.get("error_samples"))
+    assert phases["isolated_churn"]["errors"] == 0
+    assert done.returncode == 0, done.stderr.decode()[-3000:]

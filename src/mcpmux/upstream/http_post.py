@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,9 @@ from ..jsonrpc import CONNECTION_CLOSED, Message, error_response
 from .connection import Liveness, Receiver
 from .http_client import HttpError, HttpPool
 from .http_connect import ConnectError
+from .sse_events import Event
+
+log = logging.getLogger("mcpmux.upstream")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one JSON reply: as the stdio line limit
 MAX_POOL_CONNECTIONS = 64
@@ -111,6 +115,18 @@ async def http_pool(server: ServerConfig) -> AsyncIterator[tuple[HttpPool, TaskG
         finally:
             pool.close()
             tg.cancel_scope.cancel()
+
+
+def event_message(name: str, event: Event, where: str) -> Message | None:
+    """The JSON-RPC object an SSE `message` event carries; None (logged if invalid) for anything else."""
+    if event.event != "message" or not event.data:
+        return None
+    try:
+        item = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        log.warning("%s: invalid JSON on the %s (ignored)", name, where)
+        return None
+    return item if isinstance(item, dict) else None
 
 
 def header_text(raw: bytes | None) -> str | None:

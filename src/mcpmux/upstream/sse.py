@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import anyio
-import orjson
 
 from .. import tracing
 from ..config.model import ServerConfig
@@ -18,7 +17,7 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
 from .connection import Receiver
 from .http_client import HttpError
-from .http_post import HttpTransport, Posted, http_pool, is_request
+from .http_post import HttpTransport, Posted, event_message, http_pool, is_request
 from .origin import same_origin, shown_origin
 from .sse_events import Event, SseParser
 
@@ -48,14 +47,8 @@ class EventStream(Posted):
         for event in self.events.feed(data):
             if self.conn.endpoint is None:
                 self.conn.accept_endpoint(event, self)
-            elif event.event == "message" and event.data:
-                try:
-                    msg = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    log.warning("%s: invalid JSON on the SSE stream (ignored)", self.conn.name)
-                    continue
-                if isinstance(msg, dict):
-                    self.conn.receiver(msg, None)
+            elif (msg := event_message(self.conn.name, event, "SSE stream")) is not None:
+                self.conn.receiver(msg, None)
 
     def on_end(self) -> None:
         self.ended("the SSE stream ended")

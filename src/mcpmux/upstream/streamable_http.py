@@ -17,7 +17,7 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
 from .connection import Receiver
 from .http_client import HttpError
-from .http_post import HttpTransport, Posted, header_text, http_pool, is_request
+from .http_post import HttpTransport, Posted, event_message, header_text, http_pool, is_request
 from .origin import shown_origin
 from .sse_events import SseParser
 from .tasks import released
@@ -111,14 +111,8 @@ class StandingStream(Posted):
         if self.status != 200:
             return
         for event in self.events.feed(data):
-            if event.event == "message" and event.data:
-                try:
-                    item = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    log.warning("%s: invalid JSON on the GET stream (ignored)", self.conn.name)
-                    continue
-                if isinstance(item, dict):
-                    self.conn.receiver(item, None)
+            if (item := event_message(self.conn.name, event, "GET stream")) is not None:
+                self.conn.receiver(item, None)
 
     def on_end(self) -> None:
         self.settle()
