@@ -16,6 +16,7 @@ from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, Message, error_response
 from .connection import Liveness, Receiver
+from .http_auth import authorizer_for
 from .http_client import HttpError, HttpPool
 from .http_connect import ConnectError
 from .sse_events import Event
@@ -79,6 +80,9 @@ class HttpTransport(Liveness):
         self.pool = pool
         self.receiver = receiver
         self.tg = tg
+        authorizer = authorizer_for(server, pool, tg.start_soon)
+        # every request of this transport: the pool's, or through the server's OAuth login
+        self.request = authorizer.request if authorizer is not None else pool.request
 
     def unavailable(self, text: str) -> UpstreamUnavailableError:
         return UpstreamUnavailableError(self.name, text)
@@ -91,7 +95,7 @@ class HttpTransport(Liveness):
     async def post(self, url: str, extra: bytes, msg: Message, handler: Any) -> None:
         """POST `msg`; when no connection can be had, the handler is told as if the exchange failed."""
         try:
-            await self.pool.request(b"POST", url, extra, orjson.dumps(msg), handler)
+            await self.request(b"POST", url, extra, orjson.dumps(msg), handler)
         except HttpError as exc:
             handler.on_error(exc)
 

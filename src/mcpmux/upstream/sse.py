@@ -131,7 +131,7 @@ async def open_sse_connection(server: ServerConfig, receiver: Receiver) -> Async
         conn = SseConnection(server, pool, receiver, tg)
         stream = EventStream(conn, asyncio.get_running_loop().create_future())
         try:
-            await pool.request(b"GET", conn.url, b"accept: text/event-stream\r\n", b"", stream)
+            await conn.request(b"GET", conn.url, b"accept: text/event-stream\r\n", b"", stream)
             with anyio.fail_after(server.options.connect_timeout_seconds):
                 assert stream.done is not None
                 await stream.done

@@ -286,7 +286,7 @@ class StreamableHttpConnection(HttpTransport):
                 extra += f"last-event-id: {last_id}\r\n".encode("latin-1")
             stream = StandingStream(self, asyncio.get_running_loop().create_future(), last_id)
             try:
-                await self.pool.request(b"GET", self.url, extra, b"", stream)
+                await self.request(b"GET", self.url, extra, b"", stream)
                 assert stream.done is not None
                 await stream.done
             except HttpError as exc:
@@ -305,7 +305,7 @@ class StreamableHttpConnection(HttpTransport):
         done = asyncio.get_running_loop().create_future()
         with anyio.move_on_after(2), anyio.CancelScope(shield=True):
             try:
-                await self.pool.request(b"DELETE", self.url, self.headers(), b"", Posted(done))
+                await self.request(b"DELETE", self.url, self.headers(), b"", Posted(done))
                 await done
             except HttpError:
                 pass
