@@ -30,6 +30,10 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 Spawn = Callable[..., Any]  # a task group's start_soon: the pool's rare background work (redirects, retries)
 
 
+def _closed_spawn(*_args: Any) -> None:
+    """What a closed pool spawns with: nothing (a late redirect or resend has nowhere to go)."""
+
+
 class HttpError(Exception):
     """The exchange failed (connect, protocol, closed connection, refused redirect); the text says why."""
 
@@ -58,7 +62,7 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, pool: HttpPool) -> None:
         self.pool = pool
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: Any = httptools.HttpResponseParser(self)  # None once closed: it holds us (a cycle)
         self.transport: asyncio.Transport | None = None
         self.request: Request | None = None
         self.headers: dict[bytes, bytes] = {}
@@ -147,6 +151,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.transport = self.parser = None  # no cycles left: freed by reference counting
         self.pool.lost(self)
         request, self.request = self.request, None
         if request is None:
@@ -289,4 +294,6 @@ class HttpPool:
         for conn in [*self.idle, *self.busy]:
             conn.fail(HttpError(f"the connection to {self.origin} was closed"))
         self.idle.clear()
+        self.busy.clear()
         self._wake()
+        self.spawn = _closed_spawn  # drop the task group (and the cycle through it)
