@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from .http_auth import authorizer_for
 from .http_client import HttpError, HttpPool
 from .http_connect import ConnectError
 from .sse_events import Event
+from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
 
@@ -80,7 +81,7 @@ class HttpTransport(Liveness):
         self.pool = pool
         self.receiver = receiver
         self.tg = tg
-        authorizer = authorizer_for(server, pool, tg.start_soon)
+        authorizer = authorizer_for(server, pool, pool.spawn)
         # every request of this transport: the pool's, or through the server's OAuth login
         self.request = authorizer.request if authorizer is not None else pool.request
 
@@ -100,6 +101,15 @@ class HttpTransport(Liveness):
             handler.on_error(exc)
 
 
+def spawner(tg: TaskGroup) -> Callable[..., None]:
+    """`spawn(fn, *args)`: a task in `tg` whose frames let go of their locals when it is cancelled."""
+
+    def spawn(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        tg.start_soon(released, fn, *args)
+
+    return spawn
+
+
 @asynccontextmanager
 async def http_pool(server: ServerConfig) -> AsyncIterator[tuple[HttpPool, TaskGroup]]:
     """The pool to `server.url` and a task group for its rare background work (redirects, retries)."""
@@ -109,7 +119,7 @@ async def http_pool(server: ServerConfig) -> AsyncIterator[tuple[HttpPool, TaskG
                 server.url or "",
                 server.headers,
                 server.options.connect_timeout_seconds,
-                tg.start_soon,
+                spawner(tg),
                 MAX_POOL_CONNECTIONS,
             )
         except ConnectError as exc:
