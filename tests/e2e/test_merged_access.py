@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -123,3 +125,25 @@ async def test_a_token_that_reaches_no_member_gets_401(proxy: ProxyProcess) -> N
             ("/mcp", "tb-echo"): await auth_status(proxy.url("/mcp"), "tb-echo"),  # not a merged token
         }
     assert statuses == dict.fromkeys(statuses, 401)
+
+
+async def test_a_reload_that_takes_a_server_from_a_token_applies_to_its_open_merged_session(
+    tmp_path: Path,
+) -> None:
+    config: dict[str, Any] = {
+        "mcpProxy": {"options": {"authTokens": ["ta", "tb"]}},
+        "mcpServers": {"a": colliding_server(), "b": colliding_server()},
+    }
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_client(proxy.url("/mcp"), "ta", standalone=True) as merged:
+            before = {namespace(t["name"]) for t in await raw_list_all(merged, "tools/list", "tools")}
+            written = json.loads(proxy.config_path.read_text())
+            written["mcpServers"]["b"] = colliding_server(authTokens=["tb"])  # b no longer takes ta
+            mark = len(proxy.lines)
+            proxy.config_path.write_text(json.dumps(written))
+            await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(r"Reloaded config from", 15, mark))
+            await merged.notification("notifications/tools/list_changed")
+            after = {namespace(t["name"]) for t in await raw_list_all(merged, "tools/list", "tools")}
+            refused = await merged.request("tools/call", {"name": "b__echo", "arguments": {"text": "x"}})
+    assert (before, after) == ({"a", "b"}, {"a"})
+    assert refused["error"]["message"] == "Unknown tool: b__echo"
