@@ -47,6 +47,7 @@ class ServerRoute(Route):
         self.max_session_queue = runtime.options.max_session_queue
         self.filter = NameFilter(runtime.options.tool_filter)
         self.filtered = runtime.options.tool_filter is not None
+        self._listed: tuple[list[dict[str, Any]], frozenset[Any]] | None = None  # the tools, their names
         self.overrides = runtime.options.tool_overrides
         self.renamed = {o.name: orig for orig, o in self.overrides.items() if o.name}
         # A token scope's toolFilter matches `<server>__<tool>` here too, as on the merged endpoint.
@@ -108,18 +109,34 @@ class ServerRoute(Route):
         scoped = client.scope is not None and client.scope.filters_tools
         verdict = self.runtime.pin_verdict
         pinned = verdict is not None and verdict.enforcing
+        asked = (msg.get("params") or {}).get("name")  # the name the client used (before any rename)
         if method == "tools/call" and (self.filtered or self.renamed or scoped or pinned):
             refused = self._prepare_tool_call(client, msg)
             if refused is not None:
                 return refused
         present = method == "tools/list" and (self.filtered or self.overrides or scoped or pinned)
+        unlisted = method == "tools/call" and self._unlisted_tool(msg)
         timeout = self.runtime.request_timeout_seconds
-        response = await upstream.request(msg, exchange, timeout, early=not present)
+        response = await upstream.request(msg, exchange, timeout, early=not present and not unlisted)
         if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
             response = await self.runtime.replay(client, msg, exchange, response)
         if present:
             self._present_tools(client, response)
+        elif unlisted:
+            response = as_unknown_tool(response, asked)
         return response
+
+    def _unlisted_tool(self, msg: Message) -> bool:
+        """Whether a tool call's tool is missing from the server's last listing.
+
+        Such a call still goes upstream (the listing may be stale), but an `isError` answer to it is the
+        upstream saying "unknown tool" its own way: it becomes the one shape mcpmux uses everywhere.
+        """
+        name = (msg.get("params") or {}).get("name")
+        tools = self.runtime.tools
+        if self._listed is None or self._listed[0] is not tools:
+            self._listed = (tools, frozenset(t.get("name") for t in tools))
+        return name not in self._listed[1]
 
     # -- catalog: search ----------------------------------------------------------------------------
 
@@ -346,7 +363,16 @@ def find_in_flight(upstream: UpstreamSession, client: ClientSession, request_id:
 
 
 def unknown_tool(request_id: Any, name: Any) -> Message:
+    """The one answer to a call of a tool that does not exist, on every route (as the MCP spec says)."""
     return error_response(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
+
+
+def as_unknown_tool(response: Message, name: Any) -> Message:
+    """An upstream's `isError` result for a tool it does not list, as the JSON-RPC error -32602."""
+    result = response.get("result")
+    if isinstance(result, dict) and result.get("isError") is True:
+        return unknown_tool(response.get("id"), name)
+    return response
 
 
 def apply_override(tool: dict[str, Any], override: Any) -> dict[str, Any]:
