@@ -86,3 +86,34 @@ def test_challenges_quote_values_so_nothing_breaks_out() -> None:
         'resource_metadata="https://h/m"'
     )
     assert challenge(Refusal(401), "https://h/m") == 'Bearer resource_metadata="https://h/m"'
+
+
+def test_metadata_paths_follow_the_base_path_and_only_routes_with_oauth() -> None:
+    from types import SimpleNamespace
+
+    from mcpmux.web.oauth_front import OAuthFront
+
+    config = load(
+        {
+            "mcpProxy": {"baseURL": "https://mcp.example.com/base", "options": {"oauth": {"issuer": ISSUER}}},
+            "mcpServers": {"a": {"command": "x"}, "b": {"command": "x", "options": {"oauth": False}}},
+        }
+    )
+    front = OAuthFront()
+    front.rebuild(config, [SimpleNamespace(name=n) for n in ("a", "b", "")])  # type: ignore[misc]
+    prefix = "/.well-known/oauth-protected-resource"
+    assert set(front.documents) == {
+        f"{prefix}/base",
+        *(f"{prefix}/base{p}{s}" for p in ("/a/mcp", "/a/sse", "/mcp", "/sse") for s in ("", "/")),
+    }
+    assert front.documents[f"{prefix}/base"][1] == "https://mcp.example.com/base"
+    assert front.documents[f"{prefix}/base/a/mcp/"][1] == "https://mcp.example.com/base/a/mcp/"
+    assert (
+        front.metadata_url("https://mcp.example.com/base/a/mcp")
+        == f"https://mcp.example.com{prefix}/base/a/mcp"
+    )
+    assert "b" not in front.doors and front.doors["a"].accepted == {
+        "https://mcp.example.com/base/a/mcp",
+        "https://mcp.example.com/base/a/sse",
+        "https://mcp.example.com/base",
+    }
