@@ -124,9 +124,15 @@ class Connection(asyncio.Protocol):
             if self._dropped > LINGER_BYTES:
                 self.transport.abort()
             return
+        self.body_since = self.loop.time()  # bytes arrived: a body being read made progress
         if self._unparsed:  # only when reading was resumed before the held bytes were parsed: keep order
             data = self._unparsed + data
             self._unparsed = b""
+        elif data.count(HEAD_END) < self.limits.max_pipelined - len(self.queued) and len(data) > 3:
+            # the common case: all of it fits the pipeline (+1 for a head end split across reads)
+            self._carry = data[-3:]
+            self._parse(data)
+            return
         self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -275,7 +281,6 @@ class Connection(asyncio.Protocol):
         if exchange is None:
             return
         self.reading = exchange
-        self.body_since = self.loop.time()
         if self.current is None:
             self._start(exchange)
         else:
@@ -322,7 +327,6 @@ class Connection(asyncio.Protocol):
         exchange = self.reading
         if exchange is None or exchange.response_complete:
             return  # answered already (e.g. 413): the rest of its body is read and dropped
-        self.body_since = self.loop.time()
         exchange.body += body
         if len(exchange.body) > BODY_HIGH_WATER:
             self.pause_reading()
