@@ -10,6 +10,7 @@ SessionMode = Literal["shared", "isolated"]
 FilterMode = Literal["allow", "block"]
 PinningMode = Literal["off", "warn", "enforce"]
 CatalogMode = Literal["full", "search"]
+UpstreamEra = Literal["legacy", "2026-07-28"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class ServerOptions:
     pinning: PinningMode = "off"  # tool definitions checked against the lock file (see core/pins.py)
     oauth: OAuthResource | None = None
     catalog: CatalogMode = "full"  # "search": the route lists meta-tools to search its tools instead
+    protocol: UpstreamEra = "legacy"  # the era spoken to a streamable-HTTP upstream (others: always legacy)
 
 
 @dataclass(frozen=True, slots=True)

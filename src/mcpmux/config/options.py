@@ -25,6 +25,7 @@ from mcpmux.config.model import (
     TokenScope,
     ToolFilter,
     ToolOverride,
+    UpstreamEra,
 )
 from mcpmux.config.oauth import as_oauth
 
@@ -61,6 +62,13 @@ def as_catalog_mode(diag: Diagnostics, path: str, value: Any) -> CatalogMode:
     if mode not in ("full", "search"):
         raise diag.error(path, 'expected "full" or "search"')
     return cast(CatalogMode, mode)
+
+
+def as_protocol(diag: Diagnostics, path: str, value: Any) -> UpstreamEra:
+    era = as_string(diag, path, value).strip().lower()
+    if era not in ("legacy", "2026-07-28"):
+        raise diag.error(path, 'expected "legacy" or "2026-07-28"')
+    return cast(UpstreamEra, era)
 
 
 def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
@@ -194,6 +202,7 @@ INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]]
     "pinning": ("pinning", as_pinning),
     "oauth": ("oauth", as_oauth),
     "catalog": ("catalog", as_catalog_mode),
+    "protocol": ("protocol", as_protocol),
 }
 OPTION_KEYS = (*INHERITED_OPTIONS, *PER_SERVER_KEYS)
 

@@ -148,6 +148,15 @@ def check_headers(msg: Message, version: Any, headers: RoutingHeaders) -> None:
         )
 
 
+def encode_header_value(value: str) -> str:
+    """A value for `Mcp-Name` and friends: verbatim when it is printable ASCII without edge whitespace,
+    else `=?base64?…?=` of its UTF-8 (what `decode_header_value` reads back)."""
+    plain = value.isascii() and value.isprintable() and value == value.strip()
+    if plain and not _B64_SENTINEL.fullmatch(value):
+        return value
+    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+
+
 def decode_header_value(value: str | None) -> str | None:
     """A header value as sent: verbatim, or the UTF-8 inside `=?base64?…?=` (None if malformed)."""
     if value is None:

@@ -7,10 +7,15 @@ from typing import Any
 from ..jsonrpc import INVALID_PARAMS, Message
 from .constants import (
     CACHEABLE_METHODS,
+    CLIENT_CAPABILITIES_META,
+    CLIENT_INFO_META,
     ENVELOPE_META_KEYS,
     HANDSHAKE_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
+    LOG_LEVEL_META,
+    MODERN_VERSION,
     MODERN_VERSIONS,
+    PROTOCOL_VERSION_META,
     RESOURCE_NOT_FOUND,
     SERVER_INFO_META,
     SUBSCRIPTION_ID_META,
@@ -21,6 +26,7 @@ from .constants import (
 # filters), so they are private to the caller and not to be reused without asking again.
 DEFAULT_TTL_MS = 0
 DEFAULT_CACHE_SCOPE = "private"
+_MODERN_RESULT_FIELDS = ("resultType", "ttlMs", "cacheScope")
 # Capabilities that exist only in the handshake era (2025-11-25's experimental tasks).
 _HANDSHAKE_ONLY_CAPABILITIES = ("tasks",)
 # Flags a 2026 server may only declare when it serves `subscriptions/listen`.
@@ -115,6 +121,33 @@ def modern_response(method: str, response: Message) -> Message:
     if type(error) is dict and error.get("code") == RESOURCE_NOT_FOUND:
         response["error"] = {**error, "code": INVALID_PARAMS}
     return response
+
+
+def handshake_response(response: Message) -> Message:
+    """A 2026-07-28 upstream's response for a handshake-era client: without `resultType`, `ttlMs`
+    and `cacheScope` (a new message when something is removed)."""
+    result = response.get("result")
+    if type(result) is not dict or not any(key in result for key in _MODERN_RESULT_FIELDS):
+        return response
+    kept = {k: v for k, v in result.items() if k not in _MODERN_RESULT_FIELDS}
+    return {**response, "result": kept}
+
+
+def with_envelope(
+    msg: Message, capabilities: dict[str, Any], client_info: dict[str, Any], log_level: Any
+) -> Message:
+    """The request as a 2026-07-28 server wants it: the envelope in `params._meta` (a new message)."""
+    params = msg.get("params")
+    params = dict(params) if type(params) is dict else {}
+    meta = params.get("_meta")
+    meta = dict(meta) if type(meta) is dict else {}
+    meta[PROTOCOL_VERSION_META] = MODERN_VERSION
+    meta[CLIENT_CAPABILITIES_META] = capabilities
+    meta[CLIENT_INFO_META] = client_info
+    if log_level is not None:
+        meta[LOG_LEVEL_META] = log_level
+    params["_meta"] = meta
+    return {**msg, "params": params}
 
 
 def strip_envelope(msg: Message) -> Message:

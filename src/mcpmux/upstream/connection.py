@@ -60,6 +60,10 @@ def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncCo
         from .stdio import open_stdio_connection
 
         return open_stdio_connection(server, receiver)
+    if server.transport == "streamable-http" and server.options.protocol == "2026-07-28":
+        from .modern_http import open_modern_http_connection
+
+        return open_modern_http_connection(server, receiver)
     if server.transport == "streamable-http":
         from .streamable_http import open_streamable_http_connection
 

@@ -1,0 +1,259 @@
+"""A streamable-HTTP upstream spoken to in the 2026-07-28 era (`options.protocol`): stateless POSTs.
+
+To the `UpstreamSession` above it looks like any handshake-era connection: its `initialize` is answered
+from `server/discover`, `ping` by a discover, `logging/setLevel` is kept for each request's `_meta`, and an
+`input_required` result becomes real server-to-client requests (delivered like any the upstream sends),
+whose answers go back in the retry with `inputResponses` and the `requestState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+from anyio.abc import TaskGroup
+
+from ..config.model import ServerConfig
+from ..errors import UpstreamUnavailableError
+from ..jsonrpc import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    METHOD_NOT_FOUND,
+    Message,
+    error_response,
+    request,
+    result_response,
+)
+from ..protocol.constants import (
+    CANCELLED,
+    INITIALIZE,
+    LOGGING_SET_LEVEL,
+    METHOD_HEADER,
+    MODERN_VERSION,
+    NAME_BEARING_METHODS,
+    NAME_HEADER,
+    PING,
+    PROTOCOL_VERSION_HEADER,
+    RESOURCES_SUBSCRIBE,
+    RESOURCES_UNSUBSCRIBE,
+    SERVER_DISCOVER,
+)
+from ..protocol.era import encode_header_value
+from ..protocol.translate import (
+    handshake_response,
+    initialize_from_discover,
+    modern_capabilities,
+    with_envelope,
+)
+from .connection import Liveness, Receiver
+from .sse_events import iter_events
+from .streamable_http import describe, http_client
+
+log = logging.getLogger("mcpmux.upstream")
+
+MAX_INPUT_ROUNDS = 10  # input_required rounds of one request before it fails
+INPUT_TIMEOUT_SECONDS = 300.0  # how long the client may take to answer what the upstream asks
+NOT_YET = (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE)
+_retry_ids = itertools.count(1)
+
+
+class ModernHttpConnection(Liveness):
+    """One 2026-07-28 streamable-HTTP upstream, presented as a handshake-era session."""
+
+    def __init__(
+        self, server: ServerConfig, client: httpx2.AsyncClient, receiver: Receiver, tg: TaskGroup
+    ) -> None:
+        super().__init__()
+        self.name = server.name
+        self.url = server.url or ""
+        self.client = client
+        self.receiver = receiver
+        self.tg = tg
+        self.capabilities: dict[str, Any] = {}  # the client capabilities of the handshake, per request
+        self.client_info: dict[str, Any] = {"name": "mcpmux", "version": "0"}
+        self.log_level: Any = None
+        self.calls: dict[Any, anyio.CancelScope] = {}  # upstream request id -> its POSTs' scope
+        self.asks: dict[str, asyncio.Future[Message]] = {}  # our pushed requests for input -> answer
+
+    async def send(self, msg: Message, related: Any = None) -> None:
+        if self.closed:
+            raise UpstreamUnavailableError(self.name, self._reason)
+        if "method" not in msg:  # a client's answer to a request for input
+            future = self.asks.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(msg)
+        elif "id" in msg:
+            self.tg.start_soon(self._request, msg)
+        elif msg["method"] == CANCELLED:  # 2026-07-28 cancels by closing the request's stream
+            scope = self.calls.get((msg.get("params") or {}).get("requestId"))
+            if scope is not None:
+                scope.cancel()
+        # other notifications (initialized, roots/list_changed, ...) have no 2026-07-28 meaning
+
+    async def _request(self, msg: Message) -> None:
+        with anyio.CancelScope() as scope:
+            self.calls[msg["id"]] = scope
+            try:
+                response = await self._answer(msg)
+            except UpstreamUnavailableError as exc:
+                response = error_response(msg["id"], CONNECTION_CLOSED, str(exc))
+            finally:
+                self.calls.pop(msg["id"], None)
+            self.receiver(response, msg["id"])
+
+    async def _answer(self, msg: Message) -> Message:
+        method = msg["method"]
+        if method == INITIALIZE:
+            return await self._initialize(msg)
+        if method == PING:  # no ping in 2026-07-28: a discover shows the server answers
+            answer = await self._exchange(request(msg["id"], SERVER_DISCOVER, {}), msg["id"])
+            return answer if "error" in answer else result_response(msg["id"], {})
+        if method == LOGGING_SET_LEVEL:
+            self.log_level = (msg.get("params") or {}).get("level")
+            return result_response(msg["id"], {})
+        if method in NOT_YET:
+            why = f"{method} is not relayed to a 2026-07-28 upstream yet (no subscriptions/listen upstream)"
+            return error_response(msg["id"], METHOD_NOT_FOUND, why)
+        return await self._call(msg)
+
+    async def _initialize(self, msg: Message) -> Message:
+        """The handshake, answered from `server/discover`; its capabilities go into every request."""
+        params = msg.get("params") or {}
+        caps, info = params.get("capabilities"), params.get("clientInfo")
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        self.client_info = info if isinstance(info, dict) else self.client_info
+        answer = await self._exchange(request(msg["id"], SERVER_DISCOVER, {}), msg["id"])
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return answer
+        versions = result.get("supportedVersions")
+        if not isinstance(versions, list) or MODERN_VERSION not in versions:
+            why = f"the upstream does not serve {MODERN_VERSION} (it lists {versions!r}): protocol legacy"
+            return error_response(msg["id"], INTERNAL_ERROR, why)
+        fallback = {"name": self.name, "version": ""}
+        init = initialize_from_discover(result, params.get("protocolVersion"), fallback)
+        # no subscriptions/listen upstream yet: promise no list_changed and no subscriptions
+        init["capabilities"] = modern_capabilities(init["capabilities"], listen=False)
+        return result_response(msg["id"], init)
+
+    async def _call(self, msg: Message) -> Message:
+        """A request, retried with the client's answers while the upstream says `input_required`."""
+        sent = msg
+        for _ in range(MAX_INPUT_ROUNDS):
+            answer = await self._exchange(sent, msg["id"])
+            result = answer.get("result")
+            if not isinstance(result, dict) or result.get("resultType") != "input_required":
+                return handshake_response({**answer, "id": msg["id"]})
+            responses = await self._ask_client(result.get("inputRequests"), msg["id"])
+            if "error" in responses:
+                return {**responses, "id": msg["id"]}
+            params = {**(msg.get("params") or {}), "inputResponses": responses}
+            if "requestState" in result:
+                params["requestState"] = result["requestState"]
+            sent = {**msg, "id": f"mcpmux-retry-{next(_retry_ids)}", "params": params}
+        why = f"more than {MAX_INPUT_ROUNDS} rounds of input_required"
+        return error_response(msg["id"], INTERNAL_ERROR, why)
+
+    async def _ask_client(self, input_requests: Any, related: Any) -> dict[str, Any]:
+        """Ask the client each request for input (as the upstream's own requests); their results by key,
+        or a JSON-RPC error message when one cannot be answered."""
+        asked = self._push(input_requests, related)
+        if "error" in asked:
+            return asked
+        answers = await self._answers(asked)
+        if answers is None:
+            return error_response(None, INTERNAL_ERROR, "the client did not answer the upstream's questions")
+        refused = [a.get("error") for a in answers.values() if not isinstance(a.get("result"), dict)]
+        if refused:
+            return error_response(None, INTERNAL_ERROR, f"the client could not answer: {refused[0]}")
+        return {key: answer["result"] for key, answer in answers.items()}
+
+    async def _answers(self, asked: dict[str, Any]) -> dict[str, Message] | None:
+        """The client's answers by key (None when they did not all come in time)."""
+        try:
+            with anyio.fail_after(INPUT_TIMEOUT_SECONDS):
+                return {key: await future for key, future in asked.items()}
+        except TimeoutError:
+            return None
+        finally:
+            for rid in [r for r, f in self.asks.items() if f in asked.values()]:
+                del self.asks[rid]
+
+    def _push(self, input_requests: Any, related: Any) -> dict[str, Any]:
+        """Deliver each input request as a server-to-client request; the futures of their answers by key."""
+        if not isinstance(input_requests, dict) or not input_requests:
+            return error_response(None, INTERNAL_ERROR, f"{self.name}: input_required without inputRequests")
+        if not all(isinstance(w, dict) and isinstance(w.get("method"), str) for w in input_requests.values()):
+            return error_response(None, INTERNAL_ERROR, f"{self.name}: a malformed inputRequest")
+        loop = asyncio.get_running_loop()
+        asked: dict[str, Any] = {}
+        for key, wanted in input_requests.items():
+            rid = f"mcpmux-input-{next(_retry_ids)}"
+            asked[key] = self.asks[rid] = loop.create_future()
+            self.receiver(request(rid, wanted["method"], wanted.get("params") or {}), related)
+        return asked
+
+    async def _exchange(self, msg: Message, related: Any) -> Message:
+        """POST one request with the 2026 envelope and headers; deliver what comes before its answer."""
+        method = msg["method"]
+        body = orjson.dumps(with_envelope(msg, self.capabilities, self.client_info, self.log_level))
+        headers = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            PROTOCOL_VERSION_HEADER: MODERN_VERSION,
+            METHOD_HEADER: method,
+        }
+        key = NAME_BEARING_METHODS.get(method)
+        name = (msg.get("params") or {}).get(key) if key else None
+        if isinstance(name, str):
+            headers[NAME_HEADER] = encode_header_value(name)
+        try:
+            async with self.client.stream("POST", self.url, content=body, headers=headers) as resp:
+                answer = await self._read_reply(msg, resp, related)
+        except httpx2.HTTPError as exc:
+            raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailableError(self.name, f"invalid JSON from {self.url}") from None
+        return answer or error_response(msg["id"], CONNECTION_CLOSED, f"{self.name}: no answer in the reply")
+
+    async def _read_reply(self, msg: Message, resp: httpx2.Response, related: Any) -> Message | None:
+        ctype = resp.headers.get("content-type", "")
+        if ctype.startswith("text/event-stream") and resp.status_code == 200:
+            return await self._read_stream(msg, resp, related)
+        raw = await resp.aread()
+        if not ctype.startswith("application/json"):
+            why = f"HTTP {resp.status_code} from {self.url}: {raw[:200].decode('utf-8', 'replace')}"
+            return error_response(msg["id"], INTERNAL_ERROR, why)
+        item = orjson.loads(raw) if raw else None
+        return item if isinstance(item, dict) and "method" not in item else None
+
+    async def _read_stream(self, msg: Message, resp: httpx2.Response, related: Any) -> Message | None:
+        async for event in iter_events(resp.aiter_bytes()):
+            if event.event != "message" or not event.data:
+                continue
+            item = orjson.loads(event.data)
+            if not isinstance(item, dict):
+                continue
+            if "method" not in item and item.get("id") == msg["id"]:
+                return item
+            self.receiver(item, related)  # progress, logs the request opted in to
+        return None
+
+
+@asynccontextmanager
+async def open_modern_http_connection(
+    server: ServerConfig, receiver: Receiver
+) -> AsyncIterator[ModernHttpConnection]:
+    async with http_client(server) as client, anyio.create_task_group() as tg:
+        conn = ModernHttpConnection(server, client, receiver, tg)
+        try:
+            yield conn
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,73 @@
+"""A 2026-07-28 streamable-HTTP upstream (`options.protocol: "2026-07-28"`) behind mcpmux, for clients
+of both eras: initialize answered from server/discover, stateless requests, `input_required` turned
+into server-to-client requests for handshake-era clients and passed on to 2026 ones as questions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+from mcp.client import Client
+from relay_kit import BOUND_SECONDS, raw_http, relay_proxy
+
+from harness import ProxyProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    routes = {
+        "modern": ("streamable-http", (), {"protocol": MODERN, "sessionMode": "shared"}),
+        "modern_isolated": ("streamable-http", (), {"protocol": MODERN}),
+    }
+    with relay_proxy(tmp_path_factory.mktemp("modern-up"), routes) as running:
+        yield running
+
+
+async def answer_name(context: Any, params: Any) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"name": f"answer to {params.message}"})
+
+
+@pytest.mark.parametrize("route", ["modern", "modern_isolated"])
+async def test_a_2025_client_uses_a_2026_upstream(proxy: ProxyProcess, route: str) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with mcp_client(proxy.url(f"/{route}/mcp"), elicitation_callback=answer_name) as client:
+            assert client.initialize_result is not None
+            assert client.initialize_result.protocol_version == "2025-11-25"
+            assert client.initialize_result.server_info.name == route
+            tools = await client.list_tools()
+            assert "echo" in {t.name for t in tools.tools}
+            echoed = await client.call_tool("echo", {"text": "across eras"})
+            assert echoed.structured_content == {"text": "across eras"}
+            asked = await client.call_tool("native_ask", {"rounds": 2})
+    assert not asked.is_error, asked
+    answers = json.loads(asked.content[0].text.removeprefix("native answers: "))  # type: ignore[union-attr]
+    assert answers["second"]["content"] == {"name": "answer to What is your quest?"}
+
+
+async def test_a_2025_client_sees_the_upstreams_result_without_2026_fields(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/modern/mcp")) as client:
+            listed = await client.result("tools/list")
+            called = await client.result("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+            pong = await client.result("ping")
+    for result in (listed, called):
+        assert not {"resultType", "ttlMs", "cacheScope"} & set(result)
+    assert pong == {}
+
+
+async def test_a_2026_client_answers_a_2026_upstreams_questions_through_mcpmux(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with Client(proxy.url("/modern/mcp"), mode=MODERN, elicitation_callback=answer_name) as client:
+            asked = await client.call_tool("native_ask", {})
+    assert not asked.is_error, asked
+    answers = json.loads(asked.content[0].text.removeprefix("native answers: "))  # type: ignore[union-attr]
+    assert answers["first"]["content"] == {"name": "answer to What is your name?"}
