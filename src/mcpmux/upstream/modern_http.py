@@ -16,9 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 import orjson
-from anyio.abc import TaskGroup
 
 from ..config.model import ServerConfig
 from ..errors import UpstreamUnavailableError
@@ -52,9 +50,12 @@ from ..protocol.translate import (
     modern_capabilities,
     with_envelope,
 )
-from .connection import Liveness, Receiver
-from .sse_events import iter_events
-from .streamable_http import describe, http_client
+from .connection import Receiver
+from .http_client import HttpError
+from .http_post import HttpTransport, Posted, event_message, http_pool
+from .origin import shown_origin
+from .sse_events import SseParser
+from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
 
@@ -64,18 +65,54 @@ NOT_YET = (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE)
 _retry_ids = itertools.count(1)
 
 
-class ModernHttpConnection(Liveness):
-    """One 2026-07-28 streamable-HTTP upstream, presented as a handshake-era session."""
+class ModernReply(Posted):
+    """One POST's reply, fed by the HTTP client's callbacks: the answer, and what comes before it."""
+
+    __slots__ = ("answer", "conn", "events", "msg", "related")
 
     def __init__(
-        self, server: ServerConfig, client: httpx2.AsyncClient, receiver: Receiver, tg: TaskGroup
+        self, conn: ModernHttpConnection, msg: Message, related: Any, done: asyncio.Future[None]
     ) -> None:
-        super().__init__()
-        self.name = server.name
-        self.url = server.url or ""
-        self.client = client
-        self.receiver = receiver
-        self.tg = tg
+        super().__init__(done)
+        self.conn, self.msg, self.related = conn, msg, related
+        self.events: SseParser | None = None
+        self.answer: Message | None = None
+
+    def on_head(self, status: int, headers: dict[bytes, bytes]) -> None:
+        super().on_head(status, headers)
+        if status == 200 and headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+            self.events = SseParser()
+
+    def on_data(self, data: bytes) -> None:
+        if self.events is None:
+            super().on_data(data)
+            return
+        for event in self.events.feed(data):
+            item = event_message(self.conn.name, event, "reply stream")
+            if item is None:
+                continue
+            if "method" not in item and item.get("id") == self.msg["id"]:
+                self.answer = item
+            else:
+                self.conn.receiver(item, self.related)  # progress, logs the request opted in to
+
+    def json_answer(self, origin: str) -> Message | None:
+        """The answer of a plain JSON reply (or an error naming the status)."""
+        ctype = self.headers.get(b"content-type", b"")
+        body = self.body()
+        if not ctype.startswith(b"application/json"):
+            why = f"HTTP {self.status} from {origin}: {body[:200].decode('utf-8', 'replace')}"
+            return error_response(self.msg["id"], INTERNAL_ERROR, why)
+        item = orjson.loads(body) if body else None
+        return item if isinstance(item, dict) and "method" not in item else None
+
+
+class ModernHttpConnection(HttpTransport):
+    """One 2026-07-28 streamable-HTTP upstream, presented as a handshake-era session."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.origin = shown_origin(self.url)
         self.capabilities: dict[str, Any] = {}  # the client capabilities of the handshake, per request
         self.client_info: dict[str, Any] = {"name": "mcpmux", "version": "0"}
         self.log_level: Any = None
@@ -84,13 +121,13 @@ class ModernHttpConnection(Liveness):
 
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed:
-            raise UpstreamUnavailableError(self.name, self._reason)
+            raise self.unavailable(self._reason)
         if "method" not in msg:  # a client's answer to a request for input
             future = self.asks.pop(msg.get("id"), None)  # type: ignore[arg-type]
             if future is not None and not future.done():
                 future.set_result(msg)
         elif "id" in msg:
-            self.tg.start_soon(self._request, msg)
+            self.tg.start_soon(released, self._request, msg)
         elif msg["method"] == CANCELLED:  # 2026-07-28 cancels by closing the request's stream
             scope = self.calls.get((msg.get("params") or {}).get("requestId"))
             if scope is not None:
@@ -202,58 +239,44 @@ class ModernHttpConnection(Liveness):
 
     async def _exchange(self, msg: Message, related: Any) -> Message:
         """POST one request with the 2026 envelope and headers; deliver what comes before its answer."""
+        headers = self._headers(msg)
+        if headers is None:
+            return error_response(msg["id"], INTERNAL_ERROR, "a method name that cannot travel in a header")
+        done = asyncio.get_running_loop().create_future()
+        reply = ModernReply(self, msg, related, done)
+        enveloped = with_envelope(msg, self.capabilities, self.client_info, self.log_level)
+        await self.post(self.url, headers, enveloped, reply)
+        try:
+            await done
+            answer = reply.answer if reply.events is not None else reply.json_answer(self.origin)
+        except HttpError as exc:
+            raise self.unavailable(f"cannot reach {self.origin}: {exc}") from None
+        except orjson.JSONDecodeError:
+            raise self.unavailable(f"invalid JSON from {self.origin}") from None
+        return answer or error_response(msg["id"], CONNECTION_CLOSED, f"{self.name}: no answer in the reply")
+
+    @staticmethod
+    def _headers(msg: Message) -> bytes | None:
+        """The 2026 routing headers of `msg` (None when its method could not be sent as a header)."""
         method = msg["method"]
-        body = orjson.dumps(with_envelope(msg, self.capabilities, self.client_info, self.log_level))
-        headers = {
-            "accept": "application/json, text/event-stream",
-            "content-type": "application/json",
-            PROTOCOL_VERSION_HEADER: MODERN_VERSION,
-            METHOD_HEADER: method,
-        }
+        if not (method.isascii() and method.isprintable()):
+            return None
+        lines = [
+            "accept: application/json, text/event-stream",
+            "content-type: application/json",
+            f"{PROTOCOL_VERSION_HEADER}: {MODERN_VERSION}",
+            f"{METHOD_HEADER}: {method}",
+        ]
         key = NAME_BEARING_METHODS.get(method)
         name = (msg.get("params") or {}).get(key) if key else None
         if isinstance(name, str):
-            headers[NAME_HEADER] = encode_header_value(name)
-        try:
-            async with self.client.stream("POST", self.url, content=body, headers=headers) as resp:
-                answer = await self._read_reply(msg, resp, related)
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailableError(self.name, f"cannot reach {self.url}: {describe(exc)}") from None
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailableError(self.name, f"invalid JSON from {self.url}") from None
-        return answer or error_response(msg["id"], CONNECTION_CLOSED, f"{self.name}: no answer in the reply")
-
-    async def _read_reply(self, msg: Message, resp: httpx2.Response, related: Any) -> Message | None:
-        ctype = resp.headers.get("content-type", "")
-        if ctype.startswith("text/event-stream") and resp.status_code == 200:
-            return await self._read_stream(msg, resp, related)
-        raw = await resp.aread()
-        if not ctype.startswith("application/json"):
-            why = f"HTTP {resp.status_code} from {self.url}: {raw[:200].decode('utf-8', 'replace')}"
-            return error_response(msg["id"], INTERNAL_ERROR, why)
-        item = orjson.loads(raw) if raw else None
-        return item if isinstance(item, dict) and "method" not in item else None
-
-    async def _read_stream(self, msg: Message, resp: httpx2.Response, related: Any) -> Message | None:
-        async for event in iter_events(resp.aiter_bytes()):
-            if event.event != "message" or not event.data:
-                continue
-            item = orjson.loads(event.data)
-            if not isinstance(item, dict):
-                continue
-            if "method" not in item and item.get("id") == msg["id"]:
-                return item
-            self.receiver(item, related)  # progress, logs the request opted in to
-        return None
+            lines.append(f"{NAME_HEADER}: {encode_header_value(name)}")
+        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
 @asynccontextmanager
 async def open_modern_http_connection(
     server: ServerConfig, receiver: Receiver
 ) -> AsyncIterator[ModernHttpConnection]:
-    async with http_client(server) as client, anyio.create_task_group() as tg:
-        conn = ModernHttpConnection(server, client, receiver, tg)
-        try:
-            yield conn
-        finally:
-            tg.cancel_scope.cancel()
+    async with http_pool(server) as (pool, tg):
+        yield ModernHttpConnection(server, pool, receiver, tg)
