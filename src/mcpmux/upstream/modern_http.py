@@ -84,17 +84,20 @@ class ModernReply(Posted):
             self.events = SseParser()
 
     def on_data(self, data: bytes) -> None:
-        if self.events is None:
-            super().on_data(data)
-            return
-        for event in self.events.feed(data):
-            item = event_message(self.conn.name, event, "reply stream")
-            if item is None:
-                continue
-            if "method" not in item and item.get("id") == self.msg["id"]:
-                self.answer = item
-            else:
-                self.conn.receiver(item, self.related)  # progress, logs the request opted in to
+        events = self.events
+        if events is None:
+            return super().on_data(data)  # a JSON reply: read whole at the end
+        name = self.conn.name
+        for item in [event_message(name, event, "reply stream") for event in events.feed(data)]:
+            if item is not None:
+                self._take(item)
+        return None
+
+    def _take(self, item: Message) -> None:
+        if "method" not in item and item.get("id") == self.msg["id"]:
+            self.answer = item
+        else:
+            self.conn.receiver(item, self.related)  # progress, logs the request opted in to
 
     def json_answer(self, origin: str) -> Message | None:
         """The answer of a plain JSON reply (or an error naming the status)."""
