@@ -160,19 +160,15 @@ async def test_a_token_for_the_whole_proxy_is_accepted_on_each_route(
     assert "echo" in names
 
 
-async def test_the_sdk_client_logs_in_with_authorization_code_and_pkce(
-    proxy: ProxyProcess, auth: AuthServer
-) -> None:
-    from mcp import ClientSession
+def sdk_login(server_url: str, storage: MemoryStorage) -> Any:
+    """The SDK's OAuth client for `server_url`, with the user's browser approving at once."""
     from mcp.client.auth import OAuthClientProvider
-    from mcp.client.streamable_http import streamable_http_client
     from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
-    storage = MemoryStorage()
     redirected: dict[str, str] = {}
 
     async def redirect_handler(authorization_url: str) -> None:
-        async with httpx2.AsyncClient(timeout=BOUND) as http:  # the user's browser, approving at once
+        async with httpx2.AsyncClient(timeout=BOUND) as http:
             answer = await http.get(authorization_url)
         assert answer.status_code == 302
         redirected.update({k: v[0] for k, v in parse_qs(urlsplit(answer.headers["location"]).query).items()})
@@ -182,20 +178,28 @@ async def test_the_sdk_client_logs_in_with_authorization_code_and_pkce(
             code=redirected["code"], state=redirected["state"], iss=redirected["iss"]
         )
 
-    provider = OAuthClientProvider(
-        server_url=proxy.url("/b/mcp"),
-        client_metadata=OAuthClientMetadata(
-            redirect_uris=["http://127.0.0.1:1/callback"],
-            client_name="test",
-            token_endpoint_auth_method="none",
-        ),
+    metadata = OAuthClientMetadata(
+        redirect_uris=["http://127.0.0.1:1/callback"], client_name="test", token_endpoint_auth_method="none"
+    )
+    return OAuthClientProvider(
+        server_url=server_url,
+        client_metadata=metadata,
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
     )
+
+
+async def test_the_sdk_client_logs_in_with_authorization_code_and_pkce(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    storage = MemoryStorage()
     with anyio.fail_after(BOUND):
         async with (
-            httpx2.AsyncClient(auth=provider, timeout=BOUND) as http,
+            httpx2.AsyncClient(auth=sdk_login(proxy.url("/b/mcp"), storage), timeout=BOUND) as http,
             streamable_http_client(proxy.url("/b/mcp"), http_client=http) as (read, write),
             ClientSession(read, write) as session,
         ):
@@ -209,6 +213,22 @@ async def test_the_sdk_client_logs_in_with_authorization_code_and_pkce(
     assert {tool.name for tool in tools.tools} >= {"echo", "whoami"}
     token_request = auth.token_requests[-1]
     assert token_request["resource"] == proxy.url("/b/mcp") and token_request["code_verifier"]
+
+
+async def test_the_sdk_client_logs_in_over_legacy_sse_too(proxy: ProxyProcess, auth: AuthServer) -> None:
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    storage = MemoryStorage()
+    with anyio.fail_after(BOUND):
+        async with (
+            sse_client(proxy.url("/a/sse"), auth=sdk_login(proxy.url("/a/sse"), storage)) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            echoed = await session.call_tool("echo", {"text": "hi"})
+    assert echoed.structured_content == {"text": "hi"}  # the POSTs to /a/message were let in too
+    assert auth.token_requests[-1]["resource"] == proxy.url("/a/sse")
 
 
 class MemoryStorage:
