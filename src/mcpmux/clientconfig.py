@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from mcpmux.config.model import ProxyConfig, TokenScope
 from mcpmux.core.access import AccessTable
+from mcpmux.core.naming import claim_name
 from mcpmux.core.toolfilter import scope_allows
 
 # Claude's configs call streamable HTTP "http"; the path suffix is the route's endpoint for that transport.
@@ -75,12 +76,7 @@ def entry_names(config: ProxyConfig, keys: Sequence[str]) -> dict[str, str]:
     taken: set[str] = set()
     for key in sorted(keys, key=lambda k: (k == "", "/" in k)):  # plain names keep theirs first
         base = merged_entry_name(config) if key == "" else _safe(key.partition("/")[0])
-        name, counter = base, 1
-        while name in taken:
-            counter += 1
-            name = f"{base}-{counter}"
-        taken.add(name)
-        names[key] = name
+        names[key] = claim_name(base, taken)
     return names
 
 

@@ -75,7 +75,8 @@ async def test_readyz_without_an_operator_token_says_only_ready_or_not(proxy: Pr
         "servers": {"amap": {"ready": False}, "fetch/***": {"ready": True}},
     }
     details = operator.json()["servers"]
-    assert "key=***" in details["amap"]["last_error"] and details["fetch/***"]["state"] == "ready"
+    # the upstream's error may name its URL (then redacted: key=***) or only its origin; never the key
+    assert details["amap"]["last_error"] and details["fetch/***"]["state"] == "ready"
     assert_no_secret(anonymous.text + operator.text)
 
 
@@ -102,7 +103,7 @@ async def test_errors_to_clients_and_server_info_show_no_secret(proxy: ProxyProc
             )
         async with raw_client(proxy.url(f"/fetch/{PATH_TOKEN}/mcp"), SERVER_TOKEN) as client:
             info = client.init_result["serverInfo"]
-    assert down.status_code == 404 and "key=***" in down.text
+    assert down.status_code == 404 and "'amap' is not connected" in down.text
     assert_no_secret(down.text)
     assert info["name"] == "fetch"
 
@@ -110,5 +111,5 @@ async def test_errors_to_clients_and_server_info_show_no_secret(proxy: ProxyProc
 async def test_logs_show_no_secret(proxy: ProxyProcess) -> None:
     proxy.wait_for_line(r"<fetch/\*\*\*> Handling requests at")
     proxy.wait_for_line(r"<old/\*\*\*> Disabled")
-    assert "key=***" in proxy.log
+    assert "amap failed to connect" in proxy.log
     assert_no_secret(proxy.log)

@@ -73,3 +73,27 @@ def test_short_values_are_not_searched_for_and_trees_are_redacted_everywhere() -
     assert redact("abc long-secret") == "abc ***"
     tree = {"long-secret": ["x long-secret", 3, {"k": "https://h/?t=1"}]}
     assert redact_tree(tree, redact) == {"***": ["x ***", 3, {"k": "https://h/?t=***"}]}
+
+
+def test_routes_sharing_a_head_stay_apart_once_redacted() -> None:
+    document = {
+        "mcpProxy": {},
+        "mcpServers": {
+            "fetch/first-token": {"command": "x"},
+            "fetch/second-token": {"command": "x"},
+            "fetch": {"command": "x"},
+        },
+        "mcpGroups": {"team/group-token": {"servers": ["fetch"]}},
+    }
+    config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
+    redact = Redactor.for_config(config)
+    shown = [redact.name(name) for name in (*config.servers, *config.groups)]
+    assert shown == ["fetch/***", "fetch/***2", "fetch", "team/***"]
+    line = 'mcpmux_sessions_active{route="fetch/second-token"} 0 and /fetch/first-token/mcp'
+    assert redact(line) == 'mcpmux_sessions_active{route="fetch/***2"} 0 and /fetch/***/mcp'
+
+
+def test_the_callers_own_token_can_be_kept() -> None:
+    document = {"mcpProxy": {"options": {"authTokens": ["mine-1234", "other-5678"]}}, "mcpServers": {}}
+    config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
+    assert Redactor.for_config(config, keep=["mine-1234"])("mine-1234 other-5678") == "mine-1234 ***"

@@ -12,6 +12,7 @@ __all__ = [
     "NameEntry",
     "NameTable",
     "build_name_table",
+    "claim_name",
     "is_valid_published_name",
     "published_name",
     "server_labels",
@@ -156,3 +157,13 @@ def build_name_table(entries: Iterable[tuple[str, str]], separator: str = "__") 
             taken.add(published)
             result.append(NameEntry(published, *pair))
     return NameTable(result)
+
+
+def claim_name(base: str, taken: set[str], separator: str = "-") -> str:
+    """`base`, or `base<sep>2`, `base<sep>3`, ... : the first not in `taken`, which it is added to."""
+    name, counter = base, 1
+    while name in taken:
+        counter += 1
+        name = f"{base}{separator}{counter}"
+    taken.add(name)
+    return name

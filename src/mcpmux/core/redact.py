@@ -8,11 +8,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config.model import ProxyConfig
+from .naming import claim_name
 
 __all__ = [
     "REDACTED",
     "Redactor",
     "config_secrets",
+    "display_names",
     "redact_tree",
     "redact_url",
     "redact_urls",
@@ -71,17 +73,30 @@ def _url_secrets(url: str) -> Iterable[str]:
     return [userinfo, *userinfo.split(":"), *values, parts.fragment]
 
 
+def display_names(names: Iterable[str]) -> dict[str, str]:
+    """Each route name as shown: `fetch/<token>` -> `fetch/***`, and `fetch/***2`, ... when taken."""
+    shown: dict[str, str] = {}
+    taken = {name for name in names if "/" not in name}
+    for name in names:
+        if "/" not in name:
+            shown[name] = name
+            continue
+        shown[name] = claim_name(route_display_name(name), taken, separator="")
+    return shown
+
+
 def config_secrets(config: ProxyConfig) -> set[str]:
     """Every secret value the config holds: tokens, header and env values, URL credentials, path tokens."""
     scopes = [*config.defaults.auth_tokens, *config.merged.auth_tokens, *config.operator_token_scopes]
     for group in config.groups.values():
         scopes += group.auth_tokens
     found = {scope.token for scope in scopes}
-    for name, server in config.servers.items():
+    for server in config.servers.values():
         found.update(scope.token for scope in server.options.auth_tokens)
         found.update(server.headers.values())
         found.update(server.env.values())
         found.update(_url_secrets(server.url or ""))
+    for name in (*config.servers, *config.groups):
         _head, sep, path_token = name.partition("/")
         if sep:
             found.update((path_token, *path_token.split("/")))
@@ -89,21 +104,41 @@ def config_secrets(config: ProxyConfig) -> set[str]:
 
 
 class Redactor:
-    """Replaces known secrets (longest first) and URL credentials in free text with `***`."""
+    """Replaces known secrets (longest first) and URL credentials in free text with `***`.
 
-    __slots__ = ("_pattern",)
+    A route's path token becomes what `display_names` shows for it (`***`, `***2`, ...), so that two
+    routes `fetch/<a>` and `fetch/<b>` stay apart in logs, metrics and `/_readyz`.
+    """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    __slots__ = ("_names", "_pattern", "_replacements")
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        replacements: dict[str, str] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
         ordered = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._replacements = replacements or {}
+        self._names = names or {}
 
     def __call__(self, text: str) -> str:
         text = redact_urls(text)
-        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self._replacements.get(m.group(), REDACTED), text)
+
+    def name(self, route_name: str) -> str:
+        """A server or group name as shown (its path token replaced)."""
+        return self._names.get(route_name) or route_display_name(route_name)
 
     @classmethod
-    def for_config(cls, config: ProxyConfig) -> Redactor:
-        return cls(config_secrets(config))
+    def for_config(cls, config: ProxyConfig, *, keep: Iterable[str | None] = ()) -> Redactor:
+        """Everything secret in `config`, except the values in `keep` (the caller's own token)."""
+        names = display_names([*config.servers, *config.groups])
+        replacements = {n.partition("/")[2]: s.partition("/")[2] for n, s in names.items() if "/" in n}
+        return cls(config_secrets(config) - set(keep), replacements, names)
 
 
 def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:

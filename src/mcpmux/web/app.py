@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..core.auth import token_from_authorization
 from ..core.hostcheck import HostPolicy, is_loopback_listener
-from ..core.redact import Redactor, redact_tree, route_display_name
+from ..core.redact import Redactor, redact_tree
 from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
@@ -228,9 +228,9 @@ class ProxyApp:
         ready = all(rt.available for rt in runtimes.values())  # lazyStart ones count
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
         if operator_of(config, headers) is None:
-            body["servers"] = {route_display_name(n): {"ready": rt.available} for n, rt in runtimes.items()}
+            body["servers"] = {self.redactor.name(n): {"ready": rt.available} for n, rt in runtimes.items()}
         else:
-            servers = {route_display_name(name): rt.status() for name, rt in runtimes.items()}
+            servers = {self.redactor.name(name): rt.status() for name, rt in runtimes.items()}
             body.update(
                 name=config.name,
                 version=config.version,

@@ -12,7 +12,7 @@ import orjson
 
 from ..clientconfig import entry_names, route_entries
 from ..config.model import TokenScope
-from ..core.redact import Redactor, config_secrets, redact_tree, route_display_name
+from ..core.redact import Redactor, redact_tree
 from ..relay.server_route import apply_override
 from . import asgi
 from .asgi import JSON_TYPE, Receive, RequestHeaders, Scope, Send, send_bytes, send_error
@@ -102,12 +102,13 @@ def status_snapshot(proxy: Proxy, caller: str | None = None) -> dict[str, Any]:
     routes = route_entries(config, token_for=_caller_chooser(proxy, caller))
     names = entry_names(config, list(routes))
     entries = {key: {"mcpServers": {names[key]: entry}} for key, entry in routes.items()}
+    redact = Redactor.for_config(config, keep=[caller])
     servers = []
     for name, server in config.servers.items():
         runtime = proxy.runtimes.get(name)
         route = proxy.routes.get(name)
         item: dict[str, Any] = {
-            "name": route_display_name(name),
+            "name": redact.name(name),
             "transport": server.transport,
             "urls": route_urls(base_url, name),
             "clientConfig": entries.get(name),
@@ -124,10 +125,10 @@ def status_snapshot(proxy: Proxy, caller: str | None = None) -> dict[str, Any]:
         "baseURL": base_url,
         "time": time.time(),
         "servers": servers,
-        "merged": _merged(proxy, base_url, entries, names.get("")),
-        "groups": [_group(proxy, name, base_url, entries) for name in config.groups],
+        "merged": _merged(proxy, base_url, entries, names.get(""), redact),
+        "groups": [_group(proxy, name, base_url, entries, redact) for name in config.groups],
     }
-    return redact_tree(snapshot, Redactor(config_secrets(config) - {caller}))  # type: ignore[no-any-return]
+    return redact_tree(snapshot, redact)  # type: ignore[no-any-return]
 
 
 def _runtime_status(runtime: Any) -> dict[str, Any]:
@@ -144,27 +145,31 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
     }
 
 
-def _merged(proxy: Proxy, base_url: str, entries: dict[str, Any], name: str | None) -> dict[str, Any]:
+def _merged(
+    proxy: Proxy, base_url: str, entries: dict[str, Any], name: str | None, redact: Redactor
+) -> dict[str, Any]:
     config = proxy.config
     route = proxy.routes.get("")
     return {
         "enabled": config.merged.enabled,
         "name": name or "mcp",
         "urls": route_urls(base_url, ""),
-        "servers": [route_display_name(server) for server in proxy.runtimes],
+        "servers": [redact.name(server) for server in proxy.runtimes],
         "tools": tool_count(route),
         "sessions": len(route.sessions) if route is not None else 0,
         "clientConfig": entries.get(""),
     }
 
 
-def _group(proxy: Proxy, name: str, base_url: str, entries: dict[str, Any]) -> dict[str, Any]:
+def _group(
+    proxy: Proxy, name: str, base_url: str, entries: dict[str, Any], redact: Redactor
+) -> dict[str, Any]:
     group = proxy.config.groups[name]
     route = proxy.routes.get(name)
     return {
-        "name": name,
+        "name": redact.name(name),
         "urls": route_urls(base_url, name),
-        "servers": [route_display_name(member.server) for member in group.members],
+        "servers": [redact.name(member.server) for member in group.members],
         "tools": tool_count(route),
         "sessions": len(route.sessions) if route is not None else 0,
         "clientConfig": entries.get(name),
