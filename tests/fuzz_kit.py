@@ -50,7 +50,7 @@ def fuzz_settings(default: int) -> Any:
     return settings(
         max_examples=examples(default),
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        suppress_health_check=list(HealthCheck),
         database=None,
     )
 

@@ -57,9 +57,8 @@ def check_shape(msg: Message) -> None:
     A request's id is a string or an integer, a response's may also be null (an error about a message
     that could not be read); `method` is a string and `params`, when present, an object.
     """
-    method = msg.get("method")
-    if method is not None:
-        if type(method) is not str:
+    if "method" in msg:
+        if type(msg["method"]) is not str:
             raise MessageError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
         params = msg.get("params")
         if params is not None and type(params) is not dict:

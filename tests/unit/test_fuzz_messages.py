@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz_kit import fuzz_settings, json_values, messages, payloads
+from loopback import Recorder
 from mcpmux.config.parse import parse_config
 from mcpmux.jsonrpc import (
     INVALID_PARAMS,
@@ -61,19 +62,6 @@ def test_fuzz_a_client_payload_is_accepted_with_usable_fields_or_refused_with_a_
         assert isinstance(params["name"], str)
     for field in ("uri", "cursor", "level"):
         assert params.get(field) is None or isinstance(params[field], str)
-
-
-class Recorder:
-    name = "up"
-    closed = False
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.event = asyncio.Event()
-
-    async def send(self, msg: dict[str, Any], related: Any = None) -> None:
-        self.sent.append(msg)
-        self.event.set()
 
 
 class Origin:

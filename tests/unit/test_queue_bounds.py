@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from loopback import Recorder
 from mcpmux.relay.client import Outbox
 from mcpmux.upstream.session import InFlight, UpstreamSession
 
@@ -59,21 +60,6 @@ def test_a_request_with_too_many_related_messages_waiting_is_abandoned_with_an_e
     pending.put(note(4))
     pending.finish(response(1))
     assert not pending.items and "error" in pending.final
-
-
-class Recorder:
-    """The sending half of a connection that records what is sent (the session under test is real)."""
-
-    name = "up"
-    closed = False
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.event = asyncio.Event()
-
-    async def send(self, msg: dict[str, Any], related: Any = None) -> None:
-        self.sent.append(msg)
-        self.event.set()
 
 
 class Events:
