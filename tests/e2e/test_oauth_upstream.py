@@ -189,6 +189,24 @@ async def test_a_server_waiting_for_login_is_reported_then_logged_in_via_the_cal
     assert not any(token in status or token in log for token in upstream.tokens)
 
 
+async def test_a_login_pasted_into_the_command_wakes_the_waiting_proxy(
+    auth: AuthServer, upstream: Protected, tmp_path: Path
+) -> None:
+    with running_proxy(config(upstream, {"scope": "mcp"}), tmp_path, env=ENV, wait=False) as proxy:
+        proxy.wait_for_line(r"<up> Waiting for login")
+        login = login_command(proxy.config_path)
+        try:
+            redirect = browse(authorization_url(login))
+            code, out, err = finish(login, redirect + "\n")  # the browser never reaches the proxy
+        finally:
+            login.kill()
+        proxy.wait_for_line(r"<up> Connected")  # it saw the store change
+        with anyio.fail_after(BOUND):
+            names = await tool_names(proxy)
+    assert code == 0 and "Logged in to up" in out, err
+    assert names == {"hello", "secret"}
+
+
 async def test_login_by_pasting_the_redirect_without_a_running_proxy(
     auth: AuthServer, upstream: Protected, tmp_path: Path
 ) -> None:

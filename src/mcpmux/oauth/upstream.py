@@ -40,6 +40,7 @@ class UpstreamAuth:
         self._lock = anyio.Lock()
         self._login_done = anyio.Event()
         self._header: tuple[str, float, int] = ("", 0.0, 0)  # header, valid until, store version
+        self._login_asked_at = 0.0
 
     # -- what connections call -------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class UpstreamAuth:
     def _ask_for_login(self, why: str) -> None:
         if self.needs_login is None:
             log.warning("%s: %s", self.name, why, extra={"server": self.name, "state": "login required"})
+            self._login_asked_at = time.time()
         self.needs_login = why
 
     async def wait_for_login(self) -> None:
@@ -194,9 +196,10 @@ class UpstreamAuth:
             with anyio.move_on_after(LOGIN_POLL_SECONDS):
                 await self._login_done.wait()
                 return
-            if self.store.version != version:
+            if self.store.version != version:  # written: by a login, or for another server
                 version = self.store.version
-                if ((await self._record()).get("tokens") or {}).get("access_token"):
+                tokens = (await self._record()).get("tokens") or {}
+                if tokens.get("access_token") and tokens.get("obtained_at", 0) >= self._login_asked_at:
                     self.needs_login = None
 
     def check_ready(self) -> None:
