@@ -71,3 +71,9 @@ def test_an_unknown_key_is_warned_about() -> None:
     document = {"mcpProxy": {"http": {"maxConnection": 5}}, "mcpServers": {}}
     _, warnings = parse_config(json.dumps(document), "config.json", environ={}, expand_env=True)
     assert any("maxConnection" in w for w in warnings)
+
+
+def test_a_limit_written_one_level_up_is_pointed_at_http() -> None:
+    document = {"mcpProxy": {"maxConnections": 5}, "mcpServers": {}}
+    _, warnings = parse_config(json.dumps(document), "config.json", environ={}, expand_env=True)
+    assert any("maxConnections" in w and "http.maxConnections" in w for w in warnings), warnings

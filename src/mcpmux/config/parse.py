@@ -20,7 +20,7 @@ from mcpmux.config.fields import (
     as_string_list,
     join_path,
 )
-from mcpmux.config.httplimits import parse_http_limits
+from mcpmux.config.httplimits import HTTP_KEYS, parse_http_limits
 from mcpmux.config.jsonc import JsonSyntaxError, load_json, strip_comments
 from mcpmux.config.legacy import (
     CONVERTED_WARNING,
@@ -136,7 +136,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
 
 def _proxy_section(root: JsonObject) -> tuple[JsonObject, OptionValues, tuple[TokenScope, ...]]:
     """`mcpProxy` (or the old `server`), its default options, and the old format's global tokens."""
-    proxy = root.object("mcpProxy", PROXY_KEYS, {"options": OPTION_KEYS})
+    proxy = root.object("mcpProxy", PROXY_KEYS, {"options": OPTION_KEYS, "http": tuple(HTTP_KEYS)})
     if proxy is None and root.has("mcpProxy"):  # not an object: reported; read on without it
         proxy = JsonObject(root.diag, root.path_of("mcpProxy"), {}, PROXY_KEYS)
     if proxy is not None:
