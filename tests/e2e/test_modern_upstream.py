@@ -27,6 +27,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     routes = {
         "modern": ("streamable-http", (), {"protocol": MODERN, "sessionMode": "shared"}),
         "modern_isolated": ("streamable-http", (), {"protocol": MODERN}),
+        "auto": ("streamable-http", (), {"protocol": "auto", "sessionMode": "shared"}),
     }
     with relay_proxy(tmp_path_factory.mktemp("modern-up"), routes) as running:
         yield running
@@ -36,7 +37,7 @@ async def answer_name(context: Any, params: Any) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={"name": f"answer to {params.message}"})
 
 
-@pytest.mark.parametrize("route", ["modern", "modern_isolated"])
+@pytest.mark.parametrize("route", ["modern", "modern_isolated", "auto"])
 async def test_a_2025_client_uses_a_2026_upstream(proxy: ProxyProcess, route: str) -> None:
     with anyio.fail_after(BOUND_SECONDS):
         async with mcp_client(proxy.url(f"/{route}/mcp"), elicitation_callback=answer_name) as client:
@@ -71,3 +72,8 @@ async def test_a_2026_client_answers_a_2026_upstreams_questions_through_mcpmux(p
     assert not asked.is_error, asked
     answers = json.loads(asked.content[0].text.removeprefix("native answers: "))  # type: ignore[union-attr]
     assert answers["first"]["content"] == {"name": "answer to What is your name?"}
+
+
+def test_auto_probed_the_upstream_once_and_chose_2026(proxy: ProxyProcess) -> None:
+    chosen = [line for line in proxy.lines if "auto: the upstream speaks" in line]
+    assert len(chosen) == 1 and MODERN in chosen[0], chosen

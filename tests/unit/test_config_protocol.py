@@ -25,6 +25,7 @@ def protocol_of(proxy_options: dict[str, Any] | None, options: dict[str, Any] | 
         (None, {"protocol": "2026-07-28"}, "2026-07-28"),
         ({"protocol": "2026-07-28"}, None, "2026-07-28"),
         ({"protocol": "2026-07-28"}, {"protocol": "Legacy"}, "legacy"),
+        (None, {"protocol": "auto"}, "auto"),
     ],
 )
 def test_protocol_is_legacy_unless_set_and_inherits(
@@ -37,4 +38,4 @@ def test_an_unknown_protocol_names_the_path_and_the_choices() -> None:
     with pytest.raises(ConfigError) as caught:
         protocol_of(None, {"protocol": "2027"})
     text = str(caught.value)
-    assert "mcpServers.s.options.protocol" in text and '"legacy" or "2026-07-28"' in text
+    assert "mcpServers.s.options.protocol" in text and '"legacy", "auto" or "2026-07-28"' in text

@@ -10,7 +10,7 @@ SessionMode = Literal["shared", "isolated"]
 FilterMode = Literal["allow", "block"]
 PinningMode = Literal["off", "warn", "enforce"]
 CatalogMode = Literal["full", "search"]
-UpstreamEra = Literal["legacy", "2026-07-28"]
+UpstreamEra = Literal["legacy", "auto", "2026-07-28"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,8 +66,8 @@ def as_catalog_mode(diag: Diagnostics, path: str, value: Any) -> CatalogMode:
 
 def as_protocol(diag: Diagnostics, path: str, value: Any) -> UpstreamEra:
     era = as_string(diag, path, value).strip().lower()
-    if era not in ("legacy", "2026-07-28"):
-        raise diag.error(path, 'expected "legacy" or "2026-07-28"')
+    if era not in ("legacy", "auto", "2026-07-28"):
+        raise diag.error(path, 'expected "legacy", "auto" or "2026-07-28"')
     return cast(UpstreamEra, era)
 
 

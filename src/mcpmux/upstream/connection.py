@@ -64,6 +64,10 @@ def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncCo
         from .modern_http import open_modern_http_connection
 
         return open_modern_http_connection(server, receiver)
+    if server.transport == "streamable-http" and server.options.protocol == "auto":
+        from .modern_http import open_auto_http_connection
+
+        return open_auto_http_connection(server, receiver)
     if server.transport == "streamable-http":
         from .streamable_http import open_streamable_http_connection
 

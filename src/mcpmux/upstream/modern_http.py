@@ -50,11 +50,12 @@ from ..protocol.translate import (
     modern_capabilities,
     with_envelope,
 )
-from .connection import Receiver
+from .connection import Connection, Receiver
 from .http_client import HttpError
 from .http_post import HttpTransport, Posted, event_message, http_pool
 from .origin import shown_origin
 from .sse_events import SseParser
+from .streamable_http import open_streamable_http_connection
 from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
@@ -153,7 +154,7 @@ class ModernHttpConnection(HttpTransport):
         if method == INITIALIZE:
             return await self._initialize(msg)
         if method == PING:  # no ping in 2026-07-28: a discover shows the server answers
-            answer = await self._exchange(request(msg["id"], SERVER_DISCOVER, {}), msg["id"])
+            answer = await self.discover(msg["id"])
             return answer if "error" in answer else result_response(msg["id"], {})
         if method == LOGGING_SET_LEVEL:
             self.log_level = (msg.get("params") or {}).get("level")
@@ -169,7 +170,7 @@ class ModernHttpConnection(HttpTransport):
         caps, info = params.get("capabilities"), params.get("clientInfo")
         self.capabilities = caps if isinstance(caps, dict) else {}
         self.client_info = info if isinstance(info, dict) else self.client_info
-        answer = await self._exchange(request(msg["id"], SERVER_DISCOVER, {}), msg["id"])
+        answer = await self.discover(msg["id"])
         result = answer.get("result")
         if not isinstance(result, dict):
             return answer
@@ -182,6 +183,10 @@ class ModernHttpConnection(HttpTransport):
         # no subscriptions/listen upstream yet: promise no list_changed and no subscriptions
         init["capabilities"] = modern_capabilities(init["capabilities"], listen=False)
         return result_response(msg["id"], init)
+
+    async def discover(self, request_id: Any) -> Message:
+        """The upstream's answer to `server/discover`."""
+        return await self._exchange(request(request_id, SERVER_DISCOVER, {}), request_id)
 
     async def _call(self, msg: Message) -> Message:
         """A request, retried with the client's answers while the upstream says `input_required`."""
@@ -283,3 +288,34 @@ async def open_modern_http_connection(
 ) -> AsyncIterator[ModernHttpConnection]:
     async with http_pool(server) as (pool, tg):
         yield ModernHttpConnection(server, pool, receiver, tg)
+
+
+# (server name, url) -> whether it serves 2026-07-28: probed once per process for `protocol: auto`, so a
+# restart of the upstream (or of its connection) does not probe again.
+_PROBED: dict[tuple[str, str], bool] = {}
+
+
+@asynccontextmanager
+async def open_auto_http_connection(server: ServerConfig, receiver: Receiver) -> AsyncIterator[Connection]:
+    """`protocol: auto`: a `server/discover` probe decides; 2026-07-28 if the upstream lists it, else the
+    handshake era (as the spec's backward-compatibility rules say)."""
+    key = (server.name, server.url or "")
+    modern = _PROBED.get(key)
+    if modern is None:
+        modern = _PROBED[key] = await probe(server)
+        log.info("%s: the upstream speaks %s", server.name, MODERN_VERSION if modern else "the handshake era")
+    if modern:
+        async with open_modern_http_connection(server, receiver) as conn:
+            yield conn
+    else:
+        async with open_streamable_http_connection(server, receiver) as legacy:
+            yield legacy
+
+
+async def probe(server: ServerConfig) -> bool:
+    """Whether the upstream answers `server/discover` listing 2026-07-28 (unreachable: the error)."""
+    async with open_modern_http_connection(server, lambda msg, related: None) as conn:
+        with anyio.fail_after(server.options.connect_timeout_seconds):
+            result = (await conn.discover("mcpmux-probe")).get("result")
+    versions = result.get("supportedVersions") if isinstance(result, dict) else None
+    return isinstance(versions, list) and MODERN_VERSION in versions
