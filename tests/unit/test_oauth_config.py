@@ -117,3 +117,18 @@ def test_metadata_paths_follow_the_base_path_and_only_routes_with_oauth() -> Non
         "https://mcp.example.com/base/a/sse",
         "https://mcp.example.com/base",
     }
+
+
+def test_mcpproxy_oauth_is_shorthand_for_options_oauth() -> None:
+    short = load({"mcpProxy": {"oauth": {"issuer": ISSUER}}, "mcpServers": {"a": {"command": "x"}}})
+    assert short.defaults.oauth is not None and short.servers["a"].options.oauth == short.defaults.oauth
+    assert short.merged.oauth == short.defaults.oauth
+    text = json.dumps(
+        {
+            "mcpProxy": {"oauth": {"issuer": ISSUER}, "options": {"oauth": {"issuer": "https://b.example"}}},
+            "mcpServers": {"a": {"command": "x"}},
+        }
+    )
+    both, warnings = parse_config(text, "c.json", environ={}, expand_env=False)
+    assert both.defaults.oauth.issuer == "https://b.example"
+    assert any("mcpProxy.oauth" in w and "options.oauth" in w for w in warnings)

@@ -55,7 +55,16 @@ from mcpmux.errors import ConfigError
 TOP_LEVEL_KEYS = ("mcpProxy", "mcpServers", "mcpGroups", "server", "clients", "$schema")
 PROXY_KEYS = (
     *("baseURL", "addr", "name", "version", "type", "options", "strict", "operatorTokens"),
-    *("merged", "allowedHosts", "allowedOrigins", "maxRequestBytes", "tracing", "http", "tokenStore"),
+    *(
+        "merged",
+        "allowedHosts",
+        "allowedOrigins",
+        "maxRequestBytes",
+        "tracing",
+        "http",
+        "tokenStore",
+        "oauth",
+    ),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
 TRACING_KEYS = ("enabled", "exporter", "serviceName")
@@ -142,13 +151,25 @@ def _proxy_section(root: JsonObject) -> tuple[JsonObject, OptionValues, tuple[To
     if proxy is not None:
         if root.has("server"):
             root.diag.warn(root.path_of("server"), 'ignored because "mcpProxy" is present')
-        return proxy, read_option_values(proxy.object("options", OPTION_KEYS), per_server=False), ()
+        inherited = read_option_values(proxy.object("options", OPTION_KEYS), per_server=False)
+        return proxy, _proxy_oauth(proxy, inherited), ()
     legacy = root.object("server", LEGACY_SERVER_KEYS)
     if legacy is None:
         raise root.diag.error("", 'missing "mcpProxy"')
     root.diag.warn("", CONVERTED_WARNING)
     inherited = legacy_default_options(legacy)
     return legacy, inherited, inherited.get("auth_tokens", ())
+
+
+def _proxy_oauth(proxy: JsonObject, inherited: OptionValues) -> OptionValues:
+    """`mcpProxy.oauth`: shorthand for `mcpProxy.options.oauth` (the proxy-wide resource server)."""
+    if not proxy.has("oauth"):
+        return inherited
+    if "oauth" in inherited:
+        proxy.diag.warn(proxy.path_of("oauth"), 'ignored because "options.oauth" is present')
+        return inherited
+    oauth = proxy.read("oauth", as_oauth)
+    return inherited if oauth is None else {**inherited, "oauth": oauth}
 
 
 def _servers_section(
