@@ -195,3 +195,24 @@ async def test_a_stdio_line_longer_than_max_line_bytes_restarts_that_server_only
             await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(r"bad>? Connected", 15, mark))
         await assert_everyone_still_served(proxy)
     assert "maxLineBytes" in proxy.log
+
+
+async def test_a_flood_of_requests_to_clients_is_refused_beyond_the_limit_and_the_call_is_answered(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "mcpServers": {
+            "bad": hostile_entry(),
+            "good": {"command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]},
+        }
+    }
+    flood = [{"jsonrpc": "2.0", "id": n, "method": "custom/thing"} for n in range(300)]
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/bad/mcp")) as client:
+            response = await emit(client, *flood)
+            assert response["result"]["content"][0]["text"] == "ok", response
+            await anyio.to_thread.run_sync(
+                lambda: proxy.wait_for_line(r"bad has 256 requests to clients", 10)
+            )
+        await assert_everyone_still_served(proxy)
+    assert "bad has 256 requests to clients waiting; refused 1 more" in proxy.log

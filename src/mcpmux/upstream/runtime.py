@@ -49,6 +49,7 @@ PROXY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "elicitation": {"form": {}, "url": {}},
 }
 SERVER_REQUEST_TIMEOUT_SECONDS = 300.0
+SERVER_REQUESTS_LIMIT = 256  # requests from one server waiting for clients' answers at once
 REPLAY_WAIT_SECONDS = 10.0  # at most this long for the fresh session a replay needs
 
 
@@ -71,6 +72,8 @@ class ServerRuntime(Supervisor):
         self.tool_filter = NameFilter(config.options.tool_filter)
         self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
         self._server_requests: dict[tuple[int, Any], anyio.CancelScope] = {}
+        self._serving = 0  # requests from the server being served (waiting for a client's answer)
+        self._refused = 0  # refused because SERVER_REQUESTS_LIMIT were being served
 
     # -- what routes read --------------------------------------------------------------------
 
@@ -234,7 +237,33 @@ class ServerRuntime(Supervisor):
         self._catalog_changed("refreshed")
 
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
-        self.spawn(self._serve_server_request, session, msg, related)
+        if self._tg is None:
+            return
+        if self._serving >= SERVER_REQUESTS_LIMIT:  # a flood: answered at once, no task waits for clients
+            self._refused += 1
+            if self._refused in (1, 100, 10000):
+                log.warning(
+                    "%s has %d requests to clients waiting; refused %d more",
+                    self.name,
+                    self._serving,
+                    self._refused,
+                    extra={"server": self.name},
+                )
+            refusal = error_response(
+                msg["id"],
+                INTERNAL_ERROR,
+                f"mcpmux: {SERVER_REQUESTS_LIMIT} requests to clients are waiting already",
+            )
+            self.spawn(session.respond, refusal)
+            return
+        self._serving += 1
+        self.spawn(self._serve_counted, session, msg, related)
+
+    async def _serve_counted(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        try:
+            await self._serve_server_request(session, msg, related)
+        finally:
+            self._serving -= 1
 
     async def _serve_server_request(
         self, session: UpstreamSession, msg: Message, related: InFlight | None

@@ -16,6 +16,7 @@ from ..jsonrpc import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     REQUEST_TIMEOUT,
     Message,
     MessageError,
@@ -192,29 +193,28 @@ class UpstreamSession:
     # -- receiving ---------------------------------------------------------------------------
 
     def receive(self, msg: Message, related: Any) -> None:
-        """The connection's receiver: called inline for every upstream message.
+        """The connection's receiver: called inline for every upstream message, by every transport.
 
-        A message whose envelope mcpmux cannot rely on (an id that is not a string or an integer,
-        params that are not an object, ...) is logged and dropped here: it never reaches the runtime.
+        A message whose envelope mcpmux cannot rely on (not an object, an id that is not a string or an
+        integer, params that are not an object, ...) is logged and dropped here: it never reaches the
+        runtime. Whatever else goes wrong handling one message is logged and stays with that message.
         """
         try:
+            if type(msg) is not dict:
+                raise MessageError(INVALID_REQUEST, "not a JSON object")
             check_shape(msg)
         except MessageError as exc:
             self.bad_messages += 1
             log.warning("%s sent an invalid message (dropped): %s: %.200r", self.name, exc, msg)
             return
+        try:
+            self._dispatch(msg, related)
+        except Exception:  # the transport's reader must survive, and the messages after this one
+            log.exception("%s: handling a message from the server failed", self.name)
+
+    def _dispatch(self, msg: Message, related: Any) -> None:
         if "method" not in msg:
-            pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
-            if pending is not None:
-                if pending.early is not None and not pending.items and pending.final is None:
-                    msg["id"] = pending.client_id  # nothing else to relay first: answer from here
-                    try:
-                        pending.early(msg)
-                    except Exception:  # the reader must survive; the request's task answers instead
-                        log.exception("%s: writing a response early failed", self.name)
-                pending.finish(msg)
-            else:
-                log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
+            self._answered(msg)
             return
         if msg["method"] == "notifications/progress" and "id" not in msg:
             self._route_progress(msg)
@@ -224,6 +224,19 @@ class UpstreamSession:
             self.events.on_server_request(self, msg, in_flight)
         else:
             self.events.on_notification(self, msg, in_flight)
+
+    def _answered(self, msg: Message) -> None:
+        pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if pending is None:
+            log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
+            return
+        if pending.early is not None and not pending.items and pending.final is None:
+            msg["id"] = pending.client_id  # nothing else to relay first: answer from here
+            try:
+                pending.early(msg)
+            except Exception:  # the reader must survive; the request's task answers instead
+                log.exception("%s: writing a response early failed", self.name)
+        pending.finish(msg)
 
     def _route_progress(self, msg: Message) -> None:
         params = msg.get("params") or {}

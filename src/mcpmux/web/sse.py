@@ -26,7 +26,7 @@ from .asgi import (
     send_error,
     sse_event,
 )
-from .streamable import pump_outbox, relay_contained
+from .streamable import notify_contained, pump_outbox, relay_contained
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -177,7 +177,7 @@ async def handle_sse_message(
     try:
         if "id" not in msg:
             await accept(send)
-            await route.handle_notification(client, msg)
+            await notify_contained(route, client, msg)
             return
         ack = Ack(send, asyncio.get_running_loop())
         try:

@@ -209,7 +209,7 @@ async def _post(
         await send_bytes(send, 202, b"", [])
     elif "id" not in msg:
         await send_bytes(send, 202, b"", [])
-        await route.handle_notification(client, msg)
+        await notify_contained(route, client, msg)
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
         await exchange.finish(await relay_contained(telemetry, route, client, msg, exchange))
@@ -240,6 +240,14 @@ async def fields_ok(msg: Message, send: Send) -> bool:
             await send_json(send, 400, error_response(None, exc.code, str(exc)))
         return False
     return True
+
+
+async def notify_contained(route: Route, client: ClientSession, msg: Message) -> None:
+    """`route.handle_notification` after the 202 went out: a failure is logged, never raised."""
+    try:
+        await route.handle_notification(client, msg)
+    except Exception:  # task boundary: the answer (202) is out already
+        log.exception("%s: notification %s failed", route.name or "mcp", msg.get("method"))
 
 
 def prefers_sse(accept: bytes) -> bool:
