@@ -102,9 +102,12 @@ async def relay_through(upstream_messages: list[Any], related: Any) -> tuple[dic
     return answer, client
 
 
+loose_objects = st.dictionaries(st.text(max_size=5), json_values, max_size=3)
+
+
 @fuzz_settings(100)
 @given(
-    st.lists(st.one_of(messages, st.dictionaries(st.text(max_size=5), json_values, max_size=3), json_values), max_size=6),
+    st.lists(st.one_of(messages, loose_objects, json_values), max_size=6),
     st.one_of(st.just(True), st.none(), json_values),
 )
 def test_fuzz_upstream_messages_never_break_the_session_and_the_request_gets_one_answer(
