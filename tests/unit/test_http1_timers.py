@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcpmux.config.model import HttpLimits
-from mcpmux.web.http1 import Connection
+from mcpmux.web.http1 import Connection, LogBudget
 
 LIMITS = HttpLimits(
     head_timeout_seconds=1.0,
@@ -66,6 +66,7 @@ class Server:
         self.lingering: set[Connection] = set()
         self.closing = False
         self.started: list[Any] = []
+        self.log_budget = LogBudget()
 
     def admit(self, conn: Connection) -> bool:
         self.connections.add(conn)
@@ -151,3 +152,13 @@ def test_no_timeout_counts_while_the_proxy_itself_holds_reading_back() -> None:
     assert transport.written == b""
     tick(conn, server, 0.2)
     assert transport.written.startswith(b"HTTP/1.1 408 ")
+
+
+def test_refusal_log_lines_are_bounded_per_second_and_the_rest_counted(caplog: Any) -> None:
+    budget = LogBudget(per_second=3)
+    allowed = [budget.allow(10.0 + i / 100) for i in range(10)]
+    assert allowed == [True] * 3 + [False] * 7
+    with caplog.at_level("WARNING", logger="mcpmux.http"):
+        budget.roll(11.5)
+    assert "7 more" in caplog.text
+    assert budget.allow(11.6)

@@ -50,6 +50,34 @@ class HeadTooLargeError(Exception):
     pass
 
 
+class LogBudget:
+    """At most `per_second` log lines a second for refusals and cut-off clients; the rest are counted.
+
+    Under attack every bad request would otherwise be a log line: the log would be the next thing to fill.
+    """
+
+    def __init__(self, per_second: int = 20) -> None:
+        self.per_second = per_second
+        self.window = float("-inf")
+        self.used = self.left_out = 0
+
+    def allow(self, now: float) -> bool:
+        self.roll(now)
+        if self.used < self.per_second:
+            self.used += 1
+            return True
+        self.left_out += 1
+        return False
+
+    def roll(self, now: float) -> None:
+        """Start a new second when one has passed, saying how many lines the last one left out."""
+        if now - self.window < 1.0:
+            return
+        if self.left_out:
+            log.warning("... and %d more refused or cut-off connections in the last second", self.left_out)
+        self.window, self.used, self.left_out = now, 0, 0
+
+
 def feed_end(data: bytes, pos: int, room: int, carry: bytes = b"") -> int:
     """Where to stop feeding `data[pos:]` to the parser so that at most `room` request heads complete.
 
@@ -185,7 +213,8 @@ class Connection(asyncio.Protocol):
             self._wake_all()
 
     def abort(self, reason: str) -> None:
-        log.warning("Closing the connection from %s: %s", self.client, reason)
+        if self.server.log_budget.allow(self.loop.time()):
+            log.warning("Closing the connection from %s: %s", self.client, reason)
         self.disconnected = True
         self.transport.abort()
         self._wake_all()
@@ -371,7 +400,8 @@ class Connection(asyncio.Protocol):
         """Answer a bad request with `status` and close, after the requests before it were answered."""
         if self.refusal is not None or self.disconnected:
             return
-        log.warning("%s from %s: %s", status, self.client, text)
+        if self.server.log_budget.allow(self.loop.time()):
+            log.warning("%s from %s: %s", status, self.client, text)
         self.refusal = plain_response(status, text)
         self._unparsed = b""
         self.pause_reading()

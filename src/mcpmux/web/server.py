@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import HttpLimits
 from .exchange import App, Exchange, plain_response
-from .http1 import Connection
+from .http1 import Connection, LogBudget
 
 log = logging.getLogger("mcpmux.http")
 
@@ -45,6 +45,7 @@ class Http1Server:
         self._idle_workers: list[asyncio.Future[Exchange | None]] = []
         self._drained = asyncio.Event()  # set whenever `running` drops to 0
         self._refusal_logged = -1e9
+        self.log_budget = LogBudget()
 
     def admit(self, conn: Connection) -> bool:
         """Take a new connection, or refuse it (503 and close) when `max_connections` are open."""
@@ -125,6 +126,7 @@ class Http1Server:
         """Apply every connection's timeouts (head, body, write, keep-alive)."""
         for conn in [*self.connections, *self.lingering]:
             conn.check_timers(now)
+        self.log_budget.roll(now)
 
     def begin_shutdown(self) -> None:
         """No new requests: idle connections close now, busy ones after their current response."""
