@@ -181,3 +181,14 @@ def test_readyz_without_an_operator_token_says_only_ready_or_not_per_server() ->
     status, _, body = get(app, "/_readyz", TOKEN)
     detailed = json.loads(body)
     assert detailed["servers"]["fx"]["state"] == "stopped" and detailed["serverCount"] == 1
+
+
+def test_oauth_on_a_loopback_proxy_without_tokens_turns_operator_views_off() -> None:
+    oauth = {"issuer": "https://login.example.com"}
+    document = {
+        "mcpProxy": {"baseURL": BASE_URL, "addr": "127.0.0.1:9999"},
+        "mcpServers": {"fx": {"command": "x", "options": {"oauth": oauth}}},
+    }
+    config, _ = parse_config(json.dumps(document), "test", environ={}, expand_env=False)
+    status, _, body = get(ProxyApp(Proxy(config)), "/base/_status/api")
+    assert status == 403 and b"operatorTokens" in body

@@ -28,11 +28,13 @@ def operator_tokens(config: ProxyConfig) -> TokenSet:
 
 
 def uses_auth(config: ProxyConfig) -> bool:
-    """Whether any route of the config asks for a token."""
+    """Whether any route of the config asks for a token (a static one or an OAuth access token)."""
+    merged = config.merged
     return (
-        any(s.options.auth_tokens for s in config.enabled_servers.values())
-        or bool(config.merged.enabled and config.merged.auth_tokens)
-        or any(g.auth_tokens for g in config.groups.values())
+        any(s.options.auth_tokens or s.options.oauth for s in config.enabled_servers.values())
+        or bool(merged.enabled and (merged.auth_tokens or merged.oauth))
+        or any(g.auth_tokens or g.oauth for g in config.groups.values())
+        or config.defaults.oauth is not None
     )
 
 
