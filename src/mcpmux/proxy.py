@@ -321,7 +321,13 @@ async def serve(
     proxy.on_routes_changed = app.rebuild
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
+    cluster = await _join_cluster(config, sock) if config.cluster is not None else None
+    if cluster is False:
+        return 1
+    app.cluster = cluster
     async with anyio.create_task_group() as root:
+        if cluster is not None:
+            await root.start(cluster.run)
         await root.start(http.serve)
         root.start_soon(reap_idle_sessions, lambda: list(proxy.routes.values()))
         log.info("Listening on %s (%s)", _sock_name(sock), config.base_url)
@@ -336,6 +342,20 @@ async def serve(
         log.error("Exiting: %s", proxy.fatal)
         return 1
     return 0
+
+
+async def _join_cluster(config: ProxyConfig, sock: socket.socket) -> Any:
+    """Cluster mode's node, registered in Redis; False (logged) when Redis cannot be reached."""
+    from .cluster.node import Cluster, ClusterError, advertised_url  # redis is imported only here
+
+    assert config.cluster is not None
+    cluster = Cluster(config.cluster, advertised_url(config.cluster, sock), config.max_request_bytes)
+    try:
+        await cluster.connect()
+    except ClusterError as exc:
+        log.error("Exiting: %s", exc)
+        return False
+    return cluster
 
 
 async def _watch_signals(root: TaskGroup, proxy: Proxy, http: HttpServer, reloader: Reloader | None) -> None:

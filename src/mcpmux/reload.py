@@ -17,7 +17,7 @@ WATCH_INTERVAL_SECONDS = 0.5
 SETTLE_SECONDS = 0.1  # a change must hold this long, so a half-written file is not read
 
 # Settings of `mcpProxy` that only take effect when the process starts.
-_STARTUP_ONLY = {"addr": "mcpProxy.addr"}
+_STARTUP_ONLY = {"addr": "mcpProxy.addr", "cluster": "mcpProxy.cluster"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,15 @@ class UpstreamOAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """`mcpProxy.cluster`: several replicas sharing sessions through Valkey/Redis."""
+
+    redis: str  # redis://, rediss:// or unix:// URL
+    secret: str = field(repr=False)  # HMAC key for session ids and replica-to-replica requests
+    advertise: str | None = None  # this replica's URL for the others; None: derived from the listener
+
+
+@dataclass(frozen=True, slots=True)
 class TokenStoreConfig:
     """Where upstream OAuth tokens are kept, encrypted (`mcpProxy.tokenStore`)."""
 
@@ -252,6 +261,7 @@ class ProxyConfig:
     http: HttpLimits = field(default_factory=HttpLimits)
     operator_tokens: tuple[TokenScope, ...] | None = None  # `mcpProxy.operatorTokens`; None: not set
     base_url_set: bool = False  # `mcpProxy.baseURL` was given (else it is derived from addr)
+    cluster: ClusterConfig | None = None  # `mcpProxy.cluster`; None: one process
 
     @property
     def operator_token_scopes(self) -> tuple[TokenScope, ...]:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mcpmux import __version__
+from mcpmux.config.cluster import parse_cluster
 from mcpmux.config.envexpand import expand_env as expand_env_references
 from mcpmux.config.fields import (
     Diagnostics,
@@ -64,6 +65,7 @@ PROXY_KEYS = (
         "http",
         "tokenStore",
         "oauth",
+        "cluster",
     ),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
@@ -140,6 +142,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         tracing=_tracing(proxy),
         http=parse_http_limits(proxy),
         token_store=token_store(proxy),
+        cluster=parse_cluster(proxy),
     )
 
 

@@ -42,6 +42,19 @@ def admitted_tokens(tokens: Sequence[TokenScope], servers: Sequence[str]) -> Tok
     return TokenSet(admitted, required=bool(tokens))
 
 
+def _random_session_id() -> str:
+    return secrets.token_hex(16)
+
+
+_session_ids: Callable[[], str] = _random_session_id
+
+
+def set_session_ids(mint: Callable[[], str] | None) -> None:
+    """How new session ids are made: cluster mode seals its replica into them; None: random again."""
+    global _session_ids
+    _session_ids = mint or _random_session_id
+
+
 IDLE_CHECKS_PER_TIMEOUT = 4  # a session ends between 1 and 1.25 idle timeouts after its last activity
 IDLE_CHECK_SECONDS_RANGE = (0.05, 30.0)
 
@@ -111,7 +124,7 @@ class Route:
             await self.close_session(client)
 
     def new_session(self, scope: TokenScope | None) -> ClientSession:
-        client = ClientSession(secrets.token_hex(16), self, scope, self.max_session_queue)
+        client = ClientSession(_session_ids(), self, scope, self.max_session_queue)
         self.sessions[client.id] = client
         return client
 

@@ -55,6 +55,7 @@ class ProxyApp:
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
         self.oauth: Any = None  # OAuthFront, imported only when a route has OAuth on
+        self.cluster: Any = None  # cluster.node.Cluster in cluster mode: forwards others' sessions
         self.telemetry = Telemetry(open_tracing(proxy.config))
         self.status = StatusEndpoints(self)
         self.metrics = LazyMetricsEndpoint(self, self.telemetry)
@@ -167,6 +168,12 @@ class ProxyApp:
         elif token is None and route.tokens.enabled:
             await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
             return
+        if (
+            self.cluster is not None
+            and kind == "mcp"
+            and await self.cluster.intercept(scope, receive, send, headers)
+        ):
+            return  # another replica's session: relayed there (that replica checks the token again)
         limit = self.proxy.config.max_request_bytes
         if kind == "mcp":
             await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)

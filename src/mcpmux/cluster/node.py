@@ -1,0 +1,167 @@
+"""This replica in a cluster: sealed session ids, its registration, and forwarding to a session's owner."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+import anyio
+import httpx2
+from anyio.abc import TaskStatus
+
+from ..config.model import ClusterConfig
+from ..jsonrpc import INVALID_REQUEST, error_response
+from ..relay.route import set_session_ids
+from ..web.asgi import (
+    BodyTooLargeError,
+    ClientDisconnectedError,
+    Receive,
+    RequestHeaders,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_json,
+)
+from .forward import OwnerUnreachableError, forward
+from .registry import Registry
+from .seal import Sealer, new_replica_id
+
+log = logging.getLogger("mcpmux.cluster")
+
+PROOF_HEADER = b"x-mcpmux-forwarded"
+CONNECT_SECONDS = 5.0
+LEAVE_SECONDS = 2.0
+
+
+class ClusterError(Exception):
+    """Cluster mode cannot start (Redis unreachable); the message names no secret."""
+
+
+def advertised_url(config: ClusterConfig, sock: socket.socket) -> str:
+    """`advertise`, else the listener's address (an all-interfaces listener: this host's address)."""
+    if config.advertise:
+        return config.advertise
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostbyname(socket.gethostname())
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def header_value(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class Cluster:
+    """Owns the Redis client and the HTTP client to the other replicas; `intercept` is the app's hook."""
+
+    def __init__(self, config: ClusterConfig, advertise: str, max_body: int) -> None:
+        from redis.asyncio import Redis  # the `cluster` extra, imported only in cluster mode
+
+        self.replica = new_replica_id()
+        self.sealer = Sealer(config.secret, self.replica)
+        self.advertise = advertise
+        self.max_body = max_body
+        self.redis = Redis.from_url(
+            config.redis, socket_timeout=CONNECT_SECONDS, socket_connect_timeout=CONNECT_SECONDS
+        )
+        self.registry = Registry(self.redis, self.replica, advertise)
+        self.http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(CONNECT_SECONDS, read=None),
+            limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.forwarded = 0  # requests relayed to another replica
+
+    async def connect(self) -> None:
+        """Register this replica; raises ClusterError when Redis cannot be reached."""
+        try:
+            with anyio.fail_after(CONNECT_SECONDS * 2):
+                await self.registry.register()
+        except Exception as exc:
+            raise ClusterError(f"cluster mode: cannot reach Redis: {type(exc).__name__}") from exc
+        set_session_ids(self.sealer.session_id)
+        log.info("Cluster: replica %s registered at %s", self.replica, self.advertise)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Heartbeat until cancelled; then leave the registry (bounded) and close the clients."""
+        task_status.started()
+        try:
+            await self.registry.heartbeat()
+        finally:
+            set_session_ids(None)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_SECONDS):
+                try:
+                    await self.registry.leave()
+                finally:
+                    await self.http.aclose()
+                    await self.redis.aclose()
+
+    async def intercept(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> bool:
+        """Forward a request of another replica's session there; False: serve it here."""
+        session_id = headers.session_id
+        if not session_id:
+            return False
+        owner = self.sealer.owner(session_id)
+        if owner is None or owner == self.replica:
+            return False
+        proof = header_value(scope, PROOF_HEADER)
+        if proof is not None:  # a replica sent it here: no second hop (not found here means gone)
+            if self.sealer.proof_ok(proof, scope["method"], scope["path"], session_id, time.time()):
+                return False
+            await send_error(send, 403, "Forbidden: invalid replica proof")
+            return True
+        await self._forward(owner, session_id, scope, receive, send)
+        return True
+
+    async def _forward(self, owner: str, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            url = await self.registry.address(owner)
+        except Exception as exc:  # Redis down: this request cannot be placed, the session lives on
+            log.warning("Cluster: cannot look up replica %s: %s", owner, type(exc).__name__)
+            await send_error(send, 503, "Service Unavailable: cluster registry unreachable")
+            return
+        if url is None:
+            await session_gone(scope, send)
+            return
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        query = scope.get("query_string", b"")
+        target = f"{url}{scope['path']}" + (f"?{query.decode('latin-1')}" if query else "")
+        proof = self.sealer.proof(scope["method"], scope["path"], session_id, time.time())
+        self.forwarded += 1
+        try:
+            await forward(self.http, target, scope, body, receive, send, [(PROOF_HEADER, proof.encode())])
+        except OwnerUnreachableError as exc:
+            log.info("Cluster: replica %s unreachable (%s): its session ends", owner, exc)
+            self.registry.forget(owner)
+            await session_gone(scope, send)
+
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        if scope["method"] != "POST":
+            return b""
+        try:
+            return await read_body(receive, self.max_body)
+        except BodyTooLargeError:
+            await send_error(send, 413, f"Request body larger than {self.max_body} bytes")
+        except ClientDisconnectedError:
+            pass
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"replica": self.replica, "advertise": self.advertise, "forwarded": self.forwarded}
+
+
+async def session_gone(scope: Scope, send: Send) -> None:
+    """404 per the spec: the client starts a new session (on whichever replica it lands)."""
+    if scope["method"] == "POST":
+        await send_json(send, 404, error_response(None, INVALID_REQUEST, "Session not found"))
+    else:
+        await send_error(send, 404, "Session not found")

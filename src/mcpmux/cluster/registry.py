@@ -1,0 +1,68 @@
+"""The replica registry in Valkey/Redis: each replica's advertised URL under a key that expires."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+log = logging.getLogger("mcpmux.cluster")
+
+KEY_PREFIX = "mcpmux:replica:"
+TTL_SECONDS = 15  # a replica that stops heartbeating is forgotten after this
+HEARTBEAT_SECONDS = 5.0
+CACHE_SECONDS = 5.0  # how long a looked-up address is reused (a dead owner is also found by its refusal)
+CACHE_LIMIT = 4096
+
+
+class Registry:
+    """Registers this replica (heartbeat with a TTL) and looks the others' addresses up, cached briefly."""
+
+    def __init__(self, redis: Any, replica: str, advertise: str, clock: Callable[[], float] = time.monotonic):
+        self.redis = redis
+        self.replica = replica
+        self.advertise = advertise
+        self.clock = clock
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    async def register(self) -> None:
+        await self.redis.set(KEY_PREFIX + self.replica, self.advertise, ex=TTL_SECONDS)
+
+    async def heartbeat(self) -> None:
+        """Renew the key until cancelled; a failed renewal is logged and retried (Redis may come back)."""
+        failing = False
+        while True:
+            await anyio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.register()
+            except Exception as exc:  # task boundary: a Redis outage must not stop this replica
+                if not failing:
+                    log.warning("Cluster: cannot renew this replica in Redis: %s", type(exc).__name__)
+                failing = True
+                continue
+            if failing:
+                log.info("Cluster: Redis reachable again")
+            failing = False
+
+    async def leave(self) -> None:
+        await self.redis.delete(KEY_PREFIX + self.replica)
+
+    async def address(self, replica: str) -> str | None:
+        """The replica's advertised URL, or None if it is not registered (stopped, or dead past its TTL)."""
+        now = self.clock()
+        cached = self._cache.get(replica)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        raw = await self.redis.get(KEY_PREFIX + replica)
+        url = raw.decode() if isinstance(raw, bytes) else raw
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[replica] = (url, now + CACHE_SECONDS)
+        return url
+
+    def forget(self, replica: str) -> None:
+        """Drop a cached address (its replica refused a connection)."""
+        self._cache.pop(replica, None)

@@ -1,0 +1,145 @@
+"""Cluster mode: three replicas on a real redis-server behind a round-robin balancer, no sticky sessions.
+
+Each HTTP request of a client goes to the next replica; the ones that do not own the session relay it
+to the owner (sealed session ids name it). A replica killed with SIGKILL takes only its own sessions:
+their clients get 404 and start again on a live replica.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from cluster_kit import RoundRobin, running_cluster
+
+from harness import ProxyProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+ACCEPT = "application/json, text/event-stream"
+INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "cluster-test", "version": "1"},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RoundRobin, list[ProxyProcess]]]:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), 3) as running:
+        yield running
+
+
+async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_progress_sampling_and_streams(
+    cluster: tuple[str, RoundRobin, list[ProxyProcess]],
+) -> None:
+    url, balancer, replicas = cluster
+    progress: list[float] = []
+    changed = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        text = types.TextContent(type="text", text="sampled across replicas")
+        return types.CreateMessageResult(role="assistant", content=text, model="m")
+
+    balancer.hits.clear()
+    with anyio.fail_after(40):
+        async with mcp_client(
+            f"{url}/everything/mcp", token="tok-a", message_handler=on_message, sampling_callback=sampling
+        ) as session:
+            tools = await session.list_tools()
+            assert "slow" in {tool.name for tool in tools.tools}
+            result = await session.call_tool("slow", {"seconds": 0.2}, progress_callback=on_progress)
+            assert not result.is_error and progress == [1, 2]
+            # the server's request rides the forwarded POST stream; the client's answer is a new POST
+            sampled = await session.call_tool("ask_sampling", {"prompt": "hi"})
+            assert "sampled across replicas" in sampled.content[0].text
+            # a notification outside any request: on the GET stream, which another replica relays
+            await session.call_tool("notify_list_changed", {"standalone": True})
+            await changed.wait()
+            for _ in range(3):
+                assert (await session.list_tools()).tools
+    assert set(balancer.hits) == {r.base for r in replicas}  # every replica served some of it
+
+
+async def raw_post(
+    http: httpx2.AsyncClient, url: str, body: dict[str, Any], session: str | None, token: str = "tok-a"
+) -> httpx2.Response:
+    headers = {"accept": ACCEPT, "authorization": f"Bearer {token}"}
+    if session is not None:
+        headers["mcp-session-id"] = session
+    return await http.post(url, json=body, headers=headers)
+
+
+async def new_session(http: httpx2.AsyncClient, url: str) -> str:
+    response = await raw_post(
+        http, url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}, None
+    )
+    assert response.status_code == 200, response.text
+    session = response.headers["mcp-session-id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await raw_post(http, url, note, session)).status_code == 202
+    return session
+
+
+async def list_status(http: httpx2.AsyncClient, url: str, session: str, token: str = "tok-a") -> int:
+    response = await raw_post(http, url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session, token)
+    if response.status_code == 200:
+        assert response.json()["result"]["tools"]
+    return response.status_code
+
+
+def owner_of(session: str, replicas: list[ProxyProcess]) -> ProxyProcess:
+    replica_id = session.split(".")[0]
+    (owner,) = [r for r in replicas if any(f"replica {replica_id} registered" in line for line in r.lines)]
+    return owner
+
+
+async def test_sessions_are_bound_to_their_token_and_a_forged_id_is_not_found_on_any_replica(
+    cluster: tuple[str, RoundRobin, list[ProxyProcess]],
+) -> None:
+    url, _balancer, replicas = cluster
+    endpoint = f"{url}/everything/mcp"
+    async with httpx2.AsyncClient(timeout=20) as http:
+        session = await new_session(http, endpoint)
+        for _ in replicas:  # each request on the next replica
+            assert await list_status(http, endpoint, session) == 200
+            assert await list_status(http, endpoint, session, token="tok-b") == 404
+        replica_id, random, mac = session.split(".")
+        forged = f"{replica_id}.{random}.{'0' * len(mac)}"
+        for _ in replicas:
+            assert await list_status(http, endpoint, forged) == 404
+
+
+async def test_a_killed_replica_takes_only_its_own_sessions_whose_clients_start_again(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, 3) as (url, _balancer, replicas):
+        endpoint = f"{url}/everything/mcp"
+        async with httpx2.AsyncClient(timeout=20) as http:
+            sessions = [await new_session(http, endpoint) for _ in replicas]  # round-robin: one each
+            owners = [owner_of(s, replicas) for s in sessions]
+            assert len(set(map(id, owners))) == 3
+            victim = owners[0]
+            victim.stop(signal.SIGKILL)
+            for _ in replicas:  # whichever live replica gets it: 404, the session is gone
+                assert await list_status(http, endpoint, sessions[0]) == 404
+            for session in sessions[1:]:
+                for _ in replicas:
+                    assert await list_status(http, endpoint, session) == 200
+            again = await new_session(http, endpoint)
+            assert owner_of(again, replicas) is not victim
+            for _ in replicas:
+                assert await list_status(http, endpoint, again) == 200

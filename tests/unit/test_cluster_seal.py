@@ -1,0 +1,107 @@
+"""Cluster mode without sockets: `mcpProxy.cluster` parsing, sealed session ids, forwarding proofs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcpmux.cluster.seal import Sealer, new_replica_id
+from mcpmux.config.model import ClusterConfig
+from mcpmux.config.parse import parse_config
+from mcpmux.errors import ConfigError
+
+SECRET = "x" * 40
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cluster_of(spec: Any, environ: dict[str, str] | None = None) -> ClusterConfig | None:
+    document = {"mcpProxy": {"cluster": spec} if spec is not None else {}, "mcpServers": {}}
+    config, _ = parse_config(json.dumps(document), "config.json", environ=environ or {}, expand_env=True)
+    return config.cluster
+
+
+def test_absent_means_one_process() -> None:
+    assert cluster_of(None) is None
+
+
+def test_the_keys_are_read_with_env_expansion_and_the_secret_stays_out_of_repr() -> None:
+    spec = {"redis": "redis://10.0.0.2:6379/0", "secret": "${S}", "advertise": "http://10.0.0.5:9090/"}
+    cluster = cluster_of(spec, {"S": SECRET})
+    assert cluster == ClusterConfig("redis://10.0.0.2:6379/0", SECRET, "http://10.0.0.5:9090")
+    assert SECRET not in repr(cluster)
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "expected"),
+    [
+        ({"redis": "http://x", "secret": SECRET}, "mcpProxy.cluster.redis", "redis://host:6379/0"),
+        ({"redis": "redis://r", "secret": "short"}, "mcpProxy.cluster.secret", "at least 32 characters"),
+        (
+            {"redis": "redis://r", "secret": SECRET, "advertise": "10.0.0.5:9090"},
+            "mcpProxy.cluster.advertise",
+            "URL",
+        ),
+    ],
+)
+def test_a_bad_cluster_section_names_its_path_and_what_was_expected(
+    spec: dict[str, Any], path: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        cluster_of(spec)
+    assert path in str(raised.value) and expected in str(raised.value)
+
+
+def test_an_unknown_cluster_key_is_a_warning_naming_it() -> None:
+    document = {"mcpProxy": {"cluster": {"redis": "redis://r", "secret": SECRET, "advertize": "x"}}}
+    _, warnings = parse_config(json.dumps(document), "c.json", environ={}, expand_env=True)
+    assert any("mcpProxy.cluster.advertize" in w and "advertise" in w for w in warnings)
+
+
+def test_the_compose_examples_config_is_a_valid_cluster_config() -> None:
+    text = (ROOT / "deploy" / "compose" / "config.json").read_text()
+    environ = {
+        "MCPMUX_CLUSTER_REDIS": "redis://valkey:6379/0",
+        "MCPMUX_CLUSTER_SECRET": SECRET,
+        "MCPMUX_TOKEN": "t",
+    }
+    config, warnings = parse_config(text, "config.json", environ=environ, expand_env=True, strict=True)
+    assert config.cluster == ClusterConfig("redis://valkey:6379/0", SECRET, None) and not warnings
+
+
+def test_a_sealed_id_names_its_replica_on_every_replica_and_nothing_else_opens() -> None:
+    one, two = Sealer(SECRET, new_replica_id()), Sealer(SECRET, new_replica_id())
+    session = one.session_id()
+    assert one.owner(session) == two.owner(session) == one.replica
+    assert one.session_id() != session
+    replica, random, mac = session.split(".")
+    assert Sealer("y" * 40, two.replica).owner(session) is None  # another cluster's secret
+    assert one.owner(f"{two.replica}.{random}.{mac}") is None  # re-pointed at another replica
+    assert one.owner(f"{replica}.{random}.{'0' * len(mac)}") is None
+    assert one.owner("0123456789abcdef0123456789abcdef") is None  # a plain (single-process) id
+    assert one.owner("") is None and one.owner("...") is None
+
+
+def test_a_forwarding_proof_binds_the_request_and_expires() -> None:
+    one, two = Sealer(SECRET, new_replica_id()), Sealer(SECRET, new_replica_id())
+    proof = one.proof("POST", "/a/mcp", "sid", 1000.0)
+    assert two.proof_ok(proof, "POST", "/a/mcp", "sid", 1030.0)
+    assert not two.proof_ok(proof, "GET", "/a/mcp", "sid", 1000.0)
+    assert not two.proof_ok(proof, "POST", "/b/mcp", "sid", 1000.0)
+    assert not two.proof_ok(proof, "POST", "/a/mcp", "other", 1000.0)
+    assert not two.proof_ok(proof, "POST", "/a/mcp", "sid", 1061.0)
+    assert not Sealer("y" * 40, "r").proof_ok(proof, "POST", "/a/mcp", "sid", 1000.0)
+    assert not two.proof_ok("garbage", "POST", "/a/mcp", "sid", 1000.0)
+
+
+def test_without_cluster_mode_the_redis_client_is_never_imported() -> None:
+    code = (
+        "import sys, mcpmux.cli, mcpmux.proxy, mcpmux.web.app\n"
+        "assert not [m for m in sys.modules if m == 'redis' or m.startswith('redis.')], 'redis imported'\n"
+        "assert 'mcpmux.cluster.node' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
