@@ -147,3 +147,15 @@ async def test_a_reload_that_takes_a_server_from_a_token_applies_to_its_open_mer
             refused = await merged.request("tools/call", {"name": "b__echo", "arguments": {"text": "x"}})
     assert (before, after) == ({"a", "b"}, {"a"})
     assert refused["error"]["message"] == "Unknown tool: b__echo"
+
+
+async def test_a_server_that_takes_only_oauth_tokens_is_not_merged_for_anonymous_callers(
+    tmp_path: Path,
+) -> None:
+    oauth_only = colliding_server(oauth={"issuer": "https://login.example.invalid"})
+    config = {"mcpServers": {"a": oauth_only, "open": colliding_server()}}
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        seen = await servers_seen(proxy.url("/mcp"), None)
+        own_route = await auth_status(proxy.url("/a/mcp"), None)
+    assert seen["tools"] == {"open"}
+    assert own_route == 401

@@ -54,3 +54,11 @@ def test_the_objects_standing_for_tokens_are_kept_across_rebuilds() -> None:
     first = AccessTable((A,), {"a": (A,)})
     second = AccessTable((TokenScope("ta"),), {"a": (TokenScope("ta"),)}, first.by_token)
     assert second.tokens.match("ta") is first.tokens.match("ta")
+
+
+def test_a_member_that_takes_only_oauth_is_reached_by_no_static_token_and_not_anonymously() -> None:
+    oauth = object()  # any `oauth` setting: the member's route wants an OAuth access token
+    table = AccessTable((), {"a": (), "open": ()}, member_oauth={"a": oauth})  # type: ignore[dict-item]
+    assert reached(table, None) == {"open"}
+    mixed = AccessTable((), {"a": (A,), "open": ()}, member_oauth={"a": oauth})  # type: ignore[dict-item]
+    assert reached(mixed, "ta") == {"a", "open"}  # its static tokens still work

@@ -36,17 +36,26 @@ class Access:
 
 
 def _grant(
-    route_scope: TokenScope | None, token: str | None, members: Mapping[str, Sequence[TokenScope]]
+    route_scope: TokenScope | None,
+    token: str | None,
+    members: Mapping[str, Mapping[str, TokenScope]],
+    oauth_only: frozenset[str],
 ) -> Access:
-    """The members a caller reaches: those whose own route admits `token` (or has auth off)."""
+    """The members a static token (or none) reaches: those whose own route admits it, or has auth off.
+
+    `members` maps each server to its own tokens by token string (looked up at config time only);
+    `oauth_only` are the servers whose routes take OAuth access tokens and no static token.
+    """
     reached: dict[str, tuple[TokenScope, ...]] = {}
     for server, tokens in members.items():
         scopes: tuple[TokenScope, ...] = ()
         if tokens:  # auth on for this server: the token must be one of its own
-            own = TokenSet(tokens).match(token)
+            own = tokens.get(token) if token is not None else None
             if own is None:
                 continue
             scopes = (own,)
+        elif server in oauth_only:
+            continue  # its route wants an OAuth access token
         if route_scope is not None:
             scopes = (*scopes, route_scope)
         if all(scope_allows(scope, server, None) for scope in scopes):
@@ -77,20 +86,20 @@ class AccessTable:
         self._member_oauth = member_oauth or {}
         self._oauth_cache: dict[int, tuple[TokenScope, Access]] = {}
         route_set = TokenSet(route_tokens)
-        candidates = dict.fromkeys(
-            t.token for t in (*route_tokens, *(t for ts in members.values() for t in ts))
-        )
+        own = {server: {t.token: t for t in tokens} for server, tokens in members.items()}
+        oauth_only = frozenset(s for s, tokens in members.items() if not tokens and self._member_oauth.get(s))
+        route_own = {t.token: t for t in route_tokens}
         self.by_token: dict[str, TokenScope] = {}
         self._access: dict[str | None, Access] = {}
-        for token in candidates:
-            route_scope = route_set.match(token)
+        for token in dict.fromkeys([*route_own, *(t for tokens in own.values() for t in tokens)]):
+            route_scope = route_own.get(token)
             if route_set.enabled and route_scope is None:
                 continue  # the endpoint's own tokens gate it
-            access = _grant(route_scope, token, members)
+            access = _grant(route_scope, token, own, oauth_only)
             if access.members:
                 self.by_token[token] = keep.get(token) or TokenScope(token)
                 self._access[token] = access
-        anonymous = Access({}) if route_set.enabled else _grant(None, None, members)
+        anonymous = Access({}) if route_set.enabled else _grant(None, None, own, oauth_only)
         self._access[None] = anonymous
         required = route_set.enabled or (bool(members) and not anonymous.members)
         self.tokens = TokenSet(list(self.by_token.values()), required=required)
