@@ -7,7 +7,8 @@
 The upstream is `null_server.py` (prebuilt replies on raw asyncio protocols): its streamable-HTTP
 URL answers in ~0.05 ms and says 405 to the GET stream; its legacy SSE URL replies on the stream.
 mcpmux serves it as `web` (streamable HTTP, shared session), `webiso` (the same, isolated sessions)
-and `legacy` (legacy SSE upstream, shared), plus the stdio `echo` upstream for the 1 MiB comparison.
+and `legacy` (legacy SSE upstream, shared), plus the stdio `echo` upstream (`echo_upstream.py`) so the
+HTTP upstream path is compared with the stdio path in the same run (16 sessions and 1 MiB results).
 Each round runs the direct phases (the load generator against the upstream itself) right before
 the proxy's, so every ratio compares figures measured in alternation on this shared machine.
 """
@@ -35,6 +36,7 @@ from run import (
     Settings,
     big_arguments,
     check_rows,
+    child_pids,
     compile_mcpmux,
     count_errors,
     field_of,
@@ -107,11 +109,12 @@ class RemoteRun:
             if server.proc.poll() is not None:
                 raise BenchError(f"{server.name} is no longer running{server.describe()}")
         arguments = big_arguments() if tool == "big" else ""
-        watched = [self.upstream.pid, *([self.proxy.pid] if via_proxy else [])]
+        children = child_pids(self.proxy.pid) if via_proxy else []  # the stdio upstream
+        watched = [self.upstream.pid, *([self.proxy.pid] if via_proxy else []), *children]
         args = [mode, "--url", url, *loop_args(self.settings, sessions, tool, arguments)]
         args += ["--watch-pid", ",".join(map(str, watched))]
         report = run_loadgen(args, self.settings.phase_timeout_seconds)
-        upstreams = [self.upstream.pid] if via_proxy or mode != "direct" else []
+        upstreams = [self.upstream.pid, *children]
         return summarize(report, self.proxy.pid if via_proxy else None, upstreams)
 
     def up(self, path: str) -> str:
@@ -129,6 +132,7 @@ class RemoteRun:
             (f"http_{many}", lambda: self.load("http", self.mux("/web/mcp"), many, True)),
             (f"sse_upstream_{many}", lambda: self.load("http", self.mux("/legacy/mcp"), many, True)),
             (f"isolated_{many}", lambda: self.load("http", self.mux("/webiso/mcp"), many, True)),
+            (f"stdio_upstream_{many}", lambda: self.load("http", self.mux("/echo/mcp"), many, True)),
             (f"direct_sse_{many}", lambda: self.load("sse", self.up("/echo/sse"), many, False)),
         ]
 
@@ -221,6 +225,7 @@ def ratios(res: dict[str, Any], many: int) -> list[list[str]]:
         ["proxy / direct HTTP, 1 session", r("http_1", "direct_http_1")],
         [f"proxy / direct HTTP, {many} sessions", r(f"http_{many}", f"direct_http_{many}")],
         [f"isolated / shared, {many} sessions", r(f"isolated_{many}", f"http_{many}")],
+        [f"HTTP upstream / stdio upstream, {many} sessions", r(f"http_{many}", f"stdio_upstream_{many}")],
         [f"legacy-SSE upstream / HTTP upstream, {many}", r(f"sse_upstream_{many}", f"http_{many}")],
         ["1 MiB: HTTP upstream / stdio upstream", r("big_http_1", "big_stdio_1")],
     ]
