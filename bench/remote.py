@@ -16,6 +16,7 @@ the proxy's, so every ratio compares figures measured in alternation on this sha
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -253,6 +254,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the echo phases (fastest kept)")
     parser.add_argument("--big-runs", type=int, default=3, help="1 MiB runs per upstream kind")
     parser.add_argument("--ready-timeout", type=float, default=20.0)
+    parser.add_argument(
+        "--mcpmux-src", type=Path, help="run mcpmux from this src/ directory (an A/B against another commit)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target check fails")
     args = parser.parse_args(argv)
@@ -271,6 +275,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
 
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
+    if args.mcpmux_src:  # the servers started below import mcpmux from there
+        os.environ["PYTHONPATH"] = str(args.mcpmux_src.resolve())
     compile_mcpmux()
     results: dict[str, Any] = {"meta": machine_info(), "settings": {"sessions": list(settings.sessions)}}
     try:
