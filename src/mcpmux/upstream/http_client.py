@@ -24,6 +24,7 @@ from .origin import cross_origin_refusal, same_origin
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
+MAX_CACHED_TARGETS = 16
 KEEPALIVE_SECONDS = 25.0  # an idle connection older than this is not reused (servers close at ~30-75 s)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -191,14 +192,21 @@ class HttpPool:
         self.busy: set[HttpConnection] = set()
         self.opening = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self._targets: dict[str, bytes] = {}
         self.closed = False
 
     def target(self, url: str) -> bytes:
-        if self.route.forward:
-            return url.encode("latin-1")
-        parts = urlsplit(url)
-        path = parts.path or "/"
-        return (path + ("?" + parts.query if parts.query else "")).encode("latin-1")
+        """The request target for `url` (cached: a transport sends to one or two URLs)."""
+        cached = self._targets.get(url)
+        if cached is None:
+            if self.route.forward:
+                cached = url.encode("latin-1")
+            else:
+                parts = urlsplit(url)
+                cached = ((parts.path or "/") + ("?" + parts.query if parts.query else "")).encode("latin-1")
+            if len(self._targets) < MAX_CACHED_TARGETS:
+                self._targets[url] = cached
+        return cached
 
     async def request(
         self, method: bytes, url: str, extra: bytes, body: bytes, handler: ResponseHandler
