@@ -77,3 +77,22 @@ async def test_a_2026_client_answers_a_2026_upstreams_questions_through_mcpmux(p
 def test_auto_probed_the_upstream_once_and_chose_2026(proxy: ProxyProcess) -> None:
     chosen = [line for line in proxy.lines if "auto: the upstream speaks" in line]
     assert len(chosen) == 1 and MODERN in chosen[0], chosen
+
+
+async def test_a_2025_client_gets_list_changed_and_resource_updates_from_a_2026_upstream(
+    proxy: ProxyProcess,
+) -> None:
+    uri = "test://watched-resource"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/modern/mcp"), standalone=True) as client:
+            assert client.init_result["capabilities"]["resources"]["subscribe"] is True
+            await client.result("resources/subscribe", {"uri": uri})
+            call = {"name": "notify_list_changed", "arguments": {"kind": "prompts", "standalone": True}}
+            await client.result("tools/call", call)
+            changed = await client.notification("notifications/prompts/list_changed")
+            meta = (changed.get("params") or {}).get("_meta", {})
+            assert "io.modelcontextprotocol/subscriptionId" not in meta
+            await client.result("tools/call", {"name": "touch_resource", "arguments": {"uri": uri}})
+            updated = await client.notification("notifications/resources/updated")
+            assert updated["params"]["uri"] == uri
+            await client.result("resources/unsubscribe", {"uri": uri})

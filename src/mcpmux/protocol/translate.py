@@ -178,6 +178,19 @@ def with_subscription_id(msg: Message, subscription_id: Any) -> Message:
     return {**msg, "params": {**params, "_meta": {**meta, SUBSCRIPTION_ID_META: subscription_id}}}
 
 
+def without_subscription_id(msg: Message) -> Message:
+    """A listen stream's notification as a handshake-era one: `_meta` without the subscription id."""
+    params = msg.get("params")
+    meta = params.get("_meta") if type(params) is dict else None
+    if type(params) is not dict or type(meta) is not dict or SUBSCRIPTION_ID_META not in meta:
+        return msg
+    kept = {k: v for k, v in meta.items() if k != SUBSCRIPTION_ID_META}
+    new_params = {k: v for k, v in params.items() if k != "_meta"}
+    if kept:
+        new_params["_meta"] = kept
+    return {**msg, "params": new_params}
+
+
 def acknowledged(honored: dict[str, Any], subscription_id: Any) -> Message:
     """The first message of a `subscriptions/listen` stream: what the server will send on it."""
     params = {"notifications": honored, "_meta": {SUBSCRIPTION_ID_META: subscription_id}}

@@ -9,6 +9,7 @@ whose answers go back in the retry with `inputResponses` and the `requestState`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -42,13 +43,15 @@ from ..protocol.constants import (
     RESOURCES_SUBSCRIBE,
     RESOURCES_UNSUBSCRIBE,
     SERVER_DISCOVER,
+    SUBSCRIPTIONS_ACKNOWLEDGED,
+    SUBSCRIPTIONS_LISTEN,
 )
 from ..protocol.era import encode_header_value
 from ..protocol.translate import (
     handshake_response,
     initialize_from_discover,
-    modern_capabilities,
     with_envelope,
+    without_subscription_id,
 )
 from .connection import Connection, Receiver
 from .http_client import HttpError
@@ -60,9 +63,15 @@ from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
 
+MAX_LISTENED_URIS = 16  # resource subscriptions held upstream (each is a listen stream, a connection)
+LISTEN_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait before reopening a dropped listen stream
+LIST_CHANGED_FLAGS = (
+    ("tools", "toolsListChanged"),
+    ("prompts", "promptsListChanged"),
+    ("resources", "resourcesListChanged"),
+)
 MAX_INPUT_ROUNDS = 10  # input_required rounds of one request before it fails
 INPUT_TIMEOUT_SECONDS = 300.0  # how long the client may take to answer what the upstream asks
-NOT_YET = (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE)
 _retry_ids = itertools.count(1)
 
 
@@ -111,6 +120,26 @@ class ModernReply(Posted):
         return item if isinstance(item, dict) and "method" not in item else None
 
 
+class ListenReply(ModernReply):
+    """A `subscriptions/listen` stream held upstream: its notifications go to the session as the
+    upstream's own (unrelated to any request), without the subscription id."""
+
+    __slots__ = ("stopped",)
+
+    def __init__(self, conn: ModernHttpConnection, msg: Message, done: asyncio.Future[None]) -> None:
+        super().__init__(conn, msg, None, done)
+        self.stopped = False
+
+    def _take(self, item: Message) -> None:
+        if self.stopped:  # not wanted any more: the client closes the connection (no other way to abort)
+            raise HttpError("a subscriptions/listen stream no longer wanted")
+        method = item.get("method")
+        if method is None:
+            self.answer = item  # the server ended the stream
+        elif method != SUBSCRIPTIONS_ACKNOWLEDGED and "id" not in item:
+            self.conn.receiver(without_subscription_id(item), None)
+
+
 class ModernHttpConnection(HttpTransport):
     """One 2026-07-28 streamable-HTTP upstream, presented as a handshake-era session."""
 
@@ -122,6 +151,8 @@ class ModernHttpConnection(HttpTransport):
         self.log_level: Any = None
         self.calls: dict[Any, anyio.CancelScope] = {}  # upstream request id -> its POSTs' scope
         self.asks: dict[str, asyncio.Future[Message]] = {}  # our pushed requests for input -> answer
+        self.subscribable = False  # the upstream declared resources.subscribe
+        self.listens: dict[str | None, list[ListenReply]] = {}  # None: list_changed; else the URI's stream
 
     async def send(self, msg: Message, related: Any = None) -> None:
         if self.closed:
@@ -159,10 +190,48 @@ class ModernHttpConnection(HttpTransport):
         if method == LOGGING_SET_LEVEL:
             self.log_level = (msg.get("params") or {}).get("level")
             return result_response(msg["id"], {})
-        if method in NOT_YET:
-            why = f"{method} is not relayed to a 2026-07-28 upstream yet (no subscriptions/listen upstream)"
-            return error_response(msg["id"], METHOD_NOT_FOUND, why)
+        if method in (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE):
+            return self._subscription(msg)
         return await self._call(msg)
+
+    def _subscription(self, msg: Message) -> Message:
+        """resources/subscribe and unsubscribe: a `subscriptions/listen` stream per URI, held upstream."""
+        uri = (msg.get("params") or {}).get("uri")
+        if not self.subscribable or not isinstance(uri, str):
+            why = f"{self.name} does not offer resource subscriptions"
+            return error_response(msg["id"], METHOD_NOT_FOUND, why)
+        if msg["method"] == RESOURCES_UNSUBSCRIBE:
+            for reply in self.listens.pop(uri, []):
+                reply.stopped = True
+        elif uri not in self.listens:
+            if len(self.listens) > MAX_LISTENED_URIS:
+                why = f"at most {MAX_LISTENED_URIS} resource subscriptions"
+                return error_response(msg["id"], INTERNAL_ERROR, why)
+            self._listen(uri, {"resourceSubscriptions": [uri]})
+        return result_response(msg["id"], {})
+
+    def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
+        held: list[ListenReply] = []
+        self.listens[key] = held
+        self.tg.start_soon(released, self._hold_listen, wanted, held)
+
+    async def _hold_listen(self, wanted: dict[str, Any], held: list[ListenReply]) -> None:
+        """Keep one listen stream open upstream (reopened after a drop, with backoff) until it is stopped."""
+        delay = LISTEN_RETRY_SECONDS[0]
+        while not self.closed:
+            rid = f"mcpmux-listen-{next(_retry_ids)}"
+            msg = request(rid, SUBSCRIPTIONS_LISTEN, {"notifications": wanted})
+            done = asyncio.get_running_loop().create_future()
+            reply = ListenReply(self, msg, done)
+            held[:] = [reply]
+            enveloped = with_envelope(msg, self.capabilities, self.client_info, None)
+            await self.post(self.url, self._headers(msg) or b"", enveloped, reply)
+            with contextlib.suppress(HttpError):
+                await done
+            if reply.stopped:
+                return
+            await anyio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_SECONDS[1])
 
     async def _initialize(self, msg: Message) -> Message:
         """The handshake, answered from `server/discover`; its capabilities go into every request."""
@@ -180,9 +249,20 @@ class ModernHttpConnection(HttpTransport):
             return error_response(msg["id"], INTERNAL_ERROR, why)
         fallback = {"name": self.name, "version": ""}
         init = initialize_from_discover(result, params.get("protocolVersion"), fallback)
-        # no subscriptions/listen upstream yet: promise no list_changed and no subscriptions
-        init["capabilities"] = modern_capabilities(init["capabilities"], listen=False)
+        self._listen_for_changes(init["capabilities"])
         return result_response(msg["id"], init)
+
+    def _listen_for_changes(self, caps: dict[str, Any]) -> None:
+        """Hold a listen stream for the list_changed kinds the upstream offers (once per connection)."""
+        wanted = {
+            flag: True
+            for kind, flag in LIST_CHANGED_FLAGS
+            if isinstance(caps.get(kind), dict) and caps[kind].get("listChanged")
+        }
+        resources = caps.get("resources")
+        self.subscribable = isinstance(resources, dict) and bool(resources.get("subscribe"))
+        if wanted and None not in self.listens:
+            self._listen(None, wanted)
 
     async def discover(self, request_id: Any) -> Message:
         """The upstream's answer to `server/discover`."""
