@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
+import mini_http
 import orjson
 import pytest
 from relay_kit import raw_http, raw_sse
@@ -216,3 +219,56 @@ async def test_a_flood_of_requests_to_clients_is_refused_beyond_the_limit_and_th
             )
         await assert_everyone_still_served(proxy)
     assert "bad has 256 requests to clients waiting; refused 1 more" in proxy.log
+
+
+HOSTILE_EVENTS = [
+    "{not json",
+    "[1, 2]",
+    "7",
+    json.dumps({"jsonrpc": "2.0", "id": [1], "result": {}}),
+    json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": [1]}),
+    json.dumps({"jsonrpc": "2.0", "id": {"x": 1}, "method": "custom/thing"}),
+]
+
+
+class HostileHttpHandler(mini_http.Handler):
+    """Answers tools/call with an event stream: hostile events first, then the valid response."""
+
+    def do_POST(self) -> None:
+        body = self._record()
+        request = json.loads(body)
+        if request.get("method") != "tools/call":
+            super_answer = mini_http.answer(request) if "id" in request else None
+            if super_answer is None:
+                self._send(202)
+                return
+            headers = {"content-type": "application/json", "mcp-session-id": "s1"}
+            self._send(200, json.dumps(super_answer).encode(), headers)
+            return
+        events = [*HOSTILE_EVENTS, json.dumps(mini_http.answer(request))]
+        stream = "".join(f"event: message\ndata: {data}\n\n" for data in events).encode()
+        self._send(200, stream, {"content-type": "text/event-stream"})
+
+
+@pytest.mark.parametrize("transport", ["streamable-http"])
+async def test_bad_messages_from_an_http_upstream_do_not_lose_the_answer_after_them(
+    tmp_path: Path, transport: str
+) -> None:
+    handler = type("Scripted", (HostileHttpHandler,), {"script": mini_http.Script()})
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        server.daemon_threads = True
+        serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        serving.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/mcp"
+            config = {"mcpServers": {"web": {"url": url, "transportType": transport}}}
+            with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+                async with raw_http(proxy.url("/web/mcp")) as client:
+                    for text in ("one", "two"):
+                        params = {"name": "echo", "arguments": {"text": text}}
+                        response = await client.request("tools/call", params)
+                        assert "result" in response, response
+                        assert response["result"]["content"][0]["text"] == text, response
+                assert proxy.process.poll() is None
+        finally:
+            server.shutdown()

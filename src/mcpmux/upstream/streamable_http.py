@@ -76,8 +76,8 @@ class Reply(Posted):
             super().on_data(data)
             return
         for event in self.events.feed(data):
-            if event.event == "message" and event.data:
-                self.item(orjson.loads(event.data))
+            if (item := event_message(self.conn.name, event, "response stream")) is not None:
+                self.item(item)
 
     def item(self, item: Any) -> None:
         if not isinstance(item, dict):
