@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .core.redact import redact_urls
+from .core.redact import redact_running
 
 
 class MuxError(Exception):
@@ -47,8 +47,8 @@ class UpstreamError(MuxError):
 
     def __init__(self, server: str, message: str) -> None:
         self.server = server
-        # it reaches clients, logs and /_readyz: no URL credentials or query values (`?key=...`)
-        super().__init__(f"{server}: {redact_urls(message)}")
+        # it reaches clients, logs and /_readyz: no URL credentials, query values or configured secrets
+        super().__init__(f"{server}: {redact_running(message)}")
 
 
 class UpstreamUnavailableError(UpstreamError):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
 
-from .core.redact import redact_urls
+from .core.redact import Redactor, redact_running, use_redactor
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -86,17 +85,15 @@ def parse_level(level: str) -> int:
 
 
 class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stderr handler whose every formatted line (message, fields, traceback) goes through `redact`."""
-
-    redact: Callable[[str], str] = staticmethod(redact_urls)
+    """A stderr handler whose every formatted line (message, fields, traceback) has no secret."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return RedactingHandler.redact(super().format(record))
+        return redact_running(super().format(record))
 
 
-def set_redactor(redact: Callable[[str], str]) -> None:
-    """What every log line is passed through from now on (the running config's secrets)."""
-    RedactingHandler.redact = staticmethod(redact)
+def set_redactor(redactor: Redactor) -> None:
+    """What every log line (and every upstream error) is passed through from now on."""
+    use_redactor(redactor)
 
 
 def setup_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | None = None) -> None:

@@ -39,6 +39,7 @@ class Script:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     hold: threading.Event | None = None  # when set here, tools/call waits for it before answering
+    refuse_calls_echoing: str | None = None  # a header name: tools/call gets 401 quoting its value
 
     def connections(self, method: str = "POST") -> int:
         with self.lock:
@@ -115,6 +116,12 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(body)
         if request.get("method") == "tools/call" and self.script.hold is not None:
             self.script.hold.wait(30)
+        echoed = self.script.refuse_calls_echoing
+        if request.get("method") == "tools/call" and echoed is not None:
+            self._send(
+                401, f"bad credentials: {self.headers.get(echoed)}".encode(), {"content-type": "text/plain"}
+            )
+            return
         if "id" not in request:
             self._send(202)
             return

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 from merged_kit import raw_client
+from mini_http import Script, mini_server
 
 from harness import ProxyProcess, fixture_server, running_proxy
 
@@ -113,3 +115,25 @@ async def test_logs_show_no_secret(proxy: ProxyProcess) -> None:
     proxy.wait_for_line(r"<old/\*\*\*> Disabled")
     assert "amap failed to connect" in proxy.log
     assert_no_secret(proxy.log)
+
+
+async def test_an_upstream_error_quoting_a_configured_header_reaches_the_client_redacted(
+    tmp_path: Path,
+) -> None:
+    header_secret = "header-SECRET-3141"
+    script = Script(refuse_calls_echoing="x-api-key")
+    with mini_server(script) as base:
+        upstream = {
+            "url": f"{base}/mcp",
+            "transportType": "streamable-http",
+            "headers": {"X-Api-Key": header_secret},
+        }
+        with (
+            running_proxy({"mcpServers": {"docs": upstream}}, tmp_path) as proxy,
+            anyio.fail_after(BOUND_SECONDS),
+        ):
+            async with raw_client(proxy.url("/docs/mcp")) as client:
+                refused = await client.request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+    message = refused["error"]["message"]
+    assert "bad credentials: ***" in message and header_secret not in message
+    assert header_secret not in proxy.log

@@ -15,10 +15,12 @@ __all__ = [
     "Redactor",
     "config_secrets",
     "display_names",
+    "redact_running",
     "redact_tree",
     "redact_url",
     "redact_urls",
     "route_display_name",
+    "use_redactor",
 ]
 
 REDACTED = "***"
@@ -139,6 +141,23 @@ class Redactor:
         names = display_names([*config.servers, *config.groups])
         replacements = {n.partition("/")[2]: s.partition("/")[2] for n, s in names.items() if "/" in n}
         return cls(config_secrets(config) - set(keep), replacements, names)
+
+
+_RUNNING: dict[str, Redactor] = {}  # "config": the running config's redactor, once the proxy set it
+
+
+def use_redactor(redactor: Redactor) -> None:
+    """Make `redactor` (the running config's) what `redact_running` applies from now on."""
+    _RUNNING["config"] = redactor
+
+
+def redact_running(text: str) -> str:
+    """`text` through the running config's redactor (URLs only before a config is running).
+
+    For text made far from the config: log lines, upstream errors that reach clients.
+    """
+    redactor = _RUNNING.get("config")
+    return redactor(text) if redactor is not None else redact_urls(text)
 
 
 def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
