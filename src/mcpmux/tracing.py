@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .core.redact import redact_running
 
 if TYPE_CHECKING:
     from .config.model import ProxyConfig, TracingConfig
@@ -59,12 +60,12 @@ class Tracing:
             "mcp.method.name": stats.method,
             "mcp.session.id": session,
             "jsonrpc.request.id": str(msg.get("id")),
-            "mcpmux.route": stats.route,
+            "mcpmux.route": redact_running(stats.route),  # a `name/<token>` route shows no token
         }
         if stats.tool:
             attributes["gen_ai.tool.name"] = stats.tool
         if stats.server:
-            attributes["mcpmux.server"] = stats.server
+            attributes["mcpmux.server"] = redact_running(stats.server)
         name = f"{stats.method} {stats.tool}" if stats.tool else stats.method
         span = self.tracer.start_span(name, context=parent, kind=self._kind, attributes=attributes)
         if type(params) is dict:

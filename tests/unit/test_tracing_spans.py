@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from opentelemetry.propagate import get_global_textmap
@@ -10,7 +11,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mcpmux.config.model import TracingConfig
+from mcpmux.config.parse import parse_config
 from mcpmux.core.counters import RequestStats
+from mcpmux.core.redact import Redactor, use_redactor
 from mcpmux.tracing import Tracing, http_headers, open_tracing
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -94,3 +97,21 @@ def test_http_headers_copy_only_string_trace_context_from_meta() -> None:
     assert http_headers({"params": {"_meta": {"traceparent": 5}}}) == {}
     assert http_headers({"params": [1, 2]}) == {}
     assert http_headers({"method": "x"}) == {}
+
+
+def test_a_path_token_in_a_route_name_never_reaches_a_span() -> None:
+    document = {"mcpProxy": {}, "mcpServers": {"fetch/path-token-123": {"command": "x"}}}
+    config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
+    traced, exporter = tracer()
+    stats = RequestStats("fetch/path-token-123", "fetch/path-token-123", "tools/list", "")
+    use_redactor(Redactor.for_config(config))
+    try:
+        traced.end(traced.start({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, stats, "s"), None)
+    finally:
+        use_redactor(Redactor())  # the process-wide redactor back to URLs only
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes is not None
+    assert (finished.attributes["mcpmux.route"], finished.attributes["mcpmux.server"]) == (
+        "fetch/***",
+        "fetch/***",
+    )
