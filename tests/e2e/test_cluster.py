@@ -7,6 +7,7 @@ their clients get 404 and start again on a live replica.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,87 @@ async def test_a_killed_replica_takes_only_its_own_sessions_whose_clients_start_
             assert owner_of(again, replicas) is not victim
             for _ in replicas:
                 assert await list_status(http, endpoint, again) == 200
+
+
+KINDS = ("tools", "prompts", "resources")
+
+
+async def announce(http: httpx2.AsyncClient, url: str, session: str, kind: str) -> None:
+    """Make the upstream send `notifications/<kind>/list_changed` outside any request (the GET stream)."""
+    params = {"name": "notify_list_changed", "arguments": {"kind": kind, "standalone": True}}
+    response = await raw_post(
+        http, url, {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}, session
+    )
+    assert response.status_code == 200, response.text
+
+
+class GetStream:
+    """A raw GET stream: its events (id, method) as they come."""
+
+    def __init__(
+        self, http: httpx2.AsyncClient, url: str, session: str, last_event_id: str | None = None
+    ) -> None:
+        self.headers = {
+            "accept": "text/event-stream",
+            "authorization": "Bearer tok-a",
+            "mcp-session-id": session,
+        }
+        if last_event_id is not None:
+            self.headers["last-event-id"] = last_event_id
+        self.http, self.url = http, url
+        self.events: list[tuple[str, str]] = []
+        self.status = 0
+
+    async def read(self, count: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        from mcpmux.upstream.sse_events import iter_events
+
+        async with self.http.stream("GET", self.url, headers=self.headers) as response:
+            self.status = response.status_code
+            task_status.started()
+            if response.status_code != 200:
+                return
+            async for event in iter_events(response.aiter_raw()):
+                assert event.id is not None
+                self.events.append((event.id, json.loads(event.data)["method"]))
+                if len(self.events) >= count:
+                    return
+
+
+async def test_a_get_stream_resumes_with_last_event_id_on_another_replica_after_its_replica_is_killed(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, 3) as (url, _balancer, replicas):
+        # straight to chosen replicas, with the public Host a balancer would pass on
+        async with httpx2.AsyncClient(timeout=20, headers={"host": url.split("//")[1]}) as http:
+            owner = replicas[0]
+            session = await new_session(http, owner.url("/everything/mcp"))
+            first, second = replicas[1], replicas[2]  # neither holds the session
+            stream = GetStream(http, first.url("/everything/mcp"), session)
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    await tg.start(stream.read, 2)
+                    for kind in KINDS[:2]:
+                        await announce(http, owner.url("/everything/mcp"), session, kind)
+            assert stream.status == 200
+            assert [m for _, m in stream.events] == [f"notifications/{k}/list_changed" for k in KINDS[:2]]
+            first_id = stream.events[0][0]
+            first.stop(signal.SIGKILL)  # the replica serving the stream dies; the session lives on
+            await announce(http, owner.url("/everything/mcp"), session, KINDS[2])
+            resumed = GetStream(http, second.url("/everything/mcp"), session, last_event_id=first_id)
+            with anyio.fail_after(30):
+                await resumed.read(2)
+            # from the event after the one named on: the second again, and the one sent while none listened
+            assert resumed.events == [
+                stream.events[1],
+                (resumed.events[1][0], "notifications/resources/list_changed"),
+            ]
+            # without Last-Event-ID a new stream starts after what the last one delivered
+            await announce(http, owner.url("/everything/mcp"), session, KINDS[0])
+            fresh = GetStream(http, owner.url("/everything/mcp"), session)
+            with anyio.fail_after(30):
+                await fresh.read(1)
+            assert [m for _, m in fresh.events] == ["notifications/tools/list_changed"]
+            refused = GetStream(http, second.url("/everything/mcp"), session)
+            refused.headers["authorization"] = "Bearer tok-b"
+            await refused.read(1)
+            assert refused.status == 404

@@ -9,11 +9,12 @@ from typing import Any
 
 import anyio
 import httpx2
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
-from ..config.model import ClusterConfig
+from ..config.model import ClusterConfig, TokenScope
 from ..jsonrpc import INVALID_REQUEST, error_response
-from ..relay.route import set_session_ids
+from ..relay.client import ClientSession
+from ..relay.route import Route, set_session_ids
 from ..web.asgi import (
     BodyTooLargeError,
     ClientDisconnectedError,
@@ -28,12 +29,14 @@ from ..web.asgi import (
 from .forward import OwnerUnreachableError, forward
 from .registry import Registry
 from .seal import Sealer, new_replica_id
+from .streams import SessionStreams, record_key
 
 log = logging.getLogger("mcpmux.cluster")
 
 PROOF_HEADER = b"x-mcpmux-forwarded"
 CONNECT_SECONDS = 5.0
 LEAVE_SECONDS = 2.0
+MAX_REDIS_CONNECTIONS = 1024  # each open GET stream holds one while it waits
 
 
 class ClusterError(Exception):
@@ -68,8 +71,14 @@ class Cluster:
         self.advertise = advertise
         self.max_body = max_body
         self.redis = Redis.from_url(
-            config.redis, socket_timeout=CONNECT_SECONDS, socket_connect_timeout=CONNECT_SECONDS
+            config.redis,
+            socket_timeout=CONNECT_SECONDS,
+            socket_connect_timeout=CONNECT_SECONDS,
+            max_connections=MAX_REDIS_CONNECTIONS,
         )
+        self.streams = SessionStreams(self.redis, config.secret)
+        self.pumping: set[str] = set()  # sessions of this replica whose outbox goes to a Redis stream
+        self._tg: TaskGroup | None = None
         self.registry = Registry(self.redis, self.replica, advertise)
         self.http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(CONNECT_SECONDS, read=None),
@@ -91,9 +100,11 @@ class Cluster:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Heartbeat until cancelled; then leave the registry (bounded) and close the clients."""
-        task_status.started()
         try:
-            await self.registry.heartbeat()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self.registry.heartbeat)
+                task_status.started()
         finally:
             set_session_ids(None)
             with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_SECONDS):
@@ -103,22 +114,91 @@ class Cluster:
                     await self.http.aclose()
                     await self.redis.aclose()
 
-    async def intercept(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> bool:
-        """Forward a request of another replica's session there; False: serve it here."""
+    async def intercept(
+        self,
+        route: Route,
+        token: TokenScope | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+    ) -> bool:
+        """Serve a GET stream from Redis, or forward another replica's session there; False: as usual."""
         session_id = headers.session_id
         if not session_id:
             return False
         owner = self.sealer.owner(session_id)
-        if owner is None or owner == self.replica:
+        if owner is None:
             return False
-        proof = header_value(scope, PROOF_HEADER)
+        proof = header_value(scope, PROOF_HEADER) if owner != self.replica else None
         if proof is not None:  # a replica sent it here: no second hop (not found here means gone)
             if self.sealer.proof_ok(proof, scope["method"], scope["path"], session_id, time.time()):
                 return False
             await send_error(send, 403, "Forbidden: invalid replica proof")
             return True
+        if scope["method"] == "GET" and b"text/event-stream" in headers.accept:
+            return await self._stream(route, token, owner, session_id, scope, receive, send, headers)
+        if owner == self.replica:
+            return False
         await self._forward(owner, session_id, scope, receive, send)
         return True
+
+    async def _stream(
+        self,
+        route: Route,
+        token: TokenScope | None,
+        owner: str,
+        session_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+    ) -> bool:
+        """A GET stream: read from the session's Redis stream, here whoever owns the session."""
+        if owner == self.replica:
+            client = route.sessions.get(session_id)
+            if client is None or client.scope is not token or client.closed:
+                return False  # not found: the usual 404
+            await self._start_pump(client)
+            client.has_stream = True
+            try:
+                await self.streams.serve(
+                    session_id, headers.last_event_id, receive, send, _open_check(client)
+                )
+            finally:
+                client.has_stream = False
+            return True
+        allowed = await self.streams.reader_allowed(session_id, token)
+        if allowed is None:  # no stream yet: the owner starts it
+            await self._forward(owner, session_id, scope, receive, send)
+        elif not allowed or await self.registry.address(owner) is None:
+            await session_gone(scope, send)
+        else:
+            alive = self._remote_check(owner, session_id)
+            await self.streams.serve(session_id, headers.last_event_id, receive, send, alive)
+        return True
+
+    async def _start_pump(self, client: ClientSession) -> None:
+        if client.id in self.pumping or self._tg is None:
+            return
+        self.pumping.add(client.id)
+        await self.streams.open(client)
+
+        async def pump() -> None:
+            try:
+                await self.streams.pump(client)
+            finally:
+                self.pumping.discard(client.id)
+
+        self._tg.start_soon(pump)
+
+    def _remote_check(self, owner: str, session_id: str) -> Any:
+        async def alive() -> bool:
+            if not await self.redis.exists(record_key(session_id)):
+                return False
+            return await self.registry.address(owner) is not None
+
+        return alive
 
     async def _forward(self, owner: str, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -157,6 +237,13 @@ class Cluster:
 
     def status(self) -> dict[str, Any]:
         return {"replica": self.replica, "advertise": self.advertise, "forwarded": self.forwarded}
+
+
+def _open_check(client: ClientSession) -> Any:
+    async def alive() -> bool:
+        return not client.closed
+
+    return alive
 
 
 async def session_gone(scope: Scope, send: Send) -> None:

@@ -171,7 +171,7 @@ class ProxyApp:
         if (
             self.cluster is not None
             and kind == "mcp"
-            and await self.cluster.intercept(scope, receive, send, headers)
+            and await self.cluster.intercept(route, token, scope, receive, send, headers)
         ):
             return  # another replica's session: relayed there (that replica checks the token again)
         limit = self.proxy.config.max_request_bytes

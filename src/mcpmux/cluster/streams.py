@@ -1,0 +1,144 @@
+"""Resumable GET streams: a session's standalone messages in a Redis stream whose ids are SSE event ids.
+
+The owner replica drains the session's outbox into the stream (bounded: MAXLEN and a TTL renewed on
+each write); any replica serves a GET stream by reading it from the client's `Last-Event-ID` on, or
+from what the last stream delivered. A session record beside it binds the stream to the session's
+token (an HMAC of it) so a replica that does not hold the session can still check the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ..config.model import TokenScope
+from ..relay.client import ClientSession
+from ..web.asgi import SSE_HEADERS, Receive, Send, encode
+
+log = logging.getLogger("mcpmux.cluster")
+
+STREAM_MAXLEN = 1000  # messages kept per session (approximately: Redis trims in whole nodes)
+STREAM_TTL_SECONDS = 3600  # a stream and its record vanish this long after the last write
+READ_BLOCK_MS = 2000  # one blocking read; between them the session is checked (below the socket timeout)
+KEEPALIVE_ROUNDS = 12  # an SSE comment after this many empty reads (about 25 s)
+READ_COUNT = 100
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+def stream_key(session_id: str) -> str:
+    return f"mcpmux:stream:{session_id}"
+
+
+def record_key(session_id: str) -> str:
+    return f"mcpmux:session:{session_id}"
+
+
+def event_bytes(event_id: bytes, data: bytes) -> bytes:
+    return b"id: " + event_id + b"\nevent: message\ndata: " + data + b"\n\n"
+
+
+class SessionStreams:
+    """The Redis side of GET streams: writing a session's messages, and serving them from any replica."""
+
+    def __init__(self, redis: Any, secret: str) -> None:
+        self.redis = redis
+        self._key = hashlib.sha256(b"mcpmux-token\x00" + secret.encode()).digest()
+
+    def token_digest(self, token: TokenScope | None) -> str:
+        """Who may read a session's stream: the token (static or OAuth principal) that opened it."""
+        identity = "" if token is None else f"{token.token}\n{','.join(token.servers)}"
+        return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest()
+
+    async def open(self, client: ClientSession) -> None:
+        """The session's record: its token's digest, and the last event a stream delivered."""
+        key = record_key(client.id)
+        await self.redis.hset(key, mapping={"token": self.token_digest(client.scope), "cursor": "0-0"})
+        await self.redis.expire(key, STREAM_TTL_SECONDS)
+
+    async def pump(self, client: ClientSession) -> None:
+        """Owner side: the outbox into the stream until the session ends; then both keys are removed."""
+        stream, record = stream_key(client.id), record_key(client.id)
+        try:
+            while (batch := await client.outbox.take_all(30.0)) is not None:
+                if batch:
+                    await self._append(stream, record, batch)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                await self.redis.delete(stream, record)
+
+    async def _append(self, stream: str, record: str, batch: list[Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for msg in batch:
+            pipe.xadd(stream, {"m": encode(msg)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.expire(stream, STREAM_TTL_SECONDS)
+        pipe.expire(record, STREAM_TTL_SECONDS)
+        try:
+            await pipe.execute()
+        except Exception as exc:  # Redis down: these messages are lost, the session goes on
+            log.warning("Cluster: %d message(s) for a GET stream lost: %s", len(batch), type(exc).__name__)
+
+    async def reader_allowed(self, session_id: str, token: TokenScope | None) -> bool | None:
+        """None: no record (no stream yet, or the session ended); else whether this token may read it."""
+        digest = await self.redis.hget(record_key(session_id), "token")
+        if digest is None:
+            return None
+        return hmac.compare_digest(bytes(digest), self.token_digest(token).encode())
+
+    async def serve(
+        self,
+        session_id: str,
+        last_event_id: str | None,
+        receive: Receive,
+        send: Send,
+        alive: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """An SSE response from the stream, resuming after `Last-Event-ID` when it is one of ours."""
+        headers = [*SSE_HEADERS, (b"mcp-session-id", session_id.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        async def relay() -> None:
+            cursor = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else None
+            if cursor is None:
+                raw = await self.redis.hget(record_key(session_id), "cursor")
+                cursor = raw.decode() if raw else "0-0"
+            await self._relay(session_id, cursor, send, alive)
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_disconnect)
+            tg.start_soon(relay)
+        with anyio.CancelScope(shield=True):
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _relay(
+        self, session_id: str, cursor: str, send: Send, alive: Callable[[], Awaitable[bool]]
+    ) -> None:
+        stream, record = stream_key(session_id), record_key(session_id)
+        quiet = 0
+        while True:
+            answer = await self.redis.xread({stream: cursor}, count=READ_COUNT, block=READ_BLOCK_MS)
+            entries = answer[0][1] if answer else []
+            if not entries:
+                if not await alive():
+                    return  # the session ended (or its owner died): the client learns it on its next request
+                quiet += 1
+                if quiet >= KEEPALIVE_ROUNDS:
+                    quiet = 0
+                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                continue
+            quiet = 0
+            body = b"".join(event_bytes(event_id, fields[b"m"]) for event_id, fields in entries)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            cursor = entries[-1][0].decode()
+            await self.redis.hset(record, "cursor", cursor)
