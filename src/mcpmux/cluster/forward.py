@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -77,10 +78,7 @@ async def _send(client: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.R
 
 
 async def relay_stream(response: httpx2.Response, receive: Receive, send: Send) -> None:
-    async def watch_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        tg.cancel_scope.cancel()
+    """Relay an open response's body as it comes, until either side ends it."""
 
     async def pump() -> None:
         try:
@@ -88,10 +86,24 @@ async def relay_stream(response: httpx2.Response, receive: Receive, send: Send) 
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx2.TransportError:
             pass  # the owner went away mid-stream: the client sees the stream end and reconnects
+
+    await while_connected(receive, send, pump)
+
+
+async def while_connected(receive: Receive, send: Send, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` (writing a streamed response) until it returns or the caller goes; then end the body."""
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        tg.cancel_scope.cancel()
+
+    async def run() -> None:
+        await work()
         tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_disconnect)
-        tg.start_soon(pump)
+        tg.start_soon(run)
     with anyio.CancelScope(shield=True):
         await send({"type": "http.response.body", "body": b""})

@@ -20,6 +20,7 @@ import anyio
 from ..config.model import TokenScope
 from ..relay.client import ClientSession
 from ..web.asgi import SSE_HEADERS, Receive, Send, encode
+from .forward import while_connected
 
 log = logging.getLogger("mcpmux.cluster")
 
@@ -102,24 +103,14 @@ class SessionStreams:
         headers = [*SSE_HEADERS, (b"mcp-session-id", session_id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            tg.cancel_scope.cancel()
-
         async def relay() -> None:
             cursor = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else None
             if cursor is None:
                 raw = await self.redis.hget(record_key(session_id), "cursor")
                 cursor = raw.decode() if raw else "0-0"
             await self._relay(session_id, cursor, send, alive)
-            tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_disconnect)
-            tg.start_soon(relay)
-        with anyio.CancelScope(shield=True):
-            await send({"type": "http.response.body", "body": b""})
+        await while_connected(receive, send, relay)
 
     async def _relay(
         self, session_id: str, cursor: str, send: Send, alive: Callable[[], Awaitable[bool]]
