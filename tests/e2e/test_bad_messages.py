@@ -272,3 +272,21 @@ async def test_bad_messages_from_an_http_upstream_do_not_lose_the_answer_after_t
                 assert proxy.process.poll() is None
         finally:
             server.shutdown()
+
+
+async def test_a_request_with_more_related_messages_waiting_than_max_request_queue_gets_an_error(
+    tmp_path: Path,
+) -> None:
+    """20 log lines in one atomic pipe write (< PIPE_BUF) reach the session before its client reads one."""
+    config = {"mcpServers": {"bad": hostile_entry(maxRequestQueue=5)}}
+    notes = [
+        {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": n}}
+        for n in range(20)
+    ]
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/bad/mcp")) as client:
+            response = await emit(client, *notes)
+            assert response["error"]["code"] == -32603, response
+            assert "maxRequestQueue" in response["error"]["message"]
+            assert (await emit(client))["result"]["content"][0]["text"] == "ok"
+    assert "(maxRequestQueue); the request is abandoned" in proxy.log
