@@ -75,6 +75,25 @@ async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_pro
     assert set(balancer.hits) == {r.base for r in replicas}  # every replica served some of it
 
 
+async def test_a_legacy_sse_clients_posts_reach_the_replica_holding_its_stream(
+    cluster: tuple[str, RoundRobin, list[ProxyProcess]],
+) -> None:
+    url, balancer, replicas = cluster
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    balancer.hits.clear()
+    with anyio.fail_after(40):
+        async with mcp_client(f"{url}/everything/sse", transport="sse", token="tok-a") as session:
+            for _ in replicas:
+                assert "slow" in {tool.name for tool in (await session.list_tools()).tools}
+            result = await session.call_tool("slow", {"seconds": 0.2}, progress_callback=on_progress)
+            assert not result.is_error and progress == [1, 2]
+    assert set(balancer.hits) == {r.base for r in replicas}
+
+
 async def raw_post(
     http: httpx2.AsyncClient, url: str, body: dict[str, Any], session: str | None, token: str = "tok-a"
 ) -> httpx2.Response:

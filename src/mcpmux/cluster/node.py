@@ -22,6 +22,7 @@ from ..web.asgi import (
     RequestHeaders,
     Scope,
     Send,
+    query_param,
     read_body,
     send_error,
     send_json,
@@ -123,8 +124,14 @@ class Cluster:
         send: Send,
         headers: RequestHeaders,
     ) -> bool:
-        """Serve a GET stream from Redis, or forward another replica's session there; False: as usual."""
-        session_id = headers.session_id
+        """Serve a GET stream from Redis, or forward another replica's session there; False: as usual.
+
+        Streamable HTTP (`…/mcp`, the session in its header) and legacy SSE POSTs (`…/message`, the
+        session in the query); a legacy SSE stream stays on the replica that opened it (its owner).
+        """
+        session_id = headers.session_id or query_param(
+            scope.get("query_string", b""), "sessionId", "session_id"
+        )
         if not session_id:
             return False
         owner = self.sealer.owner(session_id)
@@ -136,7 +143,7 @@ class Cluster:
                 return False
             await send_error(send, 403, "Forbidden: invalid replica proof")
             return True
-        if scope["method"] == "GET" and b"text/event-stream" in headers.accept:
+        if scope["method"] == "GET" and headers.session_id and b"text/event-stream" in headers.accept:
             return await self._stream(route, token, owner, session_id, scope, receive, send, headers)
         if owner == self.replica:
             return False

@@ -170,7 +170,7 @@ class ProxyApp:
             return
         if (
             self.cluster is not None
-            and kind == "mcp"
+            and kind != "sse"
             and await self.cluster.intercept(route, token, scope, receive, send, headers)
         ):
             return  # another replica's session: relayed there (that replica checks the token again)
