@@ -96,3 +96,13 @@ async def test_a_2025_client_gets_list_changed_and_resource_updates_from_a_2026_
             updated = await client.notification("notifications/resources/updated")
             assert updated["params"]["uri"] == uri
             await client.result("resources/unsubscribe", {"uri": uri})
+
+
+async def test_tool_arguments_marked_x_mcp_header_travel_as_mcp_param_headers(proxy: ProxyProcess) -> None:
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/modern/mcp")) as client:
+            await client.result("tools/list")
+            routed = await client.result(
+                "tools/call", {"name": "routed_echo", "arguments": {"region": "eu-wëst"}}
+            )
+    assert routed["content"][0]["text"] == "routed to eu-wëst", routed

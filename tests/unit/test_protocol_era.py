@@ -19,8 +19,11 @@ from mcpmux.protocol.era import (
     EnvelopeError,
     RoutingHeaders,
     decode_header_value,
+    encode_header_value,
     is_modern,
+    mcp_param_headers,
     read_envelope,
+    x_mcp_header_map,
 )
 
 MODERN = "2026-07-28"
@@ -142,3 +145,40 @@ def test_mcp_name_is_only_checked_for_name_bearing_methods() -> None:
 )
 def test_header_values_decode_like_the_sdk_encodes_them(value: str | None, decoded: str | None) -> None:
     assert decode_header_value(value) == decoded
+
+
+def test_x_mcp_header_annotations_are_found_at_any_depth_and_bad_tokens_skipped() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "bad": {"type": "string", "x-mcp-header": "Bad: injected\r\nX-Evil: 1"},
+            "nested": {"type": "object", "properties": {"tier": {"type": "integer", "x-mcp-header": "Tier"}}},
+            "plain": {"type": "string"},
+        },
+    }
+    assert x_mcp_header_map(schema) == {("region",): "Region", ("nested", "tier"): "Tier"}
+    assert x_mcp_header_map("not a schema") == {}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"region": "eu", "nested": {"tier": 2}}, {"mcp-param-Region": "eu", "mcp-param-Tier": "2"}),
+        ({"region": True}, {"mcp-param-Region": "true"}),
+        ({"region": "grüße"}, {"mcp-param-Region": "=?base64?Z3LDvMOfZQ==?="}),
+        ({"region": None, "nested": "x"}, {}),
+        ({"region": ["list"]}, {}),
+        ("not arguments", {}),
+    ],
+)
+def test_mcp_param_headers_mirror_scalar_arguments(arguments: Any, expected: dict[str, str]) -> None:
+    header_map = {("region",): "Region", ("nested", "tier"): "Tier"}
+    assert mcp_param_headers(header_map, arguments) == expected
+
+
+@pytest.mark.parametrize("value", ["plain", " edge ", "grüße", "=?base64?abc?=", "line\nbreak", ""])
+def test_header_values_round_trip(value: str) -> None:
+    encoded = encode_header_value(value)
+    assert encoded.isascii() and encoded.isprintable()
+    assert decode_header_value(encoded) == value

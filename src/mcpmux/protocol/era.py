@@ -18,12 +18,15 @@ from .constants import (
     LOG_RANK,
     MODERN_VERSIONS,
     NAME_BEARING_METHODS,
+    PARAM_HEADER_PREFIX,
     PROTOCOL_VERSION_META,
     SERVER_DISCOVER,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
 
 _B64_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # what an HTTP header name may be made of
+MAX_SCHEMA_DEPTH = 8  # nested `properties` followed when looking for `x-mcp-header`
 
 
 class EnvelopeError(ValueError):
@@ -172,3 +175,38 @@ def decode_header_value(value: str | None) -> str | None:
         return decoded.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
+
+
+def x_mcp_header_map(schema: Any) -> dict[tuple[str, ...], str]:
+    """A tool input schema's `x-mcp-header` annotations: argument path -> header token (nested
+    `properties` followed; a token that cannot be part of a header name is skipped)."""
+    found: dict[tuple[str, ...], str] = {}
+    todo: list[tuple[Any, tuple[str, ...]]] = [(schema, ())]
+    while todo:
+        node, path = todo.pop()
+        props = node.get("properties") if isinstance(node, dict) else None
+        if not isinstance(props, dict) or len(path) >= MAX_SCHEMA_DEPTH:
+            continue
+        for key, sub in props.items():
+            token = sub.get("x-mcp-header") if isinstance(sub, dict) else None
+            if isinstance(token, str) and _HEADER_TOKEN.fullmatch(token):
+                found[(*path, key)] = token
+            todo.append((sub, (*path, key)))
+    return found
+
+
+def mcp_param_headers(header_map: dict[tuple[str, ...], str], arguments: Any) -> dict[str, str]:
+    """The `Mcp-Param-*` headers a `tools/call` mirrors from its arguments (absent or non-scalar: none)."""
+    headers: dict[str, str] = {}
+    for path, token in header_map.items():
+        value = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            rendered = str(value)
+        else:
+            continue
+        headers[PARAM_HEADER_PREFIX + token] = encode_header_value(rendered)
+    return headers

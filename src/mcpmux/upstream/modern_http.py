@@ -34,19 +34,15 @@ from ..protocol.constants import (
     CANCELLED,
     INITIALIZE,
     LOGGING_SET_LEVEL,
-    METHOD_HEADER,
     MODERN_VERSION,
-    NAME_BEARING_METHODS,
-    NAME_HEADER,
     PING,
-    PROTOCOL_VERSION_HEADER,
     RESOURCES_SUBSCRIBE,
     RESOURCES_UNSUBSCRIBE,
     SERVER_DISCOVER,
     SUBSCRIPTIONS_ACKNOWLEDGED,
     SUBSCRIPTIONS_LISTEN,
+    TOOLS_LIST,
 )
-from ..protocol.era import encode_header_value
 from ..protocol.translate import (
     handshake_response,
     initialize_from_discover,
@@ -56,6 +52,7 @@ from ..protocol.translate import (
 from .connection import Connection, Receiver
 from .http_client import HttpError
 from .http_post import HttpTransport, Posted, event_message, http_pool
+from .modern_headers import learn_param_headers, request_headers
 from .origin import shown_origin
 from .sse_events import SseParser
 from .streamable_http import open_streamable_http_connection
@@ -225,7 +222,7 @@ class ModernHttpConnection(HttpTransport):
             reply = ListenReply(self, msg, done)
             held[:] = [reply]
             enveloped = with_envelope(msg, self.capabilities, self.client_info, None)
-            await self.post(self.url, self._headers(msg) or b"", enveloped, reply)
+            await self.post(self.url, request_headers((self.name, self.url), msg) or b"", enveloped, reply)
             with contextlib.suppress(HttpError):
                 await done
             if reply.stopped:
@@ -275,6 +272,8 @@ class ModernHttpConnection(HttpTransport):
             answer = await self._exchange(sent, msg["id"])
             result = answer.get("result")
             if not isinstance(result, dict) or result.get("resultType") != "input_required":
+                if msg["method"] == TOOLS_LIST and isinstance(result, dict):
+                    learn_param_headers((self.name, self.url), result.get("tools"))
                 return handshake_response({**answer, "id": msg["id"]})
             responses = await self._ask_client(result.get("inputRequests"), msg["id"])
             if "error" in responses:
@@ -327,7 +326,7 @@ class ModernHttpConnection(HttpTransport):
 
     async def _exchange(self, msg: Message, related: Any) -> Message:
         """POST one request with the 2026 envelope and headers; deliver what comes before its answer."""
-        headers = self._headers(msg)
+        headers = request_headers((self.name, self.url), msg)
         if headers is None:
             return error_response(msg["id"], INTERNAL_ERROR, "a method name that cannot travel in a header")
         done = asyncio.get_running_loop().create_future()
@@ -342,24 +341,6 @@ class ModernHttpConnection(HttpTransport):
         except orjson.JSONDecodeError:
             raise self.unavailable(f"invalid JSON from {self.origin}") from None
         return answer or error_response(msg["id"], CONNECTION_CLOSED, f"{self.name}: no answer in the reply")
-
-    @staticmethod
-    def _headers(msg: Message) -> bytes | None:
-        """The 2026 routing headers of `msg` (None when its method could not be sent as a header)."""
-        method = msg["method"]
-        if not (method.isascii() and method.isprintable()):
-            return None
-        lines = [
-            "accept: application/json, text/event-stream",
-            "content-type: application/json",
-            f"{PROTOCOL_VERSION_HEADER}: {MODERN_VERSION}",
-            f"{METHOD_HEADER}: {method}",
-        ]
-        key = NAME_BEARING_METHODS.get(method)
-        name = (msg.get("params") or {}).get(key) if key else None
-        if isinstance(name, str):
-            lines.append(f"{NAME_HEADER}: {encode_header_value(name)}")
-        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
 @asynccontextmanager
