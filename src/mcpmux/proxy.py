@@ -321,10 +321,9 @@ async def serve(
     proxy.on_routes_changed = app.rebuild
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
-    cluster = await _join_cluster(config, sock) if config.cluster is not None else None
+    cluster = await _join_cluster(proxy, app, sock) if config.cluster is not None else None
     if cluster is False:
         return 1
-    app.cluster = cluster
     async with anyio.create_task_group() as root:
         if cluster is not None:
             await root.start(cluster.run)
@@ -344,17 +343,24 @@ async def serve(
     return 0
 
 
-async def _join_cluster(config: ProxyConfig, sock: socket.socket) -> Any:
-    """Cluster mode's node, registered in Redis; False (logged) when Redis cannot be reached."""
+async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket) -> Any:
+    """Cluster mode's node, registered in Redis and hooked into the app (`/_cluster` too); False (logged)
+    when Redis cannot be reached."""
     from .cluster.node import Cluster, ClusterError, advertised_url  # redis is imported only here
 
+    config = proxy.config
     assert config.cluster is not None
     cluster = Cluster(config.cluster, advertised_url(config.cluster, sock), config.max_request_bytes)
+    cluster.sessions = lambda: sum(len(route.sessions) for route in proxy.routes.values())
+    cluster.config = lambda: proxy.config
     try:
         await cluster.connect()
     except ClusterError as exc:
         log.error("Exiting: %s", exc)
         return False
+    app.cluster = cluster
+    app.extra["/_cluster"] = cluster.view
+    app.rebuild()
     return cluster
 
 

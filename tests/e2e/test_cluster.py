@@ -17,7 +17,7 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from cluster_kit import RoundRobin, running_cluster
+from cluster_kit import SECRET, RoundRobin, replica_config, running_cluster
 
 from harness import ProxyProcess, mcp_client
 
@@ -92,6 +92,30 @@ async def test_a_legacy_sse_clients_posts_reach_the_replica_holding_its_stream(
             result = await session.call_tool("slow", {"seconds": 0.2}, progress_callback=on_progress)
             assert not result.is_error and progress == [1, 2]
     assert set(balancer.hits) == {r.base for r in replicas}
+
+
+async def test_the_cluster_view_lists_every_replica_for_operators_only(
+    cluster: tuple[str, RoundRobin, list[ProxyProcess]],
+) -> None:
+    url, _balancer, replicas = cluster
+    async with httpx2.AsyncClient(timeout=20) as http:
+        assert (await http.get(f"{url}/_cluster")).status_code == 401
+        view = (await http.get(f"{url}/_cluster", headers={"authorization": "Bearer tok-a"})).json()
+    members = view["replicas"]
+    assert sorted(m["url"] for m in members) == sorted(r.base for r in replicas)
+    assert [m["replica"] for m in members if m["self"]] == [view["replica"]]
+    assert all({"forwarded", "sessions", "streams"} <= set(m["stats"]) for m in members)
+
+
+def test_a_replica_that_cannot_reach_redis_exits_with_an_error_naming_no_secret(tmp_path: Path) -> None:
+    config = replica_config(f"unix://{tmp_path}/absent.sock", "http://127.0.0.1:1")
+    replica = ProxyProcess(config, tmp_path)
+    try:
+        assert replica.process.wait(30) == 1
+        replica.wait_for_line(r"Exiting: cluster mode: cannot reach Redis")
+        assert SECRET not in replica.log
+    finally:
+        replica.stop()
 
 
 async def raw_post(

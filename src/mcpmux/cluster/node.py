@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -27,6 +28,7 @@ from ..web.asgi import (
     send_error,
     send_json,
 )
+from ..web.operator import authorized
 from .forward import OwnerUnreachableError, forward
 from .registry import Registry
 from .seal import Sealer, new_replica_id
@@ -88,6 +90,9 @@ class Cluster:
             trust_env=False,
         )
         self.forwarded = 0  # requests relayed to another replica
+        self.sessions: Callable[[], int] = int  # this replica's client sessions (set by the proxy)
+        self.config: Callable[[], Any] = lambda: None  # the running ProxyConfig (set by the proxy)
+        self.registry.stats = self.stats
 
     async def connect(self) -> None:
         """Register this replica; raises ClusterError when Redis cannot be reached."""
@@ -242,8 +247,26 @@ class Cluster:
             pass
         return None
 
-    def status(self) -> dict[str, Any]:
-        return {"replica": self.replica, "advertise": self.advertise, "forwarded": self.forwarded}
+    def stats(self) -> dict[str, Any]:
+        """This replica's counters, published with each heartbeat; `sessions` is set by the proxy."""
+        return {"forwarded": self.forwarded, "streams": len(self.pumping), "sessions": self.sessions()}
+
+    async def view(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
+        """`/_cluster` (operators): every registered replica with the counters of its last heartbeat."""
+        if not await authorized(self.config(), headers, send):
+            return
+        try:
+            members = await self.registry.members()
+        except Exception as exc:  # Redis down: say so, with what this replica knows
+            members = []
+            log.warning("Cluster: cannot list the replicas: %s", type(exc).__name__)
+        body = {
+            "replica": self.replica,
+            "advertise": self.advertise,
+            "stats": self.stats(),
+            "replicas": members,
+        }
+        await send_json(send, 200, body, [(b"cache-control", b"no-store")])
 
 
 def _open_check(client: ClientSession) -> Any:

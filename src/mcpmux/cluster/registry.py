@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import orjson
 
 log = logging.getLogger("mcpmux.cluster")
 
@@ -26,10 +27,12 @@ class Registry:
         self.replica = replica
         self.advertise = advertise
         self.clock = clock
+        self.stats: Callable[[], dict[str, Any]] = dict  # published with each heartbeat (the cluster view)
         self._cache: dict[str, tuple[str | None, float]] = {}
 
     async def register(self) -> None:
-        await self.redis.set(KEY_PREFIX + self.replica, self.advertise, ex=TTL_SECONDS)
+        entry = {"url": self.advertise, "stats": self.stats()}
+        await self.redis.set(KEY_PREFIX + self.replica, orjson.dumps(entry), ex=TTL_SECONDS)
 
     async def heartbeat(self) -> None:
         """Renew the key until cancelled; a failed renewal is logged and retried (Redis may come back)."""
@@ -56,13 +59,45 @@ class Registry:
         cached = self._cache.get(replica)
         if cached is not None and cached[1] > now:
             return cached[0]
-        raw = await self.redis.get(KEY_PREFIX + replica)
-        url = raw.decode() if isinstance(raw, bytes) else raw
+        url = entry_url(await self.redis.get(KEY_PREFIX + replica))
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[replica] = (url, now + CACHE_SECONDS)
         return url
 
+    async def members(self) -> list[dict[str, Any]]:
+        """Every registered replica (at most CACHE_LIMIT): id, URL and the stats of its last heartbeat."""
+        keys = []
+        async for key in self.redis.scan_iter(match=KEY_PREFIX + "*", count=100):
+            keys.append(key)
+            if len(keys) >= CACHE_LIMIT:
+                break
+        values = await self.redis.mget(keys) if keys else []
+        members = []
+        for key, raw in zip(keys, values, strict=True):
+            entry = parse_entry(raw)
+            if entry is not None:
+                replica = (key.decode() if isinstance(key, bytes) else key)[len(KEY_PREFIX) :]
+                members.append({"replica": replica, "self": replica == self.replica, **entry})
+        return sorted(members, key=lambda m: str(m["replica"]))
+
     def forget(self, replica: str) -> None:
         """Drop a cached address (its replica refused a connection)."""
         self._cache.pop(replica, None)
+
+
+def parse_entry(raw: Any) -> dict[str, Any] | None:
+    """A registry value (written by another replica: checked, not trusted); None if unusable."""
+    try:
+        entry = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+        return None
+    stats = entry.get("stats")
+    return {"url": entry["url"], "stats": stats if isinstance(stats, dict) else {}}
+
+
+def entry_url(raw: Any) -> str | None:
+    entry = parse_entry(raw)
+    return None if entry is None else str(entry["url"])
