@@ -96,7 +96,7 @@ def is_request(payload: Any) -> bool:
         and payload.get("jsonrpc") == "2.0"
         and isinstance(payload.get("method"), str)
         and type(payload.get("id")) in (str, int)
-        and ("params" not in payload or isinstance(payload["params"], dict))
+        and (payload.get("params") is None or isinstance(payload["params"], dict))  # null: no params
     )
 
 
