@@ -472,3 +472,20 @@ async def test_a_request_state_is_useless_to_another_token(
     assert "another caller" in stolen.json()["error"]["message"]
     owned = await post_modern(http, url, "tools/call", retry, meta=caps, headers=as_token("token-a"))
     assert owned.json()["result"]["resultType"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("route", "tool"), [("stdio", "routed_echo"), ("isolated", "routed_echo"), ("", "sse__routed_echo")]
+)
+async def test_mcp_param_headers_must_mirror_x_mcp_header_arguments(
+    proxy: ProxyProcess, http: httpx2.AsyncClient, route: str, tool: str
+) -> None:
+    url = proxy.url(f"/{route}/mcp" if route else "/mcp")
+    call = {"name": tool, "arguments": {"region": "eu-wëst"}}
+    good = modern_headers("tools/call", tool, **{"mcp-param-region": "=?base64?ZXUtd8Orc3Q=?="})
+    reply = await post_modern(http, url, "tools/call", call, headers=good)
+    assert reply.json()["result"]["content"][0]["text"] == "routed to eu-wëst", reply.text
+    for sent in ({}, {"mcp-param-region": "us-east"}):
+        wrong = modern_headers("tools/call", tool, **sent)
+        bad = await post_modern(http, url, "tools/call", call, headers=wrong)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, -32020), bad.text

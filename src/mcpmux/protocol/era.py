@@ -210,3 +210,26 @@ def mcp_param_headers(header_map: dict[tuple[str, ...], str], arguments: Any) ->
             continue
         headers[PARAM_HEADER_PREFIX + token] = encode_header_value(rendered)
     return headers
+
+
+def check_param_headers(header_map: dict[tuple[str, ...], str], arguments: Any, sent: dict[str, str]) -> None:
+    """`Mcp-Param-*` headers (`sent`: lower-case name -> value) must mirror the annotated arguments:
+    present exactly when the argument is, equal after decoding (numbers compared as numbers)."""
+    for path, token in header_map.items():
+        header = PARAM_HEADER_PREFIX + token
+        raw = sent.get(header.lower())
+        expected = mcp_param_headers({path: token}, arguments).get(header)
+        if raw is None and expected is None:
+            continue
+        if raw is None or expected is None or not _same_value(raw, expected):
+            raise EnvelopeError(HEADER_MISMATCH, f"{header} header does not match the request's arguments")
+
+
+def _same_value(raw: str, expected: str) -> bool:
+    decoded, wanted = decode_header_value(_field(raw)), decode_header_value(expected)
+    if decoded == wanted:
+        return True
+    try:
+        return decoded is not None and wanted is not None and float(decoded) == float(wanted)
+    except ValueError:
+        return False

@@ -10,12 +10,14 @@ import anyio
 from ..config.model import TokenScope
 from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request, result_response
 from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
-from ..protocol.era import Envelope
+from ..protocol.era import Envelope, x_mcp_header_map
 from ..protocol.translate import discover_from_initialize
 from .client import ClientSession
 from .listen import FanOutbox
+from .merged_route import MergedRoute
 from .mrtr import Suspensions
 from .route import Route
+from .server_route import ServerRoute
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -102,3 +104,25 @@ async def discover(route: Route, scope: TokenScope | None, envelope: Envelope, r
     if carrier.init_result is None:
         return {**response, "id": request_id}
     return result_response(request_id, discover_from_initialize(carrier.init_result, listen=True))
+
+
+# id(runtime) -> (the tools list it was built from, tool name -> its x-mcp-header annotations)
+_HEADER_MAPS: dict[int, tuple[Any, dict[str, dict[tuple[str, ...], str]]]] = {}
+
+
+def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
+    """The `x-mcp-header` annotations of the tool a 2026 `tools/call` on this route names ({}: none)."""
+    if not isinstance(name, str):
+        return {}
+    if isinstance(route, ServerRoute):
+        runtime, tool = route.runtime, route.renamed.get(name, name)
+    elif isinstance(route, MergedRoute) and (target := route.catalog.tools.get(name)) is not None:
+        runtime, tool = target.member.runtime, target.upstream
+    else:
+        return {}
+    tools = runtime.tools
+    cached = _HEADER_MAPS.get(id(runtime))
+    if cached is None or cached[0] is not tools:  # the catalog was refreshed: read it again
+        maps = {str(t.get("name")): x_mcp_header_map(t.get("inputSchema")) for t in tools}
+        cached = _HEADER_MAPS[id(runtime)] = (tools, {n: m for n, m in maps.items() if m})
+    return cached[1].get(tool, {})

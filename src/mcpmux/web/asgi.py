@@ -41,6 +41,7 @@ class RequestHeaders:
         "mcp_name",
         "origin",
         "protocol_version",
+        "raw",
         "session_id",
     )
 
@@ -57,6 +58,7 @@ class RequestHeaders:
         self.last_event_id: str | None = None
         self.mcp_method: str | None = None  # 2026-07-28 routing headers, checked against the body
         self.mcp_name: str | None = None
+        self.raw = raw  # all of them, for what only rare requests read (Mcp-Param-* of 2026 tool calls)
         for name, value in raw:
             setter = _PICK.get(name)
             if setter is not None:

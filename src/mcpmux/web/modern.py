@@ -27,12 +27,13 @@ from ..protocol.constants import (
     RESOURCES_UNSUBSCRIBE,
     SERVER_DISCOVER,
     SUBSCRIPTIONS_LISTEN,
+    TOOLS_CALL,
 )
-from ..protocol.era import Envelope, EnvelopeError, RoutingHeaders, read_envelope
+from ..protocol.era import Envelope, EnvelopeError, RoutingHeaders, check_param_headers, read_envelope
 from ..protocol.translate import acknowledged, modern_response, strip_envelope
 from ..relay.client import ClientSession
 from ..relay.listen import ListenOutbox, close_listen, open_listen
-from ..relay.modern import Carrier, discover, ready_carrier
+from ..relay.modern import Carrier, discover, param_header_map, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
 from .asgi import (
@@ -174,7 +175,7 @@ async def handle_modern(
 ) -> None:
     """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened or relayed."""
     envelope = await _admit(msg, send, headers)
-    if envelope is None or not await fields_ok(msg, send):
+    if envelope is None or not await fields_ok(msg, send) or not await _params_ok(route, msg, send, headers):
         return
     if msg["method"] == SERVER_DISCOVER:
         response = await discover(route, token, envelope, msg["id"])
@@ -220,6 +221,28 @@ async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope 
     except EnvelopeError as exc:
         await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
         return None
+
+
+async def _params_ok(route: Route, msg: Message, send: Send, headers: RequestHeaders) -> bool:
+    """A `tools/call`'s `Mcp-Param-*` headers mirror the arguments its tool marks `x-mcp-header`
+    (else 400/-32020, as the spec says servers must check)."""
+    if msg["method"] != TOOLS_CALL:
+        return True
+    params = msg.get("params") or {}
+    header_map = param_header_map(route, params.get("name"))
+    if not header_map:
+        return True
+    sent = {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in headers.raw
+        if name.lower().startswith(b"mcp-param-")
+    }
+    try:
+        check_param_headers(header_map, params.get("arguments"), sent)
+    except EnvelopeError as exc:
+        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc)))
+        return False
+    return True
 
 
 async def serve_listen(route: Route, carrier: Carrier, msg: Message, receive: Receive, send: Send) -> None:
