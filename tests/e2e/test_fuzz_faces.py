@@ -83,10 +83,10 @@ def messages_of(reply: httpx2.Response) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def sessions(proxy: ProxyProcess) -> dict[str, Session]:
     """The fuzzed sessions and a bystander on the same server that must keep working."""
-    return {name: Session(proxy.url(f"/{route}/mcp")) for name, route in FUZZED.items()}
+    return {name: Session(proxy.url(f"/{path}")) for name, path in FUZZED.items()}
 
 
-FUZZED = {"good": "good", "bad": "bad", "bystander": "good"}
+FUZZED = {"good": "good/mcp", "bad": "bad/mcp", "merged": "mcp", "bystander": "good/mcp"}
 
 
 def is_request(payload: Any) -> bool:
@@ -116,12 +116,8 @@ def assert_still_serving(proxy: ProxyProcess, sessions: dict[str, Session]) -> N
     sessions["bystander"].alive()
 
 
-@fuzz_settings(40)
-@given(payloads)
-def test_fuzz_the_streamable_http_face(
-    proxy: ProxyProcess, sessions: dict[str, Session], payload: Any
-) -> None:
-    reply = sessions["good"].post(json.dumps(payload))
+def fuzz_streamable(proxy: ProxyProcess, sessions: dict[str, Session], target: str, payload: Any) -> None:
+    reply = sessions[target].post(json.dumps(payload))
     assert reply.status_code < 500, reply.text
     if is_request(payload):
         assert reply.status_code == 200, reply.text
@@ -132,8 +128,22 @@ def test_fuzz_the_streamable_http_face(
     elif reply.status_code != 202:
         body = reply.json()
         assert body["jsonrpc"] == "2.0" and type(body["error"]["code"]) is int, body
-    sessions["good"].alive()
+    sessions[target].alive()
     assert_still_serving(proxy, sessions)
+
+
+@fuzz_settings(40)
+@given(payloads)
+def test_fuzz_the_streamable_http_face(
+    proxy: ProxyProcess, sessions: dict[str, Session], payload: Any
+) -> None:
+    fuzz_streamable(proxy, sessions, "good", payload)
+
+
+@fuzz_settings(30)
+@given(payloads)
+def test_fuzz_the_merged_endpoint(proxy: ProxyProcess, sessions: dict[str, Session], payload: Any) -> None:
+    fuzz_streamable(proxy, sessions, "merged", payload)
 
 
 hostile_lines = st.one_of(
