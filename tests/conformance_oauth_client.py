@@ -35,6 +35,7 @@ from mcpmux.config.model import (  # noqa: E402
 from mcpmux.oauth.store import TokenStore  # noqa: E402
 from mcpmux.oauth.upstream import HttpxAuth, UpstreamAuth  # noqa: E402
 
+CIMD_URL = "https://conformance-test.local/client-metadata.json"  # the suite's expected client ID
 ATTEMPTS = 3  # a login, then at most two step-ups
 TIMEOUT_SECONDS = 20
 
@@ -45,6 +46,7 @@ def configure(url: str, scenario: str, context: dict[str, Any], store_path: str)
         grant=grant,  # type: ignore[arg-type]
         client_id=context.get("client_id"),
         client_secret=context.get("client_secret"),
+        client_metadata_url=CIMD_URL,  # used where the authorization server supports CIMD
     )
     server = ServerConfig(
         name="conformance", transport="streamable-http", options=ServerOptions(), url=url, oauth=oauth

@@ -19,19 +19,19 @@ from harness import ROOT
 
 CONFORMANCE = Path(os.environ.get("CONFORMANCE_DIR", ROOT / ".conformance"))
 CLIENT = f"{sys.executable} {ROOT / 'tests' / 'conformance_oauth_client.py'}"
-AUTH_SUITE_CHECKS = 223  # `--suite auth` of 0.1.16: 14 scenarios (CIMD gives one warning: DCR is used)
+AUTH_SUITE_CHECKS = 223  # `--suite auth` of 0.1.16: 14 scenarios
 MORE = [  # scenarios outside `--suite auth` that mcpmux supports, with their check counts
     ("auth/client-credentials-basic", 8),
     ("auth/2025-03-26-oauth-metadata-backcompat", 12),
     ("auth/2025-03-26-oauth-endpoint-fallback", 7),
     ("auth/resource-mismatch", 2),
-    ("auth/offline-access-scope", 14),
+    ("auth/offline-access-scope", 12),
     ("auth/offline-access-not-supported", 14),
 ]
 
 
 def run_suite(tmp_path: Path, *selection: str) -> tuple[int, int, str]:
-    """(passed, failed) over every checks.json the run wrote, and its output."""
+    """(passed, failed or warned) over every checks.json the run wrote, and its output."""
     binaries = CONFORMANCE / "node_modules" / ".bin"
     assert (binaries / "conformance").exists(), f"the conformance suite is not installed in {CONFORMANCE}"
     command = [
@@ -49,7 +49,7 @@ def run_suite(tmp_path: Path, *selection: str) -> tuple[int, int, str]:
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=560, check=False, cwd=ROOT)
     checks = [c for path in tmp_path.rglob("checks.json") for c in json.loads(path.read_text())]
     passed = sum(1 for c in checks if c.get("status") == "SUCCESS")
-    failed = sum(1 for c in checks if c.get("status") == "FAILURE")
+    failed = sum(1 for c in checks if c.get("status") in ("FAILURE", "WARNING"))
     return passed, failed, run.stdout[-4000:] + run.stderr[-2000:]
 
 

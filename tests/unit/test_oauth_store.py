@@ -79,6 +79,10 @@ def test_server_oauth_config_and_the_store_next_to_the_config() -> None:
         ({"url": "https://u/mcp", "oauth": {"grant": "password"}}, "mcpServers.up.oauth.grant: expected"),
         ({"url": "https://u/mcp", "oauth": {"grant": "client_credentials"}}, 'needs "clientId" and'),
         ({"url": "https://u/mcp", "oauth": {"clientSecret": "s"}}, 'oauth.clientSecret: needs "clientId"'),
+        (
+            {"url": "https://u/mcp", "oauth": {"clientMetadataUrl": "http://x/c.json"}},
+            "an https URL with a path",
+        ),
     ],
 )
 def test_bad_server_oauth_names_its_path(server: dict[str, Any], expected: str) -> None:

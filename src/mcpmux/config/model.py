@@ -149,6 +149,7 @@ class UpstreamOAuth:
     redirect_uri: str | None = None  # None: {baseURL}/_oauth/callback
     issuer: str | None = None  # None: the first authorization server the upstream names
     client_name: str = "mcpmux"
+    client_metadata_url: str | None = None  # CIMD: an https URL used as client_id where supported
 
 
 @dataclass(frozen=True, slots=True)

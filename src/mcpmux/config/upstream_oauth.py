@@ -5,11 +5,15 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mcpmux.config.fields import Diagnostics, JsonObject, as_object, as_string
 from mcpmux.config.model import TokenStoreConfig, UpstreamOAuth
 
-UPSTREAM_OAUTH_KEYS = ("grant", "clientId", "clientSecret", "scope", "redirectUri", "issuer", "clientName")
+UPSTREAM_OAUTH_KEYS = (
+    *("grant", "clientId", "clientSecret", "scope", "redirectUri", "issuer", "clientName"),
+    "clientMetadataUrl",
+)
 TOKEN_STORE_KEYS = ("path", "keyEnv", "keyFile")
 GRANTS = ("authorization_code", "client_credentials")
 DEFAULT_STORE = "mcpmux-tokens.enc"
@@ -29,7 +33,11 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
         raise diag.error(path, 'the client_credentials grant needs "clientId" and "clientSecret"')
     if secret and not client_id:
         raise diag.error(spec.path_of("clientSecret"), 'needs "clientId" beside it')
+    metadata_url = spec.read("clientMetadataUrl", as_string) or None
+    if metadata_url is not None and not _cimd_url(metadata_url):
+        raise diag.error(spec.path_of("clientMetadataUrl"), "expected an https URL with a path")
     return UpstreamOAuth(
+        client_metadata_url=metadata_url,
         grant=grant,  # type: ignore[arg-type]
         client_id=client_id or None,
         client_secret=secret or None,
@@ -38,6 +46,11 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
         issuer=spec.read("issuer", as_string) or None,
         client_name=spec.read("clientName", as_string) or "mcpmux",
     )
+
+
+def _cimd_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" and bool(parts.netloc) and parts.path not in ("", "/")
 
 
 def read_upstream_oauth(entry: JsonObject, transport: str) -> UpstreamOAuth | None:

@@ -19,11 +19,13 @@ from mcp.client.auth import OAuthFlowError, OAuthRegistrationError, OAuthTokenEr
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
     build_protected_resource_metadata_discovery_urls,
+    create_client_info_from_metadata_url,
     create_client_registration_request,
     create_oauth_metadata_request,
     handle_auth_metadata_response,
     handle_protected_resource_response,
     handle_registration_response,
+    should_use_client_metadata_url,
     union_scopes,
     validate_authorization_response_iss,
     validate_metadata_issuer,
@@ -172,6 +174,9 @@ async def register(
             redirect_uris=[redirect_uri],  # type: ignore[list-item]
             token_endpoint_auth_method=method,
         )
+    metadata_url = config.client_metadata_url
+    if metadata_url is not None and should_use_client_metadata_url(discovery.metadata, metadata_url):
+        return create_client_info_from_metadata_url(metadata_url, redirect_uris=[redirect_uri])  # type: ignore[list-item]
     if discovery.metadata.registration_endpoint is None:
         raise FlowError('the authorization server offers no dynamic registration: configure "clientId"')
     grants = ["authorization_code", "refresh_token"]
