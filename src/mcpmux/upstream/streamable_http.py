@@ -321,3 +321,4 @@ async def open_streamable_http_connection(
             yield conn
         finally:
             await conn.terminate()
+            conn.die("connection closed")  # closed like every transport once its block ends
