@@ -7,10 +7,9 @@ balancer with health checks, it skips a replica that refuses connections.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
-import subprocess
-import tempfile
-import time
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,44 +19,33 @@ from typing import Any
 import httpx2
 import pytest
 
-from harness import ProxyProcess, bound_socket, fixture_server
+from harness import ROOT, ProxyProcess, bound_socket, fixture_server
 from mcpmux.cluster.forward import relay_stream
 from mcpmux.web.asgi import read_body
 
-START_SECONDS = 10.0
 SECRET = "s" * 16 + "e" * 16 + "cret"
 HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
+
+
+def bench_cluster() -> Any:
+    """bench/cluster.py as a module (bench/ is not a package): its redis-server launcher is shared."""
+    name = "bench_cluster"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "cluster.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @contextmanager
 def running_redis() -> Iterator[str]:
     """redis-server on a unix socket in a fresh temp dir (no port to race for); killed on exit."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (scripts/setup-test-env installs Debian's package)")
-    home = Path(tempfile.mkdtemp(prefix="mcpmux-redis-"))
-    sock = home / "redis.sock"
-    args = ["--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no", "--dir", str(home)]
-    process = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
-
-        client = redis.Redis(unix_socket_path=str(sock))
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                assert process.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-        yield f"unix://{sock}"
-    finally:
-        process.kill()
-        process.wait(10)
-        shutil.rmtree(home, ignore_errors=True)
+    with bench_cluster().running_redis() as url:
+        yield url
 
 
 def replica_config(redis_url: str, public_url: str) -> dict[str, Any]:
