@@ -137,18 +137,7 @@ class Exchange:
     def _body(self, body: bytes, more: bool) -> None:
         conn = self.conn
         head = self.head
-        if self.is_head:
-            payload = b""
-        elif self.chunked:
-            payload = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
-            if not more:
-                payload += b"0\r\n\r\n"
-        else:
-            if self.length_left >= 0:
-                if len(body) > self.length_left:
-                    raise RuntimeError("response body longer than its Content-Length")
-                self.length_left -= len(body)
-            payload = body
+        payload = self._payload(body, more)
         if head:
             self.head = b""
             if len(payload) < 65536:
@@ -163,6 +152,19 @@ class Exchange:
             self.response_complete = True
             self.wake()
             conn.response_complete(self)
+
+    def _payload(self, body: bytes, more: bool) -> bytes:
+        """The bytes that carry `body` on the wire: framed when chunked, counted against Content-Length."""
+        if self.is_head:
+            return b""
+        if self.chunked:
+            payload = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            return payload + b"0\r\n\r\n" if not more else payload
+        if self.length_left >= 0:
+            if len(body) > self.length_left:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.length_left -= len(body)
+        return body
 
     def _start(self, status: int, headers: Any) -> None:
         if not isinstance(headers, (list, tuple)):
