@@ -6,7 +6,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -252,8 +252,10 @@ class Reloader:
         source = proxy.config.source
         self.path = source if watchable(source) else None
         self.baseline = file_signature(source) if self.path else None  # before anything can change it
+        # cluster mode: tells the other replicas after a reload started here (they reload without telling)
+        self.announce: Callable[[], Awaitable[None]] | None = None
 
-    async def reload(self, why: str) -> None:
+    async def reload(self, why: str, *, announce: bool = True) -> None:
         log.info("Reloading config (%s)", why)
         try:
             new = await anyio.to_thread.run_sync(self.load)
@@ -267,6 +269,9 @@ class Reloader:
             await self.proxy.reload(new)
         except Exception:  # task boundary, as above
             log.exception("Reload failed while applying the new config")
+            return
+        if announce and self.announce is not None:
+            await self.announce()
 
     async def watch(self) -> None:
         if self.path is None:
@@ -321,7 +326,7 @@ async def serve(
     proxy.on_routes_changed = app.rebuild
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
-    cluster = await _join_cluster(proxy, app, sock) if config.cluster is not None else None
+    cluster = await _join_cluster(proxy, app, sock, reloader) if config.cluster is not None else None
     if cluster is False:
         return 1
     async with anyio.create_task_group() as root:
@@ -343,7 +348,7 @@ async def serve(
     return 0
 
 
-async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket) -> Any:
+async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket, reloader: Reloader | None) -> Any:
     """Cluster mode's node, registered in Redis and hooked into the app (`/_cluster` too); False (logged)
     when Redis cannot be reached."""
     from .cluster.node import Cluster, ClusterError, advertised_url  # redis is imported only here
@@ -358,6 +363,9 @@ async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket) -> Any
     except ClusterError as exc:
         log.error("Exiting: %s", exc)
         return False
+    if reloader is not None:  # a reload on one replica is a reload on all
+        reloader.announce = cluster.announce_reload
+        cluster.on_reload = lambda why: reloader.reload(why, announce=False)
     app.cluster = cluster
     app.extra["/_cluster"] = cluster.view
     app.rebuild()

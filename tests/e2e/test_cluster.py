@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,9 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from cluster_kit import SECRET, RoundRobin, replica_config, running_cluster
+from cluster_kit import SECRET, RoundRobin, replica_config, running_cluster, running_redis
 
-from harness import ProxyProcess, mcp_client
+from harness import ProxyProcess, fixture_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -271,3 +274,54 @@ async def test_a_get_stream_resumes_with_last_event_id_on_another_replica_after_
             refused.headers["authorization"] = "Bearer tok-b"
             await refused.read(1)
             assert refused.status == 404
+
+
+@contextmanager
+def served_config(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The config at an http URL on 127.0.0.1 (what every replica loads); change `holder["body"]`."""
+    holder = {"body": json.dumps(document).encode()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(holder["body"])))
+            self.end_headers()
+            self.wfile.write(holder["body"])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/config.json", holder
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_reload_on_one_replica_reloads_every_replica(tmp_path: Path) -> None:
+    with running_redis() as redis_url:
+        document = replica_config(redis_url, "http://127.0.0.1:9")
+        document["mcpProxy"]["allowedHosts"] = ["*"]
+        with served_config(document) as (url, holder), ExitStack() as stack:
+            replicas = []
+            for index in range(2):
+                home = tmp_path / f"r{index}"
+                home.mkdir()
+                replica = ProxyProcess({}, home, extra_args=("--config", url))
+                stack.callback(replica.stop)
+                replicas.append(replica)
+            for replica in replicas:
+                replica.wait_ready()
+                replica.wait_for_line(r"Cluster: replica \w+ registered")
+            document["mcpServers"]["added"] = fixture_server("added_")
+            holder["body"] = json.dumps(document).encode()
+            replicas[0].process.send_signal(signal.SIGHUP)  # only this one is told
+            for replica in replicas:
+                replica.wait_for_line(r"Reloaded config from .*added added")
+            replicas[1].wait_for_line(r"Reloading config \(replica \w+ reloaded its config\)")
+            assert not any("reloaded its config" in line for line in replicas[0].lines)

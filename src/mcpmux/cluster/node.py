@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -39,6 +39,9 @@ log = logging.getLogger("mcpmux.cluster")
 PROOF_HEADER = b"x-mcpmux-forwarded"
 CONNECT_SECONDS = 5.0
 LEAVE_SECONDS = 2.0
+RELOAD_CHANNEL = "mcpmux:reload"
+REPLICA_SHOWN = 32  # characters of a sender's id in a log line (it comes from Redis: bounded)
+RETRY_SECONDS = 3.0
 MAX_REDIS_CONNECTIONS = 1024  # each open GET stream holds one while it waits
 
 
@@ -93,6 +96,7 @@ class Cluster:
         self.sessions: Callable[[], int] = int  # this replica's client sessions (set by the proxy)
         self.config: Callable[[], Any] = lambda: None  # the running ProxyConfig (set by the proxy)
         self.registry.stats = self.stats
+        self.on_reload: Callable[[str], Awaitable[None]] | None = None  # set by the proxy when it reloads
 
     async def connect(self) -> None:
         """Register this replica; raises ClusterError when Redis cannot be reached."""
@@ -110,6 +114,8 @@ class Cluster:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self.registry.heartbeat)
+                if self.on_reload is not None:
+                    tg.start_soon(self._listen_reloads)
                 task_status.started()
         finally:
             set_session_ids(None)
@@ -246,6 +252,30 @@ class Cluster:
         except ClientDisconnectedError:
             pass
         return None
+
+    async def announce_reload(self) -> None:
+        """After a reload that started here: every other replica reloads too (from its own source)."""
+        try:
+            await self.redis.publish(RELOAD_CHANNEL, self.replica)
+        except Exception as exc:  # Redis down: the others keep their config (and say nothing)
+            log.warning("Cluster: could not tell the other replicas to reload: %s", type(exc).__name__)
+
+    async def _listen_reloads(self) -> None:
+        """Reload when another replica did; a lost Redis connection is retried every few seconds."""
+        assert self.on_reload is not None
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(RELOAD_CHANNEL)
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        data = message.get("data") if message else None
+                        sender = data.decode(errors="replace") if isinstance(data, bytes) else self.replica
+                        if sender != self.replica:
+                            await self.on_reload(f"replica {sender[:REPLICA_SHOWN]} reloaded its config")
+            except Exception as exc:  # task boundary: keep listening once Redis is back
+                log.warning("Cluster: reload channel lost (%s); retrying", type(exc).__name__)
+                await anyio.sleep(RETRY_SECONDS)
 
     def stats(self) -> dict[str, Any]:
         """This replica's counters, published with each heartbeat; `sessions` is set by the proxy."""
