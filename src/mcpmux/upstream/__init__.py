@@ -1,1 +1,1 @@
-"""upstream"""
+"""Upstream MCP servers: one connector per transport behind one seam, sessions, supervision."""
