@@ -40,12 +40,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Rou
         yield running
 
 
-async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_progress_sampling_and_streams(
+async def test_an_sdk_client_on_every_replica_gets_tools_progress_sampling_elicitation_subscriptions_streams(
     cluster: tuple[str, RoundRobin, list[ProxyProcess]],
 ) -> None:
     url, balancer, replicas = cluster
     progress: list[float] = []
-    changed = anyio.Event()
+    changed, updated = anyio.Event(), anyio.Event()
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append(value)
@@ -53,6 +53,11 @@ async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_pro
     async def on_message(message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             changed.set()
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updated.set()
+
+    async def elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "across"})
 
     async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         text = types.TextContent(type="text", text="sampled across replicas")
@@ -61,7 +66,11 @@ async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_pro
     balancer.hits.clear()
     with anyio.fail_after(40):
         async with mcp_client(
-            f"{url}/everything/mcp", token="tok-a", message_handler=on_message, sampling_callback=sampling
+            f"{url}/everything/mcp",
+            token="tok-a",
+            message_handler=on_message,
+            sampling_callback=sampling,
+            elicitation_callback=elicitation,
         ) as session:
             tools = await session.list_tools()
             assert "slow" in {tool.name for tool in tools.tools}
@@ -70,6 +79,11 @@ async def test_an_sdk_client_whose_requests_land_on_every_replica_gets_tools_pro
             # the server's request rides the forwarded POST stream; the client's answer is a new POST
             sampled = await session.call_tool("ask_sampling", {"prompt": "hi"})
             assert "sampled across replicas" in sampled.content[0].text
+            elicited = await session.call_tool("ask_elicitation", {"message": "Who?"})
+            assert json.loads(elicited.content[0].text)["content"] == {"name": "across"}
+            await session.subscribe_resource("test://watched-resource")
+            await session.call_tool("touch_resource", {"uri": "test://watched-resource"})
+            await updated.wait()
             # a notification outside any request: on the GET stream, which another replica relays
             await session.call_tool("notify_list_changed", {"standalone": True})
             await changed.wait()
