@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,8 @@ Message = dict[str, Any]
 class Events:
     """The session's owner, as the runtime is: related messages go to their request, the rest is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, tg: Any) -> None:
+        self.tg = tg
         self.notifications: list[tuple[Message, InFlight | None]] = []
         self.server_requests: list[tuple[Message, InFlight | None]] = []
         self.asked = anyio.Event()
@@ -37,6 +38,9 @@ class Events:
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
         self.server_requests.append((msg, related))
         self.asked.set()
+
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.tg.start_soon(fn, *args)
 
 
 class Client:
@@ -67,12 +71,13 @@ class Origin:
 
 @asynccontextmanager
 async def session_on(server: FakeServer) -> AsyncIterator[tuple[UpstreamSession, FakeConnection, Events]]:
-    events = Events()
-    session = UpstreamSession("up", events)
     config = proxy_config({"up": stdio()}).servers["up"]
-    async with server.open(config, session.receive) as conn:
-        session.connection = conn
-        yield session, conn, events
+    async with anyio.create_task_group() as tg:
+        events = Events(tg)
+        session = UpstreamSession("up", events)
+        async with server.open(config, session.receive) as conn:
+            session.connection = conn
+            yield session, conn, events
 
 
 def call(request_id: Any, name: str = "echo", **params: Any) -> Message:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -83,6 +83,9 @@ class Answering:
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
         self.server_requests.append(msg)
         self.tg.start_soon(session.respond, {"jsonrpc": "2.0", "id": msg["id"], "result": ROOTS})
+
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.tg.start_soon(fn, *args)
 
 
 def call(name: str, arguments: dict[str, Any], **params: Any) -> Message:

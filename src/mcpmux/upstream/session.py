@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -48,6 +48,10 @@ class SessionEvents(Protocol):
     def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None: ...
 
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None: ...
+
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run `fn(*args)` in the owner's task group: the session starts no task of its own."""
+        ...
 
 
 DEFAULT_QUEUE_LIMIT = 1000
@@ -345,7 +349,7 @@ class UpstreamSession:
                 None, REQUEST_TIMEOUT, f"{self.name}: request timed out after {timeout_seconds:g}s"
             )
         )
-        self._loop.create_task(self._send_cancel(uid, "Request timed out"))
+        self.events.spawn(self._send_cancel, uid, "Request timed out")
 
     def cancel(self, uid: int, reason: str | None) -> bool:
         """The client cancelled: answer the waiter at once and tell the upstream."""
@@ -353,7 +357,7 @@ class UpstreamSession:
         if pending is None:
             return False
         pending.finish(error_response(None, REQUEST_CANCELLED, "Request cancelled"))
-        self._loop.create_task(self._send_cancel(uid, reason))
+        self.events.spawn(self._send_cancel, uid, reason)
         return True
 
     async def _send_cancel(self, uid: int, reason: str | None) -> None:
