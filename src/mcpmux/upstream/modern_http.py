@@ -34,11 +34,13 @@ from ..protocol.constants import (
     CANCELLED,
     INITIALIZE,
     LOGGING_SET_LEVEL,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     MODERN_VERSION,
     PING,
     RESOURCES_SUBSCRIBE,
     RESOURCES_UNSUBSCRIBE,
     SERVER_DISCOVER,
+    SERVER_REQUEST_CAPABILITY,
     SUBSCRIPTIONS_ACKNOWLEDGED,
     SUBSCRIPTIONS_LISTEN,
     TOOLS_LIST,
@@ -294,9 +296,9 @@ class ModernHttpConnection(HttpTransport):
         answers = await self._answers(asked)
         if answers is None:
             return error_response(None, INTERNAL_ERROR, "the client did not answer the upstream's questions")
-        refused = [a.get("error") for a in answers.values() if not isinstance(a.get("result"), dict)]
+        refused = [key for key, answer in answers.items() if not isinstance(answer.get("result"), dict)]
         if refused:
-            return error_response(None, INTERNAL_ERROR, f"the client could not answer: {refused[0]}")
+            return refusal(input_requests[refused[0]]["method"], answers[refused[0]].get("error"))
         return {key: answer["result"] for key, answer in answers.items()}
 
     async def _answers(self, asked: dict[str, Any]) -> dict[str, Message] | None:
@@ -349,6 +351,18 @@ async def open_modern_http_connection(
 ) -> AsyncIterator[ModernHttpConnection]:
     async with http_pool(server) as (pool, tg):
         yield ModernHttpConnection(server, pool, receiver, tg)
+
+
+def refusal(method: str, error: Any) -> Message:
+    """The call's error when the client refused what the upstream asked: a capability it did not declare
+    is -32021 naming it (what a 2026-07-28 server answers itself), anything else -32603."""
+    capability = SERVER_REQUEST_CAPABILITY.get(method)
+    code = error.get("code") if isinstance(error, dict) else None
+    if capability is not None and code == METHOD_NOT_FOUND:
+        data: dict[str, Any] = {"requiredCapabilities": {capability: {}}}
+        why = f"the client cannot answer {method}"
+        return error_response(None, MISSING_REQUIRED_CLIENT_CAPABILITY, why, data)
+    return error_response(None, INTERNAL_ERROR, f"the client could not answer {method}: {error}")
 
 
 # (server name, url) -> whether it serves 2026-07-28: probed once per process for `protocol: auto`, so a
