@@ -35,8 +35,11 @@ def test_a_full_outbox_makes_room_by_dropping_the_oldest_notification_only() -> 
 
 
 def test_an_outbox_full_of_responses_overflows_closes_and_says_why() -> None:
+    stopped: list[bool] = []
+
     async def main() -> Any:
         box = Outbox(limit=3)
+        box.stop = lambda: stopped.append(True)  # what the open stream sets: it ends at once
         for n in range(4):
             box.push(response(n))
         box.push(response(9))  # after the overflow: nothing is queued any more
@@ -46,6 +49,7 @@ def test_an_outbox_full_of_responses_overflows_closes_and_says_why() -> None:
     assert batch is None  # the stream reading it ends
     assert box.closed and not box.items
     assert "maxSessionQueue" in box.overflowed
+    assert stopped == [True]
 
 
 def test_a_request_with_too_many_related_messages_waiting_is_abandoned_with_an_error() -> None:

@@ -53,6 +53,9 @@ class Outbox:
         # writes through it at once when nothing is queued, instead of waking the stream's task.
         self.direct: Callable[[Message], Awaitable[None]] | None = None
         self.writing = False  # a write to the stream is under way (by `deliver` or by the reader)
+        # Ends the open stream at once (set by the web layer while a stream reads this outbox): on
+        # overflow the stream closes even when a write to a client that stopped reading is stuck.
+        self.stop: Callable[[], Any] | None = None
 
     def push(self, msg: Message) -> None:
         if self.closed:
@@ -83,6 +86,8 @@ class Outbox:
         log.warning("a client session's stream is closed: %s", self.overflowed)
         items.clear()
         self.close()
+        if self.stop is not None:
+            self.stop()
         return False
 
     async def deliver(self, msg: Message) -> None:

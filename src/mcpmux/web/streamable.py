@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -44,6 +45,7 @@ from .telemetry import Telemetry
 log = logging.getLogger("mcpmux.http")
 
 KEEPALIVE_SECONDS = 25.0
+OVERFLOW_CLOSE_SECONDS = 1.0
 
 
 class PostExchange:
@@ -349,9 +351,12 @@ async def pump_outbox(client: ClientSession, receive: Receive, send: Send) -> No
     outbox.direct = write_now
     try:
         async with anyio.create_task_group() as tg:
+            outbox.stop = tg.cancel_scope.cancel
             tg.start_soon(watch_disconnect)
             tg.start_soon(pump)
     finally:
-        outbox.direct = None
+        outbox.direct = outbox.stop = None
     if not outbox.writing:  # else a `deliver` is stuck writing to a stream that is going away anyway
-        await send({"type": "http.response.body", "body": b""})
+        # after an overflow the client may have stopped reading: the end of the stream gets a moment only
+        with anyio.move_on_after(OVERFLOW_CLOSE_SECONDS if outbox.overflowed else math.inf):
+            await send({"type": "http.response.body", "body": b""})
