@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -201,3 +202,17 @@ def test_without_operator_tokens_on_a_non_loopback_listener_the_page_says_why_it
         assert fetched.status_code == 200 and "mcpProxy.operatorTokens" in fetched.text
         assert 'data-server="fx"' not in fetched.text
         assert httpx2.get(proxy.url("/_status/api")).status_code == 403
+
+
+def test_a_failing_stdio_servers_last_stderr_lines_show_on_the_page(tmp_path: Path, browser: Browser) -> None:
+    crash = "import sys; sys.stderr.write('ModuleNotFoundError: No module named missing_dep\\n'); sys.exit(1)"
+    config = status_config()
+    config["mcpServers"]["broken"] = {"command": sys.executable, "args": ["-c", crash]}
+    with running_proxy(config, tmp_path) as proxy:
+        fetched = httpx2.get(proxy.url("/_status"))
+        assert "Recent stderr" in fetched.text and "No module named missing_dep" in fetched.text
+        page = browser.new_page()
+        page.goto(proxy.url("/_status"))
+        card = page.locator('article[data-server="broken"]:not([data-ssr])')
+        expect(card.locator('[data-field="stderr"]')).to_contain_text("No module named missing_dep")
+        expect(page.locator('article[data-server="fx"]:not([data-ssr]) .stderr')).to_be_hidden()

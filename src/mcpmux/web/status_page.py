@@ -58,6 +58,14 @@ def _field(label: str, value: str, *, name: str, wide: bool = False, code: bool 
     return f"<div{wide_class}><dt>{label}</dt>{dd}</div>"
 
 
+def _stderr(lines: list[str]) -> str:
+    """A stdio server's last stderr lines (already redacted), hidden when there are none."""
+    text = escape("\n".join(str(line) for line in lines))
+    hidden = "" if text else " hidden"
+    pre = f'<pre data-field="stderr">{text}</pre>'
+    return f'<div class="wide stderr"{hidden}><dt>Recent stderr</dt><dd>{pre}</dd></div>'
+
+
 def server_card(server: dict[str, Any], index: int) -> str:
     """One server as an `<article>` with the markup the script's template uses (it takes over later)."""
     name, state = escape(str(server["name"])), escape(str(server["state"]))
@@ -71,6 +79,7 @@ def server_card(server: dict[str, Any], index: int) -> str:
         _field("Restarts", str(server["restarts"]), name="restarts"),
         _field("Sessions", str(server["sessions"]), name="sessions"),
         _field("Last error", str(server["lastError"] or "none"), name="lastError", wide=True),
+        _stderr(server.get("lastStderr") or []),
         _field("Streamable HTTP", server["urls"]["mcp"], name="mcp", wide=True, code=True),
         _field("SSE", server["urls"]["sse"], name="sse", wide=True, code=True),
     ]

@@ -165,6 +165,9 @@ function updateCard(card, server) {
   field(el, "restarts").textContent = String(server.restarts);
   field(el, "sessions").textContent = String(server.sessions);
   field(el, "lastError").textContent = server.lastError || "none";
+  const stderr = (server.lastStderr || []).join("\n"); // a stdio server's last lines, redacted
+  field(el, "stderr").textContent = stderr;
+  el.querySelector(".stderr").hidden = !stderr;
   field(el, "mcp").textContent = server.urls.mcp;
   field(el, "sse").textContent = server.urls.sse;
   const toolsKey = JSON.stringify(server.tools);
