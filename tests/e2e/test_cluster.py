@@ -92,6 +92,34 @@ async def test_an_sdk_client_on_every_replica_gets_tools_progress_sampling_elici
     assert set(balancer.hits) == {r.base for r in replicas}  # every replica served some of it
 
 
+async def test_a_2026_client_needs_no_affinity_and_its_mrtr_retry_reaches_the_suspended_call(
+    cluster: tuple[str, RoundRobin, list[ProxyProcess]],
+) -> None:
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    url, balancer, replicas = cluster
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(params.messages[0].content.text)  # type: ignore[union-attr]
+        text = types.TextContent(type="text", text="sampled in 2026")
+        return types.CreateMessageResult(role="assistant", content=text, model="m")
+
+    balancer.hits.clear()
+    with anyio.fail_after(40):
+        async with httpx2.AsyncClient(headers={"authorization": "Bearer tok-a"}, timeout=30) as http:
+            transport = streamable_http_client(f"{url}/everything/mcp", http_client=http)
+            async with Client(transport, mode="2026-07-28", sampling_callback=sampling) as client:
+                for _ in replicas:
+                    assert "slow" in {tool.name for tool in (await client.list_tools()).tools}
+                for round_ in range(len(replicas)):  # the retry lands on another replica than the call
+                    result = await client.call_tool("ask_sampling", {"prompt": f"round {round_}"})
+                    assert not result.is_error and "sampled in 2026" in result.content[0].text  # type: ignore[union-attr]
+    assert asked == [f"round {n}" for n in range(len(replicas))]
+    assert set(balancer.hits) == {r.base for r in replicas}
+
+
 async def test_a_legacy_sse_clients_posts_reach_the_replica_holding_its_stream(
     cluster: tuple[str, RoundRobin, list[ProxyProcess]],
 ) -> None:

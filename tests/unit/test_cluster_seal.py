@@ -105,3 +105,19 @@ def test_without_cluster_mode_the_redis_client_is_never_imported() -> None:
         "assert 'mcpmux.cluster.node' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_retry_names_the_replica_whose_key_signed_its_request_state() -> None:
+    from mcpmux.cluster.seal import retry_replica
+    from mcpmux.protocol.state import StateKey, StateSealer
+
+    replica = new_replica_id()
+    sealer = StateSealer([StateKey(replica, Sealer(SECRET, replica).state_key())])
+    state = sealer.seal({"h": 1}, caller="tok", request="r", now=1000.0)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"requestState": state}})
+    assert retry_replica(body.encode()) == replica
+    # every replica derives the same key from the cluster secret (and no other cluster does)
+    assert Sealer(SECRET, new_replica_id()).state_key() == Sealer(SECRET, replica).state_key()
+    assert Sealer("z" * 40, replica).state_key() != Sealer(SECRET, replica).state_key()
+    for junk in (b"", b"[]", b'{"params": 3}', b'{"params": {"requestState": "mx1.!!"}}', b'{"params": {}}'):
+        assert retry_replica(junk) is None

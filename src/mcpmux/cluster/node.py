@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx2
@@ -14,7 +14,10 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ClusterConfig, TokenScope
 from ..jsonrpc import INVALID_REQUEST, error_response
+from ..protocol.constants import MODERN_VERSIONS
+from ..protocol.state import StateKey, StateSealer
 from ..relay.client import ClientSession
+from ..relay.mrtr import SUSPENSION_SECONDS, use_sealer
 from ..relay.route import Route, set_session_ids
 from ..web.asgi import (
     BodyTooLargeError,
@@ -31,7 +34,7 @@ from ..web.asgi import (
 from ..web.operator import authorized
 from .forward import OwnerUnreachableError, forward
 from .registry import Registry
-from .seal import Sealer, new_replica_id
+from .seal import Sealer, new_replica_id, retry_replica
 from .streams import SessionStreams, record_key
 
 log = logging.getLogger("mcpmux.cluster")
@@ -43,6 +46,17 @@ RELOAD_CHANNEL = "mcpmux:reload"
 REPLICA_SHOWN = 32  # characters of a sender's id in a log line (it comes from Redis: bounded)
 RETRY_SECONDS = 3.0
 MAX_REDIS_CONNECTIONS = 1024  # each open GET stream holds one while it waits
+
+
+class Incoming(NamedTuple):
+    """One request as the app hands it over: its route, the caller's token, ASGI, picked headers."""
+
+    route: Route
+    token: TokenScope | None
+    scope: Scope
+    receive: Receive
+    send: Send
+    headers: RequestHeaders
 
 
 class ClusterError(Exception):
@@ -106,6 +120,10 @@ class Cluster:
         except Exception as exc:
             raise ClusterError(f"cluster mode: cannot reach Redis: {type(exc).__name__}") from exc
         set_session_ids(self.sealer.session_id)
+        # MRTR requestStates: one key on every replica (any can verify), its id names the signer
+        use_sealer(
+            StateSealer([StateKey(self.replica, self.sealer.state_key())], ttl_seconds=SUSPENSION_SECONDS)
+        )
         log.info("Cluster: replica %s registered at %s", self.replica, self.advertise)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -119,6 +137,7 @@ class Cluster:
                 task_status.started()
         finally:
             set_session_ids(None)
+            use_sealer(None)
             with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_SECONDS):
                 try:
                     await self.registry.leave()
@@ -134,45 +153,69 @@ class Cluster:
         receive: Receive,
         send: Send,
         headers: RequestHeaders,
-    ) -> bool:
-        """Serve a GET stream from Redis, or forward another replica's session there; False: as usual.
+    ) -> Receive | None:
+        """Serve a GET stream from Redis, or forward a request of another replica's session or call there.
 
-        Streamable HTTP (`…/mcp`, the session in its header) and legacy SSE POSTs (`…/message`, the
-        session in the query); a legacy SSE stream stays on the replica that opened it (its owner).
+        Streamable HTTP (`…/mcp`, the session in its header), legacy SSE POSTs (`…/message`, the session
+        in the query; the stream itself stays on the replica that opened it), and 2026-07-28 MRTR retries
+        (the replica holding the suspended call signed their `requestState`). None: answered here; else
+        the `receive` to serve the request with as usual.
         """
         session_id = headers.session_id or query_param(
             scope.get("query_string", b""), "sessionId", "session_id"
         )
-        if not session_id:
-            return False
+        if session_id:
+            req = Incoming(route, token, scope, receive, send, headers)
+            handled = await self._session_request(req, session_id)
+            return None if handled else receive
+        if scope["method"] == "POST" and headers.protocol_version in MODERN_VERSIONS:
+            return await self._modern_request(scope, receive, send)
+        return receive
+
+    async def _session_request(self, req: Incoming, session_id: str) -> bool:
+        scope, headers = req.scope, req.headers
         owner = self.sealer.owner(session_id)
         if owner is None:
             return False
-        proof = header_value(scope, PROOF_HEADER) if owner != self.replica else None
-        if proof is not None:  # a replica sent it here: no second hop (not found here means gone)
-            if self.sealer.proof_ok(proof, scope["method"], scope["path"], session_id, time.time()):
-                return False
-            await send_error(send, 403, "Forbidden: invalid replica proof")
-            return True
+        if owner != self.replica and self._proof_checked(scope, session_id) is not None:
+            return await self._refuse_bad_proof(scope, session_id, req.send)
         if scope["method"] == "GET" and headers.session_id and b"text/event-stream" in headers.accept:
-            return await self._stream(route, token, owner, session_id, scope, receive, send, headers)
+            return await self._stream(req, owner, session_id)
         if owner == self.replica:
             return False
-        await self._forward(owner, session_id, scope, receive, send)
+        await self._forward(owner, session_id, scope, req.receive, req.send)
         return True
 
-    async def _stream(
-        self,
-        route: Route,
-        token: TokenScope | None,
-        owner: str,
-        session_id: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: RequestHeaders,
-    ) -> bool:
+    def _proof_checked(self, scope: Scope, subject: str) -> bool | None:
+        """None: no proof (a client's request); else whether a replica's proof is valid."""
+        proof = header_value(scope, PROOF_HEADER)
+        if proof is None:
+            return None
+        return self.sealer.proof_ok(proof, scope["method"], scope["path"], subject, time.time())
+
+    async def _refuse_bad_proof(self, scope: Scope, subject: str, send: Send) -> bool:
+        """A replica sent it here: no second hop (not found here means gone); a bad proof is refused."""
+        if self._proof_checked(scope, subject):
+            return False
+        await send_error(send, 403, "Forbidden: invalid replica proof")
+        return True
+
+    async def _modern_request(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """A 2026 retry whose `requestState` another replica signed goes there; the rest stays here."""
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return None
+        owner = retry_replica(body)
+        if owner is None or owner == self.replica:
+            return replaying(body, receive)
+        if self._proof_checked(scope, "") is not None:  # relayed here already: served here, or refused
+            return None if await self._refuse_bad_proof(scope, "", send) else replaying(body, receive)
+        await self._forward(owner, "", scope, receive, send, body)
+        return None
+
+    async def _stream(self, req: Incoming, owner: str, session_id: str) -> bool:
         """A GET stream: read from the session's Redis stream, here whoever owns the session."""
+        route, token, scope, receive, send, headers = req
         if owner == self.replica:
             client = route.sessions.get(session_id)
             if client is None or client.scope is not token or client.closed:
@@ -218,7 +261,15 @@ class Cluster:
 
         return alive
 
-    async def _forward(self, owner: str, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _forward(
+        self,
+        owner: str,
+        session_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes | None = None,
+    ) -> None:
         try:
             url = await self.registry.address(owner)
         except Exception as exc:  # Redis down: this request cannot be placed, the session lives on
@@ -228,7 +279,7 @@ class Cluster:
         if url is None:
             await session_gone(scope, send)
             return
-        body = await self._body(scope, receive, send)
+        body = body if body is not None else await self._body(scope, receive, send)
         if body is None:
             return
         query = scope.get("query_string", b"")
@@ -297,6 +348,16 @@ class Cluster:
             "replicas": members,
         }
         await send_json(send, 200, body, [(b"cache-control", b"no-store")])
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for a request whose body was read already: the body once, then the connection's events."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _open_check(client: ClientSession) -> Any:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+
+import orjson
+
+from ..protocol.state import PREFIX as STATE_PREFIX
 
 MAC_HEX = 32  # 128 bits of HMAC-SHA256 in a session id
 PROOF_SKEW_SECONDS = 60  # a forwarded request's proof is accepted this long
@@ -31,6 +36,10 @@ class Sealer:
 
     def _mac(self, purpose: bytes, text: str) -> str:
         return hmac.new(self._key, purpose + b"\x00" + text.encode(), hashlib.sha256).hexdigest()
+
+    def state_key(self) -> bytes:
+        """The MRTR requestState key every replica shares (derived, never the secret itself)."""
+        return hmac.new(self._key, b"mrtr-state", hashlib.sha256).digest()
 
     def session_id(self) -> str:
         body = f"{self.replica}.{secrets.token_hex(16)}"
@@ -59,3 +68,16 @@ class Sealer:
             return False
         subject = f"{replica}\n{stamp}\n{method}\n{path}\n{session_id}"
         return hmac.compare_digest(mac, self._mac(b"fwd", subject))
+
+
+def retry_replica(body: bytes) -> str | None:
+    """The replica that signed a 2026 retry's `requestState` (its key id), unverified: only a hint
+    where to send the retry, whose owner then checks the state in full. None for anything else."""
+    try:
+        msg = orjson.loads(body)
+        state = msg["params"]["requestState"]
+        signed = state[len(STATE_PREFIX) :].partition(".")[0] if state.startswith(STATE_PREFIX) else ""
+        kid = orjson.loads(base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4))).get("kid")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+        return None
+    return kid if isinstance(kid, str) and len(kid) == REPLICA_ID_HEX else None

@@ -24,10 +24,23 @@ MAX_EVENTS = 1000  # what a suspended call may produce before its retry takes it
 
 
 @cache
+def _random_sealer() -> StateSealer:
+    return StateSealer([StateKey("p1", secrets.token_bytes(32))], ttl_seconds=SUSPENSION_SECONDS)
+
+
+_sealer: StateSealer | None = None
+
+
 def process_sealer() -> StateSealer:
     """The sealer of this process: a suspended call lives only in this process, so a random key
-    made at start is enough (its states are useless after a restart anyway)."""
-    return StateSealer([StateKey("p1", secrets.token_bytes(32))], ttl_seconds=SUSPENSION_SECONDS)
+    made at start is enough (its states are useless after a restart anyway). Cluster mode sets one
+    shared by every replica whose key id names this replica (`use_sealer`): a retry can be routed."""
+    return _sealer or _random_sealer()
+
+
+def use_sealer(sealer: StateSealer | None) -> None:
+    global _sealer
+    _sealer = sealer
 
 
 def caller_of(scope: TokenScope | None) -> str | None:

@@ -168,12 +168,11 @@ class ProxyApp:
         elif token is None and route.tokens.enabled:
             await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
             return
-        if (
-            self.cluster is not None
-            and kind != "sse"
-            and await self.cluster.intercept(route, token, scope, receive, send, headers)
-        ):
-            return  # another replica's session: relayed there (that replica checks the token again)
+        if self.cluster is not None and kind != "sse":
+            # another replica's session or call is relayed there (and its token checked again there)
+            receive = await self.cluster.intercept(route, token, scope, receive, send, headers)
+            if receive is None:
+                return
         limit = self.proxy.config.max_request_bytes
         if kind == "mcp":
             await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)
