@@ -80,15 +80,19 @@ def started(name: str, command: Callable[[int], list[str]], settings: Settings) 
 
 
 def proxy_config(directory: Path, port: int, upstream: str) -> Path:
-    stdio = upstream_command()
+    stdio, shared = upstream_command(), "shared"
     servers = {
-        "web": {"url": f"{upstream}/echo/mcp", "transportType": "streamable-http"},
+        "web": {
+            "url": f"{upstream}/echo/mcp",
+            "transportType": "streamable-http",
+            "options": {"sessionMode": shared},  # (isolated is the default for HTTP upstreams)
+        },
         "webiso": {
             "url": f"{upstream}/echo/mcp",
             "transportType": "streamable-http",
             "options": {"sessionMode": "isolated"},
         },
-        "legacy": {"url": f"{upstream}/echo/sse", "transportType": "sse"},
+        "legacy": {"url": f"{upstream}/echo/sse", "transportType": "sse", "options": {"sessionMode": shared}},
         "echo": {"command": stdio[0], "args": stdio[1:]},
     }
     proxy = {"addr": f"127.0.0.1:{port}", "name": "bench", "options": {"logEnabled": False}}
