@@ -367,3 +367,24 @@ def test_a_reload_on_one_replica_reloads_every_replica(tmp_path: Path) -> None:
                 replica.wait_for_line(r"Reloaded config from .*added added")
             replicas[1].wait_for_line(r"Reloading config \(replica \w+ reloaded its config\)")
             assert not any("reloaded its config" in line for line in replicas[0].lines)
+
+
+async def test_with_redis_gone_a_replica_keeps_its_own_sessions_and_refuses_what_needs_redis(
+    tmp_path: Path,
+) -> None:
+    import redis
+
+    with running_cluster(tmp_path, 2) as (url, _balancer, replicas):
+        async with httpx2.AsyncClient(timeout=20, headers={"host": url.split("//")[1]}) as http:
+            owner, other = (r.url("/everything/mcp") for r in replicas)
+            session = await new_session(http, owner)
+            redis_url = json.loads(replicas[0].config_path.read_text())["mcpProxy"]["cluster"]["redis"]
+            redis.Redis(unix_socket_path=redis_url.removeprefix("unix://")).shutdown(nosave=True)
+            assert await list_status(http, owner, session) == 200  # its own session: no Redis needed
+            elsewhere = await new_session(http, other)  # a new session needs no Redis either
+            assert await list_status(http, owner, elsewhere) == 503  # where is its owner? unknown now
+            stream = GetStream(http, other, session)
+            await stream.read(1)
+            assert stream.status == 503
+            assert await list_status(http, owner, session) == 200
+            assert all(replica.process.poll() is None for replica in replicas)

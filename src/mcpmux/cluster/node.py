@@ -220,7 +220,9 @@ class Cluster:
             client = route.sessions.get(session_id)
             if client is None or client.scope is not token or client.closed:
                 return False  # not found: the usual 404
-            await self._start_pump(client)
+            if not await self._start_pump(client):
+                await send_error(send, 503, "Service Unavailable: cluster store unreachable")
+                return True
             client.has_stream = True
             try:
                 await self.streams.serve(
@@ -229,21 +231,32 @@ class Cluster:
             finally:
                 client.has_stream = False
             return True
-        allowed = await self.streams.reader_allowed(session_id, token)
+        try:
+            allowed = await self.streams.reader_allowed(session_id, token)
+            gone = allowed is False or await self.registry.address(owner) is None
+        except Exception as exc:  # Redis down: no stream can be served here now
+            log.warning("Cluster: cannot serve a GET stream: %s", type(exc).__name__)
+            await send_error(send, 503, "Service Unavailable: cluster store unreachable")
+            return True
         if allowed is None:  # no stream yet: the owner starts it
             await self._forward(owner, session_id, scope, receive, send)
-        elif not allowed or await self.registry.address(owner) is None:
+        elif gone:
             await session_gone(scope, send)
         else:
             alive = self._remote_check(owner, session_id)
             await self.streams.serve(session_id, headers.last_event_id, receive, send, alive)
         return True
 
-    async def _start_pump(self, client: ClientSession) -> None:
+    async def _start_pump(self, client: ClientSession) -> bool:
+        """The session's outbox drained into Redis from now on; False when Redis cannot be reached."""
         if client.id in self.pumping or self._tg is None:
-            return
+            return True
+        try:
+            await self.streams.open(client)
+        except Exception as exc:  # Redis down: the stream cannot start (the client retries)
+            log.warning("Cluster: cannot start a GET stream: %s", type(exc).__name__)
+            return False
         self.pumping.add(client.id)
-        await self.streams.open(client)
 
         async def pump() -> None:
             try:
@@ -252,6 +265,7 @@ class Cluster:
                 self.pumping.discard(client.id)
 
         self._tg.start_soon(pump)
+        return True
 
     def _remote_check(self, owner: str, session_id: str) -> Any:
         async def alive() -> bool:

@@ -104,11 +104,15 @@ class SessionStreams:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         async def relay() -> None:
-            cursor = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else None
-            if cursor is None:
-                raw = await self.redis.hget(record_key(session_id), "cursor")
-                cursor = raw.decode() if raw else "0-0"
-            await self._relay(session_id, cursor, send, alive)
+            # Redis going away ends the stream (logged); the client comes back with Last-Event-ID
+            try:
+                cursor = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else None
+                if cursor is None:
+                    raw = await self.redis.hget(record_key(session_id), "cursor")
+                    cursor = raw.decode() if raw else "0-0"
+                await self._relay(session_id, cursor, send, alive)
+            except Exception as exc:  # task boundary
+                log.warning("Cluster: a GET stream ended: %s", type(exc).__name__)
 
         await while_connected(receive, send, relay)
 
