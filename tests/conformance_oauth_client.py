@@ -3,9 +3,10 @@
 Usage (the suite appends the server URL and sets MCP_CONFORMANCE_SCENARIO / MCP_CONFORMANCE_CONTEXT):
     python tests/conformance_oauth_client.py <server-url>
 
-The OAuth part is mcpmux's own (`UpstreamAuth` with its encrypted store, and `HttpxAuth`, the hook its HTTP
-upstream connections use); "the person" approving a login is this script following the authorization
-server's redirect. The MCP part is the SDK's `ClientSession`: initialize, list tools, call each tool.
+The OAuth part is mcpmux's own: `UpstreamAuth` (discovery, registration, tokens, refresh, step-up, its
+encrypted store) asked for the header of every request and told of every 401/403, as mcpmux's upstream
+HTTP client does (`upstream/http_auth.py`), here through an httpx2 auth; "the person" approving a login is
+this script following the authorization server's redirect. The MCP part is the SDK's `ClientSession`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,12 +34,41 @@ from mcpmux.config.model import (  # noqa: E402
     TokenStoreConfig,
     UpstreamOAuth,
 )
+from mcpmux.oauth.flow import FlowError  # noqa: E402
 from mcpmux.oauth.store import TokenStore  # noqa: E402
-from mcpmux.oauth.upstream import HttpxAuth, UpstreamAuth  # noqa: E402
+from mcpmux.oauth.upstream import LoginRequired, UpstreamAuth  # noqa: E402
 
 CIMD_URL = "https://conformance-test.local/client-metadata.json"  # the suite's expected client ID
 ATTEMPTS = 3  # a login, then at most two step-ups
 TIMEOUT_SECONDS = 20
+
+
+class HttpxAuth(httpx2.Auth):
+    """What `upstream/http_auth.py` does for mcpmux's own client, for httpx2: the header on every
+    request, one retry after a 401 or 403 once the login renewed the token."""
+
+    requires_response_body = False
+
+    def __init__(self, auth: UpstreamAuth) -> None:
+        self.auth = auth
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        try:
+            header = await self.auth.authorization()
+        except FlowError as exc:
+            raise LoginRequired(str(exc)) from None
+        request.headers["authorization"] = header
+        response = yield request
+        if response.status_code in (401, 403):
+            try:
+                retry = await self.auth.rejected(response, header)
+            except FlowError as exc:
+                raise LoginRequired(str(exc)) from None
+            if retry:
+                request.headers["authorization"] = await self.auth.authorization()
+                yield request
 
 
 def configure(url: str, scenario: str, context: dict[str, Any], store_path: str) -> UpstreamAuth:

@@ -1,8 +1,9 @@
 """The official conformance suite's client auth scenarios pass against mcpmux's upstream OAuth client.
 
 The suite (0.1.16, installed by scripts/conformance.sh into `.conformance/` or `$CONFORMANCE_DIR`) runs
-tests/conformance_oauth_client.py once per scenario: it logs in with `UpstreamAuth` and the `HttpxAuth`
-hook that mcpmux's HTTP upstream connections use, then initializes, lists and calls tools.
+tests/conformance_oauth_client.py once per scenario: it logs in with mcpmux's `UpstreamAuth` (asked for
+each request's header and told of each 401/403, as mcpmux's upstream HTTP client does), then
+initializes, lists and calls tools.
 """
 
 from __future__ import annotations

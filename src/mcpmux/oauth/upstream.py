@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -230,34 +229,6 @@ class UpstreamAuth:
             raise FlowError(str(exc)) from None
 
 
-class HttpxAuth(httpx2.Auth):
-    """The hook for httpx2 connections: the header on every request, one retry after a 401 or a
-    403 `insufficient_scope` once a new token was obtained."""
-
-    requires_response_body = False
-
-    def __init__(self, auth: UpstreamAuth) -> None:
-        self.auth = auth
-
-    async def async_auth_flow(
-        self, request: httpx2.Request
-    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        try:
-            header = await self.auth.authorization()
-        except FlowError as exc:
-            raise LoginRequired(str(exc)) from None
-        request.headers["authorization"] = header
-        response = yield request
-        if response.status_code in (401, 403):
-            try:
-                retry = await self.auth.rejected(response, header)
-            except FlowError as exc:
-                raise LoginRequired(str(exc)) from None
-            if retry:
-                request.headers["authorization"] = await self.auth.authorization()
-                yield request
-
-
 def advertised_scopes(record: dict[str, Any]) -> str | None:
     """Without a `scope` in the 403: the 401's, else every scope the upstream's metadata lists."""
     stored = record.get("discovery")
@@ -298,9 +269,3 @@ def register_auth(auth: UpstreamAuth) -> None:
 def auth_for(server: ServerConfig) -> UpstreamAuth | None:
     """The OAuth state of an upstream with `oauth` configured (made by its runtime), else None."""
     return _auths.get(server.name) if server.oauth is not None else None
-
-
-def httpx_auth(server: ServerConfig) -> httpx2.Auth | None:
-    """What an HTTP upstream connection passes as `auth=`: None when the server has no `oauth`."""
-    auth = auth_for(server)
-    return HttpxAuth(auth) if auth is not None else None
