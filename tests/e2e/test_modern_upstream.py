@@ -106,3 +106,21 @@ async def test_tool_arguments_marked_x_mcp_header_travel_as_mcp_param_headers(pr
                 "tools/call", {"name": "routed_echo", "arguments": {"region": "eu-wëst"}}
             )
     assert routed["content"][0]["text"] == "routed to eu-wëst", routed
+
+
+async def test_a_2026_client_listens_to_a_2026_upstream_through_mcpmux(proxy: ProxyProcess) -> None:
+    from mcp.shared.subscriptions import PromptsListChanged, ResourceUpdated
+
+    uri = "test://watched-resource"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with (
+            Client(proxy.url("/modern/mcp"), mode=MODERN) as client,
+            client.listen(prompts_list_changed=True, resource_subscriptions=[uri]) as subscription,
+        ):
+            assert subscription.honored.resource_subscriptions == [uri]
+            events = aiter(subscription)
+            await client.call_tool("notify_list_changed", {"kind": "prompts", "standalone": True})
+            assert isinstance(await anext(events), PromptsListChanged)
+            await client.call_tool("touch_resource", {"uri": uri})
+            updated = await anext(events)
+            assert isinstance(updated, ResourceUpdated) and updated.uri == uri
