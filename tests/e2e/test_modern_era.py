@@ -489,3 +489,17 @@ async def test_mcp_param_headers_must_mirror_x_mcp_header_arguments(
         wrong = modern_headers("tools/call", tool, **sent)
         bad = await post_modern(http, url, "tools/call", call, headers=wrong)
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, -32020), bad.text
+
+
+async def test_input_required_reaches_a_client_that_prefers_an_event_stream(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    call = {"name": "ask_sampling", "arguments": {"prompt": "p"}}
+    caps = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+    headers = modern_headers("tools/call", "ask_sampling", accept="text/event-stream, application/json")
+    with anyio.fail_after(BOUND_SECONDS):
+        url = proxy.url("/stdio/mcp")
+        reply = await post_modern(http, url, "tools/call", call, meta=caps, headers=headers)
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    (answer,) = messages_of(reply)
+    assert answer["result"]["resultType"] == "input_required", answer

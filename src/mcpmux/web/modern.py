@@ -112,7 +112,7 @@ class ModernExchange(PostExchange):
             return
         self.suspension = suspension
         suspension.asked[request["id"]] = request
-        if self.started:  # an event stream is open: no synchronous write, answer with this one now
+        if self.started or self.prefer_sse:  # an event stream: no synchronous write, answer with this one now
             await self.answer_input_required(suspension)
         elif not self.collecting:
             self.collecting = True  # requests that come together (within a few ms) go out together
