@@ -78,6 +78,8 @@ def configure(url: str, scenario: str, context: dict[str, Any], store_path: str)
         client_id=context.get("client_id"),
         client_secret=context.get("client_secret"),
         client_metadata_url=CIMD_URL,  # used where the authorization server supports CIMD
+        private_key=context.get("private_key_pem"),
+        signing_algorithm=context.get("signing_algorithm") or "RS256",
     )
     server = ServerConfig(
         name="conformance", transport="streamable-http", options=ServerOptions(), url=url, oauth=oauth

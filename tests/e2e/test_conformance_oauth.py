@@ -23,6 +23,7 @@ CLIENT = f"{sys.executable} {ROOT / 'tests' / 'conformance_oauth_client.py'}"
 AUTH_SUITE_CHECKS = 223  # `--suite auth` of 0.1.16: 14 scenarios
 MORE = [  # scenarios outside `--suite auth` that mcpmux supports, with their check counts
     ("auth/client-credentials-basic", 8),
+    ("auth/client-credentials-jwt", 8),
     ("auth/2025-03-26-oauth-metadata-backcompat", 12),
     ("auth/2025-03-26-oauth-endpoint-fallback", 7),
     ("auth/resource-mismatch", 2),

@@ -108,3 +108,41 @@ def test_a_pasted_redirect_or_bare_code() -> None:
     assert pasted("C0de", "P") == ("C0de", "P", None)
     with pytest.raises(Exception, match="refused"):
         pasted("http://h/cb?error=access_denied", "P")
+
+
+def test_private_key_jwt_from_a_pem_file_signs_a_short_lived_assertion_for_the_issuer(tmp_path: Path) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from mcp.shared.auth import OAuthMetadata
+
+    from mcpmux.oauth.flow import JWT_BEARER, Discovery, client_assertion
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "key.pem").write_bytes(pem)
+    oauth_spec = {
+        "grant": "client_credentials",
+        "clientId": "m2m",
+        "privateKeyFile": str(tmp_path / "key.pem"),
+        "signingAlgorithm": "ES256",
+    }
+    config = load({"url": "https://up.example.com/mcp", "oauth": oauth_spec})
+    oauth = config.servers["up"].oauth
+    assert "PRIVATE KEY" not in repr(config)
+    metadata = OAuthMetadata.model_validate(
+        {
+            "issuer": "https://as.example.com",
+            "authorization_endpoint": "https://as.example.com/a",
+            "token_endpoint": "https://as.example.com/t",
+        }
+    )
+    discovery = Discovery("https://up.example.com/mcp", metadata)
+    form = client_assertion(discovery, "m2m", oauth)
+    assert form["client_assertion_type"] == JWT_BEARER
+    claims = jwt.decode(
+        form["client_assertion"], key.public_key(), algorithms=["ES256"], audience=str(metadata.issuer)
+    )
+    assert claims["iss"] == claims["sub"] == "m2m" and claims["exp"] - claims["iat"] == 300 and claims["jti"]

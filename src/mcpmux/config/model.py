@@ -150,6 +150,8 @@ class UpstreamOAuth:
     issuer: str | None = None  # None: the first authorization server the upstream names
     client_name: str = "mcpmux"
     client_metadata_url: str | None = None  # CIMD: an https URL used as client_id where supported
+    private_key: str | None = field(default=None, repr=False)  # PEM: private_key_jwt client auth
+    signing_algorithm: str = "RS256"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,19 @@ from mcpmux.config.model import TokenStoreConfig, UpstreamOAuth
 
 UPSTREAM_OAUTH_KEYS = (
     *("grant", "clientId", "clientSecret", "scope", "redirectUri", "issuer", "clientName"),
-    "clientMetadataUrl",
+    *("clientMetadataUrl", "privateKey", "privateKeyFile", "signingAlgorithm"),
+)
+SIGNING_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
 )
 TOKEN_STORE_KEYS = ("path", "keyEnv", "keyFile")
 GRANTS = ("authorization_code", "client_credentials")
@@ -29,14 +41,23 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
         raise diag.error(spec.path_of("grant"), 'expected "authorization_code" or "client_credentials"')
     client_id = spec.read("clientId", as_string)
     secret = spec.read("clientSecret", as_string)
-    if grant == "client_credentials" and not (client_id and secret):
-        raise diag.error(path, 'the client_credentials grant needs "clientId" and "clientSecret"')
-    if secret and not client_id:
-        raise diag.error(spec.path_of("clientSecret"), 'needs "clientId" beside it')
+    private_key = _private_key(spec)
+    if grant == "client_credentials" and not (client_id and (secret or private_key)):
+        raise diag.error(
+            path, 'the client_credentials grant needs "clientId" and "clientSecret" or "privateKey"'
+        )
+    for key in ("clientSecret", "privateKey", "privateKeyFile"):
+        if spec.has(key) and not client_id:
+            raise diag.error(spec.path_of(key), 'needs "clientId" beside it')
+    algorithm = spec.read("signingAlgorithm", as_string) or "RS256"
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise diag.error(spec.path_of("signingAlgorithm"), f"expected one of {', '.join(SIGNING_ALGORITHMS)}")
     metadata_url = spec.read("clientMetadataUrl", as_string) or None
     if metadata_url is not None and not _cimd_url(metadata_url):
         raise diag.error(spec.path_of("clientMetadataUrl"), "expected an https URL with a path")
     return UpstreamOAuth(
+        private_key=private_key,
+        signing_algorithm=algorithm,
         client_metadata_url=metadata_url,
         grant=grant,  # type: ignore[arg-type]
         client_id=client_id or None,
@@ -46,6 +67,20 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
         issuer=spec.read("issuer", as_string) or None,
         client_name=spec.read("clientName", as_string) or "mcpmux",
     )
+
+
+def _private_key(spec: JsonObject) -> str | None:
+    """`privateKey` (PEM text, e.g. from an environment variable) or `privateKeyFile` (a PEM file)."""
+    text = spec.read("privateKey", as_string)
+    path = spec.read("privateKeyFile", as_string)
+    if path is not None:
+        try:
+            text = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise spec.diag.error(spec.path_of("privateKeyFile"), f"cannot read it: {exc.strerror}") from None
+    if text is not None and "PRIVATE KEY-----" not in text:
+        raise spec.diag.error(spec.path_of("privateKey"), "expected a PEM private key")
+    return text or None
 
 
 def _cimd_url(url: str) -> bool:

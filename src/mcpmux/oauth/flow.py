@@ -39,6 +39,7 @@ __all__ = ["Discovery", "FlowError", "OAuthClientInformationFull", "OAuthToken",
 
 TIMEOUT_SECONDS = 15.0
 MAX_DISCOVERY_URLS = 8
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_BODY_BYTES = 1024 * 1024  # metadata, registration and token responses
 DECODED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")  # the body is decoded
 
@@ -167,7 +168,13 @@ async def register(
 ) -> OAuthClientInformationFull:
     """The pre-registered client when configured, else RFC 7591 dynamic registration."""
     if config.client_id is not None:
-        method = "client_secret_basic" if config.client_secret else "none"
+        method = (
+            "private_key_jwt"
+            if config.private_key
+            else "client_secret_basic"
+            if config.client_secret
+            else "none"
+        )
         return OAuthClientInformationFull(
             client_id=config.client_id,
             client_secret=config.client_secret,
@@ -231,12 +238,18 @@ def check_iss(discovery: Discovery, iss: str | None) -> None:
 
 
 async def token_request(
-    http: httpx2.AsyncClient, discovery: Discovery, client: OAuthClientInformationFull, form: dict[str, str]
+    http: httpx2.AsyncClient,
+    discovery: Discovery,
+    client: OAuthClientInformationFull,
+    form: dict[str, str],
+    config: UpstreamOAuth | None = None,
 ) -> OAuthToken:
     """POST the token endpoint with the client's authentication and the resource indicator."""
     data = {**form, "resource": discovery.resource}
     headers = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-    if client.client_secret and client.token_endpoint_auth_method != "client_secret_post":
+    if client.token_endpoint_auth_method == "private_key_jwt" and config is not None and config.private_key:
+        data.update(client_id=client.client_id, **client_assertion(discovery, client.client_id, config))
+    elif client.client_secret and client.token_endpoint_auth_method != "client_secret_post":
         pair = f"{_form_quote(client.client_id)}:{_form_quote(client.client_secret)}"
         headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     else:
@@ -255,6 +268,26 @@ async def token_request(
         return OAuthToken.model_validate_json(body)
     except ValueError:
         raise FlowError("the token endpoint answered an invalid token response") from None
+
+
+def client_assertion(discovery: Discovery, client_id: str, config: UpstreamOAuth) -> dict[str, str]:
+    """RFC 7523 `private_key_jwt`: a short-lived JWT naming the client, for the issuer, signed by its key."""
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": str(discovery.metadata.issuer),
+        "iat": now,
+        "exp": now + 300,
+        "jti": secrets.token_urlsafe(16),
+    }
+    try:
+        assertion = jwt.encode(claims, config.private_key or "", algorithm=config.signing_algorithm)
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise FlowError(f"cannot sign the client assertion: {type(exc).__name__}") from None
+    return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
 
 
 def challenge_error(body: bytes) -> str:

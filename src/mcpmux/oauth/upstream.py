@@ -117,7 +117,7 @@ class UpstreamAuth:
         discovery = Discovery.from_json(record["discovery"])
         client = OAuthClientInformationFull.model_validate(record["client"])
         async with flow.new_http() as http:
-            token = await flow.token_request(http, discovery, client, form)
+            token = await flow.token_request(http, discovery, client, form, self.config)
         previous = record.get("tokens") or {}
         return await self._save(tokens=token_json(token, previous.get("refresh_token")))
 
