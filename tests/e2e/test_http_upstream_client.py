@@ -3,6 +3,7 @@ environment, connect and request timeouts, keep-alive connection reuse."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from mini_http import Script, mini_server
 from net_kit import generated_pki, http_proxy, silent_listener
 
 from harness import mcp_client, running_proxy
+from mcpmux.upstream.http_client import HttpPool
+from mcpmux.upstream.http_post import Posted
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +126,46 @@ async def test_sequential_calls_reuse_one_keep_alive_connection(tmp_path: Path) 
     posts = script.count(lambda seen: seen.method == "POST")
     assert posts >= 22  # initialize, initialized, tools/list, 20 calls
     assert script.connections("POST") <= 2  # one keep-alive connection (two if one overlapped)
+
+
+class AnswersOncePerConnection(asyncio.Protocol):
+    """Answers the first request of a connection; at the second it closes without a word (as a server
+    does when its keep-alive timer fires just as the request arrives)."""
+
+    def __init__(self, served: list[int]) -> None:
+        self.served = served
+        self.requests = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.requests += 1
+        if self.requests > 1:
+            self.transport.close()
+            return
+        self.served.append(id(self))
+        body = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+        self.transport.write(head + body)  # type: ignore[attr-defined]
+
+
+async def test_a_request_on_a_reused_connection_the_server_dropped_is_sent_once_more_on_a_fresh_one() -> None:
+    served: list[int] = []
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: AnswersOncePerConnection(served), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    try:
+        async with anyio.create_task_group() as tg:
+            pool = HttpPool(url, {}, 5.0, tg.start_soon)
+            with anyio.fail_after(BOUND_SECONDS):
+                for _ in range(3):
+                    answer = Posted(loop.create_future())
+                    await pool.request(b"POST", url, b"content-type: application/json\r\n", b"{}", answer)
+                    assert answer.done is not None
+                    await answer.done
+                    assert answer.status == 200 and b'"result"' in answer.body()
+            pool.close()
+    finally:
+        server.close()
+    assert len(served) == 3  # each request answered once, each on its own (fresh) connection
