@@ -121,3 +121,33 @@ def test_a_retry_names_the_replica_whose_key_signed_its_request_state() -> None:
     assert Sealer("z" * 40, replica).state_key() != Sealer(SECRET, replica).state_key()
     for junk in (b"", b"[]", b'{"params": 3}', b'{"params": {"requestState": "mx1.!!"}}', b'{"params": {}}'):
         assert retry_replica(junk) is None
+
+
+def test_registry_entries_from_redis_are_checked_not_trusted() -> None:
+    from mcpmux.cluster.registry import entry_url, parse_entry
+
+    good = b'{"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}}'
+    assert parse_entry(good) == {"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}}
+    assert entry_url(good) == "http://10.0.0.5:9090"
+    assert parse_entry(b'{"url": "http://x", "stats": [1]}') == {"url": "http://x", "stats": {}}
+    for junk in (None, b"", b"not json", b"[]", b'{"url": 5}', b'{"stats": {}}'):
+        assert parse_entry(junk) is None and entry_url(junk) is None
+
+
+def test_relayed_headers_drop_hop_by_hop_ones_and_any_replica_proof_a_client_sent() -> None:
+    from mcpmux.cluster.forward import relayed_headers
+
+    headers = [
+        (b"Host", b"mcp.example.com"),
+        (b"Authorization", b"Bearer t"),
+        (b"Connection", b"keep-alive"),
+        (b"Content-Length", b"12"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"X-Mcpmux-Forwarded", b"forged"),
+        (b"Mcp-Session-Id", b"a.b.c"),
+    ]
+    assert relayed_headers(headers) == [
+        (b"host", b"mcp.example.com"),
+        (b"authorization", b"Bearer t"),
+        (b"mcp-session-id", b"a.b.c"),
+    ]
