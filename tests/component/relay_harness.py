@@ -65,6 +65,12 @@ class Origin:
         self.request_id = request_id
         self.emitted: list[Message] = []
         self.answer = answer  # the client's result for a server-to-client request (None: never answers)
+        self.early: list[Message] = []  # responses written from the upstream's reader (the early path)
+
+    def finish_now(self, msg: Message) -> bool:
+        """The early response path: the face writes the response as the upstream's reader hands it over."""
+        self.early.append(dict(msg))
+        return True
 
     async def emit(self, msg: Message) -> None:
         self.emitted.append(msg)

@@ -138,3 +138,15 @@ async def test_a_member_that_restarts_makes_its_clients_see_list_changed(
         "notifications/tools/list_changed",
     }
     assert names(listed) == ["a__echo"]  # served by the new connection
+
+
+async def test_calls_take_the_early_response_path_lists_which_the_route_rewrites_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = FakeServer("a", ["echo"])
+    async with merged(monkeypatch, a) as route:
+        client = await connect(route)
+        called, call_origin = await request(route, client, "tools/call", {"name": "a__echo"})
+        _listed, list_origin = await request(route, client, "tools/list")
+    assert call_origin.early == [called]  # written from the reader, under the client's id
+    assert list_origin.early == []  # namespaced by the route first

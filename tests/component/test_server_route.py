@@ -197,3 +197,18 @@ async def test_isolated_mode_gives_each_client_its_own_upstream_session_with_its
     handshakes = [c.sent[0]["params"]["capabilities"] for c in server.connections[1:]]
     assert handshakes == [{"roots": {}}, {}]  # each with its own client's capabilities
     assert [c.methods().count("tools/call") for c in server.connections] == [0, 1, 1]
+
+
+async def test_a_call_takes_the_early_response_path_unless_the_route_presents_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = FakeServer("up", ["echo", "hidden"])
+    with fake_transport(monkeypatch, server):
+        config = proxy_config({"up": stdio(toolFilter={"mode": "block", "list": ["hidden"]})})
+        async with running(config) as runtimes:
+            route = ServerRoute(runtimes["up"], config)
+            client = await connect(route)
+            called, call_origin = await request(route, client, "tools/call", {"name": "echo"})
+            _listed, list_origin = await request(route, client, "tools/list")
+    assert call_origin.early == [called]
+    assert list_origin.early == []  # filtered by the route first

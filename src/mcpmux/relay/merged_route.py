@@ -212,12 +212,16 @@ class MergedRoute(Route):
             msg["id"], METHOD_NOT_FOUND, f"Method not found: {method} (the merged endpoint cannot route it)"
         )
 
-    async def _forward(self, member: Member, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    async def _forward(
+        self, member: Member, client: ClientSession, msg: Message, exchange: Any, early: bool = False
+    ) -> Message:
+        """Relay to a member (`early`: its answer goes back unchanged, so the face may write it from the
+        upstream's reader, the early response path)."""
         runtime = member.runtime
         session = await runtime.session_for(client)
         if session is None:
             return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.label!r} is not connected")
-        response = await session.request(msg, exchange, runtime.request_timeout_seconds)
+        response = await session.request(msg, exchange, runtime.request_timeout_seconds, early=early)
         if session.closed_reason is not None:  # it died under this request: replay it if that is safe
             response = await runtime.replay(client, msg, exchange, response)
         return response
@@ -232,7 +236,7 @@ class MergedRoute(Route):
         if refused is not None:
             return refused
         params["name"] = target.upstream  # type: ignore[index]
-        return await self._forward(target.member, client, msg, exchange)
+        return await self._forward(target.member, client, msg, exchange, early=True)
 
     # -- catalog: search ----------------------------------------------------------------------------
 
@@ -277,7 +281,7 @@ class MergedRoute(Route):
         if found is None or not self._reaches(client, found[0].server):
             return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {name}")
         msg["params"] = {**params, "name": found[1]}
-        return await self._forward(found[0].member, client, msg, exchange)
+        return await self._forward(found[0].member, client, msg, exchange, early=True)
 
     def _resolve_uri(self, client: ClientSession, uri: Any) -> tuple[Member, str] | None:
         found = self.catalog.resolve_uri(uri) if type(uri) is str else None
@@ -293,7 +297,7 @@ class MergedRoute(Route):
             return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
         member, upstream_uri = found
         if upstream_uri == uri:
-            return await self._forward(member, client, msg, exchange)
+            return await self._forward(member, client, msg, exchange, early=True)
         response = await self._forward(
             member, client, {**msg, "params": {**params, "uri": upstream_uri}}, exchange
         )
@@ -316,7 +320,9 @@ class MergedRoute(Route):
                     msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": ref.get("uri")}
                 )
             member, ref = resolved[0], {**ref, "uri": resolved[1]}
-        return await self._forward(member, client, {**msg, "params": {**params, "ref": ref}}, exchange)
+        return await self._forward(
+            member, client, {**msg, "params": {**params, "ref": ref}}, exchange, early=True
+        )
 
     # -- subscriptions -----------------------------------------------------------------------
 

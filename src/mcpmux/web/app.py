@@ -13,7 +13,7 @@ from ..core.redact import Redactor, redact_tree
 from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
-from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
+from .asgi import Receive, RecordingSend, RequestHeaders, Scope, Send, send_error, send_json
 from .oauth_callback import callback_paths
 from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
@@ -195,29 +195,24 @@ class ProxyApp:
         headers: RequestHeaders,
     ) -> None:
         started = time.perf_counter()
-        status = [0]
-
-        async def send_and_record(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
+        recording = RecordingSend(send)  # records the status and keeps the early response path open
         try:
-            await self._serve(kind, target, route, scope, receive, send_and_record, headers)
+            await self._serve(kind, target, route, scope, receive, recording, headers)
         finally:
+            status = recording.status
             duration_ms = (time.perf_counter() - started) * 1000
             # an answered JSON-RPC request (POST, 200) was logged by Telemetry with its fields
-            if scope["method"] != "POST" or status[0] != 200:
+            if scope["method"] != "POST" or status != 200:
                 access_log.info(
                     "%s %s %s %d %.1fms",
                     route_label(route),
                     scope["method"],
                     scope["path"],
-                    status[0],
+                    status,
                     duration_ms,
                     extra={
                         "route": route.name,
-                        "status": status[0],
+                        "status": status,
                         "duration_ms": round(duration_ms, 3),
                         "session": headers.session_id,
                     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 import orjson
@@ -138,12 +138,50 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+class EarlySend(Protocol):
+    """An ASGI `send` that can also write a whole response synchronously: the early response path.
+
+    mcpmux's HTTP server passes one (`web/exchange.py` `Exchange`), so an upstream's reader can answer a
+    client from its callback without waking the request's task. Whatever wraps `send` (access logging)
+    must offer `respond_now` too, or the path silently closes; a plain ASGI server's `send` has none and
+    every response goes through `send`.
+    """
+
+    def __call__(self, message: MutableMapping[str, Any]) -> Awaitable[None]: ...
+
+    def respond_now(self, status: int, headers: Headers, body: bytes) -> bool:
+        """Write status, headers (with Content-Length) and body now; False when it cannot be done now."""
+        ...
+
+
 def respond_now(send: Send, status: int, body: bytes, headers: Headers) -> bool:
-    """Write a whole response synchronously when the server offers it (web/http1.py); else False."""
-    respond = getattr(getattr(send, "__self__", None), "respond_now", None)
+    """Write a whole response synchronously when `send` is an `EarlySend` that can now; else False."""
+    respond = getattr(send, "respond_now", None)
     if respond is None:
         return False
     return bool(respond(status, [*headers, (b"content-length", str(len(body)).encode())], body))
+
+
+class RecordingSend:
+    """Wraps a `send` and records the response status, keeping the early path if the server offers it."""
+
+    __slots__ = ("inner", "status")
+
+    def __init__(self, inner: Send) -> None:
+        self.inner = inner
+        self.status = 0
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.inner(message)
+
+    def respond_now(self, status: int, headers: Headers, body: bytes) -> bool:
+        respond = getattr(self.inner, "respond_now", None)
+        if respond is None or not respond(status, headers, body):
+            return False
+        self.status = status
+        return True
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: Headers | None = None) -> None:

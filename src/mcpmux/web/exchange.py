@@ -121,6 +121,8 @@ class Exchange:
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
         self._body(message.get("body", b""), message.get("more_body", False))
 
+    __call__ = send  # the exchange is the request's ASGI `send`, with `respond_now` (web/asgi.py EarlySend)
+
     def respond_now(self, status: int, headers: Any, body: bytes) -> bool:
         """A whole response written synchronously, outside the ASGI `send`: False if it cannot be now.
 

@@ -101,7 +101,7 @@ class Http1Server:
     async def _run(self, exchange: Exchange) -> None:
         conn = exchange.conn
         try:
-            await self.app(exchange.scope, exchange.receive, exchange.send)
+            await self.app(exchange.scope, exchange.receive, exchange)  # an EarlySend (web/asgi.py)
         except asyncio.CancelledError:
             if not exchange.response_complete:
                 exchange.abandon()
