@@ -170,3 +170,14 @@ async def test_guard_maps_scopes_to_one_token_scope_object_per_principal(auth: A
         none = await guard.admit(auth.mint({"aud": RESOURCE, "scope": "x"}), ACCEPTED, ["github"])
     assert first is again and first is not other
     assert getattr(none, "status", None) == 403 and none.scope == ("gh",)  # type: ignore[union-attr]
+
+
+async def test_an_oversized_metadata_document_is_not_read(auth: AuthServer) -> None:
+    from mcpmux.oauth.fetch import MAX_DOCUMENT_BYTES
+
+    auth.metadata_padding = MAX_DOCUMENT_BYTES + 1  # a hostile or broken issuer
+    try:
+        assert "unknown key" in await refused(auth, auth.mint({"aud": RESOURCE}))
+    finally:
+        auth.metadata_padding = 0
+    await verify(auth, auth.mint({"aud": RESOURCE}))  # a fresh verifier reads the normal document
