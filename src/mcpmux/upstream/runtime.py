@@ -201,32 +201,45 @@ class ServerRuntime(Supervisor):
         return list(self.attached)
 
     def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        """Route a notification from the server: to the request it belongs to, or to the clients."""
         method = msg["method"]
         if method == "notifications/cancelled":
-            request_id = (msg.get("params") or {}).get("requestId")
-            scope = self._server_requests.get((id(session), request_id)) if is_key(request_id) else None
-            if scope is not None:
-                scope.cancel()
-            return
-        if method in LIST_CHANGED:
+            self._server_cancelled(session, msg)
+        elif method in LIST_CHANGED:
             if session is self.session:
                 self.refresh_soon(session)
-            for client in self.clients_of(session):
-                client.route.on_upstream_notification(client, self, msg)
-            return
-        if method == "notifications/resources/updated":
-            uri = (msg.get("params") or {}).get("uri")
-            for client in self.clients_of(session) if type(uri) is str else ():
-                if uri in client.subscriptions:
-                    client.route.on_upstream_notification(client, self, msg)
-            return
-        if related is not None:
+            self._tell_clients(session, msg)
+        elif method == "notifications/resources/updated":
+            self._resource_updated(session, msg)
+        elif related is not None:
             related.put(msg)
-            return
-        is_log = method == "notifications/message"
-        level = (msg.get("params") or {}).get("level")
+        elif method == "notifications/message":
+            level = (msg.get("params") or {}).get("level")
+            self._tell_clients(session, msg, lambda client: client.wants_log(level))
+        else:
+            self._tell_clients(session, msg)
+
+    def _server_cancelled(self, session: UpstreamSession, msg: Message) -> None:
+        """The server gave up one of its requests to a client: stop waiting for the client's answer."""
+        request_id = (msg.get("params") or {}).get("requestId")
+        scope = self._server_requests.get((id(session), request_id)) if is_key(request_id) else None
+        if scope is not None:
+            scope.cancel()
+
+    def _resource_updated(self, session: UpstreamSession, msg: Message) -> None:
+        uri = (msg.get("params") or {}).get("uri")
+        if type(uri) is str:
+            self._tell_clients(session, msg, lambda client: uri in client.subscriptions)
+
+    def _tell_clients(
+        self,
+        session: UpstreamSession,
+        msg: Message,
+        wanted: Callable[[ClientSession], bool] | None = None,
+    ) -> None:
+        """Hand a notification to the session's clients (those `wanted`) through their routes."""
         for client in self.clients_of(session):
-            if not is_log or client.wants_log(level):
+            if wanted is None or wanted(client):
                 client.route.on_upstream_notification(client, self, msg)
 
     async def _refresh_catalog(self, session: UpstreamSession) -> None:

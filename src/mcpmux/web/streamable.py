@@ -159,23 +159,8 @@ async def _post(
     limit: int,
     telemetry: Telemetry,
 ) -> None:
-    if b"json" not in headers.content_type:
-        await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
-        return
-    if headers.content_length is not None and headers.content_length > limit:
-        await send_error(send, 413, f"Request body larger than {limit} bytes")
-        return
-    try:
-        body = await read_body(receive, limit)
-    except BodyTooLargeError:
-        await send_error(send, 413, f"Request body larger than {limit} bytes")
-        return
-    except ClientDisconnectedError:
-        return
-    try:
-        msg = parse_message(body)
-    except MessageError as exc:
-        await send_json(send, 400, error_response(None, exc.code, str(exc)))
+    msg = await read_message(receive, send, headers, limit)
+    if msg is None:
         return
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
         from .modern import handle_modern  # imported here: web/modern.py builds on this module
@@ -188,23 +173,12 @@ async def _post(
         await _initialize(route, msg, send, headers, token, telemetry)
         return
     client = await _session(route, headers, token)
-    if client is None:
-        if headers.session_id:
-            await send_json(send, 404, error_response(msg.get("id"), INVALID_REQUEST, "Session not found"))
-        else:
-            await send_json(
-                send, 400, error_response(msg.get("id"), INVALID_REQUEST, "Bad Request: Missing session ID")
-            )
+    refused_in_session = session_refusal(client, headers)
+    if refused_in_session is not None:
+        status, text = refused_in_session
+        await send_json(send, status, error_response(msg.get("id"), INVALID_REQUEST, text))
         return
-    if headers.protocol_version is not None and headers.protocol_version not in HANDSHAKE_VERSIONS:
-        await send_json(
-            send,
-            400,
-            error_response(
-                msg.get("id"), INVALID_REQUEST, f"Unsupported protocol version: {headers.protocol_version}"
-            ),
-        )
-        return
+    assert client is not None  # session_refusal refuses a missing session
     client.touch()
     if "method" not in msg:
         route.handle_response(client, msg)
@@ -215,6 +189,41 @@ async def _post(
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
         await exchange.finish(await relay_contained(telemetry, route, client, msg, exchange))
+
+
+async def read_message(receive: Receive, send: Send, headers: RequestHeaders, limit: int) -> Message | None:
+    """The POSTed JSON-RPC message, read within `limit` bytes and parsed; None once refused (or gone)."""
+    refused = body_refusal(headers, limit)
+    if refused is not None:
+        await send_error(send, *refused)
+        return None
+    try:
+        return parse_message(await read_body(receive, limit))
+    except BodyTooLargeError:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+    except ClientDisconnectedError:
+        pass
+    except MessageError as exc:
+        await send_json(send, 400, error_response(None, exc.code, str(exc)))
+    return None
+
+
+def body_refusal(headers: RequestHeaders, limit: int) -> tuple[int, str] | None:
+    """Why a POST's body is refused before it is read (415, 413), or None."""
+    if b"json" not in headers.content_type:
+        return 415, "Unsupported Media Type: Content-Type must be application/json"
+    if headers.content_length is not None and headers.content_length > limit:
+        return 413, f"Request body larger than {limit} bytes"
+    return None
+
+
+def session_refusal(client: ClientSession | None, headers: RequestHeaders) -> tuple[int, str] | None:
+    """Why a message cannot be served in the session its headers name (the HTTP status and why), or None."""
+    if client is None:
+        return (404, "Session not found") if headers.session_id else (400, "Bad Request: Missing session ID")
+    if headers.protocol_version is not None and headers.protocol_version not in HANDSHAKE_VERSIONS:
+        return 400, f"Unsupported protocol version: {headers.protocol_version}"
+    return None
 
 
 async def relay_contained(
