@@ -169,3 +169,37 @@ async def test_a_request_on_a_reused_connection_the_server_dropped_is_sent_once_
     finally:
         server.close()
     assert len(served) == 3  # each request answered once, each on its own (fresh) connection
+
+
+class EarlyHints(asyncio.Protocol):
+    """Answers every request with a 103 Early Hints first, then the response."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        body = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+        hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+        self.transport.write(hints + head + body)  # type: ignore[attr-defined]
+
+
+async def test_an_interim_1xx_response_is_skipped_and_the_final_one_delivered() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EarlyHints, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    try:
+        async with anyio.create_task_group() as tg:
+            pool = HttpPool(url, {}, 5.0, tg.start_soon)
+            with anyio.fail_after(BOUND_SECONDS):
+                for _ in range(2):  # the second on the same keep-alive connection
+                    answer = Posted(loop.create_future())
+                    await pool.request(b"POST", url, b"", b"{}", answer)
+                    assert answer.done is not None
+                    await answer.done
+                    assert answer.status == 200 and b"link" not in answer.headers
+                    assert answer.body() == b'{"jsonrpc":"2.0","id":1,"result":{}}'
+            assert len(pool.idle) == 1
+            pool.close()
+    finally:
+        server.close()

@@ -103,6 +103,8 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.done:
             self.junk = True  # a second response to one request
+        else:
+            self.headers, self.head_bytes = {}, 0  # (after an interim 1xx: the final response's own)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
@@ -112,6 +114,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = status = self.parser.get_status_code()
+        if status < 200:
+            return  # an interim response (103 Early Hints): the final one follows
         self.keep_alive = self.parser.should_keep_alive()  # read now: the parser resets at the end
         request = self.request
         assert request is not None
@@ -125,7 +129,7 @@ class HttpConnection(asyncio.Protocol):
             self.request.handler.on_data(body)
 
     def on_message_complete(self) -> None:
-        self.done = True
+        self.done = self.status >= 200
 
     def complete(self) -> None:
         request, self.request = self.request, None
