@@ -7,6 +7,8 @@ flight; the next call is sent from the callback that completes the previous one.
 
 Modes (one JSON report on stdout; see `--help`):
   http    streamable HTTP: initialize, notifications/initialized, then the loop; JSON or SSE replies
+  stateless  streamable HTTP in the 2026-07-28 era: no initialize, no session; every call carries
+          the `_meta` envelope and the MCP-Protocol-Version, Mcp-Method and Mcp-Name headers
   sse     legacy HTTP+SSE: GET the stream, read `endpoint`, POST calls, replies arrive on the stream
   direct  spawn a stdio upstream and keep N calls in flight on its stdin/stdout
   idle    open N streamable HTTP sessions, print a line, hold them until stdin closes
@@ -30,6 +32,12 @@ import httptools
 import orjson
 
 PROTOCOL_VERSION = "2025-06-18"
+MODERN_VERSION = "2026-07-28"
+ENVELOPE_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "mcpmux-loadgen", "version": "1.0.0"},
+}
 FIRST_CALL_ID = 1_000_000_000  # ten digits until 9e9 calls, so Content-Length never changes
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 ERROR_SAMPLES_KEPT = 5
@@ -555,6 +563,38 @@ class StreamableSession:
         self.conn.transport.close()
 
 
+class StatelessSession(StreamableSession):
+    """2026-07-28 calls over one keep-alive connection: no handshake, no session, no DELETE.
+
+    The envelope is in the call template (see `envelope_template`); the routing headers are fixed
+    per tool, so the prebuilt request head still never changes.
+    """
+
+    def __init__(self, target: Target, stats: Stats, tool: str) -> None:
+        super().__init__(target, stats)
+        self.tool = tool
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": MODERN_VERSION,
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": self.tool,
+        }
+
+    async def open(self) -> None:
+        self.conn = await open_connection(self.target)
+
+
+def call_template(tool: str, arguments: dict[str, Any], stateless: bool) -> CallTemplate:
+    """The tools/call every session repeats; a stateless one carries the 2026 envelope in `_meta`."""
+    params: dict[str, Any] = {"name": tool, "arguments": arguments}
+    if stateless:
+        params["_meta"] = ENVELOPE_META
+    return CallTemplate("tools/call", params)
+
+
 # ---------------------------------------------------------------------------------------------
 # Legacy HTTP+SSE sessions
 
@@ -859,13 +899,19 @@ async def wait_loops(done: list[asyncio.Future[None]], window: Window, grace_sec
         window.stats.error(f"session stuck: no reply within {grace_seconds} s after the window")
 
 
-async def run_http(args: argparse.Namespace, legacy: bool) -> dict[str, Any]:
+def http_sessions(args: argparse.Namespace, target: Target, stats: Stats) -> list[Any]:
+    if args.mode == "stateless":
+        return [StatelessSession(target, stats, args.tool) for _ in range(args.sessions)]
+    kind = LegacySseSession if args.mode == "sse" else StreamableSession
+    return [kind(target, stats) for _ in range(args.sessions)]
+
+
+async def run_http(args: argparse.Namespace) -> dict[str, Any]:
     stats = Stats()
     target = Target.from_url(args.url)
-    kind = LegacySseSession if legacy else StreamableSession
-    sessions = [kind(target, stats) for _ in range(args.sessions)]
+    sessions = http_sessions(args, target, stats)
     await asyncio.gather(*(s.open() for s in sessions))
-    template = CallTemplate("tools/call", {"name": args.tool, "arguments": orjson.loads(args.arguments)})
+    template = call_template(args.tool, orjson.loads(args.arguments), args.mode == "stateless")
     window = Window(stats, parse_watch_pids(args.watch_pid))
     window.schedule(args.warmup, args.duration)
     done = [s.start(template) for s in sessions]
@@ -930,14 +976,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.mode == "idle":
         return await run_idle(args)
     else:
-        report = await run_http(args, legacy=args.mode == "sse")
+        report = await run_http(args)
     report.update(mode=args.mode, sessions=args.sessions, tool=args.tool, url=args.url)
     return report
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("mode", choices=["http", "sse", "direct", "idle"])
+    parser.add_argument("mode", choices=["http", "stateless", "sse", "direct", "idle"])
     parser.add_argument("--url", default="", help="streamable HTTP endpoint, or the legacy GET /sse URL")
     parser.add_argument("--sessions", type=int, default=1, help="concurrent sessions (direct: callers)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds")

@@ -905,19 +905,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--render", type=Path, help="print the tables of a saved --json file and exit")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target check fails")
     args = parser.parse_args(argv)
+    return args, phase_settings(args, args.big_runs, args.idle_sessions, args.ready_timeout, args.repeat)
+
+
+def phase_settings(
+    args: argparse.Namespace, big_runs: int, idle_sessions: int, ready_timeout: float, repeat: int
+) -> Settings:
+    """Settings from the shared flags (`phase_parser`) plus `--sessions` and the given counts."""
     duration = args.duration if args.duration is not None else (0.4 if args.quick else 5.0)
     warmup = args.warmup if args.warmup is not None else (0.1 if args.quick else 1.0)
-    settings = Settings(
+    return Settings(
         duration_seconds=duration,
         warmup_seconds=warmup,
         sessions=tuple(int(s) for s in args.sessions.split(",") if s),
-        big_runs=args.big_runs,
-        idle_sessions=args.idle_sessions,
+        big_runs=big_runs,
+        idle_sessions=idle_sessions,
         settle_seconds=0.2 if args.quick else 0.5,
-        ready_timeout_seconds=args.ready_timeout,
-        repeat=max(1, args.repeat),
+        ready_timeout_seconds=ready_timeout,
+        repeat=max(1, repeat),
     )
-    return args, settings
 
 
 def compile_mcpmux() -> None:

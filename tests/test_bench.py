@@ -202,3 +202,20 @@ def test_quick_remote_benchmark_runs_every_http_upstream_phase_without_errors(tm
             assert phase["calls"] > 0 and phase["errors"] == 0, (name, phase.get("error_samples"))
     assert phases["isolated_churn"]["errors"] == 0
     assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+def test_quick_era_benchmark_compares_stateless_calls_with_session_calls() -> None:
+    """bench/eras.py runs both eras against one mcpmux without errors (its numbers are not checked)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "eras.py"), "--quick", "--sessions", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = orjson.loads(done.stdout.splitlines()[-1])
+    assert report["errors"] == 0
+    assert {report["phases"][p]["mode"] for p in ("session_2", "stateless_2")} == {"http", "stateless"}
+    assert all(report["phases"][p]["calls"] > 0 for p in ("session_2", "stateless_2"))
+    assert report["ratios"]["2"] is not None and report["target_ratio"] == 0.8
