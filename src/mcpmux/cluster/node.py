@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ClusterConfig, TokenScope
 from ..jsonrpc import INVALID_REQUEST, error_response
+from ..oauth.upstream import use_coordinator
 from ..protocol.constants import MODERN_VERSIONS
 from ..protocol.state import StateKey, StateSealer
 from ..relay.client import ClientSession
@@ -33,6 +34,7 @@ from ..web.asgi import (
 )
 from ..web.operator import authorized
 from .forward import OwnerUnreachableError, forward
+from .oauth_lock import RefreshLock
 from .registry import Registry
 from .seal import Sealer, new_replica_id, retry_replica
 from .streams import SessionStreams, record_key
@@ -97,6 +99,7 @@ class Cluster:
             max_connections=MAX_REDIS_CONNECTIONS,
         )
         self.streams = SessionStreams(self.redis, config.secret)
+        self.refresh_lock = RefreshLock(self.redis, config.secret)
         self.pumping: set[str] = set()  # sessions of this replica whose outbox goes to a Redis stream
         self._tg: TaskGroup | None = None
         self.registry = Registry(self.redis, self.replica, advertise)
@@ -120,6 +123,7 @@ class Cluster:
         except Exception as exc:
             raise ClusterError(f"cluster mode: cannot reach Redis: {type(exc).__name__}") from exc
         set_session_ids(self.sealer.session_id)
+        use_coordinator(self.refresh_lock)  # upstream OAuth: one token refresh for all replicas
         # MRTR requestStates: one key on every replica (any can verify), its id names the signer
         use_sealer(
             StateSealer([StateKey(self.replica, self.sealer.state_key())], ttl_seconds=SUSPENSION_SECONDS)
@@ -138,6 +142,7 @@ class Cluster:
         finally:
             set_session_ids(None)
             use_sealer(None)
+            use_coordinator(None)
             with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_SECONDS):
                 try:
                     await self.registry.leave()

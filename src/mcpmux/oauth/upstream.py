@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import anyio
 import httpx2
@@ -23,6 +24,23 @@ PENDING_LOGIN_SECONDS = 600.0  # a started login must finish within this
 
 class LoginRequired(httpx2.HTTPError):
     """No usable token: a person must log in (`mcpmux auth login <server>`). Never retried in a loop."""
+
+
+class RefreshCoordinator(Protocol):
+    """Cluster mode: one refresh for all replicas (cluster/oauth_lock.py); None in one process."""
+
+    async def renew(
+        self, server: str, stale: str | None, renew: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> tuple[dict[str, Any], bool]: ...
+
+
+_coordinator: RefreshCoordinator | None = None
+
+
+def use_coordinator(coordinator: RefreshCoordinator | None) -> None:
+    """Set (cluster mode joined) or clear (left) the cluster-wide refresh lock."""
+    global _coordinator
+    _coordinator = coordinator
 
 
 class UpstreamAuth:
@@ -89,6 +107,21 @@ class UpstreamAuth:
     # -- getting tokens ------------------------------------------------------------------------
 
     async def _renew(self, record: dict[str, Any], *, why: str, refresh: bool = True) -> dict[str, Any]:
+        """A new token; in cluster mode one replica gets it under a lock and the others take it."""
+        coordinator = _coordinator
+        if coordinator is None or not refresh:  # a step-up wants new scopes: never another's token
+            return await self._renew_here(record, why=why, refresh=refresh)
+
+        async def here() -> dict[str, Any]:
+            renewed = await self._renew_here(await self._record(), why=why, refresh=refresh)
+            tokens: dict[str, Any] = renewed["tokens"]
+            return tokens
+
+        stale = (record.get("tokens") or {}).get("access_token")
+        tokens, shared = await coordinator.renew(self.name, stale, here)
+        return await self._save(tokens=tokens) if shared else await self._record()
+
+    async def _renew_here(self, record: dict[str, Any], *, why: str, refresh: bool) -> dict[str, Any]:
         """A new token: refresh it, or (client credentials) ask again; else a person must log in."""
         tokens = record.get("tokens") or {}
         try:
