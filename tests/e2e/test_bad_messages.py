@@ -16,6 +16,7 @@ import httpx2
 import mini_http
 import orjson
 import pytest
+from fault_kit import DEBUG, faulty, wait_for_log
 from relay_kit import raw_http, raw_sse
 
 from harness import FIXTURE, ProxyProcess, running_proxy
@@ -290,3 +291,23 @@ async def test_a_request_with_more_related_messages_waiting_than_max_request_que
             assert "maxRequestQueue" in response["error"]["message"]
             assert (await emit(client))["result"]["content"][0]["text"] == "ok"
     assert "(maxRequestQueue); the request is abandoned" in proxy.log
+
+
+async def test_closing_a_legacy_sse_stream_with_a_request_in_flight_leaves_the_http_server_serving(
+    tmp_path: Path,
+) -> None:
+    """The request is cancelled (the upstream is told), never the HTTP server's task that runs it."""
+    config = {"mcpServers": {"fx": faulty()}}
+    with running_proxy(config, tmp_path, extra_args=DEBUG) as proxy, anyio.fail_after(BOUND_SECONDS):
+        async with raw_sse(proxy.url("/fx/sse")) as client:
+            mark = len(proxy.lines)
+            params = {"name": "sleep", "arguments": {"seconds": 60}}
+            await client.send({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": params})
+            await wait_for_log(proxy, r"fx stderr: sleep started", mark)
+        # the stream is closed with the call in flight
+        await wait_for_log(proxy, r"fx stderr: .*cancel", mark)
+        async with httpx2.AsyncClient(timeout=5) as http:
+            assert (await http.get(proxy.url("/_healthz"))).status_code == 200
+        async with raw_sse(proxy.url("/fx/sse")) as again:
+            echoed = await again.result("tools/call", {"name": "echo", "arguments": {"text": "up"}})
+            assert echoed["content"][0]["text"] == "up"

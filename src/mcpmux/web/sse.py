@@ -107,7 +107,7 @@ async def handle_sse_stream(
     client = route.new_session(token)
     client.has_stream = True
     endpoint = f"{message_url}?sessionId={client.id}".encode()
-    in_flight: set[asyncio.Task[Any]] = set()
+    in_flight: set[anyio.CancelScope] = set()
     client.sse_requests = in_flight  # the POSTs of this session run here while the stream is open
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -117,8 +117,8 @@ async def handle_sse_stream(
         await pump_outbox(client, receive, send)
     finally:
         client.sse_requests = None
-        for task in in_flight:  # the stream is gone: its requests are cancelled (and upstream told)
-            task.cancel()
+        for cancel in in_flight:  # the stream is gone: its requests are cancelled (and upstream told)
+            cancel.cancel()
         with anyio.CancelScope(shield=True):
             await route.close_session(client)
 
@@ -167,25 +167,38 @@ async def handle_sse_message(
         await accept(send)
         await client.outbox.deliver(error_response(msg["id"], exc.code, str(exc)))
         return
+    await _run_message(route, client, msg, send, telemetry)
+
+
+async def _run_message(
+    route: Route, client: ClientSession, msg: dict[str, Any], send: Send, telemetry: Telemetry
+) -> None:
+    """A request or notification POSTed to a session whose stream is open."""
     # The rest runs in this request's own task (the HTTP server serves the connection's next request
-    # once the 202 is out), registered with the session so that closing the stream cancels it.
-    # Cheaper than spawning a task per message, which is what the legacy transport would otherwise cost.
-    in_flight: set[asyncio.Task[Any]] = client.sse_requests
-    task = asyncio.current_task()
-    assert task is not None
-    in_flight.add(task)
-    try:
-        if "id" not in msg:
-            await accept(send)
-            await notify_contained(route, client, msg)
-            return
-        ack = Ack(send, asyncio.get_running_loop())
+    # once the 202 is out), under a cancel scope registered with the session so that closing the stream
+    # cancels it. Cheaper than spawning a task per message, which is what the legacy transport would
+    # otherwise cost. A scope, not the task: the task is the HTTP server's, and must live on.
+    in_flight: set[anyio.CancelScope] | None = client.sse_requests
+    if in_flight is None:  # the stream closed while the body was read
+        await send_error(send, 404, "Session not found")
+        return
+    if "id" not in msg:
+        await accept(send)
+        with anyio.CancelScope() as cancel:
+            in_flight.add(cancel)
+            try:
+                await notify_contained(route, client, msg)
+            finally:
+                in_flight.discard(cancel)
+        return
+    ack = Ack(send, asyncio.get_running_loop())
+    with anyio.CancelScope() as cancel:
+        in_flight.add(cancel)
         try:
             await _serve_request(route, client, msg, telemetry, ack)
         finally:
-            await ack.now()  # also when the stream closed under the request: the POST still gets its 202
-    finally:
-        in_flight.discard(task)
+            in_flight.discard(cancel)
+    await ack.now()  # also when the stream closed under the request: the POST still gets its 202
 
 
 async def _serve_request(
