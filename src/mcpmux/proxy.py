@@ -19,6 +19,7 @@ from .logs import set_redactor
 from .pinning.guard import PinGuard
 from .pinning.lockfile import default_lock_path
 from .relay.merged_route import MergedRoute
+from .relay.mrtr import use_state_keys
 from .relay.route import Route, reap_idle_sessions
 from .relay.server_route import ServerRoute
 from .reload import ConfigDiff, diff_configs, file_signature, watch_file, watchable
@@ -50,6 +51,7 @@ class Proxy:
 
     def __init__(self, config: ProxyConfig, lock_path: str | None = None) -> None:
         set_redactor(Redactor.for_config(config))  # from the first log line on (the app renews it on reload)
+        use_state_keys(config.request_state_keys)
         self.config = config
         self.runtimes: dict[str, ServerRuntime] = {}
         self.routes: dict[str, Route] = {}
@@ -185,6 +187,7 @@ class Proxy:
             for name in diff.unchanged:
                 server_routes[name].proxy = new  # type: ignore[attr-defined]
             self.config, self.runtimes = new, runtimes
+            use_state_keys(new.request_state_keys)  # key rotation without a restart
             self.pins.set_runtimes(runtimes.values())
             self.routes = {**server_routes, **self._merged_routes(new, runtimes, old_routes)}
             if self.on_routes_changed is not None:

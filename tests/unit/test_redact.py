@@ -51,6 +51,15 @@ def config_with_secrets() -> dict[str, object]:
     }
 
 
+def test_request_state_key_secrets_are_known_secrets() -> None:
+    secret = "state-key-secret-0123456789abcdef0123"
+    document = {"mcpProxy": {"requestStateKeys": [{"id": "k1", "secret": secret}]}, "mcpServers": {}}
+    config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
+    assert secret in config_secrets(config)
+    assert Redactor(config_secrets(config))(f"bad key {secret}") == "bad key ***"
+    assert secret not in repr(config)
+
+
 def test_every_secret_of_a_config_is_known_and_replaced_in_free_text() -> None:
     config, _ = parse_config(json.dumps(config_with_secrets()), "t", environ={}, expand_env=False)
     secrets = config_secrets(config)

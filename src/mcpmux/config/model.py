@@ -164,6 +164,14 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestStateKey:
+    """One `mcpProxy.requestStateKeys` entry: an HMAC key for MRTR `requestState` (the first signs)."""
+
+    id: str
+    secret: str = field(repr=False)  # at least 32 characters; its UTF-8 bytes are the key
+
+
+@dataclass(frozen=True, slots=True)
 class TokenStoreConfig:
     """Where upstream OAuth tokens are kept, encrypted (`mcpProxy.tokenStore`)."""
 
@@ -265,6 +273,7 @@ class ProxyConfig:
     operator_tokens: tuple[TokenScope, ...] | None = None  # `mcpProxy.operatorTokens`; None: not set
     base_url_set: bool = False  # `mcpProxy.baseURL` was given (else it is derived from addr)
     cluster: ClusterConfig | None = None  # `mcpProxy.cluster`; None: one process
+    request_state_keys: tuple[RequestStateKey, ...] = ()  # `mcpProxy.requestStateKeys`; (): random
 
     @property
     def operator_token_scopes(self) -> tuple[TokenScope, ...]:

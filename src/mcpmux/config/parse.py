@@ -50,6 +50,7 @@ from mcpmux.config.options import (
     read_option_values,
 )
 from mcpmux.config.servers import check_route_name, parse_servers, transport_named
+from mcpmux.config.statekeys import parse_request_state_keys
 from mcpmux.config.upstream_oauth import token_store
 from mcpmux.errors import ConfigError
 
@@ -66,6 +67,7 @@ PROXY_KEYS = (
         "tokenStore",
         "oauth",
         "cluster",
+        "requestStateKeys",
     ),
 )
 MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
@@ -143,6 +145,7 @@ def build_config(data: Any, diag: Diagnostics) -> ProxyConfig:
         http=parse_http_limits(proxy),
         token_store=token_store(proxy),
         cluster=parse_cluster(proxy),
+        request_state_keys=parse_request_state_keys(proxy),
     )
 
 

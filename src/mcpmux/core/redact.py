@@ -93,6 +93,7 @@ def config_secrets(config: ProxyConfig) -> set[str]:
     for group in config.groups.values():
         scopes += group.auth_tokens
     found = {scope.token for scope in scopes}
+    found.update(key.secret for key in config.request_state_keys)
     for server in config.servers.values():
         found.update(scope.token for scope in server.options.auth_tokens)
         found.update(server.headers.values())

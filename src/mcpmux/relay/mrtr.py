@@ -11,10 +11,11 @@ import asyncio
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from ..config.model import TokenScope
+from ..config.model import RequestStateKey, TokenScope
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.state import StateError, StateKey, StateSealer, request_binding
 
@@ -28,19 +29,29 @@ def _random_sealer() -> StateSealer:
     return StateSealer([StateKey("p1", secrets.token_bytes(32))], ttl_seconds=SUSPENSION_SECONDS)
 
 
-_sealer: StateSealer | None = None
+_sealer: StateSealer | None = None  # cluster mode's (its key id names the replica)
+_configured: StateSealer | None = None  # from `mcpProxy.requestStateKeys`
 
 
 def process_sealer() -> StateSealer:
-    """The sealer of this process: a suspended call lives only in this process, so a random key
-    made at start is enough (its states are useless after a restart anyway). Cluster mode sets one
-    shared by every replica whose key id names this replica (`use_sealer`): a retry can be routed."""
-    return _sealer or _random_sealer()
+    """The sealer of this process. A suspended call lives only in this process, so by default a
+    random key made at start is enough (its states are useless after a restart anyway);
+    `mcpProxy.requestStateKeys` replaces it (`use_state_keys`: the first signs, every one verifies).
+    Cluster mode sets one shared by every replica whose key id names this replica (`use_sealer`):
+    a retry can be routed."""
+    return _sealer or _configured or _random_sealer()
 
 
 def use_sealer(sealer: StateSealer | None) -> None:
     global _sealer
     _sealer = sealer
+
+
+def use_state_keys(keys: Sequence[RequestStateKey]) -> None:
+    """Seal with the configured keys from now on (the random key again when there are none)."""
+    global _configured
+    state_keys = [StateKey(key.id, key.secret.encode("utf-8")) for key in keys]
+    _configured = StateSealer(state_keys, ttl_seconds=SUSPENSION_SECONDS) if state_keys else None
 
 
 def caller_of(scope: TokenScope | None) -> str | None:
