@@ -74,3 +74,30 @@ def pins(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+FAST_RESTART = {"initialDelay": "50ms", "maxDelay": "200ms", "jitter": 0}
+
+
+def config(tmp_path: Path, mode: str, **proxy: Any) -> dict[str, Any]:
+    catalog = tmp_path / "docs.json"
+    if not catalog.exists():
+        write_catalog(catalog, V1)
+    options = {"pinning": mode, "restart": FAST_RESTART}
+    return {"mcpProxy": proxy, "mcpServers": {"docs": drifting(catalog, **options)}}
+
+
+def record(tmp_path: Path, document: dict[str, Any]) -> None:
+    """`mcpmux pins record` with the proxy's own config (written before the proxy rewrites it)."""
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps({**document, "mcpProxy": {"baseURL": "http://127.0.0.1:9", "addr": ":0"}}))
+    done = pins(path, "record", "-lock", str(tmp_path / "mcpmux.lock.json"))
+    assert done.returncode == 0, done.stderr
+
+
+def drifted(tmp_path: Path, mode: str, **proxy: Any) -> dict[str, Any]:
+    """The config of a server pinned at V1 that now publishes V2."""
+    document = config(tmp_path, mode, **proxy)
+    record(tmp_path, document)
+    write_catalog(tmp_path / "docs.json", V2)
+    return document

@@ -3,7 +3,6 @@ until approved (command line or operator endpoint), warn serves and reports, off
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -15,7 +14,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 from merged_kit import names_of
-from pins_kit import V1, V2, drifting, pins, write_catalog
+from pins_kit import V1, V2, config, drifted, pins, record, write_catalog
 
 from harness import ProxyProcess, mcp_client, running_proxy
 
@@ -23,31 +22,6 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "operator-token"
 BOUND_SECONDS = 15.0
-FAST_RESTART = {"initialDelay": "50ms", "maxDelay": "200ms", "jitter": 0}
-
-
-def config(tmp_path: Path, mode: str, **proxy: Any) -> dict[str, Any]:
-    catalog = tmp_path / "docs.json"
-    if not catalog.exists():
-        write_catalog(catalog, V1)
-    options = {"pinning": mode, "restart": FAST_RESTART}
-    return {"mcpProxy": proxy, "mcpServers": {"docs": drifting(catalog, **options)}}
-
-
-def record(tmp_path: Path, document: dict[str, Any]) -> None:
-    """`mcpmux pins record` with the proxy's own config (written before the proxy rewrites it)."""
-    path = tmp_path / "record.json"
-    path.write_text(json.dumps({**document, "mcpProxy": {"baseURL": "http://127.0.0.1:9", "addr": ":0"}}))
-    done = pins(path, "record", "-lock", str(tmp_path / "mcpmux.lock.json"))
-    assert done.returncode == 0, done.stderr
-
-
-def drifted(tmp_path: Path, mode: str, **proxy: Any) -> dict[str, Any]:
-    """The config of a server pinned at V1 that now publishes V2."""
-    document = config(tmp_path, mode, **proxy)
-    record(tmp_path, document)
-    write_catalog(tmp_path / "docs.json", V2)
-    return document
 
 
 async def eventually_names(session: Any, expected: set[str]) -> None:

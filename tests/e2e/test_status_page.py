@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from merged_kit import names_of
+from pins_kit import drifted
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from harness import fixture_server, mcp_client, running_proxy
@@ -216,3 +219,92 @@ def test_a_failing_stdio_servers_last_stderr_lines_show_on_the_page(tmp_path: Pa
         card = page.locator('article[data-server="broken"]:not([data-ssr])')
         expect(card.locator('[data-field="stderr"]')).to_contain_text("No module named missing_dep")
         expect(page.locator('article[data-server="fx"]:not([data-ssr]) .stderr')).to_be_hidden()
+
+
+def listed_tools(url: str, token: str | None) -> set[str]:
+    """The tools a client of `url` is offered, asked from another thread (Playwright owns this one)."""
+
+    async def ask() -> set[str]:
+        with anyio.fail_after(20):
+            async with mcp_client(url, token=token) as session:
+                return set(await names_of(session))
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, ask).result()
+
+
+def pinned_page(url: str) -> str:
+    """The page as a no-JS client sending the token gets it, once pinning has checked the catalog."""
+    text = ""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = httpx2.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).text
+        if 'data-name="search"' in text:
+            break
+        time.sleep(0.05)  # polling pace, bounded by the deadline
+    return text
+
+
+def test_pending_pin_changes_show_as_a_diff_and_approving_on_the_page_lists_the_tool(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # docs was pinned at V1 and now publishes V2: search and fetch changed, delete renamed remove, upload new
+    document = drifted(tmp_path, "enforce", options={"authTokens": [TOKEN]})
+    with running_proxy(document, tmp_path) as proxy:
+        fetched = pinned_page(proxy.url("/_status"))
+        assert '<section class="pins" aria-label="Pending pin changes of docs">' in fetched
+        for name, what in [
+            ("search", "changed: description"),
+            ("fetch", "changed: inputSchema"),
+            ("remove", "new (not in the lock file)"),
+            ("upload", "new (not in the lock file)"),
+            ("delete", "removed"),
+        ]:
+            assert f'data-name="{name}">' in fetched and f'<span class="pin-what">{what}</span>' in fetched
+        assert "<code>count</code>" in fetched and "<code>search</code> <span" in fetched
+        assert listed_tools(proxy.url("/docs/mcp"), TOKEN) == {"count"}
+
+        # Without JavaScript: sign in with the form, then the Approve form of one tool
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(proxy.url("/_status"))
+        sign_in(page, TOKEN)
+        pins = page.get_by_label("Pending pin changes of docs")
+        expect(pins.locator('li[data-name="fetch"]')).to_contain_text("changed: inputSchema")
+        pins.get_by_role("button", name="Approve tool fetch of docs").click()
+        expect(page.locator("#connection")).to_contain_text("Approved tool 'fetch' of 'docs'")
+        expect(pins.locator('li[data-name="fetch"]')).to_have_count(0)
+        expect(page.locator('article[data-server="docs"] .tools li', has_text="fetch")).to_have_count(1)
+        context.close()
+        assert listed_tools(proxy.url("/docs/mcp"), TOKEN) == {"count", "fetch"}
+
+        # With JavaScript: the live page shows the diff and its Approve buttons POST to /_pins/approve
+        page = browser.new_page()
+        page.goto(proxy.url("/_status"))
+        sign_in(page, TOKEN)
+        pins = page.get_by_label("Pending pin changes of docs")
+        expect(pins.locator('li[data-name="search"]')).to_contain_text("search changed: description")
+        tools = page.locator('article[data-server="docs"] .tools li')
+        expect(tools.filter(has_text="search")).to_have_count(0)
+        pins.get_by_role("button", name="Approve tool search of docs").click()
+        expect(tools.filter(has_text="search")).to_have_count(1, timeout=15_000)
+        expect(pins.locator('li[data-name="search"]')).to_have_count(0)
+        expect(page.locator("#announcer")).to_have_text("Approved search of docs")
+        assert listed_tools(proxy.url("/docs/mcp"), TOKEN) == {"count", "fetch", "search"}
+
+        pins.get_by_role("button", name="Approve all changes of docs").click()
+        expect(pins).to_be_hidden(timeout=15_000)  # nothing pending: no panel
+        expect(tools.filter(has_text="upload")).to_have_count(1)
+        page.close()
+        assert listed_tools(proxy.url("/docs/mcp"), TOKEN) == {"count", "fetch", "search", "remove", "upload"}
+        refused = httpx2.post(proxy.url("/_status"), data={"token": "wrong", "approve": "docs"})
+        assert refused.status_code == 401 and "Approved" not in refused.text
+
+
+def test_an_open_page_shows_pending_pin_changes_but_cannot_approve_them(tmp_path: Path) -> None:
+    with running_proxy(drifted(tmp_path, "enforce"), tmp_path) as proxy:  # loopback, no token: open
+        fetched = pinned_page(proxy.url("/_status"))
+        assert 'data-name="upload"' in fetched and "Approve" not in fetched
+        posted = httpx2.post(proxy.url("/_status"), data={"token": "", "approve": "docs"})
+        assert "Approved" not in posted.text
+        assert listed_tools(proxy.url("/docs/mcp"), None) == {"count"}

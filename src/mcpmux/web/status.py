@@ -41,12 +41,30 @@ ASSET_HEADERS = [(b"cache-control", b"no-cache"), *PAGE_HEADERS[1:]]
 MAX_FORM_BYTES = 4096
 
 
-def page_view(proxy: Proxy, operator: Operator | None) -> View:
+def page_view(proxy: Proxy, operator: Operator | None, notice: str = "") -> View:
     """What the first view of the page shows this caller: the data for an operator, else nothing."""
     mode = operator_mode(proxy.config)
     if operator is None:
         return View(mode)
-    return View(mode, status_snapshot(proxy, operator.token))
+    return View(mode, status_snapshot(proxy, operator.token), token=operator.token, notice=notice)
+
+
+def approve_from_form(proxy: Proxy, operator: Operator | None, form: dict[str, list[str]]) -> str:
+    """Approve what a signed-in operator's form names (`approve=<server>`, `tool=<name>`): what happened.
+
+    Only a caller that presented an operator token may approve (never an open, token-less page)."""
+    server = (form.get("approve") or [""])[0]
+    if not server or operator is None or operator.token is None:
+        return ""
+    tool = (form.get("tool") or [""])[0] or None
+    try:
+        changes = proxy.pins.approve(server, tool)
+    except KeyError:
+        return f"Not approved: server {server!r} is not running."
+    except OSError as exc:
+        return f"Not approved: could not write the lock file ({exc.strerror or exc})."
+    what = f"tool {tool!r} of {server!r}" if tool else f"every change of {server!r}"
+    return f"Approved {what} ({len(changes)} change(s)); the lock file is updated."
 
 
 ASSETS = {"status.css": b"text/css; charset=utf-8", "status.js": b"text/javascript; charset=utf-8"}
@@ -62,12 +80,14 @@ def route_urls(base_url: str, name: str) -> dict[str, str]:
 
 
 def presented_tools(runtime: Any) -> list[dict[str, Any]]:
-    """The server's tools as its own route lists them: filtered, overrides applied."""
+    """The server's tools as its own route lists them: filtered, withheld by pinning left out, overrides
+    applied."""
     overrides = runtime.options.tool_overrides
     tools = []
+    verdict = runtime.pin_verdict
     for tool in runtime.tools:
         name = str(tool.get("name"))
-        if not runtime.tool_filter.allows(name):
+        if not runtime.tool_filter.allows(name) or (verdict is not None and not verdict.shows(tool)):
             continue
         if name in overrides:
             tool = apply_override(tool, overrides[name])
@@ -229,7 +249,7 @@ class StatusEndpoints:
             return None
         token = (form.get("token") or [""])[0].strip()
         operator = operator_of(proxy.config, RequestHeaders([(b"authorization", f"Bearer {token}".encode())]))
-        view = page_view(proxy, operator)
+        view = page_view(proxy, operator, approve_from_form(proxy, operator, form))
         if operator is None and view.mode == "token":
             return View("token", login_error="That token was not accepted.")
         return view

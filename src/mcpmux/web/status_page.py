@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from .operator import Mode
+from .pins_page import pins_panel
 
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
 DASH = "\u2013"  # what the page shows for "nothing"
@@ -23,6 +24,8 @@ class View:
     mode: Mode
     snapshot: dict[str, Any] | None = None
     login_error: str = ""
+    token: str | None = None  # the operator's token, for the Approve forms (None: open or signed out)
+    notice: str = ""  # what the last form POST did (an approval)
 
 
 def format_duration(seconds: float) -> str:
@@ -66,7 +69,7 @@ def _stderr(lines: list[str]) -> str:
     return f'<div class="wide stderr"{hidden}><dt>Recent stderr</dt><dd>{pre}</dd></div>'
 
 
-def server_card(server: dict[str, Any], index: int) -> str:
+def server_card(server: dict[str, Any], index: int, action: str = "", token: str | None = None) -> str:
     """One server as an `<article>` with the markup the script's template uses (it takes over later)."""
     name, state = escape(str(server["name"])), escape(str(server["state"]))
     heading = f"ssr-server-{index}"
@@ -87,6 +90,7 @@ def server_card(server: dict[str, Any], index: int) -> str:
         f'<article class="server" data-ssr data-server="{name}" data-state="{state}" '
         f'aria-labelledby="{heading}">'
         f'<h3 class="server-name" id="{heading}">{name}</h3><dl>{"".join(fields)}</dl>'
+        f"{pins_panel(server, action, token)}"
         f'<details class="tools"><summary>Tools (<span data-field="toolCount">{len(server["tools"])}</span>)'
         f"</summary><ul>{_tools(server['tools'])}</ul></details>"
         f'<details class="config"><summary>Client config</summary>'
@@ -114,11 +118,15 @@ def route_rows(snapshot: dict[str, Any]) -> str:
     return "".join(rows)
 
 
+def _cards(servers: list[dict[str, Any]], action: str, token: str | None) -> str:
+    return "".join(server_card(server, i, action, token) for i, server in enumerate(servers))
+
+
 def fill(template: str, view: View, base: str, name: str) -> str:
     """The page template with this view's first content: data, a sign-in form, or why there is none."""
     data = view.snapshot
     if data is not None:
-        connection = "Updated at load time; this page refreshes itself when JavaScript runs"
+        connection = view.notice or "Updated at load time; this page refreshes itself when JavaScript runs"
     else:
         connection = OFF if view.mode == "off" else SIGN_IN
     values = {
@@ -129,7 +137,7 @@ def fill(template: str, view: View, base: str, name: str) -> str:
         "%LOGIN_HIDDEN%": "" if data is None and view.mode == "token" else " hidden",
         "%LOGIN_ERROR%": escape(view.login_error),
         "%DATA_HIDDEN%": "" if data is not None else " hidden",
-        "%SERVERS%": "".join(server_card(s, i) for i, s in enumerate(data["servers"])) if data else "",
+        "%SERVERS%": _cards(data["servers"], f"{base}/_status", view.token) if data else "",
         "%ROUTES%": route_rows(data) if data else "",
     }
     return fill_placeholders(template, values)

@@ -4,6 +4,7 @@
 const POLL_MS = 1000;
 const TOKEN_KEY = "mcpmux.statusToken";
 const api = document.body.dataset.api;
+const approveUrl = document.body.dataset.approve;
 const serversEl = document.getElementById("servers");
 const routesBody = document.querySelector("#routes tbody");
 const template = document.getElementById("server-template");
@@ -125,7 +126,8 @@ function newCard(name) {
   const headingId = "server-" + cards.size;
   el.querySelector(".server-name").id = headingId;
   el.setAttribute("aria-labelledby", headingId);
-  const card = { el, state: null, tools: null, config: "" };
+  el.querySelector(".pins").setAttribute("aria-label", "Pending pin changes of " + name);
+  const card = { el, state: null, tools: null, pins: null, config: "" };
   copyButton(el.querySelector("button.copy"), el.querySelector(".copy-status"), () => card.config);
   el.querySelector("button.copy").setAttribute("aria-label", "Copy client config for " + name);
   return card;
@@ -148,6 +150,78 @@ function renderTools(list, tools) {
       return li;
     }),
   );
+}
+
+const MARKS = { added: "+", removed: "−", changed: "~", annotations: "~" };
+
+function changeText(change) {
+  if (change.change === "added") return "new (not in the lock file)";
+  if (change.change === "removed") return "removed";
+  if (change.change === "annotations") return "annotations changed";
+  return change.fields && change.fields.length ? "changed: " + change.fields.join(", ") : "changed";
+}
+
+async function approve(button, server, tool) {
+  button.disabled = true;
+  const body = tool === null ? { server } : { server, tool };
+  try {
+    const resp = await fetch(approveUrl, {
+      method: "POST",
+      headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+    });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    announcer.textContent = "Approved " + (tool === null ? "every change of " : tool + " of ") + server;
+  } catch (err) {
+    announcer.textContent = "Could not approve (" + err.message + ")";
+    button.disabled = false;
+  }
+  poll();
+}
+
+function approveButton(server, tool, label, text) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = text;
+  button.setAttribute("aria-label", label);
+  button.addEventListener("click", () => approve(button, server, tool));
+  return button;
+}
+
+function pinItem(change, server, canApprove) {
+  const li = document.createElement("li");
+  li.dataset.kind = change.kind;
+  li.dataset.name = change.name;
+  const mark = document.createElement("span");
+  mark.className = "pin-mark";
+  mark.setAttribute("aria-hidden", "true");
+  mark.textContent = MARKS[change.change] || "~";
+  const subject = document.createElement(change.kind === "tools" ? "code" : "span");
+  subject.textContent = change.kind === "tools" ? change.name : (change.kind + " " + change.name).trim();
+  const what = document.createElement("span");
+  what.className = "pin-what";
+  what.textContent = changeText(change);
+  li.append(mark, " ", subject, " ", what);
+  if (canApprove && change.kind === "tools") {
+    li.append(" ", approveButton(server, change.name, "Approve tool " + change.name + " of " + server, "Approve"));
+  }
+  return li;
+}
+
+function renderPins(card, server) {
+  const changes = (server.pinning && server.pinning.changes) || [];
+  const canApprove = mode === "token" && Boolean(sessionStorage.getItem(TOKEN_KEY));
+  const key = JSON.stringify([changes, canApprove]);
+  if (card.pins === key) return; // rebuilding would drop keyboard focus from the buttons
+  card.pins = key;
+  const section = card.el.querySelector(".pins");
+  section.hidden = !changes.length;
+  section.querySelector("ul").replaceChildren(...changes.map((c) => pinItem(c, server.name, canApprove)));
+  const every = canApprove && changes.length
+    ? [approveButton(server.name, null, "Approve all changes of " + server.name, "Approve all")]
+    : [];
+  section.querySelector(".approve-all").replaceChildren(...every);
 }
 
 function updateCard(card, server) {
@@ -176,6 +250,7 @@ function updateCard(card, server) {
     field(el, "toolCount").textContent = String(server.tools.length);
     renderTools(el.querySelector(".tools ul"), server.tools);
   }
+  renderPins(card, server);
   card.config = configText(server.clientConfig);
   const pre = field(el, "config");
   if (pre.textContent !== card.config) pre.textContent = card.config;
