@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -141,3 +142,28 @@ async def test_the_index_follows_the_catalog_when_a_server_restarts_with_new_too
                     found = await search(merged, "sha256 checksum")
                     await anyio.sleep(0 if found else 0.05)
             assert found[:1] == ["files__checksum_file"]
+
+
+async def test_a_call_through_call_tool_is_logged_and_counted_under_the_real_tools_name(
+    tmp_path: Path,
+) -> None:
+    document = setup(tmp_path)
+    document["mcpProxy"]["options"]["logEnabled"] = True
+    with running_proxy(document, tmp_path) as proxy:
+        async with mcp_client(proxy.url("/mcp"), token=FULL) as merged:
+            await merged.call_tool("call_tool", {"name": "files__read_file", "arguments": {"path": "/a"}})
+            await search(merged, "read a file")
+            assert (await merged.call_tool("call_tool", {"arguments": {}})).is_error  # no tool named
+        async with mcp_client(proxy.url("/chat/mcp"), token=FULL) as own:
+            await own.call_tool("call_tool", {"name": "sendEmail", "arguments": {"to": "x"}})
+        proxy.wait_for_line(r" chat tools/call sendEmail id=")
+        log = proxy.log
+        metrics = httpx2.get(proxy.url("/metrics"), headers={"authorization": f"Bearer {FULL}"}).text
+    assert re.search(r"INFO  _merged tools/call files__read_file id=\d+ ok ", log)
+    assert re.search(r"INFO  chat tools/call sendEmail id=\d+ ok ", log)
+    assert re.search(r"INFO  _merged tools/call search_tools id=\d+ ok ", log)  # meta-tools keep theirs
+    assert re.search(r"INFO  _merged tools/call call_tool id=\d+ ok ", log)  # ... when no tool is named
+    calls = 'mcpmux_requests_total{method="tools/call",'
+    assert f'{calls}route="_merged",server="files",tool="files__read_file"}} 1.0' in metrics
+    assert f'{calls}route="chat",server="chat",tool="sendEmail"}} 1.0' in metrics
+    assert f'{calls}route="_merged",server="",tool="call_tool"}} 1.0' in metrics

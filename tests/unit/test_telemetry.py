@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from mcpmux.web import telemetry as telemetry_module
-from mcpmux.web.telemetry import MERGED_ROUTE_LABEL, Telemetry, server_of
+from mcpmux.web.telemetry import MERGED_ROUTE_LABEL, Telemetry, called_tool, server_of
 
 
 class FakeRoute:
@@ -97,3 +97,14 @@ def test_requests_are_logged_only_on_routes_with_log_enabled(caplog: pytest.LogC
         relay(telemetry, FakeRoute(log_enabled=False), call("echo", 1))
         relay(telemetry, FakeRoute(log_enabled=True), call("echo", 2))
     assert [record.request_id for record in caplog.records] == [2]  # type: ignore[attr-defined]
+
+
+def test_call_tool_of_a_search_mode_route_is_labelled_with_the_tool_it_names() -> None:
+    searching, full = SimpleNamespace(search=object()), SimpleNamespace(search=None)
+    via_meta = {"name": "call_tool", "arguments": {"name": "read_file", "arguments": {}}}
+    assert called_tool(searching, via_meta) == "read_file"
+    assert called_tool(full, via_meta) == "call_tool"  # catalog: full: an upstream's own call_tool
+    assert called_tool(searching, {"name": "search_tools", "arguments": {"name": "x"}}) == "search_tools"
+    for odd in ({"name": "call_tool"}, {"name": "call_tool", "arguments": {"name": 3}}):
+        assert called_tool(searching, odd) == "call_tool"
+    assert called_tool(searching, {"name": 1}) == "" and called_tool(searching, []) == ""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.counters import LATENCY_BUCKETS_SECONDS, RequestStats
 from ..logs import log_request
+from ..relay.toolsearch import CALL_TOOL
 
 if TYPE_CHECKING:
     from ..relay.client import ClientSession
@@ -34,6 +35,21 @@ def server_of(route: Any, method: str, tool: str) -> str:
         if target is not None:
             return str(target.server)
     return ""
+
+
+def called_tool(route: Any, params: Any) -> str:
+    """The tool a `tools/call` runs: its `name`, or in search mode (`route.search`) the tool that the
+    `call_tool` meta-tool names, so logs and metrics carry the real tool ("" when there is none)."""
+    if type(params) is not dict:
+        return ""
+    name = params.get("name")
+    if type(name) is not str:
+        return ""
+    if name == CALL_TOOL and getattr(route, "search", None) is not None:
+        arguments = params.get("arguments")
+        inner = arguments.get("name") if type(arguments) is dict else None
+        return inner if type(inner) is str else name
+    return name
 
 
 def tool_count(route: Any) -> int:
@@ -72,12 +88,7 @@ class Telemetry:
     ) -> dict[str, Any]:
         """`route.handle_request`, measured; the response it returns."""
         method = msg["method"]
-        tool = ""
-        if method == "tools/call":
-            params = msg.get("params")
-            if type(params) is dict:
-                name = params.get("name")
-                tool = name if type(name) is str else ""
+        tool = called_tool(route, msg.get("params")) if method == "tools/call" else ""
         key = (route.name, method, tool)
         stats = self.stats.get(key) or self._new_stats(route, key)
         if self.tracing is not None:
