@@ -13,7 +13,8 @@ from ..core.redact import Redactor, redact_tree
 from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
-from .asgi import Receive, RecordingSend, RequestHeaders, Scope, Send, send_error, send_json
+from .asgi import Receive, RecordingSend, RequestHeaders, Scope, Send, send_bytes, send_error, send_json
+from .cors import CorsSend, preflight_headers, requested_headers
 from .oauth_callback import callback_paths
 from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
@@ -126,11 +127,24 @@ class ProxyApp:
         elif kind == "extra":
             await target(scope, receive, send, headers)
         else:
-            route: Route = target[0] if kind == "sse" else target
-            if route.log_enabled:
-                await self._logged(kind, target, route, scope, receive, send, headers)
-            else:
-                await self._serve(kind, target, route, scope, receive, send, headers)
+            await self._route_request(kind, target, scope, receive, send, headers)
+
+    async def _route_request(
+        self, kind: str, target: Any, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders
+    ) -> None:
+        """An MCP route's request: a preflight answered here, else served (with CORS for a browser)."""
+        if scope["method"] == "OPTIONS":
+            # before auth: a browser's preflight carries no credentials (its Origin was checked)
+            answer = preflight_headers(headers.origin, kind, requested_headers(scope))
+            await send_bytes(send, 200, b"", answer)
+            return
+        if headers.origin is not None:
+            send = CorsSend(send, headers.origin)
+        route: Route = target[0] if kind == "sse" else target
+        if route.log_enabled:
+            await self._logged(kind, target, route, scope, receive, send, headers)
+        else:
+            await self._serve(kind, target, route, scope, receive, send, headers)
 
     def _refuse_host(self, scope: Scope, headers: RequestHeaders, kind: str) -> tuple[int, str] | None:
         """400 without a Host (HTTP/1.1) or with two; 403 for a Host or Origin the policy refuses.
