@@ -137,7 +137,7 @@ def is_key(value: Any) -> bool:
 
 
 # Per method: the params that mcpmux itself reads, and the types they must have (when present).
-_STRING_FIELDS: dict[str, tuple[str, ...]] = {
+STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "tools/call": ("name",),
     "prompts/get": ("name",),
     "resources/read": ("uri",),
@@ -161,6 +161,9 @@ def check_fields(msg: Message) -> None:
     """
     params = msg.get("params")
     if not params:
+        if msg["method"] in _REQUIRED:
+            field = STRING_FIELDS[msg["method"]][0]
+            raise MessageError(INVALID_PARAMS, f'Invalid params: "{field}" must be a string')
         return
     meta = params.get("_meta")
     if meta is not None:
@@ -172,7 +175,7 @@ def check_fields(msg: Message) -> None:
                 INVALID_PARAMS, 'Invalid params: "progressToken" must be a string or an integer'
             )
     method = msg["method"]
-    for name in _STRING_FIELDS.get(method, ()):
+    for name in STRING_FIELDS.get(method, ()):
         value = params.get(name)
         if type(value) is not str and (value is not None or method in _REQUIRED):
             raise MessageError(INVALID_PARAMS, f'Invalid params: "{name}" must be a string')

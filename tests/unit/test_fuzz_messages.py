@@ -21,6 +21,7 @@ from mcpmux.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
+    STRING_FIELDS,
     MessageError,
     check_fields,
     is_key,
@@ -60,7 +61,7 @@ def test_fuzz_a_client_payload_is_accepted_with_usable_fields_or_refused_with_a_
     params = msg.get("params") or {}
     if msg["method"] in NAMED:
         assert isinstance(params["name"], str)
-    for field in ("uri", "cursor", "level"):
+    for field in STRING_FIELDS.get(msg["method"], ()):  # the fields mcpmux reads for this method
         assert params.get(field) is None or isinstance(params[field], str)
 
 

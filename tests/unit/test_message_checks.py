@@ -47,3 +47,14 @@ def test_a_tool_call_with_fields_of_the_wrong_type_is_invalid_params(params: dic
 def test_a_null_response_id_and_null_params_are_fine() -> None:
     assert parse_message(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}')["id"] is None
     check_fields(parse_message(b'{"jsonrpc":"2.0","id":1,"method":"ping","params":null}'))
+
+
+@pytest.mark.parametrize("method", ["tools/call", "prompts/get", "resources/read", "logging/setLevel"])
+@pytest.mark.parametrize("params", [None, {}])
+def test_a_request_that_needs_params_and_has_none_is_invalid_params(method: str, params: Any) -> None:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        msg["params"] = params
+    with pytest.raises(MessageError) as caught:
+        check_fields(msg)
+    assert caught.value.code == -32602
