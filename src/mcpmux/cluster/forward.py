@@ -1,13 +1,17 @@
-"""Relaying one HTTP request to the replica that owns its session, the response streamed back as it comes."""
+"""Relaying one HTTP request to the replica that owns its session (lean keep-alive client), streamed back."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
+from ..upstream.http_client import HttpError, HttpPool, Request, Spawn
+from ..upstream.http_connect import ConnectError
 from ..web.asgi import Receive, Scope, Send, send_bytes
 
 # Not relayed in either direction: connection-level headers, and the length (recomputed per hop).
@@ -25,6 +29,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 STREAM_TYPE = b"text/event-stream"
+MAX_OWNERS = 64  # replicas with an open pool here (a restarted replica has a new URL or the same)
+MAX_OWNER_CONNECTIONS = 256  # per owner: open forwarded requests, GET streams included
+HIGH_WATER = 1024 * 1024  # bytes of a relayed stream waiting for a slow caller before reading pauses
 
 
 class OwnerUnreachableError(Exception):
@@ -35,8 +42,123 @@ def relayed_headers(headers: Any) -> list[tuple[bytes, bytes]]:
     return [(k.lower(), v) for k, v in headers if k.lower() not in HOP_BY_HOP]
 
 
+class Relayed:
+    """The owner's answer as the HTTP client's callbacks deliver it: head, body chunks, end or error.
+
+    Reading from the owner pauses while more than HIGH_WATER bytes wait for the caller.
+    """
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: deque[bytes] = deque()
+        self.waiting = 0  # bytes in `chunks`
+        self.ended = False
+        self.error: HttpError | None = None
+        self.request: Request | None = None
+        self._wake = anyio.Event()
+
+    def on_head(self, status: int, headers: dict[bytes, bytes]) -> None:
+        self.status, self.headers = status, relayed_headers(headers.items())
+        self._wake.set()
+
+    def on_data(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.waiting += len(data)
+        if self.waiting > HIGH_WATER:
+            self._pause(True)
+        self._wake.set()
+
+    def on_end(self) -> None:
+        self.ended = True
+        self._wake.set()
+
+    def on_error(self, exc: HttpError) -> None:
+        self.error = exc
+        self._wake.set()
+
+    @property
+    def over(self) -> bool:
+        return self.ended or self.error is not None
+
+    async def wait(self) -> None:
+        """Until a callback delivers something more."""
+        self._wake = anyio.Event()
+        await self._wake.wait()
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        if self.waiting > HIGH_WATER:
+            self._pause(False)
+        self.waiting = 0
+        return data
+
+    def _pause(self, pause: bool) -> None:
+        conn = self.request.conn if self.request is not None else None
+        if conn is not None and conn.transport is not None and not conn.closed:
+            conn.transport.pause_reading() if pause else conn.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The caller went before the end: the connection to the owner is closed (not reused)."""
+        conn = self.request.conn if self.request is not None else None
+        if not self.over and conn is not None:
+            conn.close()
+
+
+class OwnerPools:
+    """One keep-alive pool per owner replica URL (mcpmux's lean HTTP client), at most MAX_OWNERS."""
+
+    def __init__(self, connect_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self.spawn: Spawn = _no_spawn  # the cluster's task group, once it runs
+        self._pools: dict[str, HttpPool] = {}
+
+    def to(self, url: str) -> HttpPool:
+        """The pool to the replica at `url` (its origin); raises OwnerUnreachableError for a bad URL."""
+        origin = origin_of(url)
+        pool = self._pools.get(origin)
+        if pool is None or pool.closed:
+            if len(self._pools) >= MAX_OWNERS:
+                self.drop(next(iter(self._pools)))
+            try:
+                pool = HttpPool(
+                    origin, {}, self.connect_timeout, self.spawn, MAX_OWNER_CONNECTIONS, host_header=False
+                )
+            except ConnectError as exc:
+                raise OwnerUnreachableError(str(exc)) from None
+            self._pools[origin] = pool
+        return pool
+
+    def drop(self, url: str) -> None:
+        pool = self._pools.pop(origin_of(url), None)
+        if pool is not None:
+            pool.close()
+
+    def close(self) -> None:
+        for origin in list(self._pools):
+            self.drop(origin)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _no_spawn(*_args: Any) -> None:
+    """Before the cluster runs there is no background work to do (redirects, resends)."""
+
+
+def request_head(scope: Scope, host: str, extra: list[tuple[bytes, bytes]]) -> bytes:
+    """The caller's headers (its own `Host` included, for the owner's host check), then `extra`."""
+    headers = [*relayed_headers(scope["headers"]), *extra]
+    if not any(name == b"host" for name, _ in headers):
+        headers.append((b"host", host.encode("latin-1")))
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+
+
 async def forward(
-    client: httpx2.AsyncClient,
+    pool: HttpPool,
     url: str,
     scope: Scope,
     body: bytes,
@@ -44,37 +166,48 @@ async def forward(
     send: Send,
     extra: list[tuple[bytes, bytes]],
 ) -> None:
-    """Send the request to `url`; answer the caller with the owner's status, headers and body.
+    """Send the request to `url` on the owner's keep-alive pool; answer with the owner's answer.
 
     A JSON answer goes back in one piece; an event stream is relayed chunk by chunk until either side
     ends it (the caller disconnecting closes the connection to the owner).
     """
-    headers = [*relayed_headers(scope["headers"]), *extra]
-    response = await _send(client, client.build_request(scope["method"], url, headers=headers, content=body))
+    relayed = Relayed()
+    head = request_head(scope, pool.route.authority, extra)
     try:
-        answer = relayed_headers(response.headers.raw)
-        if STREAM_TYPE not in response.headers.get("content-type", "").encode():
-            try:
-                content = await response.aread()
-            except httpx2.TransportError as exc:
-                raise OwnerUnreachableError(str(exc)) from exc
-            await send_bytes(send, response.status_code, content, answer)
-            return
-        await send({"type": "http.response.start", "status": response.status_code, "headers": answer})
-        await relay_stream(response, receive, send)
+        relayed.request = await pool.request(scope["method"].encode(), url, head, body, relayed)
+        while not relayed.status and relayed.error is None:
+            await relayed.wait()
+    except HttpError as exc:
+        raise OwnerUnreachableError(str(exc)) from exc
     finally:
-        await response.aclose()
+        if not relayed.status:
+            relayed.abandon()
+    if relayed.error is not None and not relayed.status:
+        raise OwnerUnreachableError(str(relayed.error))
+    try:
+        if STREAM_TYPE not in dict(relayed.headers).get(b"content-type", b""):
+            while not relayed.over:
+                await relayed.wait()
+            if relayed.error is not None:
+                raise OwnerUnreachableError(str(relayed.error))
+            await send_bytes(send, relayed.status, relayed.take(), relayed.headers)
+            return
+        await send({"type": "http.response.start", "status": relayed.status, "headers": relayed.headers})
+        await while_connected(receive, send, lambda: pump(relayed, send))
+    finally:
+        relayed.abandon()
 
 
-async def _send(client: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
-    """Send; once more on a failure (a pooled connection the owner had closed), then it is gone."""
-    for attempt in range(2):
-        try:
-            return await client.send(request, stream=True)
-        except httpx2.TransportError as exc:
-            if attempt:
-                raise OwnerUnreachableError(str(exc) or type(exc).__name__) from exc
-    raise AssertionError("unreachable")
+async def pump(relayed: Relayed, send: Send) -> None:
+    """The owner's stream to the caller as it comes; ends when the owner ends it or goes away."""
+    while True:
+        data = relayed.take()
+        if data:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        elif relayed.over:
+            return
+        else:
+            await relayed.wait()
 
 
 async def relay_stream(response: httpx2.Response, receive: Receive, send: Send) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import anyio
-import httpx2
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ClusterConfig, TokenScope
@@ -20,6 +19,7 @@ from ..protocol.state import StateKey, StateSealer
 from ..relay.client import ClientSession
 from ..relay.mrtr import SUSPENSION_SECONDS, use_sealer
 from ..relay.route import Route, set_session_ids
+from ..upstream.http_post import spawner
 from ..web.asgi import (
     BodyTooLargeError,
     ClientDisconnectedError,
@@ -33,7 +33,7 @@ from ..web.asgi import (
     send_json,
 )
 from ..web.operator import authorized
-from .forward import OwnerUnreachableError, forward
+from .forward import OwnerPools, OwnerUnreachableError, forward
 from .oauth_lock import RefreshLock
 from .registry import Registry
 from .seal import Sealer, new_replica_id, retry_replica
@@ -103,12 +103,7 @@ class Cluster:
         self.pumping: set[str] = set()  # sessions of this replica whose outbox goes to a Redis stream
         self._tg: TaskGroup | None = None
         self.registry = Registry(self.redis, self.replica, advertise)
-        self.http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(CONNECT_SECONDS, read=None),
-            limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self.pools = OwnerPools(CONNECT_SECONDS)  # keep-alive connections to the other replicas
         self.forwarded = 0  # requests relayed to another replica
         self.sessions: Callable[[], int] = int  # this replica's client sessions (set by the proxy)
         self.config: Callable[[], Any] = lambda: None  # the running ProxyConfig (set by the proxy)
@@ -135,6 +130,7 @@ class Cluster:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self.pools.spawn = spawner(tg)
                 tg.start_soon(self.registry.heartbeat)
                 if self.on_reload is not None:
                     tg.start_soon(self._listen_reloads)
@@ -147,7 +143,7 @@ class Cluster:
                 try:
                     await self.registry.leave()
                 finally:
-                    await self.http.aclose()
+                    self.pools.close()
                     await self.redis.aclose()
 
     async def intercept(
@@ -306,10 +302,12 @@ class Cluster:
         proof = self.sealer.proof(scope["method"], scope["path"], session_id, time.time())
         self.forwarded += 1
         try:
-            await forward(self.http, target, scope, body, receive, send, [(PROOF_HEADER, proof.encode())])
+            pool = self.pools.to(url)
+            await forward(pool, target, scope, body, receive, send, [(PROOF_HEADER, proof.encode())])
         except OwnerUnreachableError as exc:
             log.info("Cluster: replica %s unreachable (%s): its session ends", owner, exc)
             self.registry.forget(owner)
+            self.pools.drop(url)
             await session_gone(scope, send)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:

@@ -50,12 +50,13 @@ class ResponseHandler(Protocol):
 
 
 class Request:
-    __slots__ = ("attempts", "body", "extra", "handler", "hops", "method", "url")
+    __slots__ = ("attempts", "body", "conn", "extra", "handler", "hops", "method", "url")
 
     def __init__(self, method: bytes, url: str, extra: bytes, body: bytes, handler: ResponseHandler) -> None:
         self.method, self.url, self.extra, self.body, self.handler = method, url, extra, body, handler
         self.hops = 0
         self.attempts = 0
+        self.conn: HttpConnection | None = None  # the connection it was last written on
 
 
 class HttpConnection(asyncio.Protocol):
@@ -84,6 +85,7 @@ class HttpConnection(asyncio.Protocol):
     def start(self, request: Request, data: bytes) -> None:
         assert self.transport is not None
         self.request, self.headers, self.head_bytes, self.status = request, {}, 0, 0
+        request.conn = self
         self.redirect, self.done, self.got_bytes, self.keep_alive = None, False, False, False
         self.transport.write(data)
 
@@ -180,6 +182,8 @@ class HttpPool:
         connect_timeout: float,
         spawn: Spawn,
         max_connections: int = 64,
+        *,
+        host_header: bool = True,
     ) -> None:
         self.url = url
         self.route: Route = route_for(url)
@@ -187,11 +191,11 @@ class HttpPool:
         self.connect_timeout = connect_timeout
         self.spawn = spawn
         self.max_connections = max_connections
-        fixed = [f"host: {self.route.authority}"]
+        fixed = [f"host: {self.route.authority}"] if host_header else []  # else each request's `extra`
         if self.route.forward and self.route.proxy_auth:
             fixed.append(f"proxy-authorization: {self.route.proxy_auth}")
         fixed += [f"{name}: {value}" for name, value in headers.items()]
-        self.fixed = ("\r\n".join(fixed) + "\r\n").encode("latin-1")
+        self.fixed = "".join(f"{line}\r\n" for line in fixed).encode("latin-1")
         self.idle: list[HttpConnection] = []
         self.busy: set[HttpConnection] = set()
         self.opening = 0
@@ -214,9 +218,14 @@ class HttpPool:
 
     async def request(
         self, method: bytes, url: str, extra: bytes, body: bytes, handler: ResponseHandler
-    ) -> None:
-        """Send one request (raises HttpError when no connection can be had); the answer goes to `handler`."""
-        await self._send(Request(method, url, extra, body, handler))
+    ) -> Request:
+        """Send one request (raises HttpError when no connection can be had); the answer goes to `handler`.
+
+        The returned request's `conn` may be paused (`transport.pause_reading`) or closed by the caller.
+        """
+        request = Request(method, url, extra, body, handler)
+        await self._send(request)
+        return request
 
     async def _send(self, request: Request) -> None:
         conn = self._take_idle() or await self._connection()
