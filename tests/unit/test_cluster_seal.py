@@ -151,3 +151,25 @@ def test_relayed_headers_drop_hop_by_hop_ones_and_any_replica_proof_a_client_sen
         (b"authorization", b"Bearer t"),
         (b"mcp-session-id", b"a.b.c"),
     ]
+
+
+def test_a_relayed_request_head_carries_the_clients_host_else_the_owners_and_the_proof() -> None:
+    from mcpmux.cluster.forward import request_head
+
+    proof = [(b"x-mcpmux-forwarded", b"p")]
+    scope = {"headers": [(b"Host", b"mcp.example.com"), (b"Connection", b"close"), (b"Accept", b"*/*")]}
+    assert request_head(scope, "10.0.0.5:9090", proof) == (
+        b"host: mcp.example.com\r\naccept: */*\r\nx-mcpmux-forwarded: p\r\n"
+    )
+    no_host = {"headers": [(b"accept", b"*/*")]}
+    assert request_head(no_host, "10.0.0.5:9090", proof) == (
+        b"accept: */*\r\nx-mcpmux-forwarded: p\r\nhost: 10.0.0.5:9090\r\n"
+    )
+
+
+def test_a_pool_without_its_own_host_line_sends_only_the_requests_headers() -> None:
+    from mcpmux.upstream.http_client import HttpPool
+
+    assert HttpPool("http://10.0.0.5:9090", {}, 1.0, print, host_header=False).fixed == b""
+    with_host = HttpPool("http://10.0.0.5:9090", {"x-a": "1"}, 1.0, print).fixed
+    assert with_host == b"host: 10.0.0.5:9090\r\nx-a: 1\r\n"
