@@ -238,7 +238,7 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch, *servers: FakeServer) -> Ite
     name: the one place these tests replace a real transport."""
     by_name = {s.name: s for s in servers}
 
-    def open_fake(server: ServerConfig, receiver: Callable[[Message, Any], None]) -> Any:
+    def open_fake(server: ServerConfig, receiver: Callable[[Message, Any], None], era: Any = None) -> Any:
         return by_name[server.name].open(server, receiver)
 
     monkeypatch.setattr(supervisor, "open_connection", open_fake)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -72,3 +73,34 @@ async def test_an_upstream_without_a_get_stream_is_initialized_once_not_in_a_loo
                 await anyio.sleep(0.05)
             assert script.initializes() == 1
             assert script.count(lambda seen: seen.method == "GET") == 1
+
+
+def discovers(script: Script) -> int:
+    return script.count(lambda seen: b'"server/discover"' in seen.body)
+
+
+async def test_the_auto_era_probe_is_kept_by_the_runtime_and_made_again_only_for_a_changed_server(
+    tmp_path: Path,
+) -> None:
+    script = Script()  # answers server/discover without supportedVersions: the handshake era
+    with mini_server(script) as url:
+        server = http_server(f"{url}/mcp")
+        server["options"] = {"protocol": "auto", "sessionMode": "isolated"}
+        with (
+            running_proxy({"mcpServers": {"web": server}}, tmp_path) as proxy,
+            anyio.fail_after(BOUND_SECONDS),
+        ):
+            for text in ("one", "two"):  # each client gets its own upstream connection
+                async with mcp_client(proxy.url("/web/mcp")) as client:
+                    assert (await client.call_tool("echo", {"text": text})).content[0].text == text
+            assert discovers(script) == 1 and script.initializes() == 3  # the primary and two isolated
+            start = len(proxy.lines)
+            config = json.loads(proxy.config_path.read_text())
+            config["mcpServers"]["web"]["headers"] = {"X-Upstream-Secret": "changed"}  # a new runtime
+            proxy.config_path.write_text(json.dumps(config))
+            proxy.wait_for_line(r"Reloaded config from", 20, start=start)
+            wait_until(lambda: discovers(script) == 2, "a new probe for the changed server")
+            async with mcp_client(proxy.url("/web/mcp")) as client:
+                assert (await client.call_tool("echo", {"text": "three"})).content[0].text == "three"
+            assert discovers(script) == 2
+        assert sum("web: the upstream speaks the handshake era" in line for line in proxy.lines) == 2

@@ -54,8 +54,21 @@ class Liveness:
             self._dead.set()
 
 
-def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncContextManager[Connection]:
-    """Open the transport `server.transport` names."""
+class EraMemory:
+    """`protocol: auto`: what the `server/discover` probe found (None: not probed yet). The server's
+    runtime keeps one, so a restart of the upstream or of its connection, and every isolated session,
+    reuse the answer; a reload that changes the server makes a new runtime, which probes again."""
+
+    __slots__ = ("modern",)
+
+    def __init__(self) -> None:
+        self.modern: bool | None = None
+
+
+def open_connection(
+    server: ServerConfig, receiver: Receiver, era: EraMemory | None = None
+) -> AbstractAsyncContextManager[Connection]:
+    """Open the transport `server.transport` names (`era`: the runtime's probe memory for `auto`)."""
     if server.transport == "stdio":
         from .stdio import open_stdio_connection
 
@@ -67,7 +80,7 @@ def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncCo
     if server.transport == "streamable-http" and server.options.protocol == "auto":
         from .modern_http import open_auto_http_connection
 
-        return open_auto_http_connection(server, receiver)
+        return open_auto_http_connection(server, receiver, era or EraMemory())
     if server.transport == "streamable-http":
         from .streamable_http import open_streamable_http_connection
 
@@ -77,4 +90,4 @@ def open_connection(server: ServerConfig, receiver: Receiver) -> AbstractAsyncCo
     return open_sse_connection(server, receiver)
 
 
-__all__ = ["Connection", "Receiver", "open_connection"]
+__all__ = ["Connection", "EraMemory", "Receiver", "open_connection"]

@@ -51,7 +51,7 @@ from ..protocol.translate import (
     with_envelope,
     without_subscription_id,
 )
-from .connection import Connection, Receiver
+from .connection import Connection, EraMemory, Receiver
 from .http_client import HttpError
 from .http_post import HttpTransport, Posted, event_message, http_pool
 from .modern_headers import learn_param_headers, request_headers
@@ -365,21 +365,18 @@ def refusal(method: str, error: Any) -> Message:
     return error_response(None, INTERNAL_ERROR, f"the client could not answer {method}: {error}")
 
 
-# (server name, url) -> whether it serves 2026-07-28: probed once per process for `protocol: auto`, so a
-# restart of the upstream (or of its connection) does not probe again.
-_PROBED: dict[tuple[str, str], bool] = {}
-
-
 @asynccontextmanager
-async def open_auto_http_connection(server: ServerConfig, receiver: Receiver) -> AsyncIterator[Connection]:
+async def open_auto_http_connection(
+    server: ServerConfig, receiver: Receiver, era: EraMemory
+) -> AsyncIterator[Connection]:
     """`protocol: auto`: a `server/discover` probe decides; 2026-07-28 if the upstream lists it, else the
-    handshake era (as the spec's backward-compatibility rules say)."""
-    key = (server.name, server.url or "")
-    modern = _PROBED.get(key)
-    if modern is None:
-        modern = _PROBED[key] = await probe(server)
-        log.info("%s: the upstream speaks %s", server.name, MODERN_VERSION if modern else "the handshake era")
-    if modern:
+    handshake era (as the spec's backward-compatibility rules say). Probed once per runtime (`era`)."""
+    if era.modern is None:
+        era.modern = await probe(server)
+        log.info(
+            "%s: the upstream speaks %s", server.name, MODERN_VERSION if era.modern else "the handshake era"
+        )
+    if era.modern:
         async with open_modern_http_connection(server, receiver) as conn:
             yield conn
     else:

@@ -444,7 +444,7 @@ class ServerRuntime(Supervisor):
             client.upstream_scopes[self.name] = scope
             self.isolated_sessions.add(session)
             try:
-                async with open_connection(self.config, link) as conn:
+                async with open_connection(self.config, link, self.era) as conn:
                     session.connection = self.traffic.connection(conn)
                     async with anyio.create_task_group() as life:
                         life.start_soon(close_when_dead, conn, session, life.cancel_scope)

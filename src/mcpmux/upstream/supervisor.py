@@ -19,7 +19,7 @@ from ..config.model import ProxyConfig, ServerConfig
 from ..core.backoff import Backoff
 from ..errors import UpstreamError
 from ..jsonrpc import Message
-from .connection import Connection, open_connection
+from .connection import Connection, EraMemory, open_connection
 from .health import HealthTracker, watch_health
 from .session import InFlight, Link, UpstreamSession
 from .tasks import release_frames
@@ -44,6 +44,7 @@ class Supervisor:
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # wall clock, for the status views
         self.restarts = 0
+        self.era = EraMemory()  # `protocol: auto`: the probe's answer, kept across upstream restarts
         self.attempt = 0  # restarts since the upstream last stayed up long enough (the backoff step)
         self.crash_loop = False
         self.retry_at: float | None = None  # monotonic time of the next connection attempt
@@ -237,7 +238,7 @@ class Supervisor:
         conn: Any = None
         link = Link(self.traffic.receiver(session.receive))
         try:
-            async with open_connection(self.config, link) as conn:
+            async with open_connection(self.config, link, self.era) as conn:
                 session.connection = self.traffic.connection(conn)
                 if hasattr(conn, "on_recovered"):
                     conn.on_recovered = lambda: self._on_recovered(session)
