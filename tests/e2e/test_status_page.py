@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from cluster_kit import running_cluster
 from merged_kit import names_of
 from pins_kit import drifted
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -308,3 +309,29 @@ def test_an_open_page_shows_pending_pin_changes_but_cannot_approve_them(tmp_path
         posted = httpx2.post(proxy.url("/_status"), data={"token": "", "approve": "docs"})
         assert "Approved" not in posted.text
         assert listed_tools(proxy.url("/docs/mcp"), None) == {"count"}
+
+
+def test_in_cluster_mode_an_operator_sees_every_replica_on_the_status_page(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with running_cluster(tmp_path, 2) as (_url, _balancer, replicas):
+        page = browser.new_page()
+        page.goto(replicas[0].url("/_status"))
+        section = page.locator("#cluster-section")
+        expect(section).to_be_hidden()  # nothing before signing in
+        sign_in(page, "tok-a")
+        expect(section).to_be_visible()
+        rows = section.locator("tbody tr")
+        expect(rows).to_have_count(2)
+        expect(section.locator("tbody th", has_text="(this replica)")).to_have_count(1)
+        expect(rows.first).to_contain_text("127.0.0.1")
+
+
+def test_without_cluster_mode_the_page_has_no_cluster_view(tmp_path: Path, browser: Browser) -> None:
+    with running_proxy(status_config(options={"authTokens": [TOKEN]}), tmp_path) as proxy:
+        page = browser.new_page()
+        page.goto(proxy.url("/_status"))
+        sign_in(page, TOKEN)
+        expect(page.locator('article[data-server="fx"] [data-field="state"]')).to_have_text("ready")
+        assert page.locator("body").get_attribute("data-cluster") == ""
+        expect(page.locator("#cluster-section")).to_be_hidden()

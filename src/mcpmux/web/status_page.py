@@ -122,7 +122,7 @@ def _cards(servers: list[dict[str, Any]], action: str, token: str | None) -> str
     return "".join(server_card(server, i, action, token) for i, server in enumerate(servers))
 
 
-def fill(template: str, view: View, base: str, name: str) -> str:
+def fill(template: str, view: View, base: str, name: str, cluster: str = "") -> str:
     """The page template with this view's first content: data, a sign-in form, or why there is none."""
     data = view.snapshot
     if data is not None:
@@ -133,6 +133,7 @@ def fill(template: str, view: View, base: str, name: str) -> str:
         "%BASE%": escape(base, quote=True),
         "%NAME%": escape(name),
         "%MODE%": view.mode,
+        "%CLUSTER%": escape(cluster, quote=True),  # the cluster view's path (cluster mode), else ""
         "%CONNECTION%": escape(connection),
         "%LOGIN_HIDDEN%": "" if data is None and view.mode == "token" else " hidden",
         "%LOGIN_ERROR%": escape(view.login_error),

@@ -15,12 +15,15 @@ const loginError = document.getElementById("login-error");
 const cards = new Map(); // server name -> {el, state, tools}
 const dataParts = ["servers-section", "routes-section"].map((id) => document.getElementById(id));
 const skipLink = document.querySelector("a.skip");
+const clusterUrl = document.body.dataset.cluster; // "" unless cluster mode is on
+const clusterSection = document.getElementById("cluster-section");
 const mode = document.body.dataset.mode; // token, open or off: who may see the data (server-rendered)
 let timer = null;
 let rendered = false;
 
 function showData(visible) {
   for (const part of [...dataParts, skipLink]) part.hidden = !visible;
+  if (!visible) clusterSection.hidden = true;
 }
 
 function authHeaders() {
@@ -49,6 +52,7 @@ async function poll() {
     const data = await resp.json();
     login.hidden = true;
     render(data);
+    await pollCluster();
     connection.textContent = "Live, updated " + new Date().toLocaleTimeString();
   } catch (err) {
     connection.textContent = "Cannot reach the proxy (" + err.message + "); retrying";
@@ -337,6 +341,34 @@ function renderRoutes(data) {
     return;
   }
   routesBody.replaceChildren(...rows.map(([label, route]) => routeRow(label, route)));
+}
+
+async function pollCluster() {
+  if (!clusterUrl) return;
+  try {
+    const resp = await fetch(clusterUrl, { headers: authHeaders(), cache: "no-store" });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    renderCluster(await resp.json());
+  } catch (err) {
+    clusterSection.hidden = true; // the servers' status still shows
+  }
+}
+
+function renderCluster(view) {
+  const rows = view.replicas.map((member) => {
+    const row = document.createElement("tr");
+    row.dataset.replica = member.replica;
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = member.replica + (member.self ? " (this replica)" : "");
+    row.append(th);
+    const stats = member.stats || {};
+    cell(row, String(member.url));
+    for (const name of ["sessions", "forwarded", "streams"]) cell(row, String(stats[name] ?? ""));
+    return row;
+  });
+  clusterSection.querySelector("tbody").replaceChildren(...rows);
+  clusterSection.hidden = false;
 }
 
 function render(data) {
