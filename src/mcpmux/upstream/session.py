@@ -131,14 +131,32 @@ class InFlight:
             self._wake()
 
 
-def wanted_by(client: Any, msg: Message) -> bool:
-    """Whether a related message passes the client's own filter (its logging/setLevel threshold).
-
-    A shared upstream is set to the most verbose level any of its clients asked for.
-    """
+def wanted_by(origin: Exchange | None, msg: Message) -> bool:
+    """Whether a related message goes to the request's client: there is one, and the message passes its
+    own filter (its logging/setLevel threshold; a shared upstream logs at the most verbose level asked)."""
+    if origin is None:
+        return False
     if msg.get("method") != "notifications/message":
         return True
-    return bool(client.wants_log((msg.get("params") or {}).get("level")))
+    return bool(origin.client.wants_log((msg.get("params") or {}).get("level")))
+
+
+def busy(origin: Exchange | None) -> Any:
+    """The client a request is for, counted busy until `done` (an idle session has no request waiting)."""
+    if origin is None:
+        return None
+    client = origin.client
+    client.busy += 1
+    return client
+
+
+def done(timer: asyncio.TimerHandle | None, client: Any) -> None:
+    """A request ended: its timer stops, its client is one request less busy and active from now."""
+    if timer is not None:
+        timer.cancel()
+    if client is not None:
+        client.busy -= 1
+        client.touch()  # idleness counts from the end of the last request
 
 
 class Link:
@@ -285,42 +303,24 @@ class UpstreamSession:
         request_id = msg["id"]
         if self.closed_reason is not None:
             return self._closed_error(request_id)
-        self._next_id += 1
-        uid = self._next_id
-        pending = InFlight(origin, self.queue_limit)
-        if early:
-            pending.early = getattr(origin, "finish_now", None)
-            pending.client_id = request_id
-        up = {**msg, "id": uid}
-        token = progress_token(msg)
-        if token is not None:
-            pending.client_token = token
-            params = msg["params"]
-            up["params"] = {**params, "_meta": {**params["_meta"], "progressToken": uid}}
-        self.pending[uid] = pending
-        timer = None
-        if timeout_seconds:
-            timer = self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
-        client = origin.client if origin is not None else None
-        if client is not None:
-            client.busy += 1
+        uid, pending, up = self._in_flight(msg, origin, early)
+        timer = self._timer(uid, timeout_seconds)
+        client = busy(origin)
         try:
             try:
                 await self.connection.send(up, uid)
             except orjson.JSONEncodeError as exc:  # nested deeper than JSON can be written (254 levels)
                 self.pending.pop(uid, None)
                 return error_response(request_id, INVALID_PARAMS, f"Invalid params: cannot be sent ({exc})")
-            while True:
+            while pending.final is None or pending.items:
                 items = pending.items
                 if items:  # related messages first, even those that arrived just before the response
                     related_msg = items.popleft()
-                    if origin is not None and wanted_by(origin.client, related_msg):
-                        await origin.emit(related_msg)
-                    continue
-                if pending.final is not None:
-                    break
-                pending.waiter = self._loop.create_future()
-                await pending.waiter
+                    if wanted_by(origin, related_msg):
+                        await origin.emit(related_msg)  # type: ignore[union-attr]
+                else:
+                    pending.waiter = self._loop.create_future()
+                    await pending.waiter
         except UpstreamError as exc:
             self.pending.pop(uid, None)
             return error_response(request_id, exc.code, str(exc))
@@ -329,16 +329,39 @@ class UpstreamSession:
                 await self._send_cancel(uid, "The client cancelled the request")
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
-            if client is not None:
-                client.busy -= 1
-                client.touch()  # idleness counts from the end of the last request
-        if pending.overflowed and self.pending.pop(uid, None) is not None:
-            await self._send_cancel(uid, "The client is not reading the request's messages")
+            done(timer, client)
+        if pending.overflowed:
+            await self._abandon(uid)
         response = pending.final
         response["id"] = request_id
         return response
+
+    def _in_flight(self, msg: Message, origin: Exchange | None, early: bool) -> tuple[int, InFlight, Message]:
+        """Register a request under our next id: (that id, its InFlight, the message to send upstream)."""
+        self._next_id += 1
+        uid = self._next_id
+        pending = InFlight(origin, self.queue_limit)
+        if early:
+            pending.early = getattr(origin, "finish_now", None)
+            pending.client_id = msg["id"]
+        up = {**msg, "id": uid}
+        token = progress_token(msg)
+        if token is not None:
+            pending.client_token = token
+            params = msg["params"]
+            up["params"] = {**params, "_meta": {**params["_meta"], "progressToken": uid}}
+        self.pending[uid] = pending
+        return uid, pending, up
+
+    def _timer(self, uid: int, timeout_seconds: float | None) -> asyncio.TimerHandle | None:
+        if not timeout_seconds:
+            return None
+        return self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
+
+    async def _abandon(self, uid: int) -> None:
+        """Too many messages for the request waited for its client (maxRequestQueue): cancel it upstream."""
+        if self.pending.pop(uid, None) is not None:
+            await self._send_cancel(uid, "The client is not reading the request's messages")
 
     def _expire(self, uid: int, timeout_seconds: float) -> None:
         pending = self.pending.pop(uid, None)
