@@ -27,6 +27,7 @@ from .upstream.runtime import ServerRuntime
 from .web.app import ProxyApp
 from .web.pins import PinsEndpoints
 from .web.server import HttpServer
+from .web.state import ProxyState
 
 log = logging.getLogger("mcpmux")
 
@@ -57,7 +58,6 @@ class Proxy:
         self.routes: dict[str, Route] = {}
         self.fatal: str | None = None
         self.stopping = False
-        self.on_routes_changed: Callable[[], None] | None = None  # the HTTP app rebuilds its path table
         self._tg: TaskGroup | None = None
         self._reload_lock: anyio.Lock | None = None
         self._merged_settings: dict[str, MergedSettings] = {}
@@ -72,6 +72,11 @@ class Proxy:
         self.pins = PinGuard(lock_path or default_lock_path(config.source))
         self.pins.set_runtimes(self.runtimes.values())
         self.routes = {**server_routes, **self._merged_routes(config, self.runtimes)}
+        self.state = ProxyState.of(config, self.routes, self.runtimes, self.pins)
+
+    def publish(self) -> None:
+        """Give the web layer the state serving from now on: one snapshot, swapped by assignment."""
+        self.state = ProxyState.of(self.config, self.routes, self.runtimes, self.pins)
 
     # -- merged endpoint and groups ---------------------------------------------------------------
 
@@ -190,8 +195,7 @@ class Proxy:
             use_state_keys(new.request_state_keys)  # key rotation without a restart
             self.pins.set_runtimes(runtimes.values())
             self.routes = {**server_routes, **self._merged_routes(new, runtimes, old_routes)}
-            if self.on_routes_changed is not None:
-                self.on_routes_changed()
+            self.publish()
             for key, route in old_routes.items():
                 if self.routes.get(key) is not route:
                     route.detach_listeners()  # type: ignore[attr-defined]
@@ -326,7 +330,6 @@ async def serve(
     app = ProxyApp(proxy)
     app.extra.update(PinsEndpoints(app).table())
     app.rebuild()
-    proxy.on_routes_changed = app.rebuild
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
     cluster = await _join_cluster(proxy, app, sock, reloader) if config.cluster is not None else None

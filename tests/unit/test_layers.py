@@ -39,10 +39,6 @@ LAYERS: dict[str, int] = {
 
 KNOWN_UPWARD: set[tuple[str, str]] = {
     ("upstream/runtime.py", "relay"),  # ClientSession, for typing: the runtime still routes to clients
-    ("web/app.py", "proxy"),  # the web layer still reads the Proxy instead of a snapshot of its state
-    ("web/metrics.py", "proxy"),
-    ("web/status.py", "proxy"),
-    ("web/oauth_callback.py", "proxy"),
 }
 
 

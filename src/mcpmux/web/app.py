@@ -18,13 +18,13 @@ from .cors import CorsSend, preflight_headers, requested_headers
 from .oauth_callback import callback_paths
 from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
+from .state import ProxyState, StateSource
 from .status import StatusEndpoints
 from .streamable import handle_streamable
 from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
     from ..config.model import ProxyConfig
-    from ..proxy import Proxy
 
 log = logging.getLogger("mcpmux.http")
 access_log = logging.getLogger("mcpmux.access")
@@ -48,30 +48,32 @@ def host_policy(config: ProxyConfig) -> HostPolicy:
 class ProxyApp:
     """Serves every route's endpoints plus `/_healthz` and `/_readyz`."""
 
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
+    def __init__(self, source: StateSource) -> None:
+        self.source = source  # publishes the proxy's state (a new snapshot at each reload)
+        self.state: ProxyState = source.state  # the snapshot the path table was built from
         self.table: dict[str, tuple[str, Any]] = {}
-        self.hosts = host_policy(proxy.config)
+        self.hosts = host_policy(self.state.config)
         self.extra: dict[
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
         self.oauth: Any = None  # OAuthFront, imported only when a route has OAuth on
         self.cluster: Any = None  # cluster.node.Cluster in cluster mode: forwards others' sessions
-        self.telemetry = Telemetry(open_tracing(proxy.config))
+        self.telemetry = Telemetry(open_tracing(self.state.config))
         self.status = StatusEndpoints(self)
         self.metrics = LazyMetricsEndpoint(self, self.telemetry)
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Recompute the path table from the proxy's routes (at start and after a reload)."""
-        config = self.proxy.config
+        """Recompute the path table from the state's routes (at start, and for each new state)."""
+        self.state = state = self.source.state
+        config = state.config
         base = base_path(config.base_url)
         public = config.base_url.rstrip("/")
         table: dict[str, tuple[str, Any]] = {
             "/_healthz": ("healthz", None),
             "/_readyz": ("readyz", None),
         }
-        for route in self.proxy.routes.values():
+        for route in state.routes.values():
             prefix = f"/{route.name}" if route.name else ""
             table[f"{base}{prefix}/mcp"] = ("mcp", route)
             table[f"{base}{prefix}/sse"] = ("sse", (route, f"{public}{prefix}/message"))
@@ -80,7 +82,7 @@ class ProxyApp:
             **self.status.table(base),
             "/metrics": self.metrics,
             **self._rebuild_oauth(),
-            **callback_paths(self.proxy, base),
+            **callback_paths(self, base),
         }
         for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)
@@ -91,7 +93,7 @@ class ProxyApp:
 
     def _rebuild_oauth(self) -> dict[str, Any]:
         """The OAuth metadata endpoints; the OAuth modules (and PyJWT) load only when OAuth is on."""
-        config, routes = self.proxy.config, self.proxy.routes.values()
+        config, routes = self.state.config, self.state.routes.values()
         if self.oauth is None:
             from .oauth_front import route_oauth
 
@@ -107,6 +109,8 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if self.source.state is not self.state:  # a reload published a new state
+            self.rebuild()
         path: str = scope["path"]
         entry = self.table.get(path)
         if entry is None and path.endswith("/"):
@@ -187,7 +191,7 @@ class ProxyApp:
             receive = await self.cluster.intercept(route, token, scope, receive, send, headers)
             if receive is None:
                 return
-        limit = self.proxy.config.max_request_bytes
+        limit = self.state.config.max_request_bytes
         if kind == "mcp":
             await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)
         elif kind == "sse":
@@ -233,13 +237,13 @@ class ProxyApp:
                 )
 
     async def _healthz(self, send: Send) -> None:
-        config = self.proxy.config
+        config = self.state.config
         await send_json(send, 200, {"status": "ok", "name": config.name, "version": config.version})
 
     async def _readyz(self, send: Send, headers: RequestHeaders) -> None:
         """Ready or not, per server; the details (states, errors, pids) for operators only, redacted."""
-        config = self.proxy.config
-        runtimes = self.proxy.runtimes
+        config = self.state.config
+        runtimes = self.state.runtimes
         ready = all(rt.available for rt in runtimes.values())  # lazyStart ones count
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
         if operator_of(config, headers) is None:

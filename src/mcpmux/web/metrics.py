@@ -17,7 +17,7 @@ from .operator import authorized
 from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
-    from ..proxy import Proxy
+    from .state import ProxyState
 
 REQUEST_LABELS = ["route", "server", "method", "tool"]
 STATES = ("idle", "connecting", "ready", "unhealthy", "restarting", "failed", "stopped")
@@ -28,12 +28,13 @@ RECEIVED_KINDS = ("server_request", "notification", "response")
 class ProxyCollector(Collector):
     """Reads `Telemetry.stats`, the routes' sessions and the runtimes' state on every scrape."""
 
-    def __init__(self, proxy: Any, telemetry: Telemetry) -> None:
-        self.proxy = proxy  # anything with `.proxy` (the app, across reloads) or the Proxy itself
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app  # its `state` read at each scrape: a reload replaces it
         self.telemetry = telemetry
 
-    def _current(self) -> Proxy:
-        return getattr(self.proxy, "proxy", self.proxy)  # type: ignore[no-any-return]
+    def _current(self) -> ProxyState:
+        state: ProxyState = self.app.state
+        return state
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
@@ -58,7 +59,7 @@ class ProxyCollector(Collector):
             latency.add_metric(labels, buckets, stats.seconds)
         yield from (calls, errors, latency)
 
-    def _routes(self, proxy: Proxy) -> Iterator[Metric]:
+    def _routes(self, proxy: ProxyState) -> Iterator[Metric]:
         sessions = GaugeMetricFamily(
             "mcpmux_sessions_active", "Downstream client sessions open", labels=["route"]
         )
@@ -74,14 +75,14 @@ class ProxyCollector(Collector):
             in_flight.add_metric([label], active.get(label, 0))
         yield from (sessions, in_flight)
 
-    def _upstreams(self, proxy: Proxy) -> Iterator[Metric]:
+    def _upstreams(self, proxy: ProxyState) -> Iterator[Metric]:
         families = UpstreamFamilies()
         for name, runtime in list(proxy.runtimes.items()):
             families.add(name, runtime, _pending(runtime, proxy))
         yield from families.all()
 
     @staticmethod
-    def _pinning(proxy: Proxy) -> Iterator[Metric]:
+    def _pinning(proxy: ProxyState) -> Iterator[Metric]:
         detected = CounterMetricFamily(
             "mcpmux_pin_changes",
             "Changes of pinned definitions seen (each counted once), by server and change",
@@ -90,8 +91,7 @@ class ProxyCollector(Collector):
         withheld = GaugeMetricFamily(
             "mcpmux_pin_withheld_tools", "Tools pinning withholds now (enforce mode)", labels=["server"]
         )
-        guard = getattr(proxy, "pins", None)
-        for (server, change), count in sorted((guard.detected if guard is not None else {}).items()):
+        for (server, change), count in sorted(proxy.pins.detected.items()):
             detected.add_metric([server, change], count)
         for name, runtime in list(proxy.runtimes.items()):
             verdict = runtime.pin_verdict
@@ -150,7 +150,7 @@ def _bound(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-def _pending(runtime: Any, proxy: Proxy) -> int:
+def _pending(runtime: Any, proxy: ProxyState) -> int:
     """Requests waiting on the shared session and on every client's private session of this server."""
     count = len(runtime.session.pending) if runtime.session is not None else 0
     for route in list(proxy.routes.values()):
@@ -173,7 +173,7 @@ class MetricsEndpoint:
         return generate_latest(self.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
-        if not await authorized(self.app.proxy.config, headers, send):
+        if not await authorized(self.app.state.config, headers, send):
             return
         body = self.app.redactor(self.render().decode()).encode()  # route names may hold path tokens
         await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])

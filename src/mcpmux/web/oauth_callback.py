@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from .asgi import Receive, RequestHeaders, Scope, Send, send_bytes
 
 if TYPE_CHECKING:
-    from ..proxy import Proxy
+    from .state import StateSource
 
 log = logging.getLogger("mcpmux.oauth")
 
@@ -23,18 +23,18 @@ HEADERS = [
 ]
 
 
-def callback_paths(proxy: Proxy, base: str) -> dict[str, Any]:
+def callback_paths(source: StateSource, base: str) -> dict[str, Any]:
     """The callback route when any server logs in with OAuth; nothing otherwise."""
-    if not any(rt.oauth is not None for rt in proxy.runtimes.values()):
+    if not any(rt.oauth is not None for rt in source.state.runtimes.values()):
         return {}
-    return {f"{base}{CALLBACK_PATH}": OAuthCallback(proxy)}
+    return {f"{base}{CALLBACK_PATH}": OAuthCallback(source)}
 
 
 class OAuthCallback:
     """Finishes the pending login whose `state` the redirect carries (started by `mcpmux auth login`)."""
 
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
+    def __init__(self, source: StateSource) -> None:
+        self.source = source  # its runtimes read per request: a reload replaces them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         if scope["method"] != "GET":
@@ -54,7 +54,7 @@ class OAuthCallback:
         code, state = query.get("code"), query.get("state")
         if not code or not state:
             return 400, "Missing code or state."
-        for runtime in self.proxy.runtimes.values():
+        for runtime in self.source.state.runtimes.values():
             auth = runtime.oauth
             if auth is None or not await auth.has_pending(state):
                 continue

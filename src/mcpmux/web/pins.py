@@ -26,7 +26,7 @@ NO_STORE = [(b"cache-control", b"no-store")]
 
 
 class PinsEndpoints:
-    """Reads `app.proxy.pins` (the `PinGuard`) per request: a reload keeps the guard."""
+    """Reads `app.state.pins` (the `PinGuard`) per request: a reload keeps the guard."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -35,18 +35,18 @@ class PinsEndpoints:
         return {"/_pins": self.view, "/_pins/approve": self.approve}
 
     async def view(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
-        proxy = self.app.proxy
-        if not await authorized(proxy.config, headers, send):
+        state = self.app.state
+        if not await authorized(state.config, headers, send):
             return
-        await send_json(send, 200, redact_tree(proxy.pins.status(), self.app.redactor), NO_STORE)
+        await send_json(send, 200, redact_tree(state.pins.status(), self.app.redactor), NO_STORE)
 
     async def approve(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         """`POST {"server": ..., "tool": ...}` (tool optional) with an operator token, never without one."""
-        proxy = self.app.proxy
+        state = self.app.state
         if scope["method"] != "POST":
             await send_error(send, 405, "Method Not Allowed", [(b"allow", b"POST")])
             return
-        tokens = operator_tokens(proxy.config)
+        tokens = operator_tokens(state.config)
         if not tokens.enabled:
             await send_error(
                 send, 403, "Forbidden: approving needs an operator token (mcpProxy.options.authTokens)"
@@ -60,7 +60,7 @@ class PinsEndpoints:
             return
         server, tool = request
         try:
-            changes = proxy.pins.approve(server, tool)
+            changes = state.pins.approve(server, tool)
         except KeyError:
             await send_error(send, 404, f"Unknown server: {server!r} is not running")
             return

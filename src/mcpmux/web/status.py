@@ -22,7 +22,7 @@ from .telemetry import tool_count
 
 if TYPE_CHECKING:
     from ..config.model import ProxyConfig
-    from ..proxy import Proxy
+    from .state import ProxyState
 
 _PATH_SAFE = "/!$&'()*+,;=:@"
 PAGE_HEADERS = [
@@ -41,7 +41,7 @@ ASSET_HEADERS = [(b"cache-control", b"no-cache"), *PAGE_HEADERS[1:]]
 MAX_FORM_BYTES = 4096
 
 
-def page_view(proxy: Proxy, operator: Operator | None, notice: str = "") -> View:
+def page_view(proxy: ProxyState, operator: Operator | None, notice: str = "") -> View:
     """What the first view of the page shows this caller: the data for an operator, else nothing."""
     mode = operator_mode(proxy.config)
     if operator is None:
@@ -100,7 +100,7 @@ def presented_tools(runtime: Any) -> list[dict[str, Any]]:
 PLACEHOLDER_TOKEN = "<your token>"
 
 
-def _caller_chooser(proxy: Proxy, caller: str | None) -> Any:
+def _caller_chooser(proxy: ProxyState, caller: str | None) -> Any:
     """Client configs on operator views carry the caller's own token where a route takes it, else a
     placeholder; never another token."""
 
@@ -115,7 +115,7 @@ def _caller_chooser(proxy: Proxy, caller: str | None) -> Any:
     return choose
 
 
-def status_snapshot(proxy: Proxy, caller: str | None = None) -> dict[str, Any]:
+def status_snapshot(proxy: ProxyState, caller: str | None = None) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data, with every secret but the caller's token redacted."""
     config = proxy.config
     base_url = config.base_url.rstrip("/")
@@ -166,7 +166,7 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
 
 
 def _merged(
-    proxy: Proxy, base_url: str, entries: dict[str, Any], name: str | None, redact: Redactor
+    proxy: ProxyState, base_url: str, entries: dict[str, Any], name: str | None, redact: Redactor
 ) -> dict[str, Any]:
     config = proxy.config
     route = proxy.routes.get("")
@@ -182,7 +182,7 @@ def _merged(
 
 
 def _group(
-    proxy: Proxy, name: str, base_url: str, entries: dict[str, Any], redact: Redactor
+    proxy: ProxyState, name: str, base_url: str, entries: dict[str, Any], redact: Redactor
 ) -> dict[str, Any]:
     group = proxy.config.groups[name]
     route = proxy.routes.get(name)
@@ -206,7 +206,7 @@ class StatusEndpoints:
     """The page, its two assets and `api` (the only part that needs a token)."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app  # read `app.proxy` per request: a reload swaps the proxy
+        self.app = app  # read `app.state` per request: a reload replaces it
         self.assets = {name: _static(name) for name in ASSETS}
 
     def table(self, base: str) -> dict[str, Any]:
@@ -223,7 +223,7 @@ class StatusEndpoints:
             if scope["method"] not in ("GET", "HEAD", "POST"):
                 await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST")])
                 return
-            proxy = self.app.proxy
+            proxy = self.app.state
             if scope["method"] == "POST":  # the sign-in form, without JavaScript
                 view = await self._signed_in(proxy, receive, send)
                 if view is None:
@@ -239,7 +239,7 @@ class StatusEndpoints:
         return serve
 
     @staticmethod
-    async def _signed_in(proxy: Proxy, receive: Receive, send: Send) -> View | None:
+    async def _signed_in(proxy: ProxyState, receive: Receive, send: Send) -> View | None:
         """The view for a POSTed `token=…` form; None when the body was refused (answered here)."""
         try:
             form = parse_qs((await asgi.read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace"))
@@ -262,7 +262,7 @@ class StatusEndpoints:
         return serve
 
     async def api(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
-        proxy = self.app.proxy
+        proxy = self.app.state
         operator = await require_operator(proxy.config, headers, send)
         if operator is None:
             return
