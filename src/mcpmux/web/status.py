@@ -49,7 +49,7 @@ def page_view(proxy: ProxyState, operator: Operator | None, notice: str = "") ->
     return View(mode, status_snapshot(proxy, operator.token), token=operator.token, notice=notice)
 
 
-def approve_from_form(proxy: Proxy, operator: Operator | None, form: dict[str, list[str]]) -> str:
+def approve_from_form(proxy: ProxyState, operator: Operator | None, form: dict[str, list[str]]) -> str:
     """Approve what a signed-in operator's form names (`approve=<server>`, `tool=<name>`): what happened.
 
     Only a caller that presented an operator token may approve (never an open, token-less page)."""
