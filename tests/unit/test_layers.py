@@ -37,9 +37,7 @@ LAYERS: dict[str, int] = {
     "__main__": 7,
 }
 
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("upstream/runtime.py", "relay"),  # ClientSession, for typing: the runtime still routes to clients
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left; keep it empty
 
 
 def unit_of(module: str) -> str:

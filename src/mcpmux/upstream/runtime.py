@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,11 +35,9 @@ from ..protocol.constants import (
     SERVER_REQUEST_CAPABILITY,
 )
 from .connection import open_connection
+from .downstream import Downstream
 from .session import InFlight, Link, UpstreamSession
 from .supervisor import Supervisor, close_when_dead
-
-if TYPE_CHECKING:
-    from ..relay.client import ClientSession
 
 log = logging.getLogger("mcpmux.server")
 
@@ -67,7 +65,7 @@ class ServerRuntime(Supervisor):
         self.templates: list[dict[str, Any]] = []  # the full listings, for pinning
         self.instructions: str | None = None
         self.pin_verdict: ServerVerdict | None = None  # set by pinning (None: pinning is off)
-        self.attached: set[ClientSession] = set()
+        self.attached: set[Downstream] = set()
         self.subscribers: dict[str, int] = {}  # resource uri -> shared-session subscriber count
         self.tool_filter = NameFilter(config.options.tool_filter)
         self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
@@ -195,7 +193,7 @@ class ServerRuntime(Supervisor):
 
     # -- what the upstream initiates ------------------------------------------------------------
 
-    def clients_of(self, session: UpstreamSession) -> list[ClientSession]:
+    def clients_of(self, session: UpstreamSession) -> list[Downstream]:
         if session.owner is not None:
             return [session.owner]
         return list(self.attached)
@@ -235,7 +233,7 @@ class ServerRuntime(Supervisor):
         self,
         session: UpstreamSession,
         msg: Message,
-        wanted: Callable[[ClientSession], bool] | None = None,
+        wanted: Callable[[Downstream], bool] | None = None,
     ) -> None:
         """Hand a notification to the session's clients (those `wanted`) through their routes."""
         for client in self.clients_of(session):
@@ -296,7 +294,7 @@ class ServerRuntime(Supervisor):
             await session.respond(answer)
 
     def _refusal(
-        self, uid: Any, method: str, client: ClientSession | None, session: UpstreamSession
+        self, uid: Any, method: str, client: Downstream | None, session: UpstreamSession
     ) -> Message | None:
         if client is None:
             waiting = len({id(p.origin.client) for p in session.pending.values() if p.origin is not None})
@@ -316,7 +314,7 @@ class ServerRuntime(Supervisor):
         return None
 
     async def _ask_client(
-        self, session: UpstreamSession, client: ClientSession, msg: Message, related: InFlight | None
+        self, session: UpstreamSession, client: Downstream, msg: Message, related: InFlight | None
     ) -> Message | None:
         key = (id(session), msg["id"])
         rid = client.new_request_id()
@@ -336,10 +334,10 @@ class ServerRuntime(Supervisor):
 
     # -- client sessions ---------------------------------------------------------------------
 
-    def attach(self, client: ClientSession) -> None:
+    def attach(self, client: Downstream) -> None:
         self.attached.add(client)
 
-    def detach(self, client: ClientSession) -> None:
+    def detach(self, client: Downstream) -> None:
         self.attached.discard(client)
 
     # -- the session a client's requests go to ---------------------------------------------------
@@ -353,7 +351,7 @@ class ServerRuntime(Supervisor):
     def isolated(self) -> bool:
         return self.options.session_mode == "isolated"
 
-    async def session_for(self, client: ClientSession) -> UpstreamSession | None:
+    async def session_for(self, client: Downstream) -> UpstreamSession | None:
         """The shared session, or the client's private one (opened, or reopened after a restart).
 
         A lazyStart server is started here, on first use; a server between two attempts of a restart
@@ -391,7 +389,7 @@ class ServerRuntime(Supervisor):
         elif self.state in ("connecting", "restarting") and not self.crash_loop:
             await self.wait_ready(min(self.options.connect_timeout_seconds, REPLAY_WAIT_SECONDS))
 
-    async def replay(self, client: ClientSession, msg: Message, exchange: Any, failed: Message) -> Message:
+    async def replay(self, client: Downstream, msg: Message, exchange: Any, failed: Message) -> Message:
         """The upstream session died under `msg`: send it once more on a fresh session if that is safe.
 
         Only methods without side effects are replayed (lists, reads, prompts/get, completion, ping);
@@ -415,7 +413,7 @@ class ServerRuntime(Supervisor):
         )
         return await session.request(msg, exchange, self.request_timeout_seconds)
 
-    def _isolated_params(self, client: ClientSession) -> dict[str, Any]:
+    def _isolated_params(self, client: Downstream) -> dict[str, Any]:
         requested = client.init_params.get("protocolVersion")
         return {
             "protocolVersion": requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION,
@@ -425,7 +423,7 @@ class ServerRuntime(Supervisor):
 
     # -- isolated sessions -------------------------------------------------------------------
 
-    async def open_isolated(self, client: ClientSession, params: dict[str, Any]) -> UpstreamSession:
+    async def open_isolated(self, client: Downstream, params: dict[str, Any]) -> UpstreamSession:
         """Open an upstream session private to `client`, handshaking with the client's own params."""
         if self._tg is None:
             raise UpstreamError(self.name, "server is not running")
@@ -433,7 +431,7 @@ class ServerRuntime(Supervisor):
         return session
 
     async def _isolated_session(
-        self, client: ClientSession, params: dict[str, Any], *, task_status: TaskStatus[UpstreamSession]
+        self, client: Downstream, params: dict[str, Any], *, task_status: TaskStatus[UpstreamSession]
     ) -> None:
         """One private session's life, in the runtime's task group: ends with the client (closing
         it cancels `client.upstream_scopes`), with the connection, or with the runtime."""
