@@ -10,7 +10,6 @@ import anyio
 
 from ..config.model import ProxyConfig, TokenScope, ToolFilter
 from ..core.access import Access, AccessTable
-from ..core.cursor import decode_cursor, encode_cursor
 from ..core.naming import server_labels
 from ..core.toolfilter import NameFilter
 from ..jsonrpc import (
@@ -26,6 +25,7 @@ from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
+from .merged_lists import LISTS, list_page
 from .pinned import pin_refusal, pin_shows
 from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
@@ -33,13 +33,6 @@ from .toolsearch import META_NAMES, SEARCH_INSTRUCTIONS, Entry, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
 
-# list method -> (result key, the server capability it needs)
-LISTS = {
-    "tools/list": ("tools", "tools"),
-    "prompts/list": ("prompts", "prompts"),
-    "resources/list": ("resources", "resources"),
-    "resources/templates/list": ("resourceTemplates", "resources"),
-}
 KINDS = ("tools", "prompts", "resources")
 
 
@@ -207,7 +200,7 @@ class MergedRoute(Route):
         if local is not None:
             return await local(client, msg, exchange)
         if method in LISTS:
-            return await self._list(client, msg)
+            return await list_page(self, client, msg)
         return error_response(
             msg["id"], METHOD_NOT_FOUND, f"Method not found: {method} (the merged endpoint cannot route it)"
         )
@@ -356,131 +349,6 @@ class MergedRoute(Route):
             await release_subscription(found[0].runtime, client, found[1])
         return result_response(msg["id"], {})
 
-    # -- lists ---------------------------------------------------------------------------------
-
-    async def _list(self, client: ClientSession, msg: Message) -> Message:
-        """One page of every member that has more (first pages, or those a merged cursor names)."""
-        key, capability = LISTS[msg["method"]]
-        params = msg.get("params") or {}
-        if params.get("cursor") is not None:
-            positions = decode_cursor(params["cursor"], key)
-            if positions is None:
-                return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
-            plan: list[tuple[Member | None, str | None]] = [
-                (self.by_label.get(label), cursor) for label, cursor in positions
-            ]
-        else:
-            plan = [(member, None) for member in self.members]
-        pages = await self._fetch_pages(
-            client, msg, [(m, c) for m, c in plan if m is not None and self._serves(client, m, capability)]
-        )
-        self._learn(pages, key)
-        items: list[Any] = []
-        follow: list[tuple[str, str]] = []
-        for member in self.members:  # a fixed order, whatever order the answers came in
-            page = pages.get(member.label)
-            if page is None:
-                continue
-            items += self._present(client, member, key, page.get(key))
-            if isinstance(page.get("nextCursor"), str):
-                follow.append((member.label, page["nextCursor"]))
-        result: dict[str, Any] = {key: items}
-        if follow:
-            result["nextCursor"] = encode_cursor(key, follow)
-        return result_response(msg["id"], result)
-
-    async def _fetch_pages(
-        self, client: ClientSession, msg: Message, plan: list[tuple[Member, str | None]]
-    ) -> dict[str, dict[str, Any]]:
-        pages: dict[str, dict[str, Any]] = {}
-        base = {k: v for k, v in (msg.get("params") or {}).items() if k != "cursor"}
-
-        async def fetch(member: Member, cursor: str | None) -> None:
-            params = base if cursor is None else {**base, "cursor": cursor}
-            response = await self._forward(member, client, {**msg, "params": params}, None)
-            if isinstance(response.get("result"), dict):
-                pages[member.label] = response["result"]
-            else:
-                log.info(
-                    "%s: %s from %s failed: %s",
-                    self.name or "merged",
-                    msg["method"],
-                    member.name,
-                    response.get("error"),
-                    extra={"server": member.name},
-                )
-
-        if len(plan) == 1:
-            await fetch(*plan[0])
-            return pages
-        async with anyio.create_task_group() as tg:
-            for member, cursor in plan:
-                tg.start_soon(fetch, member, cursor)
-        return pages
-
-    def _learn(self, pages: dict[str, dict[str, Any]], key: str) -> None:
-        """Add what a live listing shows but the catalog snapshot lacks (rare: right after list_changed)."""
-        changed = False
-        for label, page in pages.items():
-            member = self.by_label[label]
-            entries = [e for e in page.get(key) or () if isinstance(e, dict)]
-            if key in ("tools", "prompts"):
-                changed |= self._learn_names(member, key, entries)
-            else:
-                changed |= self._learn_uris(member, key, entries)
-        if changed:
-            self.catalog = self._build_catalog()
-
-    def _learn_names(self, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
-        catalog = self.catalog
-        shown = catalog.by_label[member.label]
-        names = [str(e.get("name")) for e in entries]
-        if key == "tools":
-            new = {n for n in names if not catalog.knows_tool(member.name, n) and shown.shows(n)}
-        else:
-            new = {n for n in names if not catalog.knows_prompt(member.name, n)}
-        if new:
-            extra = self._extra.setdefault(member.name, (set(), set()))
-            extra[0 if key == "tools" else 1].update(new)
-        return bool(new)
-
-    def _learn_uris(self, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
-        runtime, template = member.runtime, key == "resourceTemplates"
-        field = "uriTemplate" if template else "uri"
-        known = runtime.template_prefixes if template else runtime.resource_uris
-        before = len(known)
-        for entry in entries:
-            runtime.note_resource(entry.get(field), template=template)
-        return len(known) != before
-
-    def _present(self, client: ClientSession, member: Member, key: str, entries: Any) -> list[Any]:
-        if not isinstance(entries, list):
-            return []
-        catalog, server, access = self.catalog, member.name, self.access(client)
-        verdict = member.runtime.pin_verdict
-        out: list[Any] = []
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            if key == "tools":
-                target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
-                if target is None or not access.allows(server, target.published):
-                    continue  # filtered out
-                if not pin_shows(verdict, entry):
-                    continue  # pinning enforces, and this tool is new or changed
-                out.append(target.present(entry))
-            elif key == "prompts":
-                published = catalog.prompt_by_pair.get((server, str(entry.get("name"))))
-                if published is not None:
-                    out.append({**entry, "name": published})
-            elif key == "resources":
-                out.append(relabel(entry, "uri", catalog.publish_uri, catalog.by_label[member.label]))
-            else:
-                out.append(
-                    relabel(entry, "uriTemplate", catalog.publish_template, catalog.by_label[member.label])
-                )
-        return out
-
     # -- methods answered here -------------------------------------------------------------------
 
     async def _initialize(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -610,14 +478,6 @@ def merge_capabilities(into: dict[str, Any], caps: dict[str, Any]) -> None:
                 into[key][sub] = into[key].get(sub) or flag
         elif key not in into:
             into[key] = dict(value) if isinstance(value, dict) else value
-
-
-def relabel(entry: dict[str, Any], field: str, publish: Any, member: Any) -> dict[str, Any]:
-    value = entry.get(field)
-    if not isinstance(value, str):
-        return entry
-    published = publish(member, value)
-    return entry if published == value else {**entry, field: published}
 
 
 def relabel_contents(response: Message, upstream_uri: str, shown_uri: str) -> None:

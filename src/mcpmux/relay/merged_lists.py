@@ -1,0 +1,166 @@
+"""The merged endpoint's lists: a page from every member, merged cursors, names learnt, entries shown."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..core.cursor import decode_cursor, encode_cursor
+from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
+from .client import ClientSession
+from .pinned import pin_shows
+
+if TYPE_CHECKING:
+    from .merged_route import Member, MergedRoute
+
+log = logging.getLogger("mcpmux.relay")
+
+# list method -> (result key, the server capability it needs)
+LISTS = {
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resourceTemplates", "resources"),
+}
+
+
+async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> Message:
+    """One page of every member that has more (first pages, or those a merged cursor names)."""
+    key, capability = LISTS[msg["method"]]
+    params = msg.get("params") or {}
+    if params.get("cursor") is not None:
+        positions = decode_cursor(params["cursor"], key)
+        if positions is None:
+            return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
+        plan: list[tuple[Member | None, str | None]] = [
+            (route.by_label.get(label), cursor) for label, cursor in positions
+        ]
+    else:
+        plan = [(member, None) for member in route.members]
+    pages = await fetch_pages(
+        route,
+        client,
+        msg,
+        [(m, c) for m, c in plan if m is not None and route._serves(client, m, capability)],
+    )
+    learn(route, pages, key)
+    items: list[Any] = []
+    follow: list[tuple[str, str]] = []
+    for member in route.members:  # a fixed order, whatever order the answers came in
+        page = pages.get(member.label)
+        if page is None:
+            continue
+        items += present(route, client, member, key, page.get(key))
+        if isinstance(page.get("nextCursor"), str):
+            follow.append((member.label, page["nextCursor"]))
+    result: dict[str, Any] = {key: items}
+    if follow:
+        result["nextCursor"] = encode_cursor(key, follow)
+    return result_response(msg["id"], result)
+
+
+async def fetch_pages(
+    route: MergedRoute, client: ClientSession, msg: Message, plan: list[tuple[Member, str | None]]
+) -> dict[str, dict[str, Any]]:
+    pages: dict[str, dict[str, Any]] = {}
+    base = {k: v for k, v in (msg.get("params") or {}).items() if k != "cursor"}
+
+    async def fetch(member: Member, cursor: str | None) -> None:
+        params = base if cursor is None else {**base, "cursor": cursor}
+        response = await route._forward(member, client, {**msg, "params": params}, None)
+        if isinstance(response.get("result"), dict):
+            pages[member.label] = response["result"]
+        else:
+            log.info(
+                "%s: %s from %s failed: %s",
+                route.name or "merged",
+                msg["method"],
+                member.name,
+                response.get("error"),
+                extra={"server": member.name},
+            )
+
+    if len(plan) == 1:
+        await fetch(*plan[0])
+        return pages
+    async with anyio.create_task_group() as tg:
+        for member, cursor in plan:
+            tg.start_soon(fetch, member, cursor)
+    return pages
+
+
+def learn(route: MergedRoute, pages: dict[str, dict[str, Any]], key: str) -> None:
+    """Add what a live listing shows but the catalog snapshot lacks (rare: right after list_changed)."""
+    changed = False
+    for label, page in pages.items():
+        member = route.by_label[label]
+        entries = [e for e in page.get(key) or () if isinstance(e, dict)]
+        if key in ("tools", "prompts"):
+            changed |= learn_names(route, member, key, entries)
+        else:
+            changed |= learn_uris(route, member, key, entries)
+    if changed:
+        route.catalog = route._build_catalog()
+
+
+def learn_names(route: MergedRoute, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
+    catalog = route.catalog
+    shown = catalog.by_label[member.label]
+    names = [str(e.get("name")) for e in entries]
+    if key == "tools":
+        new = {n for n in names if not catalog.knows_tool(member.name, n) and shown.shows(n)}
+    else:
+        new = {n for n in names if not catalog.knows_prompt(member.name, n)}
+    if new:
+        extra = route._extra.setdefault(member.name, (set(), set()))
+        extra[0 if key == "tools" else 1].update(new)
+    return bool(new)
+
+
+def learn_uris(route: MergedRoute, member: Member, key: str, entries: list[dict[str, Any]]) -> bool:
+    runtime, template = member.runtime, key == "resourceTemplates"
+    field = "uriTemplate" if template else "uri"
+    known = runtime.template_prefixes if template else runtime.resource_uris
+    before = len(known)
+    for entry in entries:
+        runtime.note_resource(entry.get(field), template=template)
+    return len(known) != before
+
+
+def present(route: MergedRoute, client: ClientSession, member: Member, key: str, entries: Any) -> list[Any]:
+    if not isinstance(entries, list):
+        return []
+    catalog, server, access = route.catalog, member.name, route.access(client)
+    verdict = member.runtime.pin_verdict
+    out: list[Any] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        if key == "tools":
+            target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
+            if target is None or not access.allows(server, target.published):
+                continue  # filtered out
+            if not pin_shows(verdict, entry):
+                continue  # pinning enforces, and this tool is new or changed
+            out.append(target.present(entry))
+        elif key == "prompts":
+            published = catalog.prompt_by_pair.get((server, str(entry.get("name"))))
+            if published is not None:
+                out.append({**entry, "name": published})
+        elif key == "resources":
+            out.append(relabel(entry, "uri", catalog.publish_uri, catalog.by_label[member.label]))
+        else:
+            out.append(
+                relabel(entry, "uriTemplate", catalog.publish_template, catalog.by_label[member.label])
+            )
+    return out
+
+
+def relabel(entry: dict[str, Any], field: str, publish: Any, member: Any) -> dict[str, Any]:
+    value = entry.get(field)
+    if not isinstance(value, str):
+        return entry
+    published = publish(member, value)
+    return entry if published == value else {**entry, field: published}
