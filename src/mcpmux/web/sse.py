@@ -22,6 +22,7 @@ from .asgi import (
     Send,
     query_param,
     read_body,
+    respond_now,
     send_bytes,
     send_error,
     sse_event,
@@ -45,29 +46,27 @@ class Ack:
     """A POSTed request's 202, held back until its response is ready, for at most ACK_DELAY_SECONDS.
 
     A fast upstream's response then leaves together with the 202: the client wakes once for both,
-    and the proxy's two writes cost less. A slow request gets its 202 after the delay (from a short
-    task started by the timer), and before anything related to it is sent on the stream: a client
-    that answers a server-to-client request needs its POST connection free.
+    and the proxy's two writes cost less. A slow request gets its 202 after the delay, written by the
+    timer itself through the early response path (`respond_now`: no task), and always before anything
+    related to it is sent on the stream: a client that answers a server-to-client request needs its POST
+    connection free. When the server cannot write it then, the request's task sends it at its next step.
     """
 
-    __slots__ = ("send", "sent", "task", "timer")
+    __slots__ = ("send", "sent", "timer")
 
     def __init__(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
         self.send = send
         self.sent = False
-        self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = loop.call_later(ACK_DELAY_SECONDS, self._fire, loop)
+        self.timer: asyncio.TimerHandle | None = loop.call_later(ACK_DELAY_SECONDS, self._fire)
 
-    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _fire(self) -> None:
         self.timer = None
-        if not self.sent:
-            self.task = loop.create_task(self.now())
+        if not self.sent and respond_now(self.send, 202, b"Accepted", ACCEPTED_HEADERS):
+            self.sent = True
 
     async def now(self) -> None:
         """Send the 202 unless it was sent already; after this returns it has left."""
         if self.sent:
-            if self.task is not None and self.task is not asyncio.current_task():
-                await self.task
             return
         self.sent = True
         if self.timer is not None:
