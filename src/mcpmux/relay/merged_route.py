@@ -23,6 +23,7 @@ from ..jsonrpc import (
 from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
+from . import subscriptions
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
 from .merged_lists import LISTS, list_page
@@ -330,7 +331,7 @@ class MergedRoute(Route):
         held = self._subscriptions.setdefault(client.id, {})
         if (member.name, upstream_uri) in held:
             return result_response(msg["id"], {})
-        if runtime.isolated or not runtime.subscribers.get(upstream_uri):
+        if runtime.isolated or not subscriptions.held(runtime.subscribers, upstream_uri):
             sent = {**msg, "params": {**params, "uri": upstream_uri}}
             response = await self._forward(member, client, sent, exchange)
             if "error" in response:
@@ -338,7 +339,7 @@ class MergedRoute(Route):
         held[member.name, upstream_uri] = str(uri)
         client.subscriptions.add(upstream_uri)  # what the runtime checks before relaying resources/updated
         if not runtime.isolated:
-            runtime.subscribers[upstream_uri] = runtime.subscribers.get(upstream_uri, 0) + 1
+            subscriptions.hold(runtime.subscribers, upstream_uri)
         return result_response(msg["id"], {})
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -453,12 +454,8 @@ def open_session_of(runtime: ServerRuntime, client: ClientSession) -> UpstreamSe
 
 async def release_subscription(runtime: ServerRuntime, client: ClientSession, uri: str) -> None:
     """Unsubscribe upstream when the last shared subscriber of `uri` leaves (or at once, if isolated)."""
-    if not runtime.isolated:
-        left = runtime.subscribers.get(uri, 1) - 1
-        if left > 0:
-            runtime.subscribers[uri] = left
-            return
-        runtime.subscribers.pop(uri, None)
+    if not runtime.isolated and not subscriptions.drop(runtime.subscribers, uri):
+        return  # other clients still hold it
     session = open_session_of(runtime, client)
     if session is None:
         return

@@ -21,6 +21,7 @@ from ..jsonrpc import (
 )
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
+from . import subscriptions
 from .client import ClientSession
 from .pinned import pin_refusal, pin_shows
 from .route import Route, admitted_tokens, negotiate_version
@@ -284,17 +285,13 @@ class ServerRoute(Route):
         # Claimed before the upstream answers, so a concurrent subscribe to the same URI is not sent too.
         client.subscriptions.add(uri)
         subscribers = self.runtime.subscribers
-        if not self.isolated:
-            subscribers[uri] = subscribers.get(uri, 0) + 1
-            if subscribers[uri] > 1:
-                return result_response(msg["id"], {})
+        if not self.isolated and not subscriptions.hold(subscribers, uri):
+            return result_response(msg["id"], {})  # subscribed upstream already
         response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
         if "error" in response:
             client.subscriptions.discard(uri)
-            if not self.isolated and subscribers.get(uri, 0) > 0:
-                subscribers[uri] -= 1
-                if not subscribers[uri]:
-                    del subscribers[uri]
+            if not self.isolated and subscriptions.held(subscribers, uri):
+                subscriptions.drop(subscribers, uri)
         return response
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -310,11 +307,8 @@ class ServerRoute(Route):
         return await self._release_subscription(upstream, uri, msg["id"])
 
     async def _release_subscription(self, upstream: UpstreamSession, uri: Any, request_id: Any) -> Message:
-        left = self.runtime.subscribers.get(uri, 1) - 1
-        if left > 0:
-            self.runtime.subscribers[uri] = left
-            return result_response(request_id, {})
-        self.runtime.subscribers.pop(uri, None)
+        if not subscriptions.drop(self.runtime.subscribers, uri):
+            return result_response(request_id, {})  # other clients still hold it
         return await upstream.request(
             {"jsonrpc": "2.0", "id": request_id, "method": "resources/unsubscribe", "params": {"uri": uri}},
             None,
