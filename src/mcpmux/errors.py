@@ -11,6 +11,14 @@ class MuxError(Exception):
     """Base of every error mcpmux raises on purpose."""
 
 
+class CommandError(MuxError):
+    """A subcommand (`pins`, `auth`) cannot run; `status` is its exit code (2: bad arguments)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ConfigError(MuxError):
     """A configuration problem, located by source (file or URL) and JSON path.
 

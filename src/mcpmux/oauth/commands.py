@@ -12,6 +12,7 @@ import anyio
 from cryptography.fernet import Fernet
 
 from ..config.model import ProxyConfig
+from ..errors import CommandError
 from .flow import FlowError
 from .store import StoreError, TokenStore, shared_store
 from .upstream import PENDING_LOGIN_SECONDS, UpstreamAuth
@@ -26,10 +27,8 @@ USAGE = (
 )
 
 
-class AuthCommandError(Exception):
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+class AuthCommandError(CommandError):
+    """An `auth` command cannot run."""
 
 
 def run_auth(

@@ -12,6 +12,7 @@ import anyio
 
 from ..config.model import ProxyConfig
 from ..core.pins import KINDS, Lock, ServerPins, approve, diff_locks, format_changes
+from ..errors import CommandError
 from .collect import collect_pins
 from .lockfile import LockFileError, default_lock_path, read_lock, write_lock
 
@@ -25,12 +26,8 @@ USAGE = (
 )
 
 
-class PinsError(Exception):
+class PinsError(CommandError):
     """A pins command cannot run: bad arguments (status 2) or a server/lock problem (status 1)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
