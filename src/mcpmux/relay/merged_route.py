@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-import anyio
 
 from ..config.model import ProxyConfig, TokenScope, ToolFilter
 from ..core.access import Access, AccessTable
@@ -22,8 +21,7 @@ from ..jsonrpc import (
 )
 from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
 from ..upstream.runtime import ServerRuntime
-from ..upstream.session import UpstreamSession
-from . import subscriptions
+from . import merged_resources
 from .client import ClientSession
 from .merged_catalog import MemberCatalog, MergedCatalog
 from .merged_lists import LISTS, list_page
@@ -88,9 +86,9 @@ class MergedRoute(Route):
             "logging/setLevel": self._set_level,
             "tools/call": self._call_tool,
             "prompts/get": self._get_prompt,
-            "resources/read": self._read,
-            "resources/subscribe": self._subscribe,
-            "resources/unsubscribe": self._unsubscribe,
+            "resources/read": partial(merged_resources.read, self),
+            "resources/subscribe": partial(merged_resources.subscribe, self),
+            "resources/unsubscribe": partial(merged_resources.unsubscribe, self),
             "completion/complete": self._complete,
         }
         self.search = ToolSearch() if catalog_mode == "search" else None
@@ -277,27 +275,6 @@ class MergedRoute(Route):
         msg["params"] = {**params, "name": found[1]}
         return await self._forward(found[0].member, client, msg, exchange, early=True)
 
-    def _resolve_uri(self, client: ClientSession, uri: Any) -> tuple[Member, str] | None:
-        found = self.catalog.resolve_uri(uri) if type(uri) is str else None
-        if found is None or not self._reaches(client, found[0].server):
-            return None
-        return found[0].member, found[1]
-
-    async def _read(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        params = msg.get("params") or {}
-        uri = params.get("uri")
-        found = self._resolve_uri(client, uri)
-        if found is None:
-            return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-        member, upstream_uri = found
-        if upstream_uri == uri:
-            return await self._forward(member, client, msg, exchange, early=True)
-        response = await self._forward(
-            member, client, {**msg, "params": {**params, "uri": upstream_uri}}, exchange
-        )
-        relabel_contents(response, upstream_uri, str(uri))
-        return response
-
     async def _complete(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}
         ref = params.get("ref") or {}
@@ -308,7 +285,7 @@ class MergedRoute(Route):
                 return error_response(msg["id"], INVALID_PARAMS, f"Unknown prompt: {ref.get('name')}")
             member, ref = found[0].member, {**ref, "name": found[1]}
         else:
-            resolved = self._resolve_uri(client, ref.get("uri"))
+            resolved = merged_resources.resolve_uri(self, client, ref.get("uri"))
             if resolved is None:
                 return error_response(
                     msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": ref.get("uri")}
@@ -317,38 +294,6 @@ class MergedRoute(Route):
         return await self._forward(
             member, client, {**msg, "params": {**params, "ref": ref}}, exchange, early=True
         )
-
-    # -- subscriptions -----------------------------------------------------------------------
-
-    async def _subscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        params = msg.get("params") or {}
-        uri = params.get("uri")
-        found = self._resolve_uri(client, uri)
-        if found is None:
-            return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-        member, upstream_uri = found
-        runtime = member.runtime
-        held = self._subscriptions.setdefault(client.id, {})
-        if (member.name, upstream_uri) in held:
-            return result_response(msg["id"], {})
-        if runtime.isolated or not subscriptions.held(runtime.subscribers, upstream_uri):
-            sent = {**msg, "params": {**params, "uri": upstream_uri}}
-            response = await self._forward(member, client, sent, exchange)
-            if "error" in response:
-                return response
-        held[member.name, upstream_uri] = str(uri)
-        client.subscriptions.add(upstream_uri)  # what the runtime checks before relaying resources/updated
-        if not runtime.isolated:
-            subscriptions.hold(runtime.subscribers, upstream_uri)
-        return result_response(msg["id"], {})
-
-    async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        found = self._resolve_uri(client, (msg.get("params") or {}).get("uri"))
-        held = self._subscriptions.get(client.id, {})
-        if found is not None and held.pop((found[0].name, found[1]), None) is not None:
-            client.subscriptions = {upstream for _, upstream in held}
-            await release_subscription(found[0].runtime, client, found[1])
-        return result_response(msg["id"], {})
 
     # -- methods answered here -------------------------------------------------------------------
 
@@ -408,15 +353,10 @@ class MergedRoute(Route):
         if method in LIST_CHANGED and not runtime.isolated:
             return  # the runtime refreshes its catalog, and _catalog_changed tells the clients
         if method == "notifications/resources/updated":
-            params = msg.get("params") or {}
-            uri = params.get("uri")
-            shown = (
-                self._subscriptions.get(client.id, {}).get((runtime.name, uri)) if type(uri) is str else None
-            )
+            shown = merged_resources.shown_update(self, client, runtime, msg)
             if shown is None:
-                return  # another server's resource with the same URI
-            if shown != params.get("uri"):
-                msg = {**msg, "params": {**params, "uri": shown}}
+                return
+            msg = shown
         client.outbox.push(msg)
 
     async def handle_notification(self, client: ClientSession, msg: Message) -> None:
@@ -425,7 +365,7 @@ class MergedRoute(Route):
             client.initialized = True
             return
         for member in self.members:
-            session = open_session_of(member.runtime, client)
+            session = merged_resources.open_session_of(member.runtime, client)
             if session is None or not self._reaches(client, member.name):
                 continue
             if method == "notifications/cancelled":
@@ -439,32 +379,7 @@ class MergedRoute(Route):
     async def on_session_closed(self, client: ClientSession) -> None:
         for member in self.members:
             member.runtime.detach(client)
-        runtimes = {m.name: m.runtime for m in self.members}
-        for server, upstream_uri in self._subscriptions.pop(client.id, {}):
-            if server in runtimes:
-                await release_subscription(runtimes[server], client, upstream_uri)
-        client.subscriptions.clear()
-
-
-def open_session_of(runtime: ServerRuntime, client: ClientSession) -> UpstreamSession | None:
-    """The upstream session the client already uses on `runtime` (never opens one)."""
-    session = client.upstreams.get(runtime.name) if runtime.isolated else runtime.session
-    return session if session is not None and session.closed_reason is None else None
-
-
-async def release_subscription(runtime: ServerRuntime, client: ClientSession, uri: str) -> None:
-    """Unsubscribe upstream when the last shared subscriber of `uri` leaves (or at once, if isolated)."""
-    if not runtime.isolated and not subscriptions.drop(runtime.subscribers, uri):
-        return  # other clients still hold it
-    session = open_session_of(runtime, client)
-    if session is None:
-        return
-    with anyio.move_on_after(runtime.request_timeout_seconds):
-        await session.request(
-            {"jsonrpc": "2.0", "id": 0, "method": "resources/unsubscribe", "params": {"uri": uri}},
-            None,
-            runtime.request_timeout_seconds,
-        )
+        await merged_resources.release_all(self, client)
 
 
 def merge_capabilities(into: dict[str, Any], caps: dict[str, Any]) -> None:
@@ -475,14 +390,3 @@ def merge_capabilities(into: dict[str, Any], caps: dict[str, Any]) -> None:
                 into[key][sub] = into[key].get(sub) or flag
         elif key not in into:
             into[key] = dict(value) if isinstance(value, dict) else value
-
-
-def relabel_contents(response: Message, upstream_uri: str, shown_uri: str) -> None:
-    """A read of a prefixed URI answers with the prefixed URI, as the client asked for it."""
-    result = response.get("result")
-    contents = result.get("contents") if isinstance(result, dict) else None
-    if isinstance(contents, list):
-        result["contents"] = [  # type: ignore[index]
-            {**c, "uri": shown_uri} if isinstance(c, dict) and c.get("uri") == upstream_uri else c
-            for c in contents
-        ]
