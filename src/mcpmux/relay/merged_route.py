@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,6 +34,8 @@ from .toolsearch import META_NAMES, SEARCH_INSTRUCTIONS, Entry, ToolSearch
 log = logging.getLogger("mcpmux.relay")
 
 KINDS = ("tools", "prompts", "resources")
+# A method the route answers itself (or relays itself): (client, request, exchange) -> response.
+LocalMethod = Callable[[ClientSession, Message, Any], Awaitable[Message]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -80,7 +83,7 @@ class MergedRoute(Route):
         self.catalog: MergedCatalog[Member] = self._build_catalog()
         for member in self.members:
             member.runtime.catalog_listeners.append(self._catalog_changed)
-        self._local = {
+        self._local: dict[str, LocalMethod] = {
             "initialize": self._initialize,
             "ping": self.answer_ping,
             "logging/setLevel": self._set_level,
