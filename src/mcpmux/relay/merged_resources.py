@@ -25,14 +25,24 @@ def resolve_uri(route: MergedRoute, client: ClientSession, uri: Any) -> tuple[Me
     return found[0].member, found[1]
 
 
+def _target(
+    route: MergedRoute, client: ClientSession, msg: Message
+) -> tuple[Member, str, dict[str, Any]] | Message:
+    """The member, upstream URI and params of a request naming a `uri`, or the error to answer."""
+    params = msg.get("params") or {}
+    found = resolve_uri(route, client, params.get("uri"))
+    if found is None:
+        return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": params.get("uri")})
+    return found[0], found[1], params
+
+
 async def read(route: MergedRoute, client: ClientSession, msg: Message, exchange: Any) -> Message:
     """`resources/read`: relayed to the member, answered with the URI the client asked for."""
-    params = msg.get("params") or {}
+    target = _target(route, client, msg)
+    if isinstance(target, dict):
+        return target
+    member, upstream_uri, params = target
     uri = params.get("uri")
-    found = resolve_uri(route, client, uri)
-    if found is None:
-        return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-    member, upstream_uri = found
     if upstream_uri == uri:
         return await route._forward(member, client, msg, exchange, early=True)
     response = await route._forward(
@@ -44,12 +54,11 @@ async def read(route: MergedRoute, client: ClientSession, msg: Message, exchange
 
 async def subscribe(route: MergedRoute, client: ClientSession, msg: Message, exchange: Any) -> Message:
     """`resources/subscribe`: upstream only for the first shared subscriber (or each isolated one)."""
-    params = msg.get("params") or {}
+    target = _target(route, client, msg)
+    if isinstance(target, dict):
+        return target
+    member, upstream_uri, params = target
     uri = params.get("uri")
-    found = resolve_uri(route, client, uri)
-    if found is None:
-        return error_response(msg["id"], RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-    member, upstream_uri = found
     runtime = member.runtime
     held = route._subscriptions.setdefault(client.id, {})
     if (member.name, upstream_uri) in held:
