@@ -8,6 +8,7 @@ balancer with health checks, it skips a replica that refuses connections.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from collections import Counter
@@ -16,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -24,6 +26,12 @@ from mcpmux.cluster.forward import relay_stream
 from mcpmux.web.asgi import read_body
 
 SECRET = "s" * 16 + "e" * 16 + "cret"
+ACCEPT = "application/json, text/event-stream"
+INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "cluster-test", "version": "1"},
+}
 HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
 
 
@@ -48,12 +56,12 @@ def running_redis() -> Iterator[str]:
         yield url
 
 
-def replica_config(redis_url: str, public_url: str) -> dict[str, Any]:
+def replica_config(redis_url: str, public_url: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "mcpProxy": {
             "baseURL": public_url,  # the balancer's, as in a real deployment (Host stays the client's)
             "cluster": {"redis": redis_url, "secret": SECRET},
-            "options": {"authTokens": ["tok-a", "tok-b"]},
+            "options": {"authTokens": ["tok-a", "tok-b"], **(options or {})},
         },
         "mcpServers": {"everything": fixture_server()},
     }
@@ -61,14 +69,14 @@ def replica_config(redis_url: str, public_url: str) -> dict[str, Any]:
 
 @contextmanager
 def running_replicas(
-    redis_url: str, tmp_path: Path, count: int, public_url: str
+    redis_url: str, tmp_path: Path, count: int, public_url: str, options: dict[str, Any] | None = None
 ) -> Iterator[list[ProxyProcess]]:
     with ExitStack() as stack:
         replicas = []
         for index in range(count):
             home = tmp_path / f"replica-{index}"
             home.mkdir()
-            replica = ProxyProcess(replica_config(redis_url, public_url), home)
+            replica = ProxyProcess(replica_config(redis_url, public_url, options), home)
             stack.callback(replica.stop)
             replicas.append(replica)
         for replica in replicas:
@@ -123,14 +131,88 @@ class RoundRobin:
 
 
 @contextmanager
-def running_cluster(tmp_path: Path, count: int) -> Iterator[tuple[str, RoundRobin, list[ProxyProcess]]]:
-    """redis-server, `count` replicas and the balancer in front of them: (its URL, it, the replicas)."""
+def running_cluster(
+    tmp_path: Path, count: int, options: dict[str, Any] | None = None
+) -> Iterator[tuple[str, RoundRobin, list[ProxyProcess]]]:
+    """redis-server, `count` replicas (`mcpProxy.options` added) and the balancer in front of them:
+    (its URL, it, the replicas)."""
     from oauth_as import serving
 
     sock = bound_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     balancer = RoundRobin([])
-    with running_redis() as redis_url, running_replicas(redis_url, tmp_path, count, url) as replicas:
+    with running_redis() as redis_url, running_replicas(redis_url, tmp_path, count, url, options) as replicas:
         balancer.backends.extend(r.base for r in replicas)
         with serving(balancer, sock, "the test balancer"):
             yield url, balancer, replicas
+
+
+async def raw_post(
+    http: httpx2.AsyncClient, url: str, body: dict[str, Any], session: str | None, token: str = "tok-a"
+) -> httpx2.Response:
+    headers = {"accept": ACCEPT, "authorization": f"Bearer {token}"}
+    if session is not None:
+        headers["mcp-session-id"] = session
+    return await http.post(url, json=body, headers=headers)
+
+
+async def new_session(http: httpx2.AsyncClient, url: str) -> str:
+    response = await raw_post(
+        http, url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}, None
+    )
+    assert response.status_code == 200, response.text
+    session = response.headers["mcp-session-id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await raw_post(http, url, note, session)).status_code == 202
+    return session
+
+
+async def list_status(http: httpx2.AsyncClient, url: str, session: str, token: str = "tok-a") -> int:
+    response = await raw_post(http, url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session, token)
+    if response.status_code == 200:
+        assert response.json()["result"]["tools"]
+    return response.status_code
+
+
+KINDS = ("tools", "prompts", "resources")
+
+
+async def announce(http: httpx2.AsyncClient, url: str, session: str, kind: str) -> None:
+    """Make the upstream send `notifications/<kind>/list_changed` outside any request (the GET stream)."""
+    params = {"name": "notify_list_changed", "arguments": {"kind": kind, "standalone": True}}
+    response = await raw_post(
+        http, url, {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}, session
+    )
+    assert response.status_code == 200, response.text
+
+
+class GetStream:
+    """A raw GET stream: its events (id, method) as they come."""
+
+    def __init__(
+        self, http: httpx2.AsyncClient, url: str, session: str, last_event_id: str | None = None
+    ) -> None:
+        self.headers = {
+            "accept": "text/event-stream",
+            "authorization": "Bearer tok-a",
+            "mcp-session-id": session,
+        }
+        if last_event_id is not None:
+            self.headers["last-event-id"] = last_event_id
+        self.http, self.url = http, url
+        self.events: list[tuple[str, str]] = []
+        self.status = 0
+
+    async def read(self, count: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        from mcpmux.upstream.sse_events import iter_events
+
+        async with self.http.stream("GET", self.url, headers=self.headers) as response:
+            self.status = response.status_code
+            task_status.started()
+            if response.status_code != 200:
+                return
+            async for event in iter_events(response.aiter_raw()):
+                assert event.id is not None
+                self.events.append((event.id, json.loads(event.data)["method"]))
+                if len(self.events) >= count:
+                    return

@@ -20,18 +20,22 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from cluster_kit import SECRET, RoundRobin, replica_config, running_cluster, running_redis
+from cluster_kit import (
+    KINDS,
+    SECRET,
+    GetStream,
+    RoundRobin,
+    announce,
+    list_status,
+    new_session,
+    replica_config,
+    running_cluster,
+    running_redis,
+)
 
 from harness import ProxyProcess, fixture_server, mcp_client
 
 pytestmark = pytest.mark.anyio
-
-ACCEPT = "application/json, text/event-stream"
-INITIALIZE = {
-    "protocolVersion": "2025-06-18",
-    "capabilities": {},
-    "clientInfo": {"name": "cluster-test", "version": "1"},
-}
 
 
 @pytest.fixture(scope="module")
@@ -163,33 +167,6 @@ def test_a_replica_that_cannot_reach_redis_exits_with_an_error_naming_no_secret(
         replica.stop()
 
 
-async def raw_post(
-    http: httpx2.AsyncClient, url: str, body: dict[str, Any], session: str | None, token: str = "tok-a"
-) -> httpx2.Response:
-    headers = {"accept": ACCEPT, "authorization": f"Bearer {token}"}
-    if session is not None:
-        headers["mcp-session-id"] = session
-    return await http.post(url, json=body, headers=headers)
-
-
-async def new_session(http: httpx2.AsyncClient, url: str) -> str:
-    response = await raw_post(
-        http, url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}, None
-    )
-    assert response.status_code == 200, response.text
-    session = response.headers["mcp-session-id"]
-    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert (await raw_post(http, url, note, session)).status_code == 202
-    return session
-
-
-async def list_status(http: httpx2.AsyncClient, url: str, session: str, token: str = "tok-a") -> int:
-    response = await raw_post(http, url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session, token)
-    if response.status_code == 200:
-        assert response.json()["result"]["tools"]
-    return response.status_code
-
-
 def owner_of(session: str, replicas: list[ProxyProcess]) -> ProxyProcess:
     replica_id = session.split(".")[0]
     (owner,) = [r for r in replicas if any(f"replica {replica_id} registered" in line for line in r.lines)]
@@ -232,50 +209,6 @@ async def test_a_killed_replica_takes_only_its_own_sessions_whose_clients_start_
             assert owner_of(again, replicas) is not victim
             for _ in replicas:
                 assert await list_status(http, endpoint, again) == 200
-
-
-KINDS = ("tools", "prompts", "resources")
-
-
-async def announce(http: httpx2.AsyncClient, url: str, session: str, kind: str) -> None:
-    """Make the upstream send `notifications/<kind>/list_changed` outside any request (the GET stream)."""
-    params = {"name": "notify_list_changed", "arguments": {"kind": kind, "standalone": True}}
-    response = await raw_post(
-        http, url, {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}, session
-    )
-    assert response.status_code == 200, response.text
-
-
-class GetStream:
-    """A raw GET stream: its events (id, method) as they come."""
-
-    def __init__(
-        self, http: httpx2.AsyncClient, url: str, session: str, last_event_id: str | None = None
-    ) -> None:
-        self.headers = {
-            "accept": "text/event-stream",
-            "authorization": "Bearer tok-a",
-            "mcp-session-id": session,
-        }
-        if last_event_id is not None:
-            self.headers["last-event-id"] = last_event_id
-        self.http, self.url = http, url
-        self.events: list[tuple[str, str]] = []
-        self.status = 0
-
-    async def read(self, count: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        from mcpmux.upstream.sse_events import iter_events
-
-        async with self.http.stream("GET", self.url, headers=self.headers) as response:
-            self.status = response.status_code
-            task_status.started()
-            if response.status_code != 200:
-                return
-            async for event in iter_events(response.aiter_raw()):
-                assert event.id is not None
-                self.events.append((event.id, json.loads(event.data)["method"]))
-                if len(self.events) >= count:
-                    return
 
 
 async def test_a_get_stream_resumes_with_last_event_id_on_another_replica_after_its_replica_is_killed(

@@ -37,7 +37,7 @@ from .forward import OwnerPools, OwnerUnreachableError, forward
 from .oauth_lock import RefreshLock
 from .registry import Registry
 from .seal import Sealer, new_replica_id, retry_replica
-from .streams import SessionStreams, record_key
+from .streams import SessionStreams, listen_ttl_ms, record_key
 
 log = logging.getLogger("mcpmux.cluster")
 
@@ -245,7 +245,8 @@ class Cluster:
             await session_gone(scope, send)
         else:
             alive = self._remote_check(owner, session_id)
-            await self.streams.serve(session_id, headers.last_event_id, receive, send, alive)
+            listen_ms = listen_ttl_ms(route)
+            await self.streams.serve(session_id, headers.last_event_id, receive, send, alive, listen_ms)
         return True
 
     async def _start_pump(self, client: ClientSession) -> bool:

@@ -4,6 +4,8 @@ The owner replica drains the session's outbox into the stream (bounded: MAXLEN a
 each write); any replica serves a GET stream by reading it from the client's `Last-Event-ID` on, or
 from what the last stream delivered. A session record beside it binds the stream to the session's
 token (an HMAC of it) so a replica that does not hold the session can still check the caller.
+A replica serving the stream of a session it does not own keeps a short-lived "listening" key alive;
+the owner, which ends idle sessions, counts the session active while that key lives.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +23,7 @@ import anyio
 
 from ..config.model import TokenScope
 from ..relay.client import ClientSession
+from ..relay.route import Route, idle_check_seconds
 from ..web.asgi import SSE_HEADERS, Receive, Send, encode
 from .forward import while_connected
 
@@ -30,6 +35,9 @@ READ_BLOCK_MS = 2000  # one blocking read; between them the session is checked (
 KEEPALIVE_ROUNDS = 12  # an SSE comment after this many empty reads (about 25 s)
 READ_COUNT = 100
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+LISTEN_TTL_FLOOR_SECONDS = 10.0  # a listening key outlives several refreshes (one per read, at most 2 s)
+LISTEN_CHECKS_PER_TTL = 3  # the owner looks at least this often while a listening key lives
+QUIET_WAIT_SECONDS = 30.0  # the owner's pump wakes up at least this often
 
 
 def stream_key(session_id: str) -> str:
@@ -38,6 +46,21 @@ def stream_key(session_id: str) -> str:
 
 def record_key(session_id: str) -> str:
     return f"mcpmux:session:{session_id}"
+
+
+def listen_key(session_id: str) -> str:
+    return f"mcpmux:listening:{session_id}"
+
+
+def listen_check_seconds(route: Route) -> float | None:
+    """How often the owner looks for a listener elsewhere; None: the route never ends idle sessions."""
+    return None if route.idle_timeout_seconds is None else idle_check_seconds([route])
+
+
+def listen_ttl_ms(route: Route) -> int:
+    """How long a listening key lives after its last refresh: several of the owner's looks."""
+    check = listen_check_seconds(route) or 0.0
+    return int(max(LISTEN_TTL_FLOOR_SECONDS, LISTEN_CHECKS_PER_TTL * check) * 1000)
 
 
 def event_bytes(event_id: bytes, data: bytes) -> bytes:
@@ -65,10 +88,15 @@ class SessionStreams:
     async def pump(self, client: ClientSession) -> None:
         """Owner side: the outbox into the stream until the session ends; then both keys are removed."""
         stream, record = stream_key(client.id), record_key(client.id)
+        check = listen_check_seconds(client.route)
+        next_look = 0.0
         try:
-            while (batch := await client.outbox.take_all(30.0)) is not None:
+            while (batch := await client.outbox.take_all(check or QUIET_WAIT_SECONDS)) is not None:
                 if batch:
                     await self._append(stream, record, batch)
+                if check is not None and time.monotonic() >= next_look:
+                    next_look = time.monotonic() + check
+                    await self._vouch(client)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
                 await self.redis.delete(stream, record)
@@ -84,6 +112,16 @@ class SessionStreams:
         except Exception as exc:  # Redis down: these messages are lost, the session goes on
             log.warning("Cluster: %d message(s) for a GET stream lost: %s", len(batch), type(exc).__name__)
 
+    async def _vouch(self, client: ClientSession) -> None:
+        """A replica serving the stream keeps the session active (idle timeout) while its key lives."""
+        try:
+            left_ms = await self.redis.pttl(listen_key(client.id))
+        except Exception as exc:  # Redis down: no listener known; the idle timeout counts as usual
+            log.warning("Cluster: cannot look for a GET stream's listener: %s", type(exc).__name__)
+            return
+        if left_ms > 0:
+            client.listened_until = max(client.listened_until, time.monotonic() + left_ms / 1000)
+
     async def reader_allowed(self, session_id: str, token: TokenScope | None) -> bool | None:
         """None: no record (no stream yet, or the session ended); else whether this token may read it."""
         digest = await self.redis.hget(record_key(session_id), "token")
@@ -98,8 +136,13 @@ class SessionStreams:
         receive: Receive,
         send: Send,
         alive: Callable[[], Awaitable[bool]],
+        listen_ms: int | None = None,
     ) -> None:
-        """An SSE response from the stream, resuming after `Last-Event-ID` when it is one of ours."""
+        """An SSE response from the stream, resuming after `Last-Event-ID` when it is one of ours.
+
+        `listen_ms`: served for another replica's session, whose idle timeout this stream's listening
+        key (refreshed at each read, living this long) holds off.
+        """
         headers = [*SSE_HEADERS, (b"mcp-session-id", session_id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
@@ -110,18 +153,27 @@ class SessionStreams:
                 if cursor is None:
                     raw = await self.redis.hget(record_key(session_id), "cursor")
                     cursor = raw.decode() if raw else "0-0"
-                await self._relay(session_id, cursor, send, alive)
+                await self._relay(session_id, cursor, send, alive, listen_ms)
             except Exception as exc:  # task boundary
                 log.warning("Cluster: a GET stream ended: %s", type(exc).__name__)
 
         await while_connected(receive, send, relay)
 
     async def _relay(
-        self, session_id: str, cursor: str, send: Send, alive: Callable[[], Awaitable[bool]]
+        self,
+        session_id: str,
+        cursor: str,
+        send: Send,
+        alive: Callable[[], Awaitable[bool]],
+        listen_ms: int | None,
     ) -> None:
         stream, record = stream_key(session_id), record_key(session_id)
         quiet = 0
+        listened = -math.inf
         while True:
+            if listen_ms is not None and time.monotonic() - listened >= READ_BLOCK_MS / 1000:
+                listened = time.monotonic()
+                await self.redis.set(listen_key(session_id), b"1", px=listen_ms)
             answer = await self.redis.xread({stream: cursor}, count=READ_COUNT, block=READ_BLOCK_MS)
             entries = answer[0][1] if answer else []
             if not entries:

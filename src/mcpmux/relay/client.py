@@ -181,6 +181,7 @@ class ClientSession:
         self.init_params: dict[str, Any] = {}
         self._client_requests: dict[str, asyncio.Future[Message]] = {}
         self.last_active = time.monotonic()
+        self.listened_until = 0.0  # cluster mode: a stream on another replica keeps it active until then
         self.busy = 0  # requests of this session waiting for an upstream (an idle session has none)
         self.closed = False
 

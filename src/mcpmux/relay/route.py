@@ -102,13 +102,14 @@ class Route:
         return None
 
     def is_idle(self, client: ClientSession, now: float) -> bool:
-        """No stream open, no request in flight, and no activity for `idle_timeout_seconds`."""
+        """No stream open (here or, in cluster mode, on another replica), no request in flight, and no
+        activity for `idle_timeout_seconds`."""
         timeout = self.idle_timeout_seconds
         return (
             timeout is not None
             and not client.has_stream
             and not client.busy
-            and now - client.last_active >= timeout
+            and now - max(client.last_active, client.listened_until) >= timeout
         )
 
     async def end_idle_sessions(self, now: float) -> None:
