@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -180,13 +179,13 @@ class ClientSession:
         )
         self.init_params: dict[str, Any] = {}
         self._client_requests: dict[str, asyncio.Future[Message]] = {}
-        self.last_active = time.monotonic()
+        self.last_active = route.clock.now()
         self.listened_until = 0.0  # cluster mode: a stream on another replica keeps it active until then
         self.busy = 0  # requests of this session waiting for an upstream (an idle session has none)
         self.closed = False
 
     def touch(self) -> None:
-        self.last_active = time.monotonic()
+        self.last_active = self.route.clock.now()
 
     def wants_log(self, level: Any) -> bool:
         if self.log_level is None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import anyio
-
 from ..config.model import TokenScope
 from ..core.auth import TokenSet
+from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.toolfilter import scope_allows
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.constants import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION, LOG_RANK
@@ -67,6 +65,7 @@ class Route:
     max_sessions: int | None = None  # concurrent client sessions allowed (None: no cap)
     max_session_queue: int = OUTBOX_LIMIT  # messages waiting for one session's standalone stream
     idle_timeout_seconds: float | None = None  # a session idle this long is ended (None: never)
+    clock: Clock = SYSTEM_CLOCK  # what its sessions' activity is timed by (tests put a ManualClock)
 
     def __init__(self, name: str, tokens: tuple[TokenScope, ...]) -> None:
         self.name = name
@@ -169,11 +168,14 @@ def idle_check_seconds(routes: Iterable[Route]) -> float:
     return min(high, max(low, min(timeouts) / IDLE_CHECKS_PER_TIMEOUT))
 
 
-async def reap_idle_sessions(routes: Callable[[], Iterable[Route]]) -> None:
-    """Until cancelled: end the sessions of `routes()` (re-read each time: reloads change them) that idle."""
+async def reap_idle_sessions(routes: Callable[[], Iterable[Route]], clock: Clock = SYSTEM_CLOCK) -> None:
+    """Until cancelled: end the sessions of `routes()` (re-read each time: reloads change them) that idle.
+
+    `clock` must be the routes' own (`Route.clock`): it times both the checks and the sessions' activity.
+    """
     while True:
-        await anyio.sleep(idle_check_seconds(routes()))
-        now = time.monotonic()
+        await clock.sleep(idle_check_seconds(routes()))
+        now = clock.now()
         for route in list(routes()):
             try:
                 await route.end_idle_sessions(now)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
-
 from ..config.model import HealthCheck
+from ..core.clock import SYSTEM_CLOCK, Clock
 from ..jsonrpc import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from .session import UpstreamSession
 
@@ -52,6 +51,7 @@ async def watch_health(
     session: UpstreamSession,
     check: HealthCheck,
     on_result: Callable[[HealthTracker], None],
+    clock: Clock = SYSTEM_CLOCK,
 ) -> HealthTracker:
     """Probe every `check.interval_seconds` until `failure_threshold` probes in a row failed.
 
@@ -60,7 +60,7 @@ async def watch_health(
     """
     tracker = HealthTracker(check.failure_threshold)
     while True:
-        await anyio.sleep(check.interval_seconds)
+        await clock.sleep(check.interval_seconds)
         unhealthy = tracker.record(await ping(session, check.timeout_seconds))
         on_result(tracker)
         if unhealthy:

@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ProxyConfig, ServerConfig
 from ..core.backoff import Backoff
+from ..core.clock import SYSTEM_CLOCK, Clock
 from ..errors import UpstreamError
 from ..jsonrpc import Message
 from .connection import Connection, EraMemory, open_connection
@@ -38,6 +39,7 @@ class Supervisor:
     def __init__(self, config: ServerConfig, proxy: ProxyConfig) -> None:
         self.config = config
         self.proxy = proxy
+        self.clock: Clock = SYSTEM_CLOCK  # backoff, deadlines, health checks (tests put a ManualClock)
         self.name = config.name
         self.options = config.options
         self.state = "stopped"  # until run()
@@ -152,16 +154,16 @@ class Supervisor:
 
     async def drain(self, timeout_seconds: float, poll_seconds: float = 0.05) -> bool:
         """Wait (bounded) until no request is in flight; whether that happened. Shutdown and reload only."""
-        with anyio.move_on_after(timeout_seconds):
-            while self.in_flight():  # noqa: ASYNC110 (polled: the request path must not pay for a signal)
-                await anyio.sleep(poll_seconds)
+        with self.clock.move_on_after(timeout_seconds):
+            while self.in_flight():  # polled: the request path must not pay for a signal
+                await self.clock.sleep(poll_seconds)
         return not self.in_flight()
 
     async def wait_ready(self, timeout_seconds: float) -> bool:
         """Wait until connected; False at once when an attempt fails or the server stops, or on timeout."""
         if self.state == "idle":
             self.want()
-        with anyio.move_on_after(timeout_seconds):
+        with self.clock.move_on_after(timeout_seconds):
             while not self.ready and self.state != "failed" and not self._has_stopped():
                 await self._changed_event().wait()
         return self.ready
@@ -179,7 +181,7 @@ class Supervisor:
                 backoff.mark_healthy(uptime)
             delay = backoff.next_delay()
             self._note_backoff(backoff, delay, connected)
-            await anyio.sleep(delay)
+            await self.clock.sleep(delay)
             self.restarts += 1
 
     async def _wait_for_login(self, report: _Report) -> None:
@@ -204,7 +206,7 @@ class Supervisor:
         entering_crash_loop = backoff.in_crash_loop and not self.crash_loop
         self.attempt = backoff.attempt
         self.crash_loop = backoff.in_crash_loop
-        self.retry_at = time.monotonic() + delay
+        self.retry_at = self.clock.now() + delay
         self._set_state("restarting" if connected else "failed")
         extra = {"server": self.name, "attempt": self.attempt, "state": self.state}
         verb = "restarting" if connected else "retrying"
@@ -248,7 +250,7 @@ class Supervisor:
                     if error is not None:
                         life.cancel_scope.cancel()
                     else:
-                        connected_at = time.monotonic()
+                        connected_at = self.clock.now()
                         self._become_ready(session)
                         report(True)
                         if self.options.health_check.interval_seconds > 0:
@@ -276,7 +278,7 @@ class Supervisor:
             )
             return False, 0.0
         log.warning("%s disconnected: %s", self.name, self.last_error, extra={"server": self.name})
-        return True, time.monotonic() - connected_at
+        return True, self.clock.now() - connected_at
 
     async def _connect(self, session: UpstreamSession, params: dict[str, Any] | None = None) -> str | None:
         """The handshake within the connect timeout; None when connected, else why not.
@@ -285,7 +287,7 @@ class Supervisor:
         isolated one handshakes with its client's `params`.
         """
         timeout = self.options.connect_timeout_seconds
-        with anyio.move_on_after(timeout) as deadline:
+        with self.clock.move_on_after(timeout) as deadline:
             try:
                 if params is not None:
                     await session.initialize(params, timeout + 1)  # +1: the deadline comes first
@@ -308,7 +310,7 @@ class Supervisor:
 
     def _become_ready(self, session: UpstreamSession) -> None:
         self.session = session
-        self.connected_at = time.monotonic()
+        self.connected_at = self.clock.now()
         self.health_failures = 0
         self.retry_at = None
         self._set_state("ready")
@@ -322,7 +324,7 @@ class Supervisor:
             self.last_error_at = time.time()
 
     async def _watch_health(self, session: UpstreamSession, life: anyio.CancelScope) -> None:
-        tracker = await watch_health(session, self.options.health_check, self._on_probe)
+        tracker = await watch_health(session, self.options.health_check, self._on_probe, self.clock)
         reason = f"unhealthy: {tracker.failures} health checks in a row failed ({tracker.last_error})"
         log.warning(
             "%s is %s; reconnecting", self.name, reason, extra={"server": self.name, "state": "unhealthy"}
