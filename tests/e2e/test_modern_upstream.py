@@ -1,6 +1,7 @@
-"""A 2026-07-28 streamable-HTTP upstream (`options.protocol: "2026-07-28"`) behind mcpmux, for clients
-of both eras: initialize answered from server/discover, stateless requests, `input_required` turned
-into server-to-client requests for handshake-era clients and passed on to 2026 ones as questions.
+"""A 2026-07-28 upstream (`options.protocol: "2026-07-28"` or `auto`; streamable HTTP and stdio) behind
+mcpmux, for clients of both eras: initialize answered from server/discover, stateless requests,
+`input_required` turned into server-to-client requests for handshake-era clients and passed on to 2026
+ones as questions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
         "modern": ("streamable-http", (), {"protocol": MODERN, "sessionMode": "shared"}),
         "modern_isolated": ("streamable-http", (), {"protocol": MODERN}),
         "auto": ("streamable-http", (), {"protocol": "auto", "sessionMode": "shared"}),
+        "stdio_modern": ("stdio", (), {"protocol": MODERN}),
+        "stdio_auto": ("stdio", (), {"protocol": "auto"}),
     }
     with relay_proxy(tmp_path_factory.mktemp("modern-up"), routes) as running:
         yield running
@@ -37,7 +40,7 @@ async def answer_name(context: Any, params: Any) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={"name": f"answer to {params.message}"})
 
 
-@pytest.mark.parametrize("route", ["modern", "modern_isolated", "auto"])
+@pytest.mark.parametrize("route", ["modern", "modern_isolated", "auto", "stdio_modern", "stdio_auto"])
 async def test_a_2025_client_uses_a_2026_upstream(proxy: ProxyProcess, route: str) -> None:
     with anyio.fail_after(BOUND_SECONDS):
         async with mcp_client(proxy.url(f"/{route}/mcp"), elicitation_callback=answer_name) as client:
@@ -54,9 +57,12 @@ async def test_a_2025_client_uses_a_2026_upstream(proxy: ProxyProcess, route: st
     assert answers["second"]["content"] == {"name": "answer to What is your quest?"}
 
 
-async def test_a_2025_client_sees_the_upstreams_result_without_2026_fields(proxy: ProxyProcess) -> None:
+@pytest.mark.parametrize("route", ["modern", "stdio_modern"])
+async def test_a_2025_client_sees_the_upstreams_result_without_2026_fields(
+    proxy: ProxyProcess, route: str
+) -> None:
     with anyio.fail_after(BOUND_SECONDS):
-        async with raw_http(proxy.url("/modern/mcp")) as client:
+        async with raw_http(proxy.url(f"/{route}/mcp")) as client:
             listed = await client.result("tools/list")
             called = await client.result("tools/call", {"name": "echo", "arguments": {"text": "x"}})
             pong = await client.result("ping")
@@ -65,26 +71,32 @@ async def test_a_2025_client_sees_the_upstreams_result_without_2026_fields(proxy
     assert pong == {}
 
 
-async def test_a_2026_client_answers_a_2026_upstreams_questions_through_mcpmux(proxy: ProxyProcess) -> None:
+@pytest.mark.parametrize("route", ["modern", "stdio_modern"])
+async def test_a_2026_client_answers_a_2026_upstreams_questions_through_mcpmux(
+    proxy: ProxyProcess, route: str
+) -> None:
     with anyio.fail_after(BOUND_SECONDS):
-        async with Client(proxy.url("/modern/mcp"), mode=MODERN, elicitation_callback=answer_name) as client:
+        url = proxy.url(f"/{route}/mcp")
+        async with Client(url, mode=MODERN, elicitation_callback=answer_name) as client:
             asked = await client.call_tool("native_ask", {})
     assert not asked.is_error, asked
     answers = json.loads(asked.content[0].text.removeprefix("native answers: "))  # type: ignore[union-attr]
     assert answers["first"]["content"] == {"name": "answer to What is your name?"}
 
 
-def test_auto_probed_the_upstream_once_and_chose_2026(proxy: ProxyProcess) -> None:
-    chosen = [line for line in proxy.lines if "auto: the upstream speaks" in line]
+@pytest.mark.parametrize("route", ["auto", "stdio_auto"])
+def test_auto_probed_the_upstream_once_and_chose_2026(proxy: ProxyProcess, route: str) -> None:
+    chosen = [line for line in proxy.lines if f" {route}: the upstream speaks" in line]
     assert len(chosen) == 1 and MODERN in chosen[0], chosen
 
 
+@pytest.mark.parametrize("route", ["modern", "stdio_modern"])
 async def test_a_2025_client_gets_list_changed_and_resource_updates_from_a_2026_upstream(
-    proxy: ProxyProcess,
+    proxy: ProxyProcess, route: str
 ) -> None:
     uri = "test://watched-resource"
     with anyio.fail_after(BOUND_SECONDS):
-        async with raw_http(proxy.url("/modern/mcp"), standalone=True) as client:
+        async with raw_http(proxy.url(f"/{route}/mcp"), standalone=True) as client:
             assert client.init_result["capabilities"]["resources"]["subscribe"] is True
             await client.result("resources/subscribe", {"uri": uri})
             call = {"name": "notify_list_changed", "arguments": {"kind": "prompts", "standalone": True}}
@@ -108,13 +120,16 @@ async def test_tool_arguments_marked_x_mcp_header_travel_as_mcp_param_headers(pr
     assert routed["content"][0]["text"] == "routed to eu-wëst", routed
 
 
-async def test_a_2026_client_listens_to_a_2026_upstream_through_mcpmux(proxy: ProxyProcess) -> None:
+@pytest.mark.parametrize("route", ["modern", "stdio_modern"])
+async def test_a_2026_client_listens_to_a_2026_upstream_through_mcpmux(
+    proxy: ProxyProcess, route: str
+) -> None:
     from mcp.shared.subscriptions import PromptsListChanged, ResourceUpdated
 
     uri = "test://watched-resource"
     with anyio.fail_after(BOUND_SECONDS):
         async with (
-            Client(proxy.url("/modern/mcp"), mode=MODERN) as client,
+            Client(proxy.url(f"/{route}/mcp"), mode=MODERN) as client,
             client.listen(prompts_list_changed=True, resource_subscriptions=[uri]) as subscription,
         ):
             assert subscription.honored.resource_subscriptions == [uri]

@@ -231,7 +231,8 @@ def build_options(inherited: OptionValues, own: OptionValues, *, transport: str 
     """Apply inheritance: own values win, then `mcpProxy.options`, then the model's defaults.
 
     `restart` and `healthCheck` inherit field by field. Without any sessionMode, stdio servers share one
-    upstream session (a process per client is costly) and HTTP upstreams get one per client session.
+    upstream session (a process per client is costly) and HTTP upstreams get one per client session. A
+    legacy SSE server is spoken to in the handshake era whatever `protocol` it inherits.
     """
     values = {**inherited, **own}
     values["restart"] = BackoffPolicy(**{**inherited.get("restart", {}), **own.get("restart", {})})
@@ -240,6 +241,8 @@ def build_options(inherited: OptionValues, own: OptionValues, *, transport: str 
     )
     if values.get("oauth") is False:  # `"oauth": false` turns an inherited one off
         values["oauth"] = None
+    if transport == "sse":  # the legacy HTTP+SSE transport exists only in the handshake era
+        values["protocol"] = "legacy"
     if "session_mode" not in values and transport is not None:
         values["session_mode"] = "shared" if transport == "stdio" else "isolated"
     return ServerOptions(**values)

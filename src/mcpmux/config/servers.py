@@ -143,6 +143,9 @@ def parse_server(
     if transport is None or diag.error_count > errors_before:
         return None
     warn_ignored_fields(entry, fields, transport)
+    if transport == "sse" and own.get("protocol") == "2026-07-28" and options_object is not None:
+        why = 'legacy HTTP+SSE has no 2026-07-28 form: expected "legacy" or "auto" (which means legacy here)'
+        raise diag.error(options_object.path_of("protocol"), why)
     options = build_options(inherited, own, transport=transport)
     server = make_server(name, transport, fields, options, disabled=disabled)
     oauth = diag.attempt(read_upstream_oauth, entry, transport)

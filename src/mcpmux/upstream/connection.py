@@ -69,6 +69,12 @@ def open_connection(
     server: ServerConfig, receiver: Receiver, era: EraMemory | None = None
 ) -> AbstractAsyncContextManager[Connection]:
     """Open the transport `server.transport` names (`era`: the runtime's probe memory for `auto`)."""
+    protocol = server.options.protocol
+    if server.transport == "stdio" and protocol != "legacy":
+        from .modern_stdio import open_modern_stdio_connection
+
+        memory = (era or EraMemory()) if protocol == "auto" else None
+        return open_modern_stdio_connection(server, receiver, memory)
     if server.transport == "stdio":
         from .stdio import open_stdio_connection
 

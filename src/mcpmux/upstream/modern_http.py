@@ -1,16 +1,10 @@
-"""A streamable-HTTP upstream spoken to in the 2026-07-28 era (`options.protocol`): stateless POSTs.
-
-To the `UpstreamSession` above it looks like any handshake-era connection: its `initialize` is answered
-from `server/discover`, `ping` by a discover, `logging/setLevel` is kept for each request's `_meta`, and an
-`input_required` result becomes real server-to-client requests (delivered like any the upstream sends),
-whose answers go back in the retry with `inputResponses` and the `requestState`.
-"""
+"""A streamable-HTTP upstream spoken to in the 2026-07-28 era (`options.protocol`): stateless POSTs,
+translated to look like a handshake-era session by `ModernTranslation`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,40 +14,13 @@ import anyio
 import orjson
 
 from ..config.model import ServerConfig
-from ..errors import UpstreamUnavailableError
-from ..jsonrpc import (
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    METHOD_NOT_FOUND,
-    Message,
-    error_response,
-    request,
-    result_response,
-)
-from ..protocol.constants import (
-    CANCELLED,
-    INITIALIZE,
-    LOGGING_SET_LEVEL,
-    MISSING_REQUIRED_CLIENT_CAPABILITY,
-    MODERN_VERSION,
-    PING,
-    RESOURCES_SUBSCRIBE,
-    RESOURCES_UNSUBSCRIBE,
-    SERVER_DISCOVER,
-    SERVER_REQUEST_CAPABILITY,
-    SUBSCRIPTIONS_ACKNOWLEDGED,
-    SUBSCRIPTIONS_LISTEN,
-    TOOLS_LIST,
-)
-from ..protocol.translate import (
-    handshake_response,
-    initialize_from_discover,
-    with_envelope,
-    without_subscription_id,
-)
+from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, request
+from ..protocol.constants import MODERN_VERSION, SUBSCRIPTIONS_ACKNOWLEDGED, SUBSCRIPTIONS_LISTEN, TOOLS_LIST
+from ..protocol.translate import with_envelope, without_subscription_id
 from .connection import Connection, EraMemory, Receiver
 from .http_client import HttpError
 from .http_post import HttpTransport, Posted, event_message, http_pool
+from .modern_base import ModernTranslation, wire_ids
 from .modern_headers import learn_param_headers, request_headers
 from .origin import shown_origin
 from .sse_events import SseParser
@@ -62,16 +29,7 @@ from .tasks import released
 
 log = logging.getLogger("mcpmux.upstream")
 
-MAX_LISTENED_URIS = 16  # resource subscriptions held upstream (each is a listen stream, a connection)
 LISTEN_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait before reopening a dropped listen stream
-LIST_CHANGED_FLAGS = (
-    ("tools", "toolsListChanged"),
-    ("prompts", "promptsListChanged"),
-    ("resources", "resourcesListChanged"),
-)
-MAX_INPUT_ROUNDS = 10  # input_required rounds of one request before it fails
-INPUT_TIMEOUT_SECONDS = 300.0  # how long the client may take to answer what the upstream asks
-_retry_ids = itertools.count(1)
 
 
 class ModernReply(Posted):
@@ -139,86 +97,35 @@ class ListenReply(ModernReply):
             self.conn.receiver(without_subscription_id(item), None)
 
 
-class ModernHttpConnection(HttpTransport):
+class ModernHttpConnection(HttpTransport, ModernTranslation):
     """One 2026-07-28 streamable-HTTP upstream, presented as a handshake-era session."""
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+        HttpTransport.__init__(self, *args)
+        ModernTranslation.__init__(self)
         self.origin = shown_origin(self.url)
-        self.capabilities: dict[str, Any] = {}  # the client capabilities of the handshake, per request
-        self.client_info: dict[str, Any] = {"name": "mcpmux", "version": "0"}
-        self.log_level: Any = None
-        self.calls: dict[Any, anyio.CancelScope] = {}  # upstream request id -> its POSTs' scope
-        self.asks: dict[str, asyncio.Future[Message]] = {}  # our pushed requests for input -> answer
-        self.subscribable = False  # the upstream declared resources.subscribe
-        self.listens: dict[str | None, list[ListenReply]] = {}  # None: list_changed; else the URI's stream
 
-    async def send(self, msg: Message, related: Any = None) -> None:
-        if self.closed:
-            raise self.unavailable(self._reason)
-        if "method" not in msg:  # a client's answer to a request for input
-            future = self.asks.pop(msg.get("id"), None)  # type: ignore[arg-type]
-            if future is not None and not future.done():
-                future.set_result(msg)
-        elif "id" in msg:
-            self.tg.start_soon(released, self._request, msg)
-        elif msg["method"] == CANCELLED:  # 2026-07-28 cancels by closing the request's stream
-            scope = self.calls.get((msg.get("params") or {}).get("requestId"))
-            if scope is not None:
-                scope.cancel()
-        # other notifications (initialized, roots/list_changed, ...) have no 2026-07-28 meaning
+    def closed_reason(self) -> str:
+        return self._reason
 
-    async def _request(self, msg: Message) -> None:
-        with anyio.CancelScope() as scope:
-            self.calls[msg["id"]] = scope
-            try:
-                response = await self._answer(msg)
-            except UpstreamUnavailableError as exc:
-                response = error_response(msg["id"], CONNECTION_CLOSED, str(exc))
-            finally:
-                self.calls.pop(msg["id"], None)
-            self.receiver(response, msg["id"])
-
-    async def _answer(self, msg: Message) -> Message:
-        method = msg["method"]
-        if method == INITIALIZE:
-            return await self._initialize(msg)
-        if method == PING:  # no ping in 2026-07-28: a discover shows the server answers
-            answer = await self.discover(msg["id"])
-            return answer if "error" in answer else result_response(msg["id"], {})
-        if method == LOGGING_SET_LEVEL:
-            self.log_level = (msg.get("params") or {}).get("level")
-            return result_response(msg["id"], {})
-        if method in (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE):
-            return self._subscription(msg)
-        return await self._call(msg)
-
-    def _subscription(self, msg: Message) -> Message:
-        """resources/subscribe and unsubscribe: a `subscriptions/listen` stream per URI, held upstream."""
-        uri = (msg.get("params") or {}).get("uri")
-        if not self.subscribable or not isinstance(uri, str):
-            why = f"{self.name} does not offer resource subscriptions"
-            return error_response(msg["id"], METHOD_NOT_FOUND, why)
-        if msg["method"] == RESOURCES_UNSUBSCRIBE:
-            for reply in self.listens.pop(uri, []):
-                reply.stopped = True
-        elif uri not in self.listens:
-            if len(self.listens) > MAX_LISTENED_URIS:
-                why = f"at most {MAX_LISTENED_URIS} resource subscriptions"
-                return error_response(msg["id"], INTERNAL_ERROR, why)
-            self._listen(uri, {"resourceSubscriptions": [uri]})
-        return result_response(msg["id"], {})
+    def _learn(self, method: str, result: dict[str, Any]) -> None:
+        if method == TOOLS_LIST:
+            learn_param_headers((self.name, self.url), result.get("tools"))
 
     def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
         held: list[ListenReply] = []
         self.listens[key] = held
         self.tg.start_soon(released, self._hold_listen, wanted, held)
 
+    def _unlisten(self, key: str) -> None:
+        for reply in self.listens.pop(key, []):
+            reply.stopped = True
+
     async def _hold_listen(self, wanted: dict[str, Any], held: list[ListenReply]) -> None:
         """Keep one listen stream open upstream (reopened after a drop, with backoff) until it is stopped."""
         delay = LISTEN_RETRY_SECONDS[0]
         while not self.closed:
-            rid = f"mcpmux-listen-{next(_retry_ids)}"
+            rid = f"mcpmux-listen-{next(wire_ids)}"
             msg = request(rid, SUBSCRIPTIONS_LISTEN, {"notifications": wanted})
             done = asyncio.get_running_loop().create_future()
             reply = ListenReply(self, msg, done)
@@ -231,100 +138,6 @@ class ModernHttpConnection(HttpTransport):
                 return
             await anyio.sleep(delay)
             delay = min(delay * 2, LISTEN_RETRY_SECONDS[1])
-
-    async def _initialize(self, msg: Message) -> Message:
-        """The handshake, answered from `server/discover`; its capabilities go into every request."""
-        params = msg.get("params") or {}
-        caps, info = params.get("capabilities"), params.get("clientInfo")
-        self.capabilities = caps if isinstance(caps, dict) else {}
-        self.client_info = info if isinstance(info, dict) else self.client_info
-        answer = await self.discover(msg["id"])
-        result = answer.get("result")
-        if not isinstance(result, dict):
-            return answer
-        versions = result.get("supportedVersions")
-        if not isinstance(versions, list) or MODERN_VERSION not in versions:
-            why = f"the upstream does not serve {MODERN_VERSION} (it lists {versions!r}): protocol legacy"
-            return error_response(msg["id"], INTERNAL_ERROR, why)
-        fallback = {"name": self.name, "version": ""}
-        init = initialize_from_discover(result, params.get("protocolVersion"), fallback)
-        self._listen_for_changes(init["capabilities"])
-        return result_response(msg["id"], init)
-
-    def _listen_for_changes(self, caps: dict[str, Any]) -> None:
-        """Hold a listen stream for the list_changed kinds the upstream offers (once per connection)."""
-        wanted = {
-            flag: True
-            for kind, flag in LIST_CHANGED_FLAGS
-            if isinstance(caps.get(kind), dict) and caps[kind].get("listChanged")
-        }
-        resources = caps.get("resources")
-        self.subscribable = isinstance(resources, dict) and bool(resources.get("subscribe"))
-        if wanted and None not in self.listens:
-            self._listen(None, wanted)
-
-    async def discover(self, request_id: Any) -> Message:
-        """The upstream's answer to `server/discover`."""
-        return await self._exchange(request(request_id, SERVER_DISCOVER, {}), request_id)
-
-    async def _call(self, msg: Message) -> Message:
-        """A request, retried with the client's answers while the upstream says `input_required`."""
-        sent = msg
-        for _ in range(MAX_INPUT_ROUNDS):
-            answer = await self._exchange(sent, msg["id"])
-            result = answer.get("result")
-            if not isinstance(result, dict) or result.get("resultType") != "input_required":
-                if msg["method"] == TOOLS_LIST and isinstance(result, dict):
-                    learn_param_headers((self.name, self.url), result.get("tools"))
-                return handshake_response({**answer, "id": msg["id"]})
-            responses = await self._ask_client(result.get("inputRequests"), msg["id"])
-            if "error" in responses:
-                return {**responses, "id": msg["id"]}
-            params = {**(msg.get("params") or {}), "inputResponses": responses}
-            if "requestState" in result:
-                params["requestState"] = result["requestState"]
-            sent = {**msg, "id": f"mcpmux-retry-{next(_retry_ids)}", "params": params}
-        why = f"more than {MAX_INPUT_ROUNDS} rounds of input_required"
-        return error_response(msg["id"], INTERNAL_ERROR, why)
-
-    async def _ask_client(self, input_requests: Any, related: Any) -> dict[str, Any]:
-        """Ask the client each request for input (as the upstream's own requests); their results by key,
-        or a JSON-RPC error message when one cannot be answered."""
-        asked = self._push(input_requests, related)
-        if "error" in asked:
-            return asked
-        answers = await self._answers(asked)
-        if answers is None:
-            return error_response(None, INTERNAL_ERROR, "the client did not answer the upstream's questions")
-        refused = [key for key, answer in answers.items() if not isinstance(answer.get("result"), dict)]
-        if refused:
-            return refusal(input_requests[refused[0]]["method"], answers[refused[0]].get("error"))
-        return {key: answer["result"] for key, answer in answers.items()}
-
-    async def _answers(self, asked: dict[str, Any]) -> dict[str, Message] | None:
-        """The client's answers by key (None when they did not all come in time)."""
-        try:
-            with anyio.fail_after(INPUT_TIMEOUT_SECONDS):
-                return {key: await future for key, future in asked.items()}
-        except TimeoutError:
-            return None
-        finally:
-            for rid in [r for r, f in self.asks.items() if f in asked.values()]:
-                del self.asks[rid]
-
-    def _push(self, input_requests: Any, related: Any) -> dict[str, Any]:
-        """Deliver each input request as a server-to-client request; the futures of their answers by key."""
-        if not isinstance(input_requests, dict) or not input_requests:
-            return error_response(None, INTERNAL_ERROR, f"{self.name}: input_required without inputRequests")
-        if not all(isinstance(w, dict) and isinstance(w.get("method"), str) for w in input_requests.values()):
-            return error_response(None, INTERNAL_ERROR, f"{self.name}: a malformed inputRequest")
-        loop = asyncio.get_running_loop()
-        asked: dict[str, Any] = {}
-        for key, wanted in input_requests.items():
-            rid = f"mcpmux-input-{next(_retry_ids)}"
-            asked[key] = self.asks[rid] = loop.create_future()
-            self.receiver(request(rid, wanted["method"], wanted.get("params") or {}), related)
-        return asked
 
     async def _exchange(self, msg: Message, related: Any) -> Message:
         """POST one request with the 2026 envelope and headers; deliver what comes before its answer."""
@@ -351,18 +164,6 @@ async def open_modern_http_connection(
 ) -> AsyncIterator[ModernHttpConnection]:
     async with http_pool(server) as (pool, tg):
         yield ModernHttpConnection(server, pool, receiver, tg)
-
-
-def refusal(method: str, error: Any) -> Message:
-    """The call's error when the client refused what the upstream asked: a capability it did not declare
-    is -32021 naming it (what a 2026-07-28 server answers itself), anything else -32603."""
-    capability = SERVER_REQUEST_CAPABILITY.get(method)
-    code = error.get("code") if isinstance(error, dict) else None
-    if capability is not None and code == METHOD_NOT_FOUND:
-        data: dict[str, Any] = {"requiredCapabilities": {capability: {}}}
-        why = f"the client cannot answer {method}"
-        return error_response(None, MISSING_REQUIRED_CLIENT_CAPABILITY, why, data)
-    return error_response(None, INTERNAL_ERROR, f"the client could not answer {method}: {error}")
 
 
 @asynccontextmanager
