@@ -328,7 +328,7 @@ async def serve(
     sock = open_listener(config.addr, listen_fd)
     proxy = Proxy(config, lock_path)
     app = ProxyApp(proxy)
-    app.extra.update(PinsEndpoints(app).table())
+    app.tables.append(PinsEndpoints(app).table)
     app.rebuild()
     http = HttpServer(app, sock, graceful_seconds=HTTP_GRACE_SECONDS, limits=config.http)
     reloader = Reloader(proxy, reload_config) if reload_config is not None else None
@@ -373,7 +373,7 @@ async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket, reload
         reloader.announce = cluster.announce_reload
         cluster.on_reload = lambda why: reloader.reload(why, announce=False)
     app.cluster = cluster
-    app.extra["/_cluster"] = cluster.view
+    app.tables.append(cluster.paths)
     app.rebuild()
     return cluster
 

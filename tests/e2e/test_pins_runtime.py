@@ -4,6 +4,7 @@ until approved (command line or operator endpoint), warn serves and reports, off
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -171,3 +172,23 @@ def restart(proxy: ProxyProcess, tmp_path: Path) -> None:
     deadline = time.monotonic() + BOUND_SECONDS
     while int(pid_file.read_text() or old) == old:  # the new process wrote its pid before answering
         assert time.monotonic() < deadline
+
+
+def test_under_a_baseurl_path_the_status_pages_approve_endpoint_is_prefixed_too(tmp_path: Path) -> None:
+    operator = {"authTokens": [TOKEN]}
+    document = drifted(tmp_path, "enforce", baseURL="http://127.0.0.1:9/base", options=operator)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with running_proxy(document, tmp_path) as proxy:
+        page = httpx2.get(proxy.url("/base/_status"), headers=auth).text
+        found = re.search(r'data-approve="([^"]*)"', page)
+        assert found is not None and found.group(1) == "/base/_pins/approve"  # where the page's script posts
+        deadline = time.monotonic() + BOUND_SECONDS
+        while '"upload"' not in httpx2.get(proxy.url("/base/_pins"), headers=auth).text:
+            assert time.monotonic() < deadline, "pinning never reported the drifted catalog"
+            time.sleep(0.05)  # polling pace, bounded by the deadline
+        url = proxy.url(found.group(1))
+        assert httpx2.post(url, json={"server": "docs", "tool": "upload"}).status_code == 401
+        ok = httpx2.post(url, json={"server": "docs", "tool": "upload"}, headers=auth)
+        assert ok.status_code == 200, ok.text
+        assert [c["name"] for c in ok.json()["approved"]] == ["upload"]
+        assert httpx2.get(proxy.url("/_pins"), headers=auth).status_code == 200  # the root path stays

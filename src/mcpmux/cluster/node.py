@@ -350,6 +350,10 @@ class Cluster:
         """This replica's counters, published with each heartbeat; `sessions` is set by the proxy."""
         return {"forwarded": self.forwarded, "streams": len(self.pumping), "sessions": self.sessions()}
 
+    def paths(self, base: str) -> dict[str, Any]:
+        """`/_cluster` at the root and under the baseURL's path (where the status page's script calls it)."""
+        return {"/_cluster": self.view, f"{base}/_cluster": self.view}
+
     async def view(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         """`/_cluster` (operators): every registered replica with the counters of its last heartbeat."""
         if not await authorized(self.config(), headers, send):

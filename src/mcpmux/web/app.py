@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,8 @@ class ProxyApp:
         self.extra: dict[
             str, Any
         ] = {}  # more operator endpoints: path -> async handler(scope, receive, send)
+        # more operator endpoints, given the baseURL's path (they choose where they are served)
+        self.tables: list[Callable[[str], dict[str, Any]]] = []
         self.oauth: Any = None  # OAuthFront, imported only when a route has OAuth on
         self.cluster: Any = None  # cluster.node.Cluster in cluster mode: forwards others' sessions
         self.telemetry = Telemetry(open_tracing(self.state.config))
@@ -83,6 +86,7 @@ class ProxyApp:
             "/metrics": self.metrics,
             **self._rebuild_oauth(),
             **callback_paths(self, base),
+            **{path: handler for table in self.tables for path, handler in table(base).items()},
         }
         for path, handler in {**operator, **self.extra}.items():
             table[path] = ("extra", handler)

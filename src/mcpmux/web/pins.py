@@ -31,8 +31,10 @@ class PinsEndpoints:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    def table(self) -> dict[str, Any]:
-        return {"/_pins": self.view, "/_pins/approve": self.approve}
+    def table(self, base: str) -> dict[str, Any]:
+        """Under the baseURL's path, like the status page that calls them, and at the root as before."""
+        paths = {"/_pins": self.view, "/_pins/approve": self.approve}
+        return {f"{prefix}{path}": handler for prefix in ("", base) for path, handler in paths.items()}
 
     async def view(self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders) -> None:
         state = self.app.state

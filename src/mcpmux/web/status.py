@@ -198,7 +198,7 @@ def _group(
 
 def render_page(config: ProxyConfig, base: str, view: View | None = None) -> bytes:
     """The page with its asset and API paths filled in, and the first view the caller may see."""
-    cluster = "/_cluster" if config.cluster is not None else ""  # operators: the replicas, from Redis
+    cluster = f"{base}/_cluster" if config.cluster is not None else ""  # operators: the replicas, from Redis
     return fill(_static("status.html").decode(), view or View("token"), base, config.name, cluster).encode()
 
 
