@@ -28,6 +28,7 @@ from mcpmux.jsonrpc import (
     parse_message,
     progress_token,
 )
+from mcpmux.relay.dispatch import Dispatch
 from mcpmux.relay.server_route import ServerRoute
 from mcpmux.upstream.runtime import ServerRuntime
 from mcpmux.upstream.session import UpstreamSession
@@ -84,7 +85,7 @@ async def relay_through(upstream_messages: list[Any], related: Any) -> tuple[dic
     client = route.new_session(None)
     client.initialized = True
     client.subscriptions.add("file:///a")
-    runtime.attach(client)
+    Dispatch.of(runtime).attach(client)
     session = UpstreamSession("up", runtime, queue_limit=5)
     conn = session.connection = Recorder()
     call = {

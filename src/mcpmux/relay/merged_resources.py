@@ -9,9 +9,9 @@ import anyio
 from ..jsonrpc import Message, error_response, result_response
 from ..protocol.constants import RESOURCE_NOT_FOUND
 from ..upstream.runtime import ServerRuntime
-from ..upstream.session import UpstreamSession
 from . import subscriptions
 from .client import ClientSession
+from .dispatch import Dispatch
 
 if TYPE_CHECKING:
     from .merged_route import Member, MergedRoute
@@ -63,7 +63,7 @@ async def subscribe(route: MergedRoute, client: ClientSession, msg: Message, exc
     held = route._subscriptions.setdefault(client.id, {})
     if (member.name, upstream_uri) in held:
         return result_response(msg["id"], {})
-    if runtime.isolated or not subscriptions.held(runtime.subscribers, upstream_uri):
+    if runtime.isolated or not subscriptions.held(member.dispatch.subscribers, upstream_uri):
         sent = {**msg, "params": {**params, "uri": upstream_uri}}
         response = await route._forward(member, client, sent, exchange)
         if "error" in response:
@@ -71,7 +71,7 @@ async def subscribe(route: MergedRoute, client: ClientSession, msg: Message, exc
     held[member.name, upstream_uri] = str(uri)
     client.subscriptions.add(upstream_uri)  # what the runtime checks before relaying resources/updated
     if not runtime.isolated:
-        subscriptions.hold(runtime.subscribers, upstream_uri)
+        subscriptions.hold(member.dispatch.subscribers, upstream_uri)
     return result_response(msg["id"], {})
 
 
@@ -106,17 +106,12 @@ async def release_all(route: MergedRoute, client: ClientSession) -> None:
     client.subscriptions.clear()
 
 
-def open_session_of(runtime: ServerRuntime, client: ClientSession) -> UpstreamSession | None:
-    """The upstream session the client already uses on `runtime` (never opens one)."""
-    session = client.upstreams.get(runtime.name) if runtime.isolated else runtime.session
-    return session if session is not None and session.closed_reason is None else None
-
-
 async def release_subscription(runtime: ServerRuntime, client: ClientSession, uri: str) -> None:
     """Unsubscribe upstream when the last shared subscriber of `uri` leaves (or at once, if isolated)."""
-    if not runtime.isolated and not subscriptions.drop(runtime.subscribers, uri):
+    dispatch = Dispatch.of(runtime)
+    if not runtime.isolated and not subscriptions.drop(dispatch.subscribers, uri):
         return  # other clients still hold it
-    session = open_session_of(runtime, client)
+    session = dispatch.open_session(client)
     if session is None:
         return
     with anyio.move_on_after(runtime.request_timeout_seconds):

@@ -24,6 +24,7 @@ from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
 from ..upstream.runtime import ServerRuntime
 from . import merged_resources
 from .client import ClientSession
+from .dispatch import Dispatch
 from .merged_catalog import MemberCatalog, MergedCatalog
 from .merged_lists import LISTS, list_page
 from .pinned import pin_refusal, pin_shows
@@ -49,6 +50,11 @@ class Member:
     @property
     def name(self) -> str:
         return self.runtime.name
+
+    @property
+    def dispatch(self) -> Dispatch:
+        """The member's client sessions and what reaches them (shared with its own route)."""
+        return Dispatch.of(self.runtime)
 
 
 class MergedRoute(Route):
@@ -129,9 +135,9 @@ class MergedRoute(Route):
                 if member.runtime.isolated:
                     continue
                 if self._reaches(client, member.name):
-                    member.runtime.attach(client)
+                    member.dispatch.attach(client)
                 else:  # the reload took this server away from the client's token
-                    member.runtime.detach(client)
+                    member.dispatch.detach(client)
             for kind in KINDS:
                 client.outbox.push(list_changed(kind))
 
@@ -213,12 +219,12 @@ class MergedRoute(Route):
         """Relay to a member (`early`: its answer goes back unchanged, so the face may write it from the
         upstream's reader, the early response path)."""
         runtime = member.runtime
-        session = await runtime.session_for(client)
+        session = await member.dispatch.session_for(client)
         if session is None:
             return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.label!r} is not connected")
         response = await session.request(msg, exchange, runtime.request_timeout_seconds, early=early)
         if session.closed_reason is not None:  # it died under this request: replay it if that is safe
-            response = await runtime.replay(client, msg, exchange, response)
+            response = await member.dispatch.replay(client, msg, exchange, response)
         return response
 
     async def _call_tool(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
@@ -310,7 +316,7 @@ class MergedRoute(Route):
             if not self._reaches(client, member.name):
                 continue  # nothing of a server the token may not use reaches the client
             if not member.runtime.isolated:
-                member.runtime.attach(client)
+                member.dispatch.attach(client)
             member.runtime.want()  # a lazyStart member starts now and joins with list_changed
             session = member.runtime.session
             init = session.init_result if session is not None else None
@@ -344,7 +350,7 @@ class MergedRoute(Route):
             level = (
                 client.log_level
                 if member.runtime.isolated
-                else member.runtime.shared_log_level(client.log_level)
+                else member.dispatch.shared_log_level(client.log_level)
             )
             await self._forward(member, client, {**msg, "params": {"level": level}}, None)
         return result_response(msg["id"], {})
@@ -368,7 +374,7 @@ class MergedRoute(Route):
             client.initialized = True
             return
         for member in self.members:
-            session = merged_resources.open_session_of(member.runtime, client)
+            session = member.dispatch.open_session(client)
             if session is None or not self._reaches(client, member.name):
                 continue
             if method == "notifications/cancelled":
@@ -381,7 +387,7 @@ class MergedRoute(Route):
 
     async def on_session_closed(self, client: ClientSession) -> None:
         for member in self.members:
-            member.runtime.detach(client)
+            member.dispatch.detach(client)
         await merged_resources.release_all(self, client)
 
 

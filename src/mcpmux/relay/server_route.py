@@ -23,6 +23,7 @@ from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from . import subscriptions
 from .client import ClientSession
+from .dispatch import Dispatch
 from .pinned import pin_refusal, pin_shows
 from .route import Route, admitted_tokens, negotiate_version
 from .toolsearch import META_NAMES, Entry, ToolSearch, search_instructions
@@ -39,6 +40,7 @@ class ServerRoute(Route):
         super().__init__(runtime.name, runtime.options.auth_tokens)
         self.tokens = admitted_tokens(runtime.options.auth_tokens, (runtime.name,))
         self.runtime = runtime
+        self.dispatch = Dispatch.of(runtime)  # its client sessions and what reaches them
         self.proxy = proxy
         self.redact = Redactor.for_config(proxy)  # the last error goes to clients: no secrets in it
         self.log_enabled = runtime.options.log_enabled
@@ -120,7 +122,7 @@ class ServerRoute(Route):
         timeout = self.runtime.request_timeout_seconds
         response = await upstream.request(msg, exchange, timeout, early=not present and not unlisted)
         if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
-            response = await self.runtime.replay(client, msg, exchange, response)
+            response = await self.dispatch.replay(client, msg, exchange, response)
         if present:
             self._present_tools(client, response)
         elif unlisted:
@@ -206,7 +208,7 @@ class ServerRoute(Route):
         result["tools"] = tools
 
     async def _upstream_for(self, client: ClientSession) -> UpstreamSession | None:
-        return await self.runtime.session_for(client)
+        return await self.dispatch.session_for(client)
 
     def _unavailable(self, request_id: Any) -> Message:
         reason = self.unavailable_reason() or f"server {self.name!r} is not available"
@@ -228,7 +230,7 @@ class ServerRoute(Route):
                 return self._unavailable(msg["id"])
             upstream_init = session.init_result
         else:
-            self.runtime.attach(client)
+            self.dispatch.attach(client)
         version = negotiate_version(params.get("protocolVersion"), upstream_init.get("protocolVersion"))
         client.protocol_version = version
         return result_response(msg["id"], self.initialize_result(upstream_init, version))
@@ -265,7 +267,7 @@ class ServerRoute(Route):
         if self.isolated:
             return await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
         # shared upstream: ask it for the most verbose level any client wants; filter per client
-        wanted = self.runtime.shared_log_level(client.log_level)
+        wanted = self.dispatch.shared_log_level(client.log_level)
         response = await upstream.request(
             {**msg, "params": {**(msg.get("params") or {}), "level": wanted}},
             exchange,
@@ -284,7 +286,7 @@ class ServerRoute(Route):
             return result_response(msg["id"], {})
         # Claimed before the upstream answers, so a concurrent subscribe to the same URI is not sent too.
         client.subscriptions.add(uri)
-        subscribers = self.runtime.subscribers
+        subscribers = self.dispatch.subscribers
         if not self.isolated and not subscriptions.hold(subscribers, uri):
             return result_response(msg["id"], {})  # subscribed upstream already
         response = await upstream.request(msg, exchange, self.runtime.request_timeout_seconds)
@@ -307,7 +309,7 @@ class ServerRoute(Route):
         return await self._release_subscription(upstream, uri, msg["id"])
 
     async def _release_subscription(self, upstream: UpstreamSession, uri: Any, request_id: Any) -> Message:
-        if not subscriptions.drop(self.runtime.subscribers, uri):
+        if not subscriptions.drop(self.dispatch.subscribers, uri):
             return result_response(request_id, {})  # other clients still hold it
         return await upstream.request(
             {"jsonrpc": "2.0", "id": request_id, "method": "resources/unsubscribe", "params": {"uri": uri}},
@@ -334,7 +336,7 @@ class ServerRoute(Route):
         await upstream.notify(msg)
 
     async def on_session_closed(self, client: ClientSession) -> None:
-        self.runtime.detach(client)
+        self.dispatch.detach(client)
         if self.isolated:
             return  # closing the client ended its private upstream session
         upstream = self.runtime.session

@@ -1,8 +1,9 @@
 """Resource subscriptions on a shared upstream session, counted per URI and used by every route.
 
 Clients of a shared session may subscribe to the same URI: the upstream gets one `resources/subscribe`
-for the first holder and one `resources/unsubscribe` after the last. The counts live on the runtime
-(`ServerRuntime.subscribers`, re-sent after a restart); these functions are the only ones changing them.
+for the first holder and one `resources/unsubscribe` after the last. The counts live in the server's
+dispatch (`relay.dispatch.Dispatch.subscribers`, re-sent after a restart); these functions are the only
+ones changing them.
 """
 
 from __future__ import annotations

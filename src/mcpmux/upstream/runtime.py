@@ -1,4 +1,4 @@
-"""Everything the proxy runs for one configured server: its supervised primary session and its state."""
+"""One configured server: its supervised primary session, its catalog, private sessions, its events."""
 
 from __future__ import annotations
 
@@ -15,27 +15,10 @@ from ..core.counters import Traffic
 from ..core.pins import ServerVerdict
 from ..core.toolfilter import NameFilter
 from ..errors import UpstreamError, UpstreamUnavailableError
-from ..jsonrpc import (
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    METHOD_NOT_FOUND,
-    Message,
-    error_response,
-    is_key,
-    notification,
-    request,
-    result_response,
-)
-from ..protocol.constants import (
-    HANDSHAKE_VERSIONS,
-    LATEST_HANDSHAKE_VERSION,
-    LIST_CHANGED,
-    LOG_RANK,
-    SAFE_TO_REPLAY,
-    SERVER_REQUEST_CAPABILITY,
-)
+from ..jsonrpc import INTERNAL_ERROR, Message, error_response, result_response
+from ..protocol.constants import LATEST_HANDSHAKE_VERSION, LIST_CHANGED
 from .connection import open_connection
-from .downstream import Downstream
+from .events import NO_CLIENTS, Asked, EventSink, Notified, Resumed
 from .session import InFlight, Link, UpstreamSession
 from .supervisor import Supervisor, close_when_dead
 
@@ -46,14 +29,14 @@ PROXY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "sampling": {},
     "elicitation": {"form": {}, "url": {}},
 }
-SERVER_REQUEST_TIMEOUT_SECONDS = 300.0
 SERVER_REQUESTS_LIMIT = 256  # requests from one server waiting for clients' answers at once
 REPLAY_WAIT_SECONDS = 10.0  # at most this long for the fresh session a replay needs
 
 
 class ServerRuntime(Supervisor):
-    """One configured server: its supervised primary session (see `Supervisor`), its catalog, what the
-    server initiates, and the sessions clients' requests go to."""
+    """One configured server: its supervised primary session (see `Supervisor`), its catalog, and the
+    private sessions opened on request. What the server initiates is reported to `sink` as events
+    (`upstream/events.py`); who gets it is the layer above's business."""
 
     def __init__(self, config: ServerConfig, proxy: ProxyConfig) -> None:
         super().__init__(config, proxy)
@@ -65,11 +48,9 @@ class ServerRuntime(Supervisor):
         self.templates: list[dict[str, Any]] = []  # the full listings, for pinning
         self.instructions: str | None = None
         self.pin_verdict: ServerVerdict | None = None  # set by pinning (None: pinning is off)
-        self.attached: set[Downstream] = set()
-        self.subscribers: dict[str, int] = {}  # resource uri -> shared-session subscriber count
+        self.sink: EventSink = NO_CLIENTS  # set by the layer above (relay.dispatch.Dispatch.of)
         self.tool_filter = NameFilter(config.options.tool_filter)
         self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
-        self._server_requests: dict[tuple[int, Any], anyio.CancelScope] = {}
         self._serving = 0  # requests from the server being served (waiting for a client's answer)
         self._refused = 0  # refused because SERVER_REQUESTS_LIMIT were being served
 
@@ -107,17 +88,8 @@ class ServerRuntime(Supervisor):
         return status
 
     def _resume(self, session: UpstreamSession) -> None:
-        if (self.subscribers or any(c.log_level for c in self.attached)) and self._tg is not None:
-            self.spawn(self._restore_shared_state, session)
-
-    async def _restore_shared_state(self, session: UpstreamSession) -> None:
-        """A fresh upstream knows nothing of the clients' subscriptions and log level: tell it again."""
-        timeout = self.request_timeout_seconds
-        level = self.shared_log_level(None)
-        if level is not None:
-            await session.request(request(0, "logging/setLevel", {"level": level}), None, timeout)
-        for uri in list(self.subscribers):
-            await session.request(request(0, "resources/subscribe", {"uri": uri}), None, timeout)
+        if self._tg is not None:
+            self.spawn(self.sink.resumed, Resumed(session))
 
     async def _handshake(self, session: UpstreamSession) -> None:
         params = {
@@ -191,54 +163,13 @@ class ServerRuntime(Supervisor):
         for listener in list(self.catalog_listeners):
             listener(self, why)
 
-    # -- what the upstream initiates ------------------------------------------------------------
-
-    def clients_of(self, session: UpstreamSession) -> list[Downstream]:
-        if session.owner is not None:
-            return [session.owner]
-        return list(self.attached)
+    # -- what the upstream initiates: reported to the sink ---------------------------------------
 
     def on_notification(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
-        """Route a notification from the server: to the request it belongs to, or to the clients."""
-        method = msg["method"]
-        if method == "notifications/cancelled":
-            self._server_cancelled(session, msg)
-        elif method in LIST_CHANGED:
-            if session is self.session:
-                self.refresh_soon(session)
-            self._tell_clients(session, msg)
-        elif method == "notifications/resources/updated":
-            self._resource_updated(session, msg)
-        elif related is not None:
-            related.put(msg)
-        elif method == "notifications/message":
-            level = (msg.get("params") or {}).get("level")
-            self._tell_clients(session, msg, lambda client: client.wants_log(level))
-        else:
-            self._tell_clients(session, msg)
-
-    def _server_cancelled(self, session: UpstreamSession, msg: Message) -> None:
-        """The server gave up one of its requests to a client: stop waiting for the client's answer."""
-        request_id = (msg.get("params") or {}).get("requestId")
-        scope = self._server_requests.get((id(session), request_id)) if is_key(request_id) else None
-        if scope is not None:
-            scope.cancel()
-
-    def _resource_updated(self, session: UpstreamSession, msg: Message) -> None:
-        uri = (msg.get("params") or {}).get("uri")
-        if type(uri) is str:
-            self._tell_clients(session, msg, lambda client: uri in client.subscriptions)
-
-    def _tell_clients(
-        self,
-        session: UpstreamSession,
-        msg: Message,
-        wanted: Callable[[Downstream], bool] | None = None,
-    ) -> None:
-        """Hand a notification to the session's clients (those `wanted`) through their routes."""
-        for client in self.clients_of(session):
-            if wanted is None or wanted(client):
-                client.route.on_upstream_notification(client, self, msg)
+        """A notification from the server: list_changed reloads the catalog; the sink gets them all."""
+        if session is self.session and msg["method"] in LIST_CHANGED:
+            self.refresh_soon(session)
+        self.sink.notified(Notified(session, msg, related))
 
     async def _refresh_catalog(self, session: UpstreamSession) -> None:
         try:
@@ -248,137 +179,55 @@ class ServerRuntime(Supervisor):
         self._catalog_changed("refreshed")
 
     def on_server_request(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        """A request from the server: served in a task of this runtime, at most SERVER_REQUESTS_LIMIT
+        at once (a flood is refused at once: no task waits for clients)."""
         if self._tg is None:
             return
-        if self._serving >= SERVER_REQUESTS_LIMIT:  # a flood: answered at once, no task waits for clients
-            self._refused += 1
-            if self._refused in (1, 100, 10000):
-                log.warning(
-                    "%s has %d requests to clients waiting; refused %d more",
-                    self.name,
-                    self._serving,
-                    self._refused,
-                    extra={"server": self.name},
-                )
-            refusal = error_response(
-                msg["id"],
-                INTERNAL_ERROR,
-                f"mcpmux: {SERVER_REQUESTS_LIMIT} requests to clients are waiting already",
-            )
-            self.spawn(session.respond, refusal)
+        if self._serving >= SERVER_REQUESTS_LIMIT:
+            self._refuse(session, msg)
             return
         self._serving += 1
-        self.spawn(self._serve_counted, session, msg, related)
+        self.spawn(self._serve, session, msg, related)
 
-    async def _serve_counted(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+    def _refuse(self, session: UpstreamSession, msg: Message) -> None:
+        self._refused += 1
+        if self._refused in (1, 100, 10000):
+            log.warning(
+                "%s has %d requests to clients waiting; refused %d more",
+                self.name,
+                self._serving,
+                self._refused,
+                extra={"server": self.name},
+            )
+        refusal = error_response(
+            msg["id"],
+            INTERNAL_ERROR,
+            f"mcpmux: {SERVER_REQUESTS_LIMIT} requests to clients are waiting already",
+        )
+        self.spawn(session.respond, refusal)
+
+    async def _serve(self, session: UpstreamSession, msg: Message, related: InFlight | None) -> None:
+        """Answer a ping here; anything else as the sink answers it (under the server's id)."""
         try:
-            await self._serve_server_request(session, msg, related)
+            if msg["method"] == "ping":
+                answer: Message | None = result_response(msg["id"], {})
+            else:
+                answer = await self.sink.asked(Asked(session, msg, related))
+            if answer is not None:
+                answer["id"] = msg["id"]
+                await session.respond(answer)
         finally:
             self._serving -= 1
 
-    async def _serve_server_request(
-        self, session: UpstreamSession, msg: Message, related: InFlight | None
-    ) -> None:
-        uid, method = msg["id"], msg["method"]
-        if method == "ping":
-            await session.respond(result_response(uid, {}))
-            return
-        client = related.origin.client if related is not None and related.origin is not None else None
-        if client is None and session.owner is not None:
-            client = session.owner
-        answer = self._refusal(uid, method, client, session)
-        if answer is None and client is not None:
-            answer = await self._ask_client(session, client, msg, related)
-        if answer is not None:
-            answer["id"] = uid
-            await session.respond(answer)
-
-    def _refusal(
-        self, uid: Any, method: str, client: Downstream | None, session: UpstreamSession
-    ) -> Message | None:
-        if client is None:
-            waiting = len({id(p.origin.client) for p in session.pending.values() if p.origin is not None})
-            why = (
-                "no client request is in flight"
-                if not waiting
-                else f"{waiting} clients have requests in flight"
-            )
-            return error_response(
-                uid, INTERNAL_ERROR, f"mcpmux: cannot tell which client {method} is for ({why})"
-            )
-        capability = SERVER_REQUEST_CAPABILITY.get(method)
-        if capability is not None and not client.supports(capability):
-            return error_response(
-                uid, METHOD_NOT_FOUND, f"the client did not declare the {capability} capability"
-            )
-        return None
-
-    async def _ask_client(
-        self, session: UpstreamSession, client: Downstream, msg: Message, related: InFlight | None
-    ) -> Message | None:
-        key = (id(session), msg["id"])
-        rid = client.new_request_id()
-        with anyio.CancelScope() as scope:
-            self._server_requests[key] = scope
-            try:
-                deliver = related.put if related is not None and related.final is None else None
-                return await client.request_client(
-                    rid, msg["method"], msg.get("params"), deliver, SERVER_REQUEST_TIMEOUT_SECONDS
-                )
-            finally:
-                self._server_requests.pop(key, None)
-        client.outbox.push(
-            notification("notifications/cancelled", {"requestId": rid, "reason": "cancelled by the server"})
-        )
-        return None
-
-    # -- client sessions ---------------------------------------------------------------------
-
-    def attach(self, client: Downstream) -> None:
-        self.attached.add(client)
-
-    def detach(self, client: Downstream) -> None:
-        self.attached.discard(client)
-
-    # -- the session a client's requests go to ---------------------------------------------------
-
-    def shared_log_level(self, fallback: str | None) -> str | None:
-        """The level a shared upstream must log at: the most verbose any attached client asked for."""
-        levels = [c.log_level for c in self.attached if c.log_level]
-        return min(levels, key=LOG_RANK.__getitem__) if levels else fallback
+    # -- the sessions requests go to -----------------------------------------------------------
 
     @property
     def isolated(self) -> bool:
         return self.options.session_mode == "isolated"
 
-    async def session_for(self, client: Downstream) -> UpstreamSession | None:
-        """The shared session, or the client's private one (opened, or reopened after a restart).
-
-        A lazyStart server is started here, on first use; a server between two attempts of a restart
-        (not a crash loop) is waited for, briefly: either way the request goes out once it is ready.
-        """
-        if not self.ready:
-            await self._wait_if_coming(self.options.connect_timeout_seconds + 1)
-        if not self.isolated:
-            session = self.session
-            return session if session is not None and session.closed_reason is None else None
-        session = client.upstreams.get(self.name)
-        if session is not None and session.closed_reason is None:
-            return session
-        if not self.ready or client.closed:
-            return None
-        try:
-            session = await self.open_isolated(client, self._isolated_params(client))
-        except (UpstreamError, OSError, TimeoutError) as exc:
-            log.warning(
-                "%s: could not open an upstream session: %s", self.name, exc, extra={"server": self.name}
-            )
-            return None
-        client.upstreams[self.name] = session
-        return session
-
     async def primary(self) -> UpstreamSession | None:
-        """The live primary session; a lazyStart server is started and waited for."""
+        """The live primary session; a lazyStart server is started and waited for, and a server between
+        two attempts of a restart (not a crash loop) is waited for briefly."""
         if not self.ready:
             await self._wait_if_coming(self.options.connect_timeout_seconds + 1)
         return self.session if self.ready else None
@@ -389,57 +238,30 @@ class ServerRuntime(Supervisor):
         elif self.state in ("connecting", "restarting") and not self.crash_loop:
             await self.wait_ready(min(self.options.connect_timeout_seconds, REPLAY_WAIT_SECONDS))
 
-    async def replay(self, client: Downstream, msg: Message, exchange: Any, failed: Message) -> Message:
-        """The upstream session died under `msg`: send it once more on a fresh session if that is safe.
-
-        Only methods without side effects are replayed (lists, reads, prompts/get, completion, ping);
-        a tool call whose upstream died may have run, so the client gets the error instead.
-        """
-        error = failed.get("error")
-        if msg.get("method") not in SAFE_TO_REPLAY or not isinstance(error, dict):
-            return failed
-        if error.get("code") != CONNECTION_CLOSED:
-            return failed
-        if not await self.wait_ready(min(self.options.connect_timeout_seconds, REPLAY_WAIT_SECONDS)):
-            return failed
-        session = await self.session_for(client)
-        if session is None:
-            return failed
-        log.info(
-            "%s: replaying %s on the fresh upstream session",
-            self.name,
-            msg.get("method"),
-            extra={"server": self.name},
-        )
-        return await session.request(msg, exchange, self.request_timeout_seconds)
-
-    def _isolated_params(self, client: Downstream) -> dict[str, Any]:
-        requested = client.init_params.get("protocolVersion")
-        return {
-            "protocolVersion": requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION,
-            "capabilities": client.capabilities,
-            "clientInfo": {"name": self.proxy.name, "version": self.proxy.version},
-        }
-
-    # -- isolated sessions -------------------------------------------------------------------
-
-    async def open_isolated(self, client: Downstream, params: dict[str, Any]) -> UpstreamSession:
-        """Open an upstream session private to `client`, handshaking with the client's own params."""
+    async def open_isolated(
+        self, owner: Any, params: dict[str, Any], scope: anyio.CancelScope
+    ) -> UpstreamSession:
+        """Open an upstream session private to `owner` (opaque here: the layer above's client session),
+        handshaking with `params`; it ends when `scope` is cancelled (even before it is open), when its
+        connection dies or when the runtime stops."""
         if self._tg is None:
             raise UpstreamError(self.name, "server is not running")
-        session: UpstreamSession = await self._tg.start(self._isolated_session, client, params)
+        session: UpstreamSession = await self._tg.start(self._isolated_session, owner, params, scope)
         return session
 
     async def _isolated_session(
-        self, client: Downstream, params: dict[str, Any], *, task_status: TaskStatus[UpstreamSession]
+        self,
+        owner: Any,
+        params: dict[str, Any],
+        scope: anyio.CancelScope,
+        *,
+        task_status: TaskStatus[UpstreamSession],
     ) -> None:
-        """One private session's life, in the runtime's task group: ends with the client (closing
-        it cancels `client.upstream_scopes`), with the connection, or with the runtime."""
-        session = UpstreamSession(self.name, self, owner=client, queue_limit=self.options.max_request_queue)
+        """One private session's life, in the runtime's task group."""
+        session = UpstreamSession(self.name, self, owner=owner, queue_limit=self.options.max_request_queue)
         error: str | None = "the client session ended"
         link = Link(self.traffic.receiver(session.receive))
-        with anyio.CancelScope() as scope:
-            client.upstream_scopes[self.name] = scope
+        with scope:
             self.isolated_sessions.add(session)
             try:
                 async with open_connection(self.config, link, self.era) as conn:
@@ -463,8 +285,6 @@ class ServerRuntime(Supervisor):
                 session.close(self._stop_reason or "the client session ended")
                 session.detach()
                 link.cut()
-                if client.upstream_scopes.get(self.name) is scope:
-                    del client.upstream_scopes[self.name]
         if error is not None:
             raise UpstreamUnavailableError(self.name, error)
 
