@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -29,6 +31,17 @@ async def standalone(client: ClientSession) -> list[Message]:
     batch = await client.outbox.take_all(WAIT_SECONDS)
     assert batch, "nothing arrived on the standalone stream"
     return batch
+
+
+@asynccontextmanager
+async def served(
+    monkeypatch: pytest.MonkeyPatch, server: FakeServer, **options: Any
+) -> AsyncIterator[ServerRoute]:
+    """The server's route, its runtime running over the fake `server` (named "up") with `options`."""
+    with fake_transport(monkeypatch, server):
+        config = proxy_config({"up": stdio(**options)})
+        async with running(config) as runtimes:
+            yield ServerRoute(runtimes["up"], config)
 
 
 def resource_server() -> FakeServer:
@@ -66,16 +79,13 @@ async def test_log_messages_reach_each_client_by_its_own_level_and_the_upstream_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = resource_server()
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio()})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            quiet, chatty = await connect(route), await connect(route)
-            await request(route, quiet, "logging/setLevel", {"level": "error"})
-            await request(route, chatty, "logging/setLevel", {"level": "debug"})
-            for level in ("debug", "error"):
-                server.latest.deliver(log_message(level))
-            got = {name: await standalone(c) for name, c in (("quiet", quiet), ("chatty", chatty))}
+    async with served(monkeypatch, server) as route:
+        quiet, chatty = await connect(route), await connect(route)
+        await request(route, quiet, "logging/setLevel", {"level": "error"})
+        await request(route, chatty, "logging/setLevel", {"level": "debug"})
+        for level in ("debug", "error"):
+            server.latest.deliver(log_message(level))
+        got = {name: await standalone(c) for name, c in (("quiet", quiet), ("chatty", chatty))}
     asked = [m["params"]["level"] for m in server.latest.sent if m.get("method") == "logging/setLevel"]
     assert asked == ["error", "debug"]  # the most verbose any attached client wants
     assert {k: [m["params"]["data"] for m in v] for k, v in got.items()} == {
@@ -88,22 +98,19 @@ async def test_resource_updates_reach_only_subscribers_and_the_upstream_sees_one
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = resource_server()
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio()})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            a, b, c = await connect(route), await connect(route), await connect(route)
-            for client in (a, b):
-                await request(route, client, "resources/subscribe", {"uri": "file:///x"})
-            for uri in ("file:///y", "file:///x"):
-                params = {"uri": uri}
-                server.latest.deliver(
-                    {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": params}
-                )
-            got = [await standalone(client) for client in (a, b)]
-            server.latest.deliver(log_message("info"))  # c's first message is this one
-            first_of_c = (await standalone(c))[0]
-            counts = dict(route.dispatch.subscribers)
+    async with served(monkeypatch, server) as route:
+        a, b, c = await connect(route), await connect(route), await connect(route)
+        for client in (a, b):
+            await request(route, client, "resources/subscribe", {"uri": "file:///x"})
+        for uri in ("file:///y", "file:///x"):
+            params = {"uri": uri}
+            server.latest.deliver(
+                {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": params}
+            )
+        got = [await standalone(client) for client in (a, b)]
+        server.latest.deliver(log_message("info"))  # c's first message is this one
+        first_of_c = (await standalone(c))[0]
+        counts = dict(route.dispatch.subscribers)
     assert [m.get("method") for m in server.latest.sent].count("resources/subscribe") == 1
     assert counts == {"file:///x": 2}  # two holders, one upstream subscription
     assert [[m["params"]["uri"] for m in batch] for batch in got] == [["file:///x"], ["file:///x"]]
@@ -120,13 +127,10 @@ async def test_a_notification_that_belongs_to_a_request_rides_its_stream_not_the
         c.notify("notifications/message", {"level": "info", "data": "working"})
         return {"content": []}
 
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio()})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            client = await connect(route)
-            _answer, origin = await request(route, client, "tools/call", {"name": "work"})
-            queued = list(client.outbox.items)
+    async with served(monkeypatch, server) as route:
+        client = await connect(route)
+        _answer, origin = await request(route, client, "tools/call", {"name": "work"})
+        queued = list(client.outbox.items)
     assert [m["params"]["data"] for m in origin.emitted] == ["working"]
     assert queued == []
 
@@ -135,12 +139,9 @@ async def test_a_server_request_no_client_request_came_with_is_refused_on_a_shar
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = FakeServer("up")
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio()})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            await connect(route, capabilities={"roots": {}})
-            answer = await server.latest.ask("roots/list", None, None)
+    async with served(monkeypatch, server) as route:
+        await connect(route, capabilities={"roots": {}})
+        answer = await server.latest.ask("roots/list", None, None)
     assert answer["error"]["message"] == (
         "mcpmux: cannot tell which client roots/list is for (no client request is in flight)"
     )
@@ -150,25 +151,22 @@ async def test_on_an_isolated_session_the_owner_alone_is_asked_and_told_and_its_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = FakeServer("up", ["echo"], logging={})
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(sessionMode="isolated")})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            owner = await connect(route, capabilities={"roots": {}})
-            other = await connect(route, capabilities={"roots": {}})
-            private = server.connections[1]  # the owner's (0 is the primary)
-            got: list[Message] = []
-            async with anyio.create_task_group() as tg:
+    async with served(monkeypatch, server, sessionMode="isolated") as route:
+        owner = await connect(route, capabilities={"roots": {}})
+        other = await connect(route, capabilities={"roots": {}})
+        private = server.connections[1]  # the owner's (0 is the primary)
+        got: list[Message] = []
+        async with anyio.create_task_group() as tg:
 
-                async def ask() -> None:
-                    got.append(await private.ask("roots/list", None, None))
+            async def ask() -> None:
+                got.append(await private.ask("roots/list", None, None))
 
-                tg.start_soon(ask)
-                asked = (await standalone(owner))[0]
-                route.handle_response(owner, {"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}})
-            private.deliver(log_message("info"))
-            told = await standalone(owner)
-            other_queue = list(other.outbox.items)
+            tg.start_soon(ask)
+            asked = (await standalone(owner))[0]
+            route.handle_response(owner, {"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}})
+        private.deliver(log_message("info"))
+        told = await standalone(owner)
+        other_queue = list(other.outbox.items)
     assert asked["method"] == "roots/list" and str(asked["id"]).startswith("mcpmux-")
     assert got[0]["result"] == {"roots": []}
     assert [m["method"] for m in told] == ["notifications/message"]
@@ -179,18 +177,15 @@ async def test_a_request_the_server_cancels_is_cancelled_at_the_client_and_never
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = FakeServer("up", ["echo"])
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(sessionMode="isolated")})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            client = await connect(route, capabilities={"sampling": {}})
-            private = server.connections[1]
-            private.deliver({"jsonrpc": "2.0", "id": "s9", "method": "sampling/createMessage", "params": {}})
-            asked = (await standalone(client))[0]
-            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "s9"}}
-            private.deliver(cancel)
-            cancelled = (await standalone(client))[0]
-            answered = [m for m in private.sent if m.get("id") == "s9"]
+    async with served(monkeypatch, server, sessionMode="isolated") as route:
+        client = await connect(route, capabilities={"sampling": {}})
+        private = server.connections[1]
+        private.deliver({"jsonrpc": "2.0", "id": "s9", "method": "sampling/createMessage", "params": {}})
+        asked = (await standalone(client))[0]
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "s9"}}
+        private.deliver(cancel)
+        cancelled = (await standalone(client))[0]
+        answered = [m for m in private.sent if m.get("id") == "s9"]
     assert cancelled["method"] == "notifications/cancelled"
     assert cancelled["params"] == {"requestId": asked["id"], "reason": "cancelled by the server"}
     assert answered == []
@@ -200,19 +195,16 @@ async def test_a_fresh_shared_session_gets_the_clients_log_level_and_subscriptio
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = resource_server()
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(restart=FAST_RESTART)})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            client = await connect(route)
-            await request(route, client, "logging/setLevel", {"level": "warning"})
-            await request(route, client, "resources/subscribe", {"uri": "file:///x"})
-            first, reconnected = server.latest, server.opened
-            first.die("the process exited")
-            with anyio.fail_after(WAIT_SECONDS):
-                await reconnected.wait()
-            level = await server.latest.wait_sent(lambda m: m.get("method") == "logging/setLevel")
-            subscribed = await server.latest.wait_sent(lambda m: m.get("method") == "resources/subscribe")
+    async with served(monkeypatch, server, restart=FAST_RESTART) as route:
+        client = await connect(route)
+        await request(route, client, "logging/setLevel", {"level": "warning"})
+        await request(route, client, "resources/subscribe", {"uri": "file:///x"})
+        first, reconnected = server.latest, server.opened
+        first.die("the process exited")
+        with anyio.fail_after(WAIT_SECONDS):
+            await reconnected.wait()
+        level = await server.latest.wait_sent(lambda m: m.get("method") == "logging/setLevel")
+        subscribed = await server.latest.wait_sent(lambda m: m.get("method") == "resources/subscribe")
     assert level["params"] == {"level": "warning"}
     assert subscribed["params"] == {"uri": "file:///x"}
 
@@ -232,11 +224,8 @@ async def test_a_safe_request_whose_upstream_died_is_replayed_once_on_the_fresh_
             return None
         return {"prompts": [{"name": "p"}]}
 
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(restart=FAST_RESTART)})
-        async with running(config) as runtimes:
-            route = ServerRoute(runtimes["up"], config)
-            client = await connect(route)
-            answer, _ = await request(route, client, "prompts/list")
+    async with served(monkeypatch, server, restart=FAST_RESTART) as route:
+        client = await connect(route)
+        answer, _ = await request(route, client, "prompts/list")
     assert answer["result"] == {"prompts": [{"name": "p"}]}
     assert len(server.connections) == 2
