@@ -1,14 +1,14 @@
 """Supervision of one server's primary upstream session: connect, watch, back off, reconnect, stop.
 
-`Supervisor` is the base of `ServerRuntime`: it owns the connection's life and the state the status
-views report (connecting, ready, unhealthy, restarting with the attempt count, failed, idle, stopped);
-the runtime supplies the handshake, the catalog and what to do with the clients.
+`Supervisor` is the base of `ServerRuntime`: it owns the connection's life and changes the state the
+status views report (connecting, ready, unhealthy, restarting with the attempt count, failed, idle,
+stopped; kept by its own base, `SupervisionState`); the runtime supplies the handshake, the catalog and
+what to do with the clients.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,12 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ProxyConfig, ServerConfig
 from ..core.backoff import Backoff
-from ..core.clock import SYSTEM_CLOCK, Clock
 from ..errors import UpstreamError
 from ..jsonrpc import Message
 from .connection import Connection, EraMemory, open_connection
-from .health import HealthTracker, watch_health
+from .health import watch_health
 from .session import InFlight, Link, UpstreamSession
+from .supervision_state import SupervisionState
 from .tasks import release_frames
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcpmux.server")
 
 
-class Supervisor:
+class Supervisor(SupervisionState):
     """Keeps the primary session of one server alive; subclasses say how to open and use it."""
 
     traffic: Traffic  # counts messages on every connection (set by the subclass)
@@ -39,28 +39,12 @@ class Supervisor:
     def __init__(self, config: ServerConfig, proxy: ProxyConfig) -> None:
         self.config = config
         self.proxy = proxy
-        self.clock: Clock = SYSTEM_CLOCK  # backoff, deadlines, health checks (tests put a ManualClock)
-        self.name = config.name
-        self.options = config.options
-        self.state = "stopped"  # until run()
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None  # wall clock, for the status views
-        self.restarts = 0
+        super().__init__(config.name, config.options)
         self.era = EraMemory()  # `protocol: auto`: the probe's answer, kept across upstream restarts
-        self.attempt = 0  # restarts since the upstream last stayed up long enough (the backoff step)
-        self.crash_loop = False
-        self.retry_at: float | None = None  # monotonic time of the next connection attempt
-        self.health_failures = 0
-        self.stderr_tail: list[str] = []  # a stdio server's last stderr lines when its process ended
-        self.connected_at: float | None = None
         self.session: UpstreamSession | None = None
         self.isolated_sessions: set[UpstreamSession] = set()
         self._tg: TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
-        self._stopped: anyio.Event | None = None
-        self._stop_reason: str | None = None
-        self._wanted: anyio.Event | None = None  # lazyStart: set on first use
-        self._changed: anyio.Event | None = None  # set (and replaced) when readiness may have changed
         self._refreshing: bool | None = None  # None: no refresh running; True: another one is wanted
         self.oauth: Any = None  # UpstreamAuth when the server logs in with OAuth (`oauth`)
         if config.oauth is not None:
@@ -130,11 +114,6 @@ class Supervisor:
             self._set_state("stopped")
             report(False)
 
-    @property
-    def stopping(self) -> bool:
-        """stop() was called (a shutdown or a reload), as opposed to a failure."""
-        return self._stop_reason is not None
-
     def want(self) -> None:
         """First use of a lazyStart server: start connecting (no-op when already started)."""
         self._want_event().set()
@@ -201,34 +180,6 @@ class Supervisor:
         report(False)
         await self.oauth.wait_for_login()
         log.info("<%s> Logged in", self.name, extra={"server": self.name})
-
-    def _note_backoff(self, backoff: Backoff, delay: float, connected: bool) -> None:
-        entering_crash_loop = backoff.in_crash_loop and not self.crash_loop
-        self.attempt = backoff.attempt
-        self.crash_loop = backoff.in_crash_loop
-        self.retry_at = self.clock.now() + delay
-        self._set_state("restarting" if connected else "failed")
-        extra = {"server": self.name, "attempt": self.attempt, "state": self.state}
-        verb = "restarting" if connected else "retrying"
-        log.warning(
-            "%s %s in %.2fs (attempt %d%s): %s",
-            self.name,
-            verb,
-            delay,
-            self.attempt,
-            ", crash loop" if self.crash_loop else "",
-            self.last_error,
-            extra=extra,
-        )
-        if entering_crash_loop:
-            log.error(
-                "%s is in a crash loop: %d attempts in a row failed or did not stay up; "
-                "backing off up to %gs between attempts",
-                self.name,
-                self.attempt,
-                self.options.restart.max_seconds,
-                extra=extra,
-            )
 
     async def _run_once(self, report: _Report) -> tuple[bool, float]:
         """One connection's life: (whether it got connected, how long it stayed up)."""
@@ -318,11 +269,6 @@ class Supervisor:
         self._catalog_changed("connected")
         self._resume(session)
 
-    def _record_error(self, error: str | None) -> None:
-        if error:
-            self.last_error = error
-            self.last_error_at = time.time()
-
     async def _watch_health(self, session: UpstreamSession, life: anyio.CancelScope) -> None:
         tracker = await watch_health(session, self.options.health_check, self._on_probe, self.clock)
         reason = f"unhealthy: {tracker.failures} health checks in a row failed ({tracker.last_error})"
@@ -331,24 +277,6 @@ class Supervisor:
         )
         session.close(reason)
         life.cancel()
-
-    def _on_probe(self, tracker: HealthTracker) -> None:
-        was = self.health_failures
-        self.health_failures = tracker.failures
-        if tracker.failures and self.state == "ready":
-            self._set_state("unhealthy")
-        if tracker.failures:
-            log.warning(
-                "%s health check failed (%d of %d): %s",
-                self.name,
-                tracker.failures,
-                tracker.failure_threshold,
-                tracker.last_error,
-                extra={"server": self.name, "state": "unhealthy"},
-            )
-        elif was and self.state == "unhealthy":
-            self._set_state("ready")
-            log.info("%s is healthy again", self.name, extra={"server": self.name, "state": "ready"})
 
     def _on_recovered(self, session: UpstreamSession) -> None:
         """The transport re-established the upstream session by itself (the upstream restarted)."""
@@ -389,28 +317,6 @@ class Supervisor:
                     break
         finally:
             self._refreshing = None
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        if state == "stopped" and self._stopped is not None:
-            self._stopped.set()
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
-
-    def _has_stopped(self) -> bool:
-        """run() ran and ended (a runtime not yet started is "stopped" too, but may still start)."""
-        return self._stopped is not None and self._stopped.is_set()
-
-    def _changed_event(self) -> anyio.Event:
-        if self._changed is None:
-            self._changed = anyio.Event()
-        return self._changed
-
-    def _want_event(self) -> anyio.Event:
-        if self._wanted is None:
-            self._wanted = anyio.Event()
-        return self._wanted
 
 
 class _Report:
