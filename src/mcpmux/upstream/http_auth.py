@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 
 from ..config.model import ServerConfig
-from .http_client import HttpError, HttpPool, ResponseHandler, Spawn
+from .http_client import HttpError, HttpPool, Request, ResponseHandler, Spawn
 
 MAX_REJECTION_BODY_BYTES = 64 * 1024
 
@@ -37,10 +37,12 @@ class Authorizer:
 
     async def request(
         self, method: bytes, url: str, extra: bytes, body: bytes, handler: ResponseHandler
-    ) -> None:
+    ) -> Request:
         header = await self.header()
         watched = Challenged(self, handler, (method, url, extra, body), header)
-        await self.pool.request(method, url, extra + b"authorization: " + header + b"\r\n", body, watched)
+        return await self.pool.request(
+            method, url, extra + b"authorization: " + header + b"\r\n", body, watched
+        )
 
     async def retry(self, challenged: Challenged) -> None:
         """After a 401/403: ask the login whether a new token helps; send once more, or pass it on."""

@@ -17,7 +17,7 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, Message, error_response
 from .connection import Liveness, Receiver
 from .http_auth import authorizer_for
-from .http_client import HttpError, HttpPool
+from .http_client import HttpError, HttpPool, Request
 from .http_connect import ConnectError
 from .sse_events import Event
 from .tasks import released
@@ -93,12 +93,25 @@ class HttpTransport(Liveness):
         if is_request(msg):
             self.receiver(error_response(msg["id"], CONNECTION_CLOSED, str(error)), related)
 
-    async def post(self, url: str, extra: bytes, msg: Message, handler: Any) -> None:
-        """POST `msg`; when no connection can be had, the handler is told as if the exchange failed."""
+    async def post(self, url: str, extra: bytes, msg: Message, handler: Any) -> Request | None:
+        """POST `msg`; when no connection can be had, the handler is told as if the exchange failed.
+
+        The request sent (for `abort`), when the pool says which it is."""
         try:
-            await self.request(b"POST", url, extra, orjson.dumps(msg), handler)
+            return await self.request(b"POST", url, extra, orjson.dumps(msg), handler)
         except HttpError as exc:
             handler.on_error(exc)
+            return None
+
+
+def abort(sent: Request | None, done: asyncio.Future[None]) -> None:
+    """Give up an exchange nobody waits for any more: its future is cancelled (so whatever the handler
+    is told later is dropped) and, while it is still on its connection, that connection is closed, which
+    is how an HTTP client cancels a request (2026-07-28 upstreams stop the call when its POST goes)."""
+    done.cancel()
+    conn = sent.conn if sent is not None else None
+    if conn is not None and conn.request is sent:
+        conn.close()
 
 
 def spawner(tg: TaskGroup) -> Callable[..., None]:

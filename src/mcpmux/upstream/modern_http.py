@@ -19,7 +19,7 @@ from ..protocol.constants import MODERN_VERSION, SUBSCRIPTIONS_ACKNOWLEDGED, SUB
 from ..protocol.translate import with_envelope, without_subscription_id
 from .connection import Connection, EraMemory, Receiver
 from .http_client import HttpError
-from .http_post import HttpTransport, Posted, event_message, http_pool
+from .http_post import HttpTransport, Posted, abort, event_message, http_pool
 from .modern_base import ModernTranslation, wire_ids
 from .modern_headers import learn_param_headers, request_headers
 from .origin import shown_origin
@@ -147,7 +147,7 @@ class ModernHttpConnection(HttpTransport, ModernTranslation):
         done = asyncio.get_running_loop().create_future()
         reply = ModernReply(self, msg, related, done)
         enveloped = with_envelope(msg, self.capabilities, self.client_info, self.log_level)
-        await self.post(self.url, headers, enveloped, reply)
+        sent = await self.post(self.url, headers, enveloped, reply)
         try:
             await done
             answer = reply.answer if reply.events is not None else reply.json_answer(self.origin)
@@ -155,6 +155,9 @@ class ModernHttpConnection(HttpTransport, ModernTranslation):
             raise self.unavailable(f"cannot reach {self.origin}: {exc}") from None
         except orjson.JSONDecodeError:
             raise self.unavailable(f"invalid JSON from {self.origin}") from None
+        except anyio.get_cancelled_exc_class():  # the client cancelled: the 2026 way is to drop the POST
+            abort(sent, done)
+            raise
         return answer or error_response(msg["id"], CONNECTION_CLOSED, f"{self.name}: no answer in the reply")
 
 

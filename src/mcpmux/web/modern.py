@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
+
 from ..config.model import TokenScope
 from ..jsonrpc import (
     INTERNAL_ERROR,
@@ -193,8 +195,35 @@ async def handle_modern(
     if "requestState" in (msg.get("params") or {}):
         await resume(carrier, msg, exchange)
         return
-    response = await telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
-    await exchange.finish(response)
+    relayed = await relay_until_closed(route, carrier, msg, exchange, receive, telemetry)
+    if relayed is not None:
+        await exchange.finish(relayed)
+
+
+async def relay_until_closed(
+    route: Route,
+    carrier: Carrier,
+    msg: Message,
+    exchange: ModernExchange,
+    receive: Receive,
+    telemetry: Telemetry,
+) -> Message | None:
+    """The relayed response; None when the client closed its POST before it was answered, which in
+    2026-07-28 cancels the request: the upstream is told (a handshake-era one with notifications/cancelled,
+    a 2026 one by aborting mcpmux's own POST). A call already answered (say with `input_required`) goes on."""
+    response: Message | None = None
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not exchange.done:
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_disconnect)
+        response = await telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
+        tg.cancel_scope.cancel()
+    return response
 
 
 async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:

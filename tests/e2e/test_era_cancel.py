@@ -1,0 +1,68 @@
+"""A client of either era cancelling a call through mcpmux stops the upstream's tool, whatever its era.
+
+The SDK's `Client` cancels the way its era says (handshake: `notifications/cancelled`; 2026-07-28: it
+closes the call's POST stream); mcpmux then tells a handshake-era upstream with `notifications/cancelled`
+and aborts its own POST to a 2026-07-28 upstream. The fixture's `slow` tool counts its cancellations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+from relay_kit import BOUND_SECONDS, relay_proxy
+
+from harness import ProxyProcess
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+UPSTREAMS = {
+    "old": ("streamable-http", ("--handshake-only",), {"protocol": "legacy"}),
+    "new": ("streamable-http", (), {"protocol": MODERN}),
+}
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    with relay_proxy(tmp_path_factory.mktemp("era-cancel"), UPSTREAMS) as running:
+        yield running
+
+
+async def cancelled_so_far(client: Client, above: int = -1, wait: float = 0) -> int:
+    result = await client.call_tool("cancellations", {"above": above, "wait": wait})
+    assert result.structured_content is not None, result
+    count: int = result.structured_content["count"]
+    return count
+
+
+async def cancel_once_started(client: Client) -> None:
+    """Call `slow` (a minute long) and cancel the call as soon as its first progress shows it runs."""
+    started = anyio.Event()
+
+    async def progress(*_args: Any) -> None:
+        started.set()
+
+    async def call() -> None:
+        await client.call_tool("slow", {"seconds": 60}, progress_callback=progress)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await started.wait()
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("upstream", list(UPSTREAMS))
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_a_cancelled_call_stops_the_upstream_tool(
+    proxy: ProxyProcess, mode: str, upstream: str
+) -> None:
+    with anyio.fail_after(BOUND_SECONDS * 2):
+        async with Client(proxy.url(f"/{upstream}/mcp"), mode=mode) as client:
+            before = await cancelled_so_far(client)
+            await cancel_once_started(client)
+            after = await cancelled_so_far(client, above=before, wait=BOUND_SECONDS)
+    assert after == before + 1, f"the upstream's slow tool was not cancelled ({before} -> {after})"
