@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcpmux.web.http1 import feed_end
+from mcpmux.web.http1_head import feed_end
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 

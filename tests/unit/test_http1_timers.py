@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from mcpmux.config.model import HttpLimits
-from mcpmux.web.http1 import Connection, LogBudget
+from mcpmux.web.http1 import Connection
+from mcpmux.web.http1_timers import check_timers
+from mcpmux.web.server import LogBudget
 
 LIMITS = HttpLimits(
     head_timeout_seconds=1.0,
@@ -90,7 +92,7 @@ def connection() -> tuple[Connection, Server, Transport]:
 
 def tick(conn: Connection, server: Server, seconds: float) -> None:
     server.loop.now += seconds
-    conn.check_timers(server.loop.now)
+    check_timers(conn, server.loop.now)
 
 
 def test_a_body_that_keeps_coming_is_never_timed_out_however_long_it_takes() -> None:

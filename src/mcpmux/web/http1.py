@@ -29,76 +29,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING
 
 import httptools
 
 from ..config.model import HttpLimits
-from .exchange import ASGI_INFO, BODY_HIGH_WATER, Exchange, Scope, plain_response
+from .exchange import BODY_HIGH_WATER, Exchange, plain_response
+from .http1_head import (
+    HEAD_END,
+    HeadTooLargeError,
+    address,
+    expects_continue,
+    feed_end,
+    has_body,
+    request_scope,
+)
 
 if TYPE_CHECKING:
     from .server import Http1Server
 
 log = logging.getLogger("mcpmux.http")
 
-HEAD_END = b"\r\n\r\n"  # the parser refuses bare LF line ends: every request head ends with this
 LINGER_BYTES = 1 << 20  # read and dropped after a refusal at most, so the client sees the refusal
-
-
-class HeadTooLargeError(Exception):
-    pass
-
-
-class LogBudget:
-    """At most `per_second` log lines a second for refusals and cut-off clients; the rest are counted.
-
-    Under attack every bad request would otherwise be a log line: the log would be the next thing to fill.
-    """
-
-    def __init__(self, per_second: int = 20) -> None:
-        self.per_second = per_second
-        self.window = float("-inf")
-        self.used = self.left_out = 0
-
-    def allow(self, now: float) -> bool:
-        self.roll(now)
-        if self.used < self.per_second:
-            self.used += 1
-            return True
-        self.left_out += 1
-        return False
-
-    def roll(self, now: float) -> None:
-        """Start a new second when one has passed, saying how many lines the last one left out."""
-        if now - self.window < 1.0:
-            return
-        if self.left_out:
-            log.warning("... and %d more refused or cut-off connections in the last second", self.left_out)
-        self.window, self.used, self.left_out = now, 0, 0
-
-
-def feed_end(data: bytes, pos: int, room: int, carry: bytes = b"") -> int:
-    """Where to stop feeding `data[pos:]` to the parser so that at most `room` request heads complete.
-
-    A head completes only with its CRLF CRLF, so feeding up to the end of the `room`-th one past `pos`
-    completes at most `room` heads (body bytes that look like one only make the feed shorter). `carry`
-    is up to 3 bytes fed just before `pos`: a CRLF CRLF split across reads counts too. Pure.
-    """
-    if room <= 0:
-        return pos
-    if carry:
-        split = (carry + data[pos : pos + 3]).find(HEAD_END)
-        if split >= 0:
-            room -= 1
-            if room == 0:
-                return pos + split + 4 - len(carry)
-    found = pos - 1
-    for _ in range(room):
-        found = data.find(HEAD_END, found + 1)
-        if found < 0:
-            return len(data)
-    return found + 4
 
 
 class Connection(asyncio.Protocol):
@@ -140,8 +92,8 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client = _address(transport.get_extra_info("peername"))
-        self.local = _address(transport.get_extra_info("sockname"))
+        self.client = address(transport.get_extra_info("peername"))
+        self.local = address(transport.get_extra_info("sockname"))
         if not self.server.admit(self):
             self.refusal = plain_response(503, "Too many connections: try again later")
             self._send_refusal()
@@ -319,38 +271,17 @@ class Connection(asyncio.Protocol):
 
     def _exchange(self) -> Exchange | None:
         """The request whose head just completed, or None when it is refused."""
-        parser = self.parser
-        version = parser.get_http_version()
-        url = httptools.parse_url(self._url)
-        raw_path: bytes = url.path
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path)
-        scope: Scope = {
-            "type": "http",
-            "asgi": ASGI_INFO,
-            "http_version": version,
-            "server": self.local,
-            "client": self.client,
-            "scheme": "http",
-            "method": parser.get_method().decode("ascii"),
-            "root_path": "",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": url.query or b"",
-            "headers": self._headers,
-        }
-        expect_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self._headers)
-        keep_alive = version != "1.0" and parser.should_keep_alive()
+        parser, headers = self.parser, self._headers
+        scope = request_scope(parser, self._url, headers, self.local, self.client)
+        keep_alive = scope["http_version"] != "1.0" and parser.should_keep_alive()
         if parser.should_upgrade():
             # Upgrades (h2c, websocket) are not supported: the parser stops at the head, so the request
             # is answered as plain HTTP and the connection closes; one with a body is refused outright.
-            framing = (b"content-length", b"transfer-encoding")
-            if any(n in framing and v.strip(b" 0") for n, v in self._headers):
+            if has_body(headers):
                 self._refuse(400, "HTTP upgrade is not supported: send the request without Upgrade")
                 return None
             keep_alive = False
-        return Exchange(self, scope, keep_alive, expect_continue)
+        return Exchange(self, scope, keep_alive, expects_continue(headers))
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading
@@ -439,45 +370,6 @@ class Connection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
-    # -- timers (called by the server's sweep) -----------------------------------------------
-
-    def check_timers(self, now: float) -> None:
-        """Enforce the timeouts: write, head, body, keep-alive (each against its own clock)."""
-        if self._write_timed_out(now) or self.read_paused or self.disconnected:
-            return  # when we are not reading, the client is not late
-        limits = self.limits
-        if self.head_started is not None:
-            if now - self.head_started > limits.head_timeout_seconds:
-                self._refuse(408, "Request head timed out")
-        elif self.reading is not None:
-            if now - self.body_since > limits.body_timeout_seconds:
-                self._refuse(408, "Request body timed out")
-        elif self.idle and self.idle_since is not None:
-            if now - self.idle_since > limits.keep_alive_timeout_seconds:
-                self.close()
-
-    def _write_timed_out(self, now: float) -> bool:
-        """Abort (True) when a client has read nothing for the write timeout, also after our close."""
-        write_timeout = self.limits.write_timeout_seconds
-        if self.closed_at is not None:  # closed by us, still flushing to a client that does not read
-            if now - self.closed_at <= write_timeout:
-                return False
-            if self.lingering and not self.transport.get_write_buffer_size():
-                self.transport.abort()  # the refusal went out; the client kept sending
-            else:
-                self.abort("it does not read what was sent before the close (writeTimeout)")
-            return True
-        if self.write_paused_since is None or now - self.write_paused_since <= write_timeout:
-            return False
-        self.abort(f"it read nothing of its response for {write_timeout:g} s (writeTimeout)")
-        return True
-
     @property
     def idle(self) -> bool:
         return self.current is None and self.reading is None and not self.queued and self.head_started is None
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None

@@ -12,9 +12,39 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import HttpLimits
 from .exchange import App, Exchange, plain_response
-from .http1 import Connection, LogBudget
+from .http1 import Connection
+from .http1_timers import check_timers
 
 log = logging.getLogger("mcpmux.http")
+
+
+class LogBudget:
+    """At most `per_second` log lines a second for refusals and cut-off clients; the rest are counted.
+
+    Under attack every bad request would otherwise be a log line: the log would be the next thing to fill.
+    """
+
+    def __init__(self, per_second: int = 20) -> None:
+        self.per_second = per_second
+        self.window = float("-inf")
+        self.used = self.left_out = 0
+
+    def allow(self, now: float) -> bool:
+        self.roll(now)
+        if self.used < self.per_second:
+            self.used += 1
+            return True
+        self.left_out += 1
+        return False
+
+    def roll(self, now: float) -> None:
+        """Start a new second when one has passed, saying how many lines the last one left out."""
+        if now - self.window < 1.0:
+            return
+        if self.left_out:
+            log.warning("... and %d more refused or cut-off connections in the last second", self.left_out)
+        self.window, self.used, self.left_out = now, 0, 0
+
 
 MAX_IDLE_WORKERS = 64  # request workers kept waiting for the next request (more end when done)
 SWEEP_MAX_SECONDS = 1.0  # the timer sweep runs at least this often, more often for shorter timeouts
@@ -125,7 +155,7 @@ class Http1Server:
     def sweep(self, now: float) -> None:
         """Apply every connection's timeouts (head, body, write, keep-alive)."""
         for conn in [*self.connections, *self.lingering]:
-            conn.check_timers(now)
+            check_timers(conn, now)
         self.log_budget.roll(now)
 
     def begin_shutdown(self) -> None:
