@@ -20,6 +20,13 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
+def beside_config(source: str, name: str) -> str:
+    """Where mcpmux keeps a state file: next to the config file (the working directory for a remote one)."""
+    if is_url(source):
+        return name
+    return os.path.join(os.path.dirname(os.path.abspath(source)), name)
+
+
 def load_config(
     source: str,
     *,

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 
-from ..config.loader import is_url
+from ..config.loader import beside_config
 from ..core.pins import Lock, lock_from_json, lock_to_json
 
 DEFAULT_NAME = "mcpmux.lock.json"
@@ -18,9 +18,7 @@ class LockFileError(OSError):
 
 def default_lock_path(config_source: str) -> str:
     """`mcpmux.lock.json` next to the config file (in the working directory for a remote config)."""
-    if is_url(config_source):
-        return DEFAULT_NAME
-    return os.path.join(os.path.dirname(os.path.abspath(config_source)), DEFAULT_NAME)
+    return beside_config(config_source, DEFAULT_NAME)
 
 
 def read_lock(path: str) -> Lock | None:

@@ -10,6 +10,7 @@ import anyio
 
 from ..config.model import ServerConfig
 from ..jsonrpc import Message
+from .era_memory import EraMemory
 
 # Called for every message the upstream sends, with the upstream request id whose HTTP response
 # stream carried it (None when the transport cannot tell, as on stdio).
@@ -52,17 +53,6 @@ class Liveness:
         if not self._dead.is_set():
             self._reason = reason
             self._dead.set()
-
-
-class EraMemory:
-    """`protocol: auto`: what the `server/discover` probe found (None: not probed yet). The server's
-    runtime keeps one, so a restart of the upstream or of its connection, and every isolated session,
-    reuse the answer; a reload that changes the server makes a new runtime, which probes again."""
-
-    __slots__ = ("modern",)
-
-    def __init__(self) -> None:
-        self.modern: bool | None = None
 
 
 def open_connection(

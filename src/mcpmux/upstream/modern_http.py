@@ -17,7 +17,8 @@ from ..config.model import ServerConfig
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, request
 from ..protocol.constants import MODERN_VERSION, SUBSCRIPTIONS_ACKNOWLEDGED, SUBSCRIPTIONS_LISTEN, TOOLS_LIST
 from ..protocol.translate import with_envelope, without_subscription_id
-from .connection import Connection, EraMemory, Receiver
+from .connection import Connection, Receiver
+from .era_memory import EraMemory
 from .http_client import HttpError
 from .http_post import HttpTransport, Posted, abort, event_message, http_pool
 from .modern_base import ModernTranslation, wire_ids
@@ -175,12 +176,7 @@ async def open_auto_http_connection(
 ) -> AsyncIterator[Connection]:
     """`protocol: auto`: a `server/discover` probe decides; 2026-07-28 if the upstream lists it, else the
     handshake era (as the spec's backward-compatibility rules say). Probed once per runtime (`era`)."""
-    if era.modern is None:
-        era.modern = await probe(server)
-        log.info(
-            "%s: the upstream speaks %s", server.name, MODERN_VERSION if era.modern else "the handshake era"
-        )
-    if era.modern:
+    if await era.settle(lambda: probe(server)):
         async with open_modern_http_connection(server, receiver) as conn:
             yield conn
     else:

@@ -23,7 +23,8 @@ from ..protocol.constants import (
     SUBSCRIPTIONS_LISTEN,
 )
 from ..protocol.translate import with_envelope, without_subscription_id
-from .connection import Connection, EraMemory, Receiver
+from .connection import Connection, Receiver
+from .era_memory import EraMemory
 from .modern_base import ModernTranslation, wire_ids
 from .stdio import StdioConnection, open_stdio_connection
 from .tasks import released
@@ -147,11 +148,10 @@ async def open_modern_stdio_connection(
         try:
             async with open_stdio_connection(server, conn.on_message) as stdio:
                 conn.stdio = stdio
-                if era is not None and era.modern is None:
-                    era.modern = await conn.probe(server.options.connect_timeout_seconds)
-                    chosen = MODERN_VERSION if era.modern else "the handshake era"
-                    log.info("%s: the upstream speaks %s", server.name, chosen)
-                conn.passthrough = era is not None and not era.modern
+                if era is not None:
+                    conn.passthrough = not await era.settle(
+                        lambda: conn.probe(server.options.connect_timeout_seconds)
+                    )
                 yield stdio if conn.passthrough else conn
         finally:
             tg.cancel_scope.cancel()

@@ -19,7 +19,8 @@ from ..config.model import ProxyConfig, ServerConfig
 from ..core.backoff import Backoff
 from ..errors import UpstreamError
 from ..jsonrpc import Message
-from .connection import Connection, EraMemory, open_connection
+from .connection import Connection, open_connection
+from .era_memory import era_memory
 from .health import watch_health
 from .session import InFlight, Link, UpstreamSession
 from .supervision_state import SupervisionState
@@ -40,7 +41,7 @@ class Supervisor(SupervisionState):
         self.config = config
         self.proxy = proxy
         super().__init__(config.name, config.options)
-        self.era = EraMemory()  # `protocol: auto`: the probe's answer, kept across upstream restarts
+        self.era = era_memory(config, proxy)  # `protocol: auto`: the probe's answer (and remembered one)
         self.session: UpstreamSession | None = None
         self.isolated_sessions: set[UpstreamSession] = set()
         self._tg: TaskGroup | None = None
@@ -202,6 +203,7 @@ class Supervisor(SupervisionState):
                         life.cancel_scope.cancel()
                     else:
                         connected_at = self.clock.now()
+                        self.era.connected()
                         self._become_ready(session)
                         report(True)
                         if self.options.health_check.interval_seconds > 0:
@@ -221,6 +223,7 @@ class Supervisor(SupervisionState):
                 self.stderr_tail = conn.stderr_tail()
         self._record_error(error or session.closed_reason)
         if connected_at is None:
+            self.era.forget_if_remembered()  # an upstream that changed its era is probed again
             log.error(
                 "%s failed to connect: %s",
                 self.name,
