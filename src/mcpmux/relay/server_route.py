@@ -351,11 +351,7 @@ class ServerRoute(Route):
 
 def find_in_flight(upstream: UpstreamSession, client: ClientSession, request_id: Any) -> int | None:
     """The upstream id of the client's in-flight request `request_id`."""
-    for uid, pending in upstream.pending.items():
-        origin = pending.origin
-        if origin is not None and origin.client is client and origin.request_id == request_id:
-            return uid
-    return None
+    return upstream.ids.find(client, request_id)
 
 
 def unknown_tool(request_id: Any, name: Any) -> Message:

@@ -1,10 +1,9 @@
-"""One MCP session with an upstream: id remapping, pending requests, progress tokens, origins."""
+"""One MCP session with an upstream: the I/O shell around `protocol.idmap` (send, wait, emit, time out)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -12,20 +11,19 @@ import anyio
 import orjson
 
 from ..errors import UpstreamError
-from ..jsonrpc import (
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    REQUEST_TIMEOUT,
-    Message,
-    MessageError,
-    check_shape,
-    error_response,
-    notification,
-    progress_token,
+from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, notification
+from ..protocol.idmap import (
+    DEFAULT_QUEUE_LIMIT,
+    Answered,
+    Event,
+    IdMap,
+    Invalid,
+    Notification,
+    Pending,
+    Progress,
+    ServerRequest,
+    Unknown,
 )
-from ..protocol.constants import REQUEST_CANCELLED
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -54,86 +52,19 @@ class SessionEvents(Protocol):
         ...
 
 
-DEFAULT_QUEUE_LIMIT = 1000
+class InFlight(Pending):
+    """A request in flight (see `Pending`) whose task waits on a future (`waiter`) for what comes next."""
 
-
-class InFlight:
-    """Messages for one in-flight request, in order; the final response ends it.
-
-    At most `limit` related messages wait for the client: one more (a client that does not read its
-    stream while the upstream keeps talking) abandons the request with an error instead of growing.
-    """
-
-    __slots__ = (
-        "client_id",
-        "client_token",
-        "early",
-        "final",
-        "items",
-        "limit",
-        "origin",
-        "overflowed",
-        "waiter",
-    )
-
-    def __init__(self, origin: Exchange | None, limit: int = DEFAULT_QUEUE_LIMIT) -> None:
-        self.origin = origin
-        self.limit = limit
-        self.overflowed = False
-        self.client_id: Any = None
-        # The origin's `finish_now`, when the response may be written from the reader as it arrives
-        self.early: Callable[[Message], bool] | None = None
-        self.client_token: Any = None
-        self.final: Message | None = None
-        self.items: deque[Message] | None = None
-        self.waiter: asyncio.Future[None] | None = None
+    __slots__ = ()
 
     def _wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def put(self, msg: Message) -> None:
-        if self.final is not None:
-            return
-        items = self.items
-        if items is None:
-            items = self.items = deque()
-        elif len(items) >= self.limit:
-            self._overflow()
-            return
-        items.append(msg)
-        self._wake()
-
-    def _overflow(self) -> None:
-        self.overflowed = True
-        if self.items is not None:
-            self.items.clear()
-        client = getattr(self.origin, "client", None)
-        log.warning(
-            "client session %s: %d messages for one request are waiting for it (maxRequestQueue); "
-            "the request is abandoned",
-            getattr(client, "id", "-"),
-            self.limit,
-        )
-        self.finish(
-            error_response(
-                None,
-                INTERNAL_ERROR,
-                f"mcpmux: more than {self.limit} messages for this request were waiting for the client "
-                "(maxRequestQueue); the request was cancelled",
-            )
-        )
-
-    def finish(self, msg: Message) -> None:
-        if self.final is None:
-            self.final = msg
-            self._wake()
-
 
 def wanted_by(origin: Exchange | None, msg: Message) -> bool:
-    """Whether a related message goes to the request's client: there is one, and the message passes its
-    own filter (its logging/setLevel threshold; a shared upstream logs at the most verbose level asked)."""
+    """Whether a related message goes to the request's client (a log message: only at its own level)."""
     if origin is None:
         return False
     if msg.get("method") != "notifications/message":
@@ -160,9 +91,7 @@ def done(timer: asyncio.TimerHandle | None, client: Any) -> None:
 
 
 class Link:
-    """The receiver a connection is given: cut once the connection is closed, so that whatever the
-    transport still holds afterwards (until the collector finds it) no longer keeps the session alive,
-    nor through it the client session and everything it queued."""
+    """A connection's receiver, cut at close: what the transport still holds keeps no session alive."""
 
     __slots__ = ("target",)
 
@@ -195,7 +124,7 @@ _NOT_CONNECTED: Any = _NotConnected()
 
 
 class UpstreamSession:
-    """Relays requests to one upstream session under ids of its own, and routes what comes back."""
+    """Relays requests to one upstream session under ids of its own (`IdMap`), and routes what comes back."""
 
     def __init__(
         self, name: str, events: SessionEvents, owner: Any = None, queue_limit: int = DEFAULT_QUEUE_LIMIT
@@ -205,112 +134,74 @@ class UpstreamSession:
         self.connection: Connection = _NOT_CONNECTED
         self.events = events
         self.owner = owner  # the ClientSession this upstream session is private to (isolated mode)
-        self.pending: dict[int, InFlight] = {}
-        self._next_id = 0
+        self.ids: IdMap[InFlight] = IdMap()
         self.closed_reason: str | None = None
         self.init_result: dict[str, Any] | None = None
         self.bad_messages = 0  # invalid messages from the upstream, dropped
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def pending(self) -> dict[int, InFlight]:
+        """The requests in flight, by our id."""
+        return self.ids.pending
+
     # -- receiving ---------------------------------------------------------------------------
 
     def receive(self, msg: Message, related: Any) -> None:
-        """The connection's receiver: called inline for every upstream message, by every transport.
-
-        A message whose envelope mcpmux cannot rely on (not an object, an id that is not a string or an
-        integer, params that are not an object, ...) is logged and dropped here: it never reaches the
-        runtime. Whatever else goes wrong handling one message is logged and stays with that message.
-        """
+        """The connection's receiver, called inline by every transport; it survives any one message."""
         try:
-            if type(msg) is not dict:
-                raise MessageError(INVALID_REQUEST, "not a JSON object")
-            check_shape(msg)
-        except MessageError as exc:
-            self.bad_messages += 1
-            log.warning("%s sent an invalid message (dropped): %s: %.200r", self.name, exc, msg)
-            return
-        try:
-            self._dispatch(msg, related)
+            event = self.ids.receive(msg, related)
+            if isinstance(event, Answered):
+                self._answered(event)
+            elif isinstance(event, Progress):
+                event.pending.put(event.msg)
+            else:
+                self._initiated(event)
         except Exception:  # the transport's reader must survive, and the messages after this one
             log.exception("%s: handling a message from the server failed", self.name)
 
-    def _dispatch(self, msg: Message, related: Any) -> None:
-        if "method" not in msg:
-            self._answered(msg)
-            return
-        if msg["method"] == "notifications/progress" and "id" not in msg:
-            self._route_progress(msg)
-            return
-        in_flight = self.related_request(related)
-        if "id" in msg:
-            self.events.on_server_request(self, msg, in_flight)
-        else:
-            self.events.on_notification(self, msg, in_flight)
-
-    def _answered(self, msg: Message) -> None:
-        pending = self.pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
-        if pending is None:
-            log.debug("%s answered an unknown request id %r", self.name, msg.get("id"))
-            return
-        if pending.early is not None and not pending.items and pending.final is None:
-            msg["id"] = pending.client_id  # nothing else to relay first: answer from here
+    def _answered(self, event: Answered[InFlight]) -> None:
+        pending = event.pending
+        if event.early:  # nothing else to relay first: answer from here
             try:
-                pending.early(msg)
+                pending.early(event.msg)
             except Exception:  # the reader must survive; the request's task answers instead
                 log.exception("%s: writing a response early failed", self.name)
-        pending.finish(msg)
+        pending.finish(event.msg)
 
-    def _route_progress(self, msg: Message) -> None:
-        params = msg.get("params") or {}
-        token = params.get("progressToken")
-        pending = self.pending.get(token) if type(token) is int else None
-        if pending is None or pending.client_token is None:
-            log.debug("%s sent progress for an unknown token", self.name)
-            return
-        pending.put(notification("notifications/progress", {**params, "progressToken": pending.client_token}))
-
-    def related_request(self, related: Any) -> InFlight | None:
-        """The in-flight request a server-initiated message belongs to, when it can be known.
-
-        HTTP upstreams tell which request's stream carried the message. Otherwise it is known only
-        when every in-flight request comes from the same downstream client session (the latest wins).
-        """
-        if type(related) is int:
-            pending = self.pending.get(related)
-            if pending is not None and pending.origin is not None:
-                return pending
-        found: InFlight | None = None
-        for pending in self.pending.values():
-            if pending.origin is None:
-                continue
-            if found is not None and pending.origin.client is not found.origin.client:  # type: ignore[union-attr]
-                return None
-            found = pending
-        return found
+    def _initiated(self, event: Event[InFlight]) -> None:
+        """What the upstream initiated goes to the owner; what fits nothing is counted or logged."""
+        if isinstance(event, Notification):
+            self.events.on_notification(self, event.msg, event.related)
+        elif isinstance(event, ServerRequest):
+            self.events.on_server_request(self, event.msg, event.related)
+        elif isinstance(event, Invalid):
+            self.bad_messages += 1
+            log.warning(
+                "%s sent an invalid message (dropped): %s: %.200r", self.name, event.reason, event.msg
+            )
+        elif isinstance(event, Unknown):
+            log.debug("%s sent a message for no request in flight (late, repeated or unknown)", self.name)
 
     # -- sending -----------------------------------------------------------------------------
 
     async def request(
         self, msg: Message, origin: Exchange | None, timeout_seconds: float | None, early: bool = False
     ) -> Message:
-        """Forward a request; return the upstream's response carrying the caller's id.
-
-        Messages related to the request (progress, server-to-client requests and notifications the
-        transport attributes to it) are emitted to `origin` in order before the response returns.
-        With `early` (the caller will not change the response), an origin that can (`finish_now`) is
-        given the upstream's response as soon as it arrives, when nothing related is still queued.
-        """
+        """Forward a request: related messages go to `origin` in order, then the caller's response."""
         request_id = msg["id"]
         if self.closed_reason is not None:
             return self._closed_error(request_id)
-        uid, pending, up = self._in_flight(msg, origin, early)
+        pending = InFlight(origin, self.queue_limit, getattr(origin, "finish_now", None) if early else None)
+        up = self.ids.start(msg, pending)
+        uid = pending.uid
         timer = self._timer(uid, timeout_seconds)
         client = busy(origin)
         try:
             try:
                 await self.connection.send(up, uid)
             except orjson.JSONEncodeError as exc:  # nested deeper than JSON can be written (254 levels)
-                self.pending.pop(uid, None)
+                self.ids.forget(uid)
                 return error_response(request_id, INVALID_PARAMS, f"Invalid params: cannot be sent ({exc})")
             while pending.final is None or pending.items:
                 items = pending.items
@@ -322,75 +213,55 @@ class UpstreamSession:
                     pending.waiter = self._loop.create_future()
                     await pending.waiter
         except UpstreamError as exc:
-            self.pending.pop(uid, None)
+            self.ids.forget(uid)
             return error_response(request_id, exc.code, str(exc))
         except BaseException:
-            if self.pending.pop(uid, None) is not None:
-                await self._send_cancel(uid, "The client cancelled the request")
+            await self._send(self.ids.abandon(uid, "The client cancelled the request"))
             raise
         finally:
             done(timer, client)
         if pending.overflowed:
-            await self._abandon(uid)
-        response = pending.final
+            await self._abandon(pending)
+        response: Message = pending.final
         response["id"] = request_id
         return response
-
-    def _in_flight(self, msg: Message, origin: Exchange | None, early: bool) -> tuple[int, InFlight, Message]:
-        """Register a request under our next id: (that id, its InFlight, the message to send upstream)."""
-        self._next_id += 1
-        uid = self._next_id
-        pending = InFlight(origin, self.queue_limit)
-        if early:
-            pending.early = getattr(origin, "finish_now", None)
-            pending.client_id = msg["id"]
-        up = {**msg, "id": uid}
-        token = progress_token(msg)
-        if token is not None:
-            pending.client_token = token
-            params = msg["params"]
-            up["params"] = {**params, "_meta": {**params["_meta"], "progressToken": uid}}
-        self.pending[uid] = pending
-        return uid, pending, up
 
     def _timer(self, uid: int, timeout_seconds: float | None) -> asyncio.TimerHandle | None:
         if not timeout_seconds:
             return None
         return self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
 
-    async def _abandon(self, uid: int) -> None:
+    async def _abandon(self, pending: InFlight) -> None:
         """Too many messages for the request waited for its client (maxRequestQueue): cancel it upstream."""
-        if self.pending.pop(uid, None) is not None:
-            await self._send_cancel(uid, "The client is not reading the request's messages")
+        log.warning(
+            "client session %s: %d messages for one request are waiting for it (maxRequestQueue); "
+            "the request is abandoned",
+            getattr(pending.client, "id", "-"),
+            pending.limit,
+        )
+        await self._send(self.ids.abandon(pending.uid, "The client is not reading the request's messages"))
 
     def _expire(self, uid: int, timeout_seconds: float) -> None:
-        pending = self.pending.pop(uid, None)
-        if pending is None:
-            return
-        pending.finish(
-            error_response(
-                None, REQUEST_TIMEOUT, f"{self.name}: request timed out after {timeout_seconds:g}s"
-            )
-        )
-        self.events.spawn(self._send_cancel, uid, "Request timed out")
+        notice = self.ids.expire(uid, f"{self.name}: request timed out after {timeout_seconds:g}s")
+        if notice is not None:
+            self.events.spawn(self._send, notice)
 
     def cancel(self, uid: int, reason: str | None) -> bool:
         """The client cancelled: answer the waiter at once and tell the upstream."""
-        pending = self.pending.pop(uid, None)
-        if pending is None:
+        notice = self.ids.cancel(uid, reason)
+        if notice is None:
             return False
-        pending.finish(error_response(None, REQUEST_CANCELLED, "Request cancelled"))
-        self.events.spawn(self._send_cancel, uid, reason)
+        self.events.spawn(self._send, notice)
         return True
 
-    async def _send_cancel(self, uid: int, reason: str | None) -> None:
-        params: dict[str, Any] = {"requestId": uid}
-        if reason:
-            params["reason"] = reason
+    async def _send(self, notice: Message | None) -> None:
+        """Send a cancellation, shielded and bounded: the upstream may be gone already (nothing to tell)."""
+        if notice is None:
+            return
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
-                await self.connection.send(notification("notifications/cancelled", params))
-            except Exception as exc:  # the upstream may be gone already; nothing to tell then
+                await self.connection.send(notice)
+            except Exception as exc:
                 log.debug("%s: could not send cancellation: %s", self.name, exc)
 
     async def notify(self, msg: Message) -> None:
@@ -398,12 +269,9 @@ class UpstreamSession:
             await self.connection.send(msg)
 
     async def respond(self, msg: Message) -> None:
-        """Send the answer to a server-to-client request back upstream."""
-        if self.closed_reason is None:
+        """Send the answer to a server-to-client request back upstream (once; not after it was cancelled)."""
+        if self.closed_reason is None and self.ids.answer(msg):
             await self.connection.send(msg)
-
-    def in_flight_for(self, client: Any) -> list[int]:
-        return [uid for uid, p in self.pending.items() if p.origin is not None and p.origin.client is client]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -431,9 +299,7 @@ class UpstreamSession:
         self.closed_reason = reason
         owner = f" of client session {self.owner.id}" if self.owner is not None else ""
         log.debug("%s: upstream session%s closed: %s", self.name, owner, reason)
-        pending, self.pending = self.pending, {}
-        for p in pending.values():
-            p.finish(self._closed_error(None))
+        self.ids.close(CONNECTION_CLOSED, f"{self.name}: upstream unavailable ({reason})")
 
     def detach(self) -> None:
         """Drop the connection once it is closed: it refers back to this session (its receiver)."""
