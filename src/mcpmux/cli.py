@@ -276,7 +276,7 @@ def run(args: CliArgs) -> int:
         return run_pins_command(config, args)
     if args.command == AUTH_COMMAND:
         return run_auth_command(config, args)
-    from mcpmux.proxy import run_proxy  # imported late: the server stack is not needed for the above
+    from mcpmux.serve import run_proxy  # imported late: the server stack is not needed for the above
 
     return int(run_proxy(config, reload_config=load, listen_fd=args.listen_fd, lock_path=args.lock) or 0)
 

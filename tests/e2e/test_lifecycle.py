@@ -25,7 +25,7 @@ from fault_kit import (
 
 from harness import ProxyProcess, running_proxy
 from mcpmux.config.loader import load_config
-from mcpmux.proxy import serve
+from mcpmux.serve import serve
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from relay_kit import raw_http, running_http_fixture
 
 from harness import bound_socket
 from mcpmux.config.parse import parse_config
-from mcpmux.proxy import serve
+from mcpmux.serve import serve
 
 pytestmark = pytest.mark.anyio
 

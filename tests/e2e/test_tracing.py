@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from harness import bound_socket, fixture_server, mcp_client
 from mcpmux.config.parse import parse_config
-from mcpmux.proxy import serve
+from mcpmux.serve import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
 from everything.launch import running_http_fixture

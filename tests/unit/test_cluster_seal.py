@@ -100,7 +100,7 @@ def test_a_forwarding_proof_binds_the_request_and_expires() -> None:
 
 def test_without_cluster_mode_the_redis_client_is_never_imported() -> None:
     code = (
-        "import sys, mcpmux.cli, mcpmux.proxy, mcpmux.web.app\n"
+        "import sys, mcpmux.cli, mcpmux.proxy, mcpmux.serve, mcpmux.web.app\n"
         "assert not [m for m in sys.modules if m == 'redis' or m.startswith('redis.')], 'redis imported'\n"
         "assert 'mcpmux.cluster.node' not in sys.modules\n"
     )

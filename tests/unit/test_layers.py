@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "web": 4,  # the faces
     "cluster": 5,  # the web layer's hook for several replicas
     "proxy": 6,  # the composition root
+    "serve": 6,  # the root task group around it
     "cli": 7,
     "__main__": 7,
 }
