@@ -305,3 +305,44 @@ async def test_closing_answers_every_waiting_request_with_an_error_naming_the_se
         assert answer["error"]["message"] == "up: upstream unavailable (the process exited)"
     closed = await session.request(call(3), Origin(Client("a"), 3), 5)
     assert closed["error"]["code"] == CONNECTION_CLOSED  # later requests too, without sending
+
+
+async def test_an_answer_to_a_server_request_goes_upstream_once_and_not_after_the_server_cancelled_it() -> (
+    None
+):
+    async with session_on(FakeServer()) as (session, conn, events):
+        conn.deliver({"jsonrpc": "2.0", "id": "s1", "method": "roots/list"})
+        conn.deliver({"jsonrpc": "2.0", "id": "s2", "method": "roots/list"})
+        conn.deliver({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "s2"}})
+        for rid in ("s1", "s1", "s2", "never-asked"):
+            await session.respond({"jsonrpc": "2.0", "id": rid, "result": {"roots": []}})
+    assert [m["id"] for m in conn.sent] == ["s1"]  # one answer, to s1 only
+    assert [m["id"] for m, _ in events.server_requests] == ["s1", "s2"]
+
+
+async def test_a_server_request_reusing_an_id_still_in_flight_is_dropped_and_counted() -> None:
+    async with session_on(FakeServer()) as (session, conn, events):
+        conn.deliver({"jsonrpc": "2.0", "id": 7, "method": "roots/list"})
+        conn.deliver({"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": {}})
+        await session.respond({"jsonrpc": "2.0", "id": 7, "result": {"roots": []}})
+        conn.deliver({"jsonrpc": "2.0", "id": 7, "method": "roots/list"})  # answered: the id is free again
+    assert [m["method"] for m, _ in events.server_requests] == ["roots/list", "roots/list"]
+    assert session.bad_messages == 1
+
+
+async def test_a_late_answer_after_a_cancel_and_a_repeated_answer_are_dropped_quietly() -> None:
+    server = FakeServer()
+
+    @server.on("tools/call")
+    async def twice(c: Call) -> Message:
+        c.conn.deliver({"jsonrpc": "2.0", "id": c.msg["id"], "result": {"n": 1}}, c.msg["id"])
+        return {"n": 2}  # the fake server answers again: a second response for the same id
+
+    async with session_on(server) as (session, conn, events):
+        answer = await session.request(call(1), Origin(Client("a"), 1), 5)
+        await conn.wait_sent(lambda m: m.get("method") == "tools/call")
+        assert answer == {"jsonrpc": "2.0", "id": 1, "result": {"n": 1}}
+        conn.deliver({"jsonrpc": "2.0", "id": 999, "result": {}})  # never asked
+        follow = await session.request(call(2), Origin(Client("a"), 2), 5)
+    assert follow["id"] == 2 and follow["result"] == {"n": 1}
+    assert session.bad_messages == 0 and not events.notifications and not session.pending
