@@ -265,36 +265,36 @@ class IdMap(Generic[P]):
             check_shape(msg)
         except MessageError as exc:
             return Invalid(msg, str(exc))
-        if "method" not in msg:
-            return self._response(msg)
-        if "id" in msg:
-            return self._server_request(msg, related)
-        method = msg["method"]
-        if method == PROGRESS:
-            return self._progress(msg)
-        if method == CANCELLED:  # the upstream gave up one of its own requests: its answer is not wanted
-            rid = (msg.get("params") or {}).get("requestId")
-            if is_key(rid):
-                self.server_requests.pop(rid, None)
-        return Notification(msg, self.related(related))
-
-    def _response(self, msg: Message) -> Answered[P] | Unknown:
+        if "method" in msg:
+            return self._initiated(msg, related)
         rid = msg["id"]
         pending = self.pending.pop(rid, None) if type(rid) is int else None
-        if pending is None:
+        if pending is None:  # late (after a cancel or timeout), repeated, or never asked for
             return Unknown(msg)
         early = pending.early is not None and not pending.items and pending.final is None
         if early:  # nothing related waits before it: the shell may write it out at once
             msg["id"] = pending.client_id
         return Answered(pending, msg, early)
 
-    def _progress(self, msg: Message) -> Progress[P] | Unknown:
-        params = msg.get("params") or {}
-        token = params.get("progressToken")
-        pending = self.pending.get(token) if type(token) is int else None
-        if pending is None or pending.client_token is None:  # never asked for, or the request ended
-            return Unknown(msg)
-        return Progress(pending, notification(PROGRESS, {**params, "progressToken": pending.client_token}))
+    def _initiated(self, msg: Message, related: Any) -> Event[P]:
+        """A request or notification from the upstream; progress comes back under the client's token."""
+        if "id" in msg:
+            return self._server_request(msg, related)
+        method = msg["method"]
+        if method == PROGRESS:
+            params = msg.get("params") or {}
+            token = params.get("progressToken")
+            pending = self.pending.get(token) if type(token) is int else None
+            if pending is None or pending.client_token is None:  # never asked for, or the request ended
+                return Unknown(msg)
+            return Progress(
+                pending, notification(PROGRESS, {**params, "progressToken": pending.client_token})
+            )
+        if method == CANCELLED:  # the upstream gave up one of its own requests: its answer is not wanted
+            rid = (msg.get("params") or {}).get("requestId")
+            if is_key(rid):
+                self.server_requests.pop(rid, None)
+        return Notification(msg, self.related(related))
 
     def _server_request(self, msg: Message, related: Any) -> ServerRequest[P] | Invalid:
         rid = msg["id"]

@@ -152,7 +152,9 @@ class UpstreamSession:
         try:
             event = self.ids.receive(msg, related)
             if isinstance(event, Answered):
-                self._answered(event)
+                if event.early:  # nothing else to relay first: answer from here
+                    self._write_early(event)
+                event.pending.finish(event.msg)
             elif isinstance(event, Progress):
                 event.pending.put(event.msg)
             else:
@@ -160,14 +162,11 @@ class UpstreamSession:
         except Exception:  # the transport's reader must survive, and the messages after this one
             log.exception("%s: handling a message from the server failed", self.name)
 
-    def _answered(self, event: Answered[InFlight]) -> None:
-        pending = event.pending
-        if event.early:  # nothing else to relay first: answer from here
-            try:
-                pending.early(event.msg)
-            except Exception:  # the reader must survive; the request's task answers instead
-                log.exception("%s: writing a response early failed", self.name)
-        pending.finish(event.msg)
+    def _write_early(self, event: Answered[InFlight]) -> None:
+        try:
+            event.pending.early(event.msg)
+        except Exception:  # the reader must survive; the request's task answers instead
+            log.exception("%s: writing a response early failed", self.name)
 
     def _initiated(self, event: Event[InFlight]) -> None:
         """What the upstream initiated goes to the owner; what fits nothing is counted or logged."""
