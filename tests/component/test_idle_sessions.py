@@ -105,3 +105,16 @@ async def test_a_session_with_an_open_stream_or_a_waiting_request_is_not_idle(
         assert set(route.sessions) == {waiting.id}
         await checks_until(clock, 180.0)
         assert not route.sessions
+
+
+async def test_a_listener_on_another_replica_holds_the_idle_timeout_off_until_its_key_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = ManualClock()
+    async with reaped_route(monkeypatch, clock) as route:
+        client = await connect(route)
+        client.listened_until = 90.0  # what cluster mode's pump sets from a live listening key
+        await checks_until(clock, 135.0)
+        assert route.sessions.get(client.id) is client  # idle counts from the key's end, not the request
+        await checks_until(clock, 150.0)
+        assert client.closed

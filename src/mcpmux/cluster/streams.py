@@ -120,7 +120,7 @@ class SessionStreams:
             log.warning("Cluster: cannot look for a GET stream's listener: %s", type(exc).__name__)
             return
         if left_ms > 0:
-            client.listened_until = max(client.listened_until, time.monotonic() + left_ms / 1000)
+            client.listened_until = max(client.listened_until, client.route.clock.now() + left_ms / 1000)
 
     async def reader_allowed(self, session_id: str, token: TokenScope | None) -> bool | None:
         """None: no record (no stream yet, or the session ended); else whether this token may read it."""
