@@ -102,6 +102,7 @@ async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket, reload
     assert config.cluster is not None
     cluster = Cluster(config.cluster, advertised_url(config.cluster, sock), config.max_request_bytes)
     cluster.sessions = lambda: sum(len(route.sessions) for route in proxy.routes.values())
+    cluster.ready = lambda: all(rt.available for rt in proxy.runtimes.values())
     cluster.config = lambda: proxy.config
     try:
         await cluster.connect()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -325,6 +326,31 @@ def test_in_cluster_mode_an_operator_sees_every_replica_on_the_status_page(
         expect(rows).to_have_count(2)
         expect(section.locator("tbody th", has_text="(this replica)")).to_have_count(1)
         expect(rows.first).to_contain_text("127.0.0.1")
+        expect(section.locator("tbody td", has_text=re.compile("^ready$"))).to_have_count(2, timeout=15_000)
+        page.close()
+
+        # Without JavaScript: the replica renders the same view itself
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(replicas[1].url("/_status"))
+        section = page.locator("#cluster-section")
+        expect(section).to_be_hidden()  # nothing before signing in
+        sign_in(page, "tok-a")
+        expect(section).to_be_visible()
+        expect(section.locator("tbody tr")).to_have_count(2)
+        this = section.locator("tbody tr", has=page.locator("th", has_text="(this replica)"))
+        expect(this).to_have_count(1)
+        expect(this).to_contain_text(replicas[1].base)
+        expect(this).to_contain_text(re.compile(r"\d+(\.\d)?s ago"))
+        context.close()
+        # each replica's health comes from its heartbeat: ready once its servers are (bounded poll)
+        deadline, text = time.monotonic() + 30, ""
+        while text.count("<td>ready</td>") != 2:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)  # polling pace, bounded by the deadline
+            auth = {"authorization": "Bearer tok-a"}
+            text = httpx2.get(replicas[1].url("/_status"), headers=auth).text
+        assert text.count("(this replica)") == 1
 
 
 def test_without_cluster_mode_the_page_has_no_cluster_view(tmp_path: Path, browser: Browser) -> None:

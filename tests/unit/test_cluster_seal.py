@@ -126,12 +126,31 @@ def test_a_retry_names_the_replica_whose_key_signed_its_request_state() -> None:
 def test_registry_entries_from_redis_are_checked_not_trusted() -> None:
     from mcpmux.cluster.registry import entry_url, parse_entry
 
-    good = b'{"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}}'
-    assert parse_entry(good) == {"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}}
+    good = b'{"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}, "at": 1700000000.5}'
+    assert parse_entry(good) == {"url": "http://10.0.0.5:9090", "stats": {"sessions": 3}, "at": 1700000000.5}
     assert entry_url(good) == "http://10.0.0.5:9090"
-    assert parse_entry(b'{"url": "http://x", "stats": [1]}') == {"url": "http://x", "stats": {}}
+    bare = {"url": "http://x", "stats": {}, "at": None}
+    assert parse_entry(b'{"url": "http://x", "stats": [1], "at": "x"}') == bare
+    assert parse_entry(b'{"url": "http://x", "at": true}') == bare
     for junk in (None, b"", b"not json", b"[]", b'{"url": 5}', b'{"stats": {}}'):
         assert parse_entry(junk) is None and entry_url(junk) is None
+
+
+def test_a_members_health_comes_from_its_heartbeats_age_and_its_servers_readiness() -> None:
+    from mcpmux.cluster.registry import LATE_SECONDS, with_health
+
+    def member(at: float | None, **stats: object) -> dict[str, object]:
+        return {"replica": "r", "self": False, "url": "http://x", "stats": stats, "at": at}
+
+    assert with_health(member(100.0, ready=True), 102.04) == {
+        **{k: v for k, v in member(0.0, ready=True).items() if k != "at"},
+        "heartbeatSeconds": 2.0,
+        "health": "ready",
+    }
+    assert with_health(member(100.0, ready=False), 101.0)["health"] == "not ready"
+    assert with_health(member(100.0, ready=True), 100.0 + LATE_SECONDS + 1)["health"] == "late"
+    assert with_health(member(100.0), 90.0)["heartbeatSeconds"] == 0.0  # a clock behind: never negative
+    assert with_health(member(None), 90.0)["health"] == "unknown"
 
 
 def test_relayed_headers_drop_hop_by_hop_ones_and_any_replica_proof_a_client_sent() -> None:

@@ -106,6 +106,7 @@ class Cluster:
         self.pools = OwnerPools(CONNECT_SECONDS)  # keep-alive connections to the other replicas
         self.forwarded = 0  # requests relayed to another replica
         self.sessions: Callable[[], int] = int  # this replica's client sessions (set by the proxy)
+        self.ready: Callable[[], bool] = lambda: True  # all servers available, as /_readyz (set by the proxy)
         self.config: Callable[[], Any] = lambda: None  # the running ProxyConfig (set by the proxy)
         self.registry.stats = self.stats
         self.on_reload: Callable[[str], Awaitable[None]] | None = None  # set by the proxy when it reloads
@@ -348,7 +349,12 @@ class Cluster:
 
     def stats(self) -> dict[str, Any]:
         """This replica's counters, published with each heartbeat; `sessions` is set by the proxy."""
-        return {"forwarded": self.forwarded, "streams": len(self.pumping), "sessions": self.sessions()}
+        return {
+            "forwarded": self.forwarded,
+            "streams": len(self.pumping),
+            "sessions": self.sessions(),
+            "ready": self.ready(),
+        }
 
     def paths(self, base: str) -> dict[str, Any]:
         """`/_cluster` at the root and under the baseURL's path (where the status page's script calls it)."""
@@ -358,18 +364,23 @@ class Cluster:
         """`/_cluster` (operators): every registered replica with the counters of its last heartbeat."""
         if not await authorized(self.config(), headers, send):
             return
+        await send_json(send, 200, await self.snapshot(), [(b"cache-control", b"no-store")])
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What `/_cluster` and the status page show: this replica, and every registered one (none when
+        Redis cannot be reached: `reachable` says so)."""
         try:
-            members = await self.registry.members()
+            members, reachable = await self.registry.members(), True
         except Exception as exc:  # Redis down: say so, with what this replica knows
-            members = []
+            members, reachable = [], False
             log.warning("Cluster: cannot list the replicas: %s", type(exc).__name__)
-        body = {
+        return {
             "replica": self.replica,
             "advertise": self.advertise,
             "stats": self.stats(),
+            "reachable": reachable,
             "replicas": members,
         }
-        await send_json(send, 200, body, [(b"cache-control", b"no-store")])
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

@@ -17,21 +17,30 @@ TTL_SECONDS = 15  # a replica that stops heartbeating is forgotten after this
 HEARTBEAT_SECONDS = 5.0
 CACHE_SECONDS = 5.0  # how long a looked-up address is reused (a dead owner is also found by its refusal)
 CACHE_LIMIT = 4096
+LATE_SECONDS = 2 * HEARTBEAT_SECONDS  # a heartbeat older than this: the replica is late (busy, or dying)
 
 
 class Registry:
     """Registers this replica (heartbeat with a TTL) and looks the others' addresses up, cached briefly."""
 
-    def __init__(self, redis: Any, replica: str, advertise: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        redis: Any,
+        replica: str,
+        advertise: str,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.redis = redis
         self.replica = replica
         self.advertise = advertise
         self.clock = clock
+        self.wall = wall  # heartbeats carry the wall-clock time: the view shows how old each one is
         self.stats: Callable[[], dict[str, Any]] = dict  # published with each heartbeat (the cluster view)
         self._cache: dict[str, tuple[str | None, float]] = {}
 
     async def register(self) -> None:
-        entry = {"url": self.advertise, "stats": self.stats()}
+        entry = {"url": self.advertise, "stats": self.stats(), "at": self.wall()}
         await self.redis.set(KEY_PREFIX + self.replica, orjson.dumps(entry), ex=TTL_SECONDS)
 
     async def heartbeat(self) -> None:
@@ -74,11 +83,13 @@ class Registry:
                 break
         values = await self.redis.mget(keys) if keys else []
         members = []
+        now = self.wall()
         for key, raw in zip(keys, values, strict=True):
             entry = parse_entry(raw)
             if entry is not None:
                 replica = (key.decode() if isinstance(key, bytes) else key)[len(KEY_PREFIX) :]
-                members.append({"replica": replica, "self": replica == self.replica, **entry})
+                member = {"replica": replica, "self": replica == self.replica, **entry}
+                members.append(with_health(member, now))
         return sorted(members, key=lambda m: str(m["replica"]))
 
     def forget(self, replica: str) -> None:
@@ -94,8 +105,26 @@ def parse_entry(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
         return None
-    stats = entry.get("stats")
-    return {"url": entry["url"], "stats": stats if isinstance(stats, dict) else {}}
+    stats, at = entry.get("stats"), entry.get("at")
+    return {
+        "url": entry["url"],
+        "stats": stats if isinstance(stats, dict) else {},
+        "at": float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None,
+    }
+
+
+def with_health(member: dict[str, Any], now: float) -> dict[str, Any]:
+    """The member with `heartbeatSeconds` (age of its last heartbeat) and `health`: `ready`, `not ready`
+    (its servers are not all available), `late` (no heartbeat for a while) or `unknown` (no time sent)."""
+    at = member.pop("at", None)
+    if at is None:
+        return {**member, "heartbeatSeconds": None, "health": "unknown"}
+    age = round(max(0.0, now - at), 1)
+    if age > LATE_SECONDS:
+        health = "late"
+    else:
+        health = "ready" if member["stats"].get("ready", True) is True else "not ready"
+    return {**member, "heartbeatSeconds": age, "health": health}
 
 
 def entry_url(raw: Any) -> str | None:

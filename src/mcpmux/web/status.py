@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
@@ -230,6 +231,8 @@ class StatusEndpoints:
                     return
             else:
                 view = page_view(proxy, operator_of(proxy.config, headers))
+            if view.snapshot is not None and self.app.cluster is not None:  # the replicas, from Redis
+                view = replace(view, cluster=await self.app.cluster.snapshot())
             body = render_page(proxy.config, base, view)
             status = 401 if view.login_error else 200
             await send_bytes(

@@ -26,6 +26,7 @@ class View:
     login_error: str = ""
     token: str | None = None  # the operator's token, for the Approve forms (None: open or signed out)
     notice: str = ""  # what the last form POST did (an approval)
+    cluster: dict[str, Any] | None = None  # cluster mode, for a caller who sees the data: `/_cluster`'s view
 
 
 def format_duration(seconds: float) -> str:
@@ -118,6 +119,35 @@ def route_rows(snapshot: dict[str, Any]) -> str:
     return "".join(rows)
 
 
+CLUSTER_STATS = ("sessions", "forwarded", "streams")
+
+
+def _replica_row(member: dict[str, Any]) -> str:
+    """One replica as the script's row: id (this one marked), address, health, heartbeat age, counters."""
+    name = str(member.get("replica")) + (" (this replica)" if member.get("self") is True else "")
+    stats = member.get("stats")
+    stats = stats if isinstance(stats, dict) else {}
+    age = member.get("heartbeatSeconds")
+    cells = [
+        str(member.get("url")),
+        str(member.get("health", "unknown")),
+        DASH if age is None else f"{age:g}s ago",
+        *(str(stats.get(key, "")) for key in CLUSTER_STATS),
+    ]
+    data = escape(str(member.get("replica")), quote=True)
+    tds = "".join(f"<td>{escape(text)}</td>" for text in cells)
+    return f'<tr data-replica="{data}"><th scope="row">{escape(name)}</th>{tds}</tr>'
+
+
+def cluster_rows(cluster: dict[str, Any]) -> str:
+    """The replicas registered in the cluster store, or why none can be listed."""
+    rows = "".join(_replica_row(m) for m in cluster.get("replicas", []) if isinstance(m, dict))
+    if rows:
+        return rows
+    why = "The cluster store cannot be reached." if cluster.get("reachable") is False else "No replica."
+    return f'<tr><td colspan="{2 + 2 + len(CLUSTER_STATS)}">{why}</td></tr>'
+
+
 def _cards(servers: list[dict[str, Any]], action: str, token: str | None) -> str:
     return "".join(server_card(server, i, action, token) for i, server in enumerate(servers))
 
@@ -140,6 +170,8 @@ def fill(template: str, view: View, base: str, name: str, cluster: str = "") -> 
         "%DATA_HIDDEN%": "" if data is not None else " hidden",
         "%SERVERS%": _cards(data["servers"], f"{base}/_status", view.token) if data else "",
         "%ROUTES%": route_rows(data) if data else "",
+        "%CLUSTER_HIDDEN%": "" if data is not None and view.cluster is not None else " hidden",
+        "%CLUSTER_ROWS%": cluster_rows(view.cluster) if data is not None and view.cluster else "",
     }
     return fill_placeholders(template, values)
 

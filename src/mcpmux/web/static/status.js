@@ -364,6 +364,8 @@ function renderCluster(view) {
     row.append(th);
     const stats = member.stats || {};
     cell(row, String(member.url));
+    cell(row, String(member.health ?? "unknown"));
+    cell(row, member.heartbeatSeconds == null ? "\u2013" : member.heartbeatSeconds + "s ago");
     for (const name of ["sessions", "forwarded", "streams"]) cell(row, String(stats[name] ?? ""));
     return row;
   });
