@@ -312,32 +312,32 @@ def test_an_open_page_shows_pending_pin_changes_but_cannot_approve_them(tmp_path
         assert listed_tools(proxy.url("/docs/mcp"), None) == {"count"}
 
 
+def signed_in_cluster_view(page: Page, url: str) -> Any:
+    """The page's "Cluster replicas" section: hidden before signing in, then listing both replicas."""
+    page.goto(url)
+    section = page.locator("#cluster-section")
+    expect(section).to_be_hidden()  # nothing before signing in
+    sign_in(page, "tok-a")
+    expect(section).to_be_visible()
+    expect(section.locator("tbody tr")).to_have_count(2)
+    return section
+
+
 def test_in_cluster_mode_an_operator_sees_every_replica_on_the_status_page(
     tmp_path: Path, browser: Browser
 ) -> None:
     with running_cluster(tmp_path, 2) as (_url, _balancer, replicas):
         page = browser.new_page()
-        page.goto(replicas[0].url("/_status"))
-        section = page.locator("#cluster-section")
-        expect(section).to_be_hidden()  # nothing before signing in
-        sign_in(page, "tok-a")
-        expect(section).to_be_visible()
-        rows = section.locator("tbody tr")
-        expect(rows).to_have_count(2)
+        section = signed_in_cluster_view(page, replicas[0].url("/_status"))
         expect(section.locator("tbody th", has_text="(this replica)")).to_have_count(1)
-        expect(rows.first).to_contain_text("127.0.0.1")
+        expect(section.locator("tbody tr").first).to_contain_text("127.0.0.1")
         expect(section.locator("tbody td", has_text=re.compile("^ready$"))).to_have_count(2, timeout=15_000)
         page.close()
 
         # Without JavaScript: the replica renders the same view itself
         context = browser.new_context(java_script_enabled=False)
         page = context.new_page()
-        page.goto(replicas[1].url("/_status"))
-        section = page.locator("#cluster-section")
-        expect(section).to_be_hidden()  # nothing before signing in
-        sign_in(page, "tok-a")
-        expect(section).to_be_visible()
-        expect(section.locator("tbody tr")).to_have_count(2)
+        section = signed_in_cluster_view(page, replicas[1].url("/_status"))
         this = section.locator("tbody tr", has=page.locator("th", has_text="(this replica)"))
         expect(this).to_have_count(1)
         expect(this).to_contain_text(replicas[1].base)
