@@ -7,8 +7,9 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mcpmux"
-MAX_MODULE_LINES = 500  # the aim is 100-400; past 500 a module is split
-KNOWN_TOO_LONG: set[str] = set()  # none left; keep it empty
+MAX_MODULE_LINES = 400  # the aim is 100-400; past 400 a module is split by responsibility
+# Modules over the limit while someone splits them: it may only shrink (delete an entry once split).
+KNOWN_TOO_LONG: set[str] = set()
 
 
 def modules() -> list[Path]:
@@ -28,7 +29,10 @@ def test_every_module_starts_with_a_docstring_saying_its_job() -> None:
 def test_modules_stay_below_the_size_where_they_are_split() -> None:
     lengths = {p.relative_to(SRC).as_posix(): len(p.read_text().splitlines()) for p in modules()}
     too_long = {name for name, n in lengths.items() if n > MAX_MODULE_LINES}
-    assert too_long <= KNOWN_TOO_LONG, {n: lengths[n] for n in too_long - KNOWN_TOO_LONG}
+    assert too_long <= KNOWN_TOO_LONG, (
+        f"over {MAX_MODULE_LINES} lines: split by responsibility (README, Development), or list it in "
+        f"KNOWN_TOO_LONG while its split is under way: { ({n: lengths[n] for n in too_long - KNOWN_TOO_LONG}) }"
+    )
     assert KNOWN_TOO_LONG <= too_long, (
         f"split already: remove from KNOWN_TOO_LONG {KNOWN_TOO_LONG - too_long}"
     )

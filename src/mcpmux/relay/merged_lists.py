@@ -1,8 +1,10 @@
-"""The merged endpoint's lists: a page from every member, merged cursors, names learnt, entries shown."""
+"""The merged endpoint's lists: a page from every member, merged cursors, names learnt, entries shown (or
+in search mode, the meta-tools instead of the tools)."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,6 +13,7 @@ from ..core.cursor import decode_cursor, encode_cursor
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from .client import ClientSession
 from .pinned import pin_shows
+from .toolsearch import META_NAMES, Entry, ToolSearch
 
 if TYPE_CHECKING:
     from .merged_route import Member, MergedRoute
@@ -164,3 +167,46 @@ def relabel(entry: dict[str, Any], field: str, publish: Any, member: Any) -> dic
         return entry
     published = publish(member, value)
     return entry if published == value else {**entry, field: published}
+
+
+# -- catalog: search (the meta-tools instead of the tools) ---------------------------------------
+
+
+async def search_list(client: ClientSession, msg: Message, exchange: Any) -> Message:
+    """`tools/list` in search mode: the meta-tools."""
+    return ToolSearch.list_result(msg["id"])
+
+
+async def search_call(route: MergedRoute, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    """`tools/call` in search mode: a meta-tool answered here, any other tool called as usual."""
+    if route.search is None or (msg.get("params") or {}).get("name") not in META_NAMES:
+        return await route._call_tool(client, msg, exchange)
+    index = route.search.index(route.catalog, partial(search_entries, route))  # swapped on change
+    return await route.search.answer(
+        msg,
+        index,
+        lambda entry: may_use(route, client, entry),
+        lambda inner: route._call_tool(client, inner, exchange),
+    )
+
+
+def search_entries(route: MergedRoute) -> list[Entry]:
+    """Every published tool whose definition the snapshot has, as the lists present it."""
+    catalog, entries = route.catalog, []
+    for member in route.members:
+        for tool in member.runtime.tools:
+            target = catalog.tool_by_pair.get((member.name, str(tool.get("name"))))
+            if target is not None:
+                entries.append(Entry(target.published, member, tool, target.present(tool)))
+    return entries
+
+
+def may_use(route: MergedRoute, client: ClientSession, entry: Entry) -> bool:
+    """Whether a search may show the tool: its member serves the client, the token reaches it, and
+    pinning does not withhold it."""
+    member: Member = entry.owner
+    return (
+        route._serves(client, member)
+        and route.access(client).allows(member.name, entry.name)
+        and pin_shows(member.runtime.pin_verdict, entry.upstream)
+    )

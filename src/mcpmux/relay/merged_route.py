@@ -26,11 +26,11 @@ from . import merged_resources
 from .client import ClientSession
 from .dispatch import Dispatch
 from .merged_catalog import MemberCatalog, MergedCatalog
-from .merged_lists import LISTS, list_page
-from .pinned import pin_refusal, pin_shows
+from .merged_lists import LISTS, list_page, search_call, search_list
+from .pinned import pin_refusal
 from .route import Route, negotiate_version
 from .server_route import find_in_flight, list_changed, unknown_tool
-from .toolsearch import META_NAMES, SEARCH_INSTRUCTIONS, Entry, ToolSearch
+from .toolsearch import SEARCH_INSTRUCTIONS, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
 
@@ -102,8 +102,8 @@ class MergedRoute(Route):
         }
         self.search = ToolSearch() if catalog_mode == "search" else None
         if self.search is not None:  # the meta-tools instead of the tools
-            self._local["tools/list"] = self._search_list
-            self._local["tools/call"] = self._search_call
+            self._local["tools/list"] = search_list
+            self._local["tools/call"] = partial(search_call, self)
 
     def detach_listeners(self) -> None:
         for member in self.members:
@@ -238,42 +238,6 @@ class MergedRoute(Route):
             return refused
         params["name"] = target.upstream  # type: ignore[index]
         return await self._forward(target.member, client, msg, exchange, early=True)
-
-    # -- catalog: search ----------------------------------------------------------------------------
-
-    async def _search_list(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        return ToolSearch.list_result(msg["id"])
-
-    async def _search_call(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
-        if self.search is None or (msg.get("params") or {}).get("name") not in META_NAMES:
-            return await self._call_tool(client, msg, exchange)
-        index = self.search.index(self.catalog, self._search_entries)  # the catalog is swapped on change
-        return await self.search.answer(
-            msg,
-            index,
-            lambda entry: self._may_use(client, entry),
-            lambda inner: self._call_tool(client, inner, exchange),
-        )
-
-    def _search_entries(self) -> list[Entry]:
-        """Every published tool whose definition the snapshot has, as the lists present it."""
-        catalog, entries = self.catalog, []
-        for member in self.members:
-            for tool in member.runtime.tools:
-                target = catalog.tool_by_pair.get((member.name, str(tool.get("name"))))
-                if target is not None:
-                    entries.append(Entry(target.published, member, tool, target.present(tool)))
-        return entries
-
-    def _may_use(self, client: ClientSession, entry: Entry) -> bool:
-        """Whether a search may show the tool: its member serves the client, the token reaches it, and
-        pinning does not withhold it."""
-        member: Member = entry.owner
-        return (
-            self._serves(client, member)
-            and self.access(client).allows(member.name, entry.name)
-            and pin_shows(member.runtime.pin_verdict, entry.upstream)
-        )
 
     async def _get_prompt(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}
