@@ -1,7 +1,8 @@
 """Container and deployment files: the Dockerfile's rules, the Helm chart's and compose file's YAML.
 
 There is no Docker engine or helm binary here: `helm lint`/`helm template` are not run. What is checked
-instead: every YAML file parses, every `.Values.x.y` a template reads exists in values.yaml, the
+instead: every YAML file parses, every `.Values.x.y` a template reads exists in values.yaml, every
+`include` is defined and every block closed, the
 probes and the image's HEALTHCHECK use the health endpoints, the compose example has three replicas,
 Valkey and a balancer that knows them all.
 """
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "mcpmux"
 COMPOSE = ROOT / "deploy" / "compose"
 VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+OPENERS = ("if ", "with ", "range ", "define ", "block ")
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -77,6 +80,23 @@ def test_the_chart_parses_and_its_templates_read_only_values_that_exist() -> Non
     for template in templates:
         for ref in VALUES_REF.findall(template.read_text()):
             assert has_path(values, ref), f"{template.name} reads .Values{ref}, absent from values.yaml"
+
+
+def test_the_chart_templates_include_only_defined_templates_and_close_every_block() -> None:
+    """What `helm lint` would catch first without a helm binary: an unknown `include`, an unclosed block."""
+    templates = sorted((CHART / "templates").glob("*"))
+    actions = {t.name: ACTION.findall(t.read_text()) for t in templates}
+    defined = {m for acts in actions.values() for a in acts for m in re.findall(r'^define "([^"]+)"', a)}
+    assert defined >= {"mcpmux.fullname", "mcpmux.labels", "mcpmux.selector", "mcpmux.secretName"}
+    for name, acts in actions.items():
+        for included in (m for a in acts for m in re.findall(r'include "([^"]+)"', a)):
+            assert included in defined, f"{name} includes {included!r}, defined nowhere"
+        depth = 0
+        for action in acts:
+            depth += action.startswith(OPENERS)
+            depth -= action == "end"
+            assert depth >= 0, f"{name}: an `end` closes no block"
+        assert depth == 0, f"{name}: {depth} block(s) never closed"
 
 
 def test_the_chart_probes_health_and_readiness_and_mounts_the_config_directory() -> None:
