@@ -71,6 +71,7 @@ def relay_proxy(
     *,
     proxy_options: dict[str, Any] | None = None,
     debug: bool = True,
+    groups: dict[str, Any] | None = None,
 ) -> Iterator[ProxyProcess]:
     """mcpmux (debug logging) with one route per `name: (upstream kind, fixture args, options)`.
 
@@ -92,6 +93,8 @@ def relay_proxy(
             "mcpProxy": {"name": "mcpmux-relay-test", "version": "7.7.7", **(proxy_options or {})},
             "mcpServers": servers,
         }
+        if groups:
+            config["mcpGroups"] = groups
         extra = ("--log-level", "debug") if debug else ()
         proxy = stack.enter_context(running_proxy(config, tmp_path, extra_args=extra))
         proxy.upstream_urls = urls  # type: ignore[attr-defined]

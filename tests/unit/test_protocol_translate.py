@@ -86,10 +86,10 @@ def test_initialize_from_discover_answers_a_non_handshake_version_with_the_newes
             {"tools": []},
             {"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"},
         ),
-        (
+        (  # the upstream's hints are kept, but not public unless the caller says the route is shareable
             "resources/read",
             {"contents": [], "ttlMs": 9, "cacheScope": "public", "resultType": "complete"},
-            {"contents": [], "ttlMs": 9, "cacheScope": "public", "resultType": "complete"},
+            {"contents": [], "ttlMs": 9, "cacheScope": "private", "resultType": "complete"},
         ),
         (  # never cache hints on an input_required result
             "tools/call",

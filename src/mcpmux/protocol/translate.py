@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..jsonrpc import INVALID_PARAMS, Message
+from .cache import carry_hint, for_client, read_hint, take_hint
 from .constants import (
     CACHEABLE_METHODS,
     CLIENT_CAPABILITIES_META,
@@ -93,29 +94,28 @@ def initialize_from_discover(
     return result
 
 
-def complete_result(method: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A handshake-era result in the 2026 envelope: `resultType`, and cache hints where required.
+def complete_result(method: str, result: dict[str, Any], shareable: bool = False) -> dict[str, Any]:
+    """A handshake-era result in the 2026 envelope: `resultType`, and cache hints where required: the
+    upstream's as far as they are safe (protocol/cache.py), else `0`/`private`.
 
-    Changes `result` in place (it is the proxy's own copy) and returns it; what the upstream set is kept.
+    Changes `result` in place (it is the proxy's own copy) and returns it.
     """
     if "resultType" not in result:
         result["resultType"] = "complete"
-    if method in CACHEABLE_METHODS and result.get("resultType") == "complete":
-        if "ttlMs" not in result:
-            result["ttlMs"] = DEFAULT_TTL_MS
-        if "cacheScope" not in result:
-            result["cacheScope"] = DEFAULT_CACHE_SCOPE
+    if method in CACHEABLE_METHODS and result["resultType"] == "complete":
+        result["ttlMs"], result["cacheScope"] = for_client(take_hint(result), shareable)
     return result
 
 
-def modern_response(method: str, response: Message) -> Message:
+def modern_response(method: str, response: Message, shareable: bool = False) -> Message:
     """A response from the handshake side made right for a 2026-07-28 client (in place).
 
-    Results get the 2026 envelope; resource-not-found (-32002) becomes -32602 as 2026 says.
+    Results get the 2026 envelope (cache hints `public` only when `shareable`: the same for every client
+    of the route); resource-not-found (-32002) becomes -32602 as 2026 says.
     """
     result = response.get("result")
     if type(result) is dict:
-        complete_result(method, result)
+        complete_result(method, result, shareable)
         return response
     error = response.get("error")
     if type(error) is dict and error.get("code") == RESOURCE_NOT_FOUND:
@@ -123,13 +123,18 @@ def modern_response(method: str, response: Message) -> Message:
     return response
 
 
-def handshake_response(response: Message) -> Message:
-    """A 2026-07-28 upstream's response for a handshake-era client: without `resultType`, `ttlMs`
-    and `cacheScope` (a new message when something is removed)."""
+def handshake_response(response: Message, keep_hint: bool = True) -> Message:
+    """A 2026-07-28 upstream's response for the handshake-era side: without `resultType`, `ttlMs` and
+    `cacheScope` (a new message when something is removed). With `keep_hint` (not after a multi
+    round-trip retry, whose result must not be cached), valid cache hints of a complete result travel on
+    in `_meta` (protocol/cache.py) for 2026 clients."""
     result = response.get("result")
     if type(result) is not dict or not any(key in result for key in _MODERN_RESULT_FIELDS):
         return response
     kept = {k: v for k, v in result.items() if k not in _MODERN_RESULT_FIELDS}
+    hint = read_hint(result.get("ttlMs"), result.get("cacheScope"))
+    if keep_hint and hint is not None and result.get("resultType", "complete") == "complete":
+        carry_hint(kept, hint)
     return {**response, "result": kept}
 
 

@@ -11,6 +11,7 @@ import anyio
 
 from ..core.cursor import decode_cursor, encode_cursor
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
+from ..protocol.cache import carried_hint, carry_hint, combine
 from .client import ClientSession
 from .pinned import pin_shows
 from .toolsearch import META_NAMES, Entry, ToolSearch
@@ -42,12 +43,8 @@ async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> 
         ]
     else:
         plan = [(member, None) for member in route.members]
-    pages = await fetch_pages(
-        route,
-        client,
-        msg,
-        [(m, c) for m, c in plan if m is not None and route._serves(client, m, capability)],
-    )
+    asked = [(m, c) for m, c in plan if m is not None and route._serves(client, m, capability)]
+    pages = await fetch_pages(route, client, msg, asked)
     learn(route, pages, key)
     items: list[Any] = []
     follow: list[tuple[str, str]] = []
@@ -61,6 +58,9 @@ async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> 
     result: dict[str, Any] = {key: items}
     if follow:
         result["nextCursor"] = encode_cursor(key, follow)
+    hints = [carried_hint(page) for page in pages.values()]
+    if hints and len(hints) == len(asked) and None not in hints:  # every part hinted: the most cautious
+        carry_hint(result, combine(hints))
     return result_response(msg["id"], result)
 
 

@@ -194,7 +194,7 @@ class ModernTranslation:
             if not isinstance(result, dict) or result.get("resultType") != "input_required":
                 if isinstance(result, dict):
                     self._learn(msg["method"], result)
-                return handshake_response({**answer, "id": msg["id"]})
+                return handshake_response({**answer, "id": msg["id"]}, keep_hint=sent is msg)
             responses = await self._ask_client(result.get("inputRequests"), msg["id"])
             if "error" in responses:
                 return {**responses, "id": msg["id"]}

@@ -92,7 +92,7 @@ class ModernExchange(PostExchange):
     def finish_now(self, msg: dict[str, Any]) -> bool:
         if "error" in msg or self.suspension is not None:
             return False  # its status may not be 200, or it belongs to a retry: the task answers
-        return super().finish_now(modern_response(self.method, msg))
+        return super().finish_now(modern_response(self.method, msg, self.scope is None))
 
     async def emit(self, msg: dict[str, Any]) -> None:
         if "id" in msg and "method" in msg and (self.suspension is None or self.collecting):
@@ -163,7 +163,7 @@ class ModernExchange(PostExchange):
             self.done = True
             await send_json(self.send, status, msg)
             return
-        await super().finish(modern_response(self.method, msg))
+        await super().finish(modern_response(self.method, msg, self.scope is None))
 
 
 async def handle_modern(

@@ -1,0 +1,111 @@
+"""A 2026-07-28 upstream's cache hints (`ttlMs`, `cacheScope`) reach 2026 clients as far as they are safe.
+
+Upstreams: the everything fixture spoken to in the 2026 era, telling `tools/list` public and
+`resources/list` private with a ttl (60 s, or 5 s for "brief"), and a 2025-only one (no hints at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+from relay_kit import ACCEPT_BOTH, BOUND_SECONDS, messages_of, raw_http, relay_proxy
+
+from harness import ProxyProcess
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+TOKEN = "era2-cache-hints-token-0123456789"
+HINTED = ("--cache-ttl-ms", "60000")
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "cache-test", "version": "1"},
+}
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    modern = {"protocol": MODERN, "sessionMode": "shared"}
+    routes = {
+        "hinted": ("streamable-http", HINTED, modern),
+        "brief": ("streamable-http", ("--cache-ttl-ms", "5000"), modern),
+        "guarded": ("streamable-http", HINTED, {**modern, "authTokens": [TOKEN]}),
+        "old": ("streamable-http", ("--handshake-only",), {"protocol": "auto"}),
+    }
+    groups = {"pair": {"servers": ["hinted", "brief"]}, "mixed": {"servers": ["hinted", "old"]}}
+    with relay_proxy(tmp_path_factory.mktemp("cache"), routes, groups=groups) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=BOUND_SECONDS) as client:
+        yield client
+
+
+async def modern_result(
+    http: httpx2.AsyncClient, url: str, method: str, params: dict[str, Any] | None = None, token: str = ""
+) -> dict[str, Any]:
+    """The result of one 2026-07-28 request (raw, as the wire has it)."""
+    body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**(params or {}), "_meta": ENVELOPE}}
+    headers = {
+        "accept": ACCEPT_BOTH,
+        "content-type": "application/json",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+    }
+    if method == "tools/call":
+        headers["mcp-name"] = str((params or {}).get("name"))
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    reply = await http.post(url, content=orjson.dumps(body), headers=headers)
+    assert reply.status_code == 200, reply.text
+    (answer,) = [m for m in messages_of(reply) if m.get("id") == 7]
+    assert "result" in answer, answer
+    result: dict[str, Any] = answer["result"]
+    return result
+
+
+def hints(result: dict[str, Any]) -> tuple[Any, Any]:
+    assert "dev.mcpmux/cacheHint" not in (result.get("_meta") or {}), result.get("_meta")
+    return result.get("ttlMs"), result.get("cacheScope")
+
+
+async def test_a_route_passes_the_upstreams_hints_on(proxy: ProxyProcess, http: httpx2.AsyncClient) -> None:
+    url = proxy.url("/hinted/mcp")
+    assert hints(await modern_result(http, url, "tools/list")) == (60000, "public")
+    assert hints(await modern_result(http, url, "resources/list")) == (60000, "private")
+    called = await modern_result(http, url, "tools/call", {"name": "echo", "arguments": {"text": "x"}})
+    assert hints(called) == (None, None)
+
+
+async def test_a_token_makes_public_hints_private(proxy: ProxyProcess, http: httpx2.AsyncClient) -> None:
+    url = proxy.url("/guarded/mcp")
+    assert hints(await modern_result(http, url, "tools/list", token=TOKEN)) == (60000, "private")
+    assert hints(await modern_result(http, url, "resources/list", token=TOKEN)) == (60000, "private")
+
+
+async def test_a_merged_list_takes_the_shortest_ttl_and_the_most_private_scope(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = proxy.url("/pair/mcp")
+    assert hints(await modern_result(http, url, "tools/list")) == (5000, "public")
+    assert hints(await modern_result(http, url, "resources/list")) == (5000, "private")
+
+
+async def test_a_merged_list_with_an_unhinted_member_is_not_cacheable(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    url = proxy.url("/mixed/mcp")
+    assert hints(await modern_result(http, url, "tools/list")) == (0, "private")
+
+
+async def test_a_2025_client_gets_no_2026_hints(proxy: ProxyProcess) -> None:
+    async with raw_http(proxy.url("/hinted/mcp")) as client:
+        listed = await client.result("tools/list")
+    assert not {"resultType", "ttlMs", "cacheScope"} & set(listed), listed
