@@ -63,6 +63,8 @@ async def test_failed_connects_back_off_exponentially_to_the_cap_and_report_a_cr
             last = await clock.next_sleep()  # the sixth failure's delay, not yet waited out
             assert (runtime.state, runtime.attempt, runtime.crash_loop) == ("failed", 6, True)
             assert runtime.retry_at == clock.now() + last
+            status = runtime.status()  # what the status views and /_readyz show, on the same clock
+            assert (status["state"], status["retry_in_seconds"], status["attempt"]) == ("failed", 5.0, 6)
             assert runtime.restarts == 5
             assert "not today" in (runtime.last_error or "")
     assert [*delays, last] == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +60,7 @@ class ServerRuntime(Supervisor):
         return self.config.timeout_seconds or self.options.request_timeout_seconds
 
     def status(self) -> dict[str, Any]:
-        now = time.monotonic()
+        now = self.clock.now()  # the clock retry_at and connected_at were read from
         uptime = now - self.connected_at if self.connected_at and self.ready else 0.0
         status: dict[str, Any] = {
             "state": self.state,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +131,7 @@ class UpstreamFamilies:
         self.restarts.add_metric([name], runtime.restarts)
         self.tools.add_metric([name], len(runtime.tools))
         connected_at = runtime.connected_at
-        up_seconds = time.monotonic() - connected_at if connected_at and runtime.ready else 0.0
+        up_seconds = runtime.clock.now() - connected_at if connected_at and runtime.ready else 0.0
         self.uptime.add_metric([name], up_seconds)
         self.pending.add_metric([name], pending)
         traffic = getattr(runtime, "traffic", None)
