@@ -77,6 +77,8 @@ def test_a_valid_envelope_is_read() -> None:
         (call(**{CLIENT_CAPABILITIES_META: []}), -32602, "must be an object"),
         (call(**{CLIENT_INFO_META: "me"}), -32602, "must be an object"),
         (call(**{LOG_LEVEL_META: "loud"}), -32602, "Invalid log level"),
+        (call(**{LOG_LEVEL_META: ["debug"]}), -32602, "Invalid log level"),  # unhashable: was a TypeError
+        (call(**{LOG_LEVEL_META: {"debug": 1}}), -32602, "Invalid log level"),
     ],
 )
 def test_a_bad_envelope_gets_invalid_params(msg: dict[str, Any], code: int, words: str) -> None:

@@ -120,7 +120,7 @@ def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     if info is not None and type(info) is not dict:
         raise EnvelopeError(INVALID_PARAMS, f"{CLIENT_INFO_META!r} must be an object")
     level = meta.get(LOG_LEVEL_META)
-    if level is not None and level not in LOG_RANK:
+    if level is not None and (type(level) is not str or level not in LOG_RANK):
         raise EnvelopeError(INVALID_PARAMS, f"Invalid log level: {level!r}")
     return caps, info or {}, level
 

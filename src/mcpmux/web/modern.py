@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import anyio
@@ -42,6 +43,7 @@ from .asgi import (
     JSON_TYPE,
     SSE_HEADERS,
     Receive,
+    RecordingSend,
     RequestHeaders,
     Send,
     send_bytes,
@@ -49,8 +51,10 @@ from .asgi import (
     send_json,
     sse_event,
 )
-from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox
+from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox, relay_contained
 from .telemetry import Telemetry
+
+log = logging.getLogger("mcpmux.http")
 
 # Handshake-era methods 2026-07-28 removed, and what this proxy does not serve to 2026 clients yet.
 NOT_SERVED = {
@@ -175,6 +179,28 @@ async def handle_modern(
     token: TokenScope | None,
     telemetry: Telemetry,
 ) -> None:
+    """One 2026-07-28 POST, contained: a failure anywhere below is logged and, when nothing was sent
+    yet, answered with -32603 under the request's id (never an HTTP 500)."""
+    recording = RecordingSend(send)  # keeps the early (synchronous) answer path
+    try:
+        await _handle_modern(route, msg, receive, recording, headers, token, telemetry)
+    except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
+        log.exception("%s: 2026-07-28 request %s failed", route.name or "mcp", msg.get("method"))
+        if recording.status or "id" not in msg:
+            raise
+        why = f"mcpmux internal error: {type(exc).__name__}"
+        await send_json(send, 200, error_response(msg["id"], INTERNAL_ERROR, why))
+
+
+async def _handle_modern(
+    route: Route,
+    msg: Message,
+    receive: Receive,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    telemetry: Telemetry,
+) -> None:
     """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened or relayed."""
     envelope = await _admit(msg, send, headers)
     if envelope is None or not await fields_ok(msg, send) or not await _params_ok(route, msg, send, headers):
@@ -221,7 +247,7 @@ async def relay_until_closed(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_disconnect)
-        response = await telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
+        response = await relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
         tg.cancel_scope.cancel()
     return response
 
