@@ -4,8 +4,8 @@ The suite (`@modelcontextprotocol/conformance` 0.2.0-alpha line, `--requirements
 installed on first use into CONFORMANCE_2026_DIR (default `.conformance-2026/`, beside the 0.1.16 suite's
 `.conformance/`, whose Node 26 it runs on: run `scripts/conformance.sh` once first). Every scored check
 must pass except those listed in CANNOT_PASS, each with the reason it cannot pass by construction. The
-upstream is the everything fixture, spoken to in the handshake era (stdio, streamable HTTP) and, over
-streamable HTTP, in the 2026-07-28 era (`protocol: "2026-07-28"`; its tools then ask with input_required).
+upstream is the everything fixture, spoken to in the handshake era (stdio, streamable HTTP) and in the
+2026-07-28 era (`protocol: "2026-07-28"`, streamable HTTP and stdio; its tools then ask with input_required).
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ CANNOT_PASS = {
     # (a 2026 upstream's keys do not survive either: its questions reach the client as such requests).
     "sep-2322-elicitation-incomplete",
 }
-CANNOT_PASS_WITH_2026_UPSTREAM = {
-    # mcpmux speaks to a 2026 upstream with its own session's client capabilities (what it can relay for
-    # any client), not each 2026 client's: the upstream asks for an elicitation this client did not
-    # declare, mcpmux refuses it (-32021), and the call fails instead of asking only for sampling.
-    "sep-2322-respect-client-capabilities",
-}
 
 
 def suite_js() -> Path:
@@ -64,6 +58,7 @@ UPSTREAMS = {
     "streamable-http": ("streamable-http", (), {}),
     # the same fixture, spoken to in the 2026-07-28 era (it serves both eras)
     "2026-upstream": ("streamable-http", (), {"protocol": "2026-07-28", "sessionMode": "shared"}),
+    "2026-stdio-upstream": ("stdio", (), {"protocol": "2026-07-28"}),
 }
 
 
@@ -108,8 +103,6 @@ def test_the_2026_requirement_set_passes_through_mcpmux_to_a_2025_upstream(
     output = run.stdout + run.stderr
     unscored_part = output.split("Not scored for 2026-07-28", 1)[-1] if "Not scored" in output else ""
     unscored = set(re.findall(r"[✗✓] ([\w-]+) \((?:extension|pending)\)", unscored_part))
-    modern_upstream = proxy.upstream_kind == "2026-upstream"  # type: ignore[attr-defined]
-    allowed = CANNOT_PASS | (CANNOT_PASS_WITH_2026_UPSTREAM if modern_upstream else set())
-    passed, failed = failures(results, unscored, allowed)
+    passed, failed = failures(results, unscored, CANNOT_PASS)
     assert not failed, "\n".join(failed) + "\n--- suite output ---\n" + output[-3000:]
     assert passed >= MIN_PASSED, output[-3000:]

@@ -139,3 +139,27 @@ async def test_a_2026_client_listens_to_a_2026_upstream_through_mcpmux(
             await client.call_tool("touch_resource", {"uri": uri})
             updated = await anext(events)
             assert isinstance(updated, ResourceUpdated) and updated.uri == uri
+
+
+async def sample_answer(context: Any, params: Any) -> types.CreateMessageResult:
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="sampled"), model="test"
+    )
+
+
+@pytest.mark.parametrize("route", ["modern", "stdio_modern"])
+async def test_a_2026_upstream_is_told_each_clients_own_capabilities(proxy: ProxyProcess, route: str) -> None:
+    """The tool asks for an elicitation only when the request's client capabilities declare it, then
+    samples: a client without elicitation is asked only to sample (SEP-2322), on a shared upstream."""
+    url = proxy.url(f"/{route}/mcp")
+    tool = "test_input_required_result_capabilities"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with mcp_client(url, sampling_callback=sample_answer) as sampler:
+            only_sampled = await sampler.call_tool(tool, {})
+        async with mcp_client(url, sampling_callback=sample_answer, elicitation_callback=answer_name) as both:
+            both_asked = await both.call_tool(tool, {})
+        async with Client(url, mode=MODERN, sampling_callback=sample_answer) as modern:
+            modern_sampled = await modern.call_tool(tool, {})
+    for result in (only_sampled, modern_sampled):
+        assert not result.is_error and result.content[0].text == "asked: ['sampling']", result  # type: ignore[union-attr]
+    assert both_asked.content[0].text == "asked: ['elicitation', 'sampling']", both_asked  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from mcpmux.protocol.constants import (
 from mcpmux.protocol.translate import (
     complete_result,
     discover_from_initialize,
+    forwarded_capabilities,
     initialize_from_discover,
     modern_response,
     strip_envelope,
@@ -141,3 +142,22 @@ def test_strip_envelope_drops_an_emptied_meta_and_leaves_plain_requests_alone() 
     plain = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"progressToken": 1}}}
     assert strip_envelope(plain) is plain
     assert strip_envelope({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})["method"] == "tools/list"
+
+
+def test_a_2026_upstream_is_told_only_the_client_capabilities_mcpmux_can_translate() -> None:
+    caps = {
+        "sampling": {"tools": {}},
+        "elicitation": {"form": {}},
+        "roots": {"listChanged": True},
+        "tasks": {"requests": {}},  # handshake-only: mcpmux does not carry tasks to a 2026 upstream
+        "experimental": {"x": {}},
+        "extensions": {"io.example/y": {}},
+    }
+    assert forwarded_capabilities(caps) == {
+        "sampling": {"tools": {}},
+        "elicitation": {"form": {}},
+        "roots": {"listChanged": True},
+    }
+    assert forwarded_capabilities({"sampling": {}}) == {"sampling": {}}  # no elicitation: none claimed
+    assert forwarded_capabilities({"sampling": True, "roots": None}) == {}  # malformed values dropped
+    assert forwarded_capabilities(None) == {}

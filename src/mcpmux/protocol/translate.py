@@ -138,6 +138,19 @@ def handshake_response(response: Message, keep_hint: bool = True) -> Message:
     return {**response, "result": kept}
 
 
+# What a client may declare that mcpmux can carry to it from a 2026-07-28 upstream's `input_required`
+# (as server-to-client requests, or back as `input_required`): only these reach such an upstream.
+TRANSLATABLE_CLIENT_CAPABILITIES = ("elicitation", "roots", "sampling")
+
+
+def forwarded_capabilities(caps: Any) -> dict[str, Any]:
+    """A downstream client's capabilities as mcpmux tells a 2026-07-28 upstream: what it declared of
+    what mcpmux can translate (`tasks`, `experimental`, `extensions` are not carried)."""
+    if type(caps) is not dict:
+        return {}
+    return {name: caps[name] for name in TRANSLATABLE_CLIENT_CAPABILITIES if type(caps.get(name)) is dict}
+
+
 def with_envelope(
     msg: Message, capabilities: dict[str, Any], client_info: dict[str, Any], log_level: Any
 ) -> Message:

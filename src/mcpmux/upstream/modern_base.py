@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -38,7 +39,12 @@ from ..protocol.constants import (
     SERVER_DISCOVER,
     SERVER_REQUEST_CAPABILITY,
 )
-from ..protocol.translate import handshake_response, initialize_from_discover
+from ..protocol.translate import (
+    forwarded_capabilities,
+    handshake_response,
+    initialize_from_discover,
+    with_envelope,
+)
 from .connection import Receiver
 from .tasks import released
 
@@ -68,6 +74,10 @@ class ModernTranslation:
         self.asks: dict[str, asyncio.Future[Message]] = {}  # our pushed requests for input -> answer
         self.subscribable = False  # the upstream declared resources.subscribe
         self.listens: dict[str | None, Any] = {}  # None: list_changed; else the URI's stream
+        # The session's lookup of the client capabilities of the request it sent under an id (None: one
+        # of mcpmux's own), set by the session's owner: such a request carries them, not the handshake's.
+        self.caller_capabilities: Callable[[Any], dict[str, Any] | None] = lambda request_id: None
+        self.callers: dict[Any, dict[str, Any]] = {}  # request id -> the capabilities it carries
 
     @property
     def closed(self) -> bool:
@@ -82,6 +92,12 @@ class ModernTranslation:
     async def _exchange(self, msg: Message, related: Any) -> Message:
         """Send one request with the 2026 envelope; deliver what comes before its answer; the answer."""
         raise NotImplementedError
+
+    def enveloped(self, msg: Message, related: Any, log_level: Any = None) -> Message:
+        """`msg` with the 2026 envelope: the capabilities of the client whose request `related` is (the
+        handshake's for mcpmux's own requests), mcpmux's client info."""
+        caps = self.callers.get(related, self.capabilities)
+        return with_envelope(msg, caps, self.client_info, log_level)
 
     def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
         """Hold a `subscriptions/listen` stream for `wanted` upstream, as `self.listens[key]`."""
@@ -102,6 +118,9 @@ class ModernTranslation:
             if future is not None and not future.done():
                 future.set_result(msg)
         elif "id" in msg:
+            caps = self.caller_capabilities(msg["id"])
+            if caps is not None:
+                self.callers[msg["id"]] = forwarded_capabilities(caps)
             self.tg.start_soon(released, self._request, msg)
         elif msg["method"] == CANCELLED:  # stops the exchange (the transport tells the upstream)
             scope = self.calls.get((msg.get("params") or {}).get("requestId"))
@@ -118,6 +137,7 @@ class ModernTranslation:
                 response = error_response(msg["id"], CONNECTION_CLOSED, str(exc))
             finally:
                 self.calls.pop(msg["id"], None)
+                self.callers.pop(msg["id"], None)
             self.receiver(response, msg["id"])
 
     async def _answer(self, msg: Message) -> Message:

@@ -147,8 +147,7 @@ class ModernHttpConnection(HttpTransport, ModernTranslation):
             return error_response(msg["id"], INTERNAL_ERROR, "a method name that cannot travel in a header")
         done = asyncio.get_running_loop().create_future()
         reply = ModernReply(self, msg, related, done)
-        enveloped = with_envelope(msg, self.capabilities, self.client_info, self.log_level)
-        sent = await self.post(self.url, headers, enveloped, reply)
+        sent = await self.post(self.url, headers, self.enveloped(msg, related, self.log_level), reply)
         try:
             await done
             answer = reply.answer if reply.events is not None else reply.json_answer(self.origin)

@@ -94,7 +94,7 @@ class ModernStdioConnection(ModernTranslation):
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.waiting[rid] = future
         try:
-            await stdio.send(with_envelope(msg, self.capabilities, self.client_info, self.log_level))
+            await stdio.send(self.enveloped(msg, related, self.log_level))
             await asyncio.wait((future, stdio.protocol.exited), return_when=asyncio.FIRST_COMPLETED)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):  # 2026-07-28 on stdio still cancels by notification

@@ -225,6 +225,12 @@ class UpstreamSession:
         response["id"] = request_id
         return response
 
+    def client_capabilities(self, uid: Any) -> dict[str, Any] | None:
+        """The capabilities of the client whose request is in flight under our id `uid` (None: none)."""
+        pending = self.ids.pending.get(uid)
+        caps = getattr(pending.client, "capabilities", None) if pending is not None else None
+        return caps if isinstance(caps, dict) else None
+
     def _timer(self, uid: int, timeout_seconds: float | None) -> asyncio.TimerHandle | None:
         if not timeout_seconds:
             return None

@@ -194,6 +194,8 @@ class Supervisor(SupervisionState):
         try:
             async with open_connection(self.config, link, self.era) as conn:
                 session.connection = self.traffic.connection(conn)
+                if hasattr(conn, "caller_capabilities"):  # 2026-07-28: each request carries its client's
+                    conn.caller_capabilities = session.client_capabilities
                 if hasattr(conn, "on_recovered"):
                     conn.on_recovered = lambda: self._on_recovered(session)
                 async with anyio.create_task_group() as life:
