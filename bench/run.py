@@ -901,6 +901,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--peer", choices=["sparfenyuk"], help="also measure this peer proxy")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct stdio phases")
     parser.add_argument("--ready-timeout", type=float, default=20.0, help="seconds to wait for readiness")
+    parser.add_argument(
+        "--mcpmux-src", type=Path, help="run mcpmux from this src/ directory (an A/B against another commit)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--render", type=Path, help="print the tables of a saved --json file and exit")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target check fails")
@@ -924,6 +927,20 @@ def phase_settings(
         ready_timeout_seconds=ready_timeout,
         repeat=max(1, repeat),
     )
+
+
+def use_mcpmux_src(src: Path, meta: dict[str, Any]) -> None:
+    """Servers started from now on (and `compile_mcpmux`) import mcpmux from `src`; `meta` records it."""
+    src = src.resolve()
+    os.environ["PYTHONPATH"] = str(src)
+    sys.path.insert(0, str(src))
+    importlib.invalidate_caches()
+    commit = subprocess.run(
+        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    meta["mcpmux_src"] = str(src)
+    meta["harness_commit"] = meta["git_commit"]
+    meta["git_commit"] = commit or meta["git_commit"]  # the commit measured
 
 
 def compile_mcpmux() -> None:
@@ -966,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {},
     }
     exit_code = 0
+    if args.mcpmux_src:  # the servers started below import mcpmux from there (and so does compile_mcpmux)
+        use_mcpmux_src(args.mcpmux_src, results["meta"])
     if args.target == "mcpmux":
         compile_mcpmux()
     if not args.no_direct:

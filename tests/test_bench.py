@@ -219,3 +219,22 @@ def test_quick_era_benchmark_compares_stateless_calls_with_session_calls() -> No
     assert {report["phases"][p]["mode"] for p in ("session_2", "stateless_2")} == {"http", "stateless"}
     assert all(report["phases"][p]["calls"] > 0 for p in ("session_2", "stateless_2"))
     assert report["ratios"]["2"] is not None and report["target_ratio"] == 0.8
+
+
+def test_ab_report_takes_the_median_of_the_rounds_and_the_ratio_after_over_before() -> None:
+    ab = load_bench_module("ab")
+
+    def run(calls: float, cpu: float) -> dict[str, Any]:
+        phase = {"calls_per_s": calls, "proxy_cpu_per_call_ms": cpu, "p50_ms": 1.0}
+        return {"targets": {"mcpmux": {"streamable_16": phase}}}
+
+    runs = {
+        "old": [run(1000, 0.2), run(3000, 0.1), run(2000, 0.3)],
+        "new": [run(2200, 0.1), run(1800, 0.1), run(2400, 0.2)],
+    }
+    table = ab.summarise(runs)
+    assert table["streamable_16"]["old"] == {"calls_per_s": 2000, "proxy_cpu_per_call_ms": 0.2, "p50_ms": 1.0}
+    assert table["sse_16"]["new"]["calls_per_s"] is None  # a phase no round measured
+    report = ab.render(table, "old", "new")
+    assert "| streamable_16 | 2,000 | 2,200 | 1.10 | 0.200 | 0.100 | 0.50 |" in report
+    assert "| sse_16 | - | - | - |" in report
