@@ -2,7 +2,8 @@
 
 The SDK's `Client` cancels the way its era says (handshake: `notifications/cancelled`; 2026-07-28: it
 closes the call's POST stream); mcpmux then tells a handshake-era upstream with `notifications/cancelled`
-and aborts its own POST to a 2026-07-28 upstream. The fixture's `slow` tool counts its cancellations.
+and aborts its own POST to a 2026-07-28 streamable-HTTP upstream (a 2026-07-28 stdio one gets
+`notifications/cancelled`, as that era keeps for stdio). The fixture's `slow` tool counts its cancellations.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MODERN = "2026-07-28"
 UPSTREAMS = {
     "old": ("streamable-http", ("--handshake-only",), {"protocol": "legacy"}),
     "new": ("streamable-http", (), {"protocol": MODERN}),
+    "new_stdio": ("stdio", (), {"protocol": MODERN}),  # told with notifications/cancelled on its pipe
 }
 
 
