@@ -163,3 +163,16 @@ async def test_a_2026_upstream_is_told_each_clients_own_capabilities(proxy: Prox
     for result in (only_sampled, modern_sampled):
         assert not result.is_error and result.content[0].text == "asked: ['sampling']", result  # type: ignore[union-attr]
     assert both_asked.content[0].text == "asked: ['elicitation', 'sampling']", both_asked  # type: ignore[union-attr]
+
+
+async def test_the_merged_endpoint_tells_a_2026_stdio_member_each_clients_capabilities(
+    proxy: ProxyProcess,
+) -> None:
+    tool = "stdio_modern__test_input_required_result_capabilities"
+    with anyio.fail_after(BOUND_SECONDS):
+        async with mcp_client(proxy.url("/mcp"), sampling_callback=sample_answer) as sampler:
+            only_sampled = await sampler.call_tool(tool, {})
+        async with Client(proxy.url("/mcp"), mode=MODERN, sampling_callback=sample_answer) as modern:
+            modern_sampled = await modern.call_tool(tool, {})
+    for result in (only_sampled, modern_sampled):
+        assert not result.is_error and result.content[0].text == "asked: ['sampling']", result  # type: ignore[union-attr]
