@@ -106,3 +106,49 @@ def test_the_callers_own_token_can_be_kept() -> None:
     document = {"mcpProxy": {"options": {"authTokens": ["mine-1234", "other-5678"]}}, "mcpServers": {}}
     config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
     assert Redactor.for_config(config, keep=["mine-1234"])("mine-1234 other-5678") == "mine-1234 ***"
+
+
+def test_cluster_and_oauth_secrets_are_known_secrets() -> None:
+    cluster_secret = "cluster-secret-0123456789abcdef0123456789"
+    front = {
+        "issuer": "https://as.example/",
+        "jwksUri": "https://as.example/jwks",
+        "introspection": {"clientId": "mcpmux", "clientSecret": "introspection-secret-42"},
+    }
+    document = {
+        "mcpProxy": {
+            "options": {"authTokens": [], "oauth": front},
+            "cluster": {"redis": "redis://:redis-pass-word@127.0.0.1:6379/0", "secret": cluster_secret},
+        },
+        "mcpServers": {
+            "gh": {
+                "url": "https://gh.example/mcp",
+                "oauth": {"clientId": "c", "clientSecret": "upstream-client-secret"},
+            }
+        },
+        "mcpGroups": {
+            "g": {
+                "servers": ["gh"],
+                "options": {
+                    "oauth": {
+                        **front,
+                        "introspection": {"clientId": "g", "clientSecret": "group-introspection-secret"},
+                    }
+                },
+            }
+        },
+    }
+    config, _ = parse_config(json.dumps(document), "t", environ={}, expand_env=False)
+    secrets = config_secrets(config)
+    hidden = (
+        cluster_secret,
+        "redis-pass-word",
+        "introspection-secret-42",
+        "upstream-client-secret",
+        "group-introspection-secret",
+    )
+    assert set(hidden) <= secrets
+    line = " ".join(hidden)
+    assert Redactor.for_config(config)(line) == " ".join("***" for _ in hidden)
+    for secret in hidden:  # fields holding a secret are left out of the config's repr (URLs are not)
+        assert secret == "redis-pass-word" or secret not in repr(config)

@@ -88,7 +88,8 @@ def display_names(names: Iterable[str]) -> dict[str, str]:
 
 
 def config_secrets(config: ProxyConfig) -> set[str]:
-    """Every secret value the config holds: tokens, header and env values, URL credentials, path tokens."""
+    """Every secret value the config holds: tokens, header and env values, URL credentials, path tokens,
+    `requestStateKeys`, the cluster secret, OAuth client secrets and keys."""
     scopes = [*config.defaults.auth_tokens, *config.merged.auth_tokens, *config.operator_token_scopes]
     for group in config.groups.values():
         scopes += group.auth_tokens
@@ -103,7 +104,24 @@ def config_secrets(config: ProxyConfig) -> set[str]:
         _head, sep, path_token = name.partition("/")
         if sep:
             found.update((path_token, *path_token.split("/")))
+    found.update(_cluster_and_oauth_secrets(config))
     return {secret for secret in found if len(secret) >= MIN_SECRET_LENGTH}
+
+
+def _cluster_and_oauth_secrets(config: ProxyConfig) -> Iterable[str]:
+    """The cluster secret and Redis URL credentials; OAuth client secrets and private keys (front
+    door introspection, upstream logins)."""
+    if config.cluster is not None:
+        yield config.cluster.secret
+        yield from _url_secrets(config.cluster.redis)
+    fronts = [config.defaults.oauth, config.merged.oauth, *(group.oauth for group in config.groups.values())]
+    fronts += [server.options.oauth for server in config.servers.values()]
+    for front in fronts:
+        if front is not None and front.introspection is not None:
+            yield front.introspection.client_secret
+    for server in config.servers.values():
+        if server.oauth is not None:
+            yield from (value for value in (server.oauth.client_secret, server.oauth.private_key) if value)
 
 
 class Redactor:
