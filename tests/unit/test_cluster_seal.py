@@ -136,6 +136,19 @@ def test_registry_entries_from_redis_are_checked_not_trusted() -> None:
         assert parse_entry(junk) is None and entry_url(junk) is None
 
 
+@pytest.mark.parametrize(
+    "url", ["gopher://[::1", "http://[::1", "http://", "ftp://h", "javascript:x", "http://h:99999"]
+)
+def test_a_registered_url_that_cannot_be_relayed_to_is_no_address(url: str) -> None:
+    from mcpmux.cluster.forward import OwnerPools, OwnerUnreachableError
+    from mcpmux.cluster.registry import entry_url
+
+    assert entry_url(json.dumps({"url": url}).encode()) is None  # was a ValueError (HTTP 500) or a pool
+    if url.startswith(("gopher", "http://[")):
+        with pytest.raises(OwnerUnreachableError):
+            OwnerPools(1.0).to(url)
+
+
 def test_a_members_health_comes_from_its_heartbeats_age_and_its_servers_readiness() -> None:
     from mcpmux.cluster.registry import LATE_SECONDS, with_health
 

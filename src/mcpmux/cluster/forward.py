@@ -116,7 +116,10 @@ class OwnerPools:
 
     def to(self, url: str) -> HttpPool:
         """The pool to the replica at `url` (its origin); raises OwnerUnreachableError for a bad URL."""
-        origin = origin_of(url)
+        try:
+            origin = origin_of(url)
+        except ValueError as exc:
+            raise OwnerUnreachableError(str(exc)) from None
         pool = self._pools.get(origin)
         if pool is None or pool.closed:
             if len(self._pools) >= MAX_OWNERS:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
@@ -128,5 +129,14 @@ def with_health(member: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 def entry_url(raw: Any) -> str | None:
+    """A registered replica's URL, when it is one requests can be relayed to (http or https, with a
+    host and a valid port); None otherwise (Redis content is checked, not trusted)."""
     entry = parse_entry(raw)
-    return None if entry is None else str(entry["url"])
+    url = None if entry is None else str(entry["url"])
+    try:
+        parts = urlsplit(url) if url is not None else None
+        usable = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        _port = parts.port if parts is not None else None  # raises for a port out of range
+    except ValueError:
+        return None
+    return url if usable else None
