@@ -162,6 +162,13 @@ def respond_now(send: Send, status: int, body: bytes, headers: Headers) -> bool:
     return bool(respond(status, [*headers, (b"content-length", str(len(body)).encode())], body))
 
 
+def watch_disconnect(send: Send, callback: Callable[[], None] | None) -> bool:
+    """Have `callback` called when the client's connection goes before the response is complete (None
+    stops watching); False when `send` cannot tell (not mcpmux's own server, or a wrapper without it)."""
+    watch = getattr(send, "watch_disconnect", None)
+    return watch is not None and bool(watch(callback))
+
+
 class RecordingSend:
     """Wraps a `send` and records the response status, keeping the early path if the server offers it."""
 
@@ -182,6 +189,9 @@ class RecordingSend:
             return False
         self.status = status
         return True
+
+    def watch_disconnect(self, callback: Callable[[], None] | None) -> bool:
+        return watch_disconnect(self.inner, callback)
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: Headers | None = None) -> None:

@@ -49,6 +49,7 @@ class Exchange:
         "is_head",
         "keep_alive",
         "length_left",
+        "lost",
         "more_body",
         "response_complete",
         "response_started",
@@ -71,11 +72,25 @@ class Exchange:
         self.chunked = False
         self.length_left = -1  # bytes of a Content-Length body still to send (-1: no Content-Length)
         self.head = b""  # the status line and headers, held until the first body message
+        self.lost: Callable[[], None] | None = None  # see watch_disconnect
 
     def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        lost = self.lost
+        if lost is not None and self.conn.disconnected and not self.response_complete:
+            self.lost = None
+            lost()
+
+    def watch_disconnect(self, callback: Callable[[], None] | None) -> bool:
+        """Call `callback` (once) if the client's connection goes before the response is complete; None
+        stops watching. No task waits for it: the connection tells its exchanges when it is lost."""
+        if callback is not None and self.conn.disconnected and not self.response_complete:
+            callback()  # gone already
+            return True
+        self.lost = callback
+        return True
 
     async def receive(self) -> Message:
         conn = self.conn

@@ -50,6 +50,7 @@ from .asgi import (
     send_error,
     send_json,
     sse_event,
+    watch_disconnect,
 )
 from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox, relay_contained
 from .telemetry import Telemetry
@@ -221,35 +222,30 @@ async def _handle_modern(
     if "requestState" in (msg.get("params") or {}):
         await resume(carrier, msg, exchange)
         return
-    relayed = await relay_until_closed(route, carrier, msg, exchange, receive, telemetry)
+    relayed = await relay_until_closed(route, carrier, msg, exchange, telemetry)
     if relayed is not None:
         await exchange.finish(relayed)
 
 
 async def relay_until_closed(
-    route: Route,
-    carrier: Carrier,
-    msg: Message,
-    exchange: ModernExchange,
-    receive: Receive,
-    telemetry: Telemetry,
+    route: Route, carrier: Carrier, msg: Message, exchange: ModernExchange, telemetry: Telemetry
 ) -> Message | None:
     """The relayed response; None when the client closed its POST before it was answered, which in
     2026-07-28 cancels the request: the upstream is told (a handshake-era one with notifications/cancelled,
     a 2026 one by aborting mcpmux's own POST). A call already answered (say with `input_required`) goes on."""
-    response: Message | None = None
+    with anyio.CancelScope() as scope:
 
-    async def watch_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not exchange.done:
-            tg.cancel_scope.cancel()
+        def lost() -> None:
+            if not exchange.done:
+                scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_disconnect)
-        response = await relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
-        tg.cancel_scope.cancel()
-    return response
+        watched = watch_disconnect(exchange.send, lost)
+        try:
+            return await relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
+        finally:
+            if watched:
+                watch_disconnect(exchange.send, None)
+    return None
 
 
 async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
