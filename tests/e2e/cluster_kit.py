@@ -156,10 +156,10 @@ async def raw_post(
     return await http.post(url, json=body, headers=headers)
 
 
-async def new_session(http: httpx2.AsyncClient, url: str) -> str:
-    response = await raw_post(
-        http, url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}, None
-    )
+async def new_session(http: httpx2.AsyncClient, url: str, capabilities: dict[str, Any] | None = None) -> str:
+    params = {**INITIALIZE, "capabilities": capabilities or {}}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    response = await raw_post(http, url, initialize, None)
     assert response.status_code == 200, response.text
     session = response.headers["mcp-session-id"]
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}

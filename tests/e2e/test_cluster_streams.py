@@ -1,15 +1,20 @@
-"""Cluster mode, GET streams across replicas: a client that only listens, through a replica other than its
-session's owner, keeps its session alive past the idle timeout; once it stops listening, the timeout applies.
+"""Cluster mode, streams across replicas: a client that only listens, through a replica other than its
+session's owner, keeps its session alive past the idle timeout (once it stops listening, the timeout
+applies); a POST's event-stream answer whose relaying replica dies resumes with `Last-Event-ID` on another.
 """
 
 from __future__ import annotations
 
+import json
+import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from cluster_kit import GetStream, announce, list_status, new_session, running_cluster
+from cluster_kit import ACCEPT, GetStream, announce, list_status, new_session, raw_post, running_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -44,3 +49,46 @@ async def test_a_client_listening_through_another_replica_is_not_ended_by_its_ow
             # nobody listens now: the listening key expires and the idle timeout ends the session
             owner.wait_for_line(rf"ending session {session}, idle for more than", timeout=60)
             assert await list_status(http, mcp_other, session) == 404
+
+
+async def sse_events(response: httpx2.Response) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    from mcpmux.upstream.sse_events import iter_events
+
+    async for event in iter_events(response.aiter_raw()):
+        yield event.id, json.loads(event.data)
+
+
+async def test_a_post_answer_resumes_with_last_event_id_on_another_replica_after_its_relay_is_killed(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, 3) as (url, _balancer, replicas):
+        owner, relay, other = (r.url("/everything/mcp") for r in replicas)
+        async with httpx2.AsyncClient(timeout=20, headers={"host": url.split("//")[1]}) as http:
+            session = await new_session(http, owner, {"sampling": {}})
+            headers = {"accept": ACCEPT, "authorization": "Bearer tok-a", "mcp-session-id": session}
+            call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+            call["params"] = {"name": "ask_sampling", "arguments": {"prompt": "resume me"}}
+            with anyio.fail_after(30):
+                async with http.stream("POST", relay, json=call, headers=headers) as response:
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    # the server's sampling request, on the POST's own stream
+                    event_id, asked = await anext(sse_events(response))
+                    replicas[1].stop(signal.SIGKILL)  # the replica relaying the answer dies
+            assert asked["method"] == "sampling/createMessage" and event_id is not None
+            assert event_id.startswith("p.")
+            # the call waits for the answer, which the client sends to a live replica
+            sampled = {"role": "assistant", "content": {"type": "text", "text": "resumed"}, "model": "m"}
+            answer = {"jsonrpc": "2.0", "id": asked["id"], "result": sampled}
+            assert (await raw_post(http, other, answer, session)).status_code == 202
+            stranger = {**headers, "accept": "text/event-stream", "last-event-id": event_id}
+            stranger["authorization"] = "Bearer tok-b"
+            assert (await http.get(other, headers=stranger)).status_code == 404
+            resumed: list[tuple[str | None, dict[str, Any]]] = []
+            resume = {**headers, "accept": "text/event-stream", "last-event-id": event_id}
+            with anyio.fail_after(30):
+                async with http.stream("GET", other, headers=resume) as response:
+                    assert response.status_code == 200
+                    resumed = [event async for event in sse_events(response)]  # ends after the answer
+            ((final_id, final),) = resumed
+            assert final["id"] == 7 and "resumed" in final["result"]["content"][0]["text"]
+            assert final_id is not None and final_id.startswith(event_id.rsplit(".", 1)[0])

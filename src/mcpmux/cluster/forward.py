@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 import anyio
 import httpx2
 
+from ..jsonrpc import INVALID_REQUEST, error_response
 from ..upstream.http_client import HttpError, HttpPool, Request, Spawn
 from ..upstream.http_connect import ConnectError
-from ..web.asgi import Receive, Scope, Send, send_bytes
+from ..web.asgi import Receive, Scope, Send, send_bytes, send_error, send_json
 
 # Not relayed in either direction: connection-level headers, and the length (recomputed per hop).
 HOP_BY_HOP = frozenset(
@@ -243,3 +244,21 @@ async def while_connected(receive: Receive, send: Send, work: Callable[[], Await
         tg.start_soon(run)
     with anyio.CancelScope(shield=True):
         await send({"type": "http.response.body", "body": b""})
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for a request whose body was read already: the body once, then the connection's events."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def session_gone(scope: Scope, send: Send) -> None:
+    """404 per the spec: the client starts a new session (on whichever replica it lands)."""
+    if scope["method"] == "POST":
+        await send_json(send, 404, error_response(None, INVALID_REQUEST, "Session not found"))
+    else:
+        await send_error(send, 404, "Session not found")

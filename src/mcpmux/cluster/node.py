@@ -12,7 +12,6 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ClusterConfig, TokenScope
-from ..jsonrpc import INVALID_REQUEST, error_response
 from ..oauth.upstream import use_coordinator
 from ..protocol.constants import MODERN_VERSIONS
 from ..protocol.state import StateKey, StateSealer
@@ -33,9 +32,11 @@ from ..web.asgi import (
     send_json,
 )
 from ..web.operator import authorized
-from .forward import OwnerPools, OwnerUnreachableError, forward
+from .forward import OwnerPools, OwnerUnreachableError, forward, replaying, session_gone
 from .oauth_lock import RefreshLock
+from .post_streams import POST_ID, RecordedSend, replay
 from .registry import Registry
+from .reloads import announce_reload, listen_reloads
 from .seal import Sealer, new_replica_id, retry_replica
 from .streams import SessionStreams, listen_ttl_ms, record_key
 
@@ -44,9 +45,6 @@ log = logging.getLogger("mcpmux.cluster")
 PROOF_HEADER = b"x-mcpmux-forwarded"
 CONNECT_SECONDS = 5.0
 LEAVE_SECONDS = 2.0
-RELOAD_CHANNEL = "mcpmux:reload"
-REPLICA_SHOWN = 32  # characters of a sender's id in a log line (it comes from Redis: bounded)
-RETRY_SECONDS = 3.0
 MAX_REDIS_CONNECTIONS = 1024  # each open GET stream holds one while it waits
 
 
@@ -134,7 +132,7 @@ class Cluster:
                 self.pools.spawn = spawner(tg)
                 tg.start_soon(self.registry.heartbeat)
                 if self.on_reload is not None:
-                    tg.start_soon(self._listen_reloads)
+                    tg.start_soon(listen_reloads, self.redis, self.replica, self.on_reload)
                 task_status.started()
         finally:
             set_session_ids(None)
@@ -155,24 +153,29 @@ class Cluster:
         receive: Receive,
         send: Send,
         headers: RequestHeaders,
-    ) -> Receive | None:
+    ) -> tuple[Receive, Send] | None:
         """Serve a GET stream from Redis, or forward a request of another replica's session or call there.
 
         Streamable HTTP (`…/mcp`, the session in its header), legacy SSE POSTs (`…/message`, the session
         in the query; the stream itself stays on the replica that opened it), and 2026-07-28 MRTR retries
         (the replica holding the suspended call signed their `requestState`). None: answered here; else
-        the `receive` to serve the request with as usual.
+        the `receive` and `send` to serve the request with as usual (a streamable POST's event-stream
+        answer is then kept in Redis too, for a GET resuming it).
         """
         session_id = headers.session_id or query_param(
             scope.get("query_string", b""), "sessionId", "session_id"
         )
         if session_id:
-            req = Incoming(route, token, scope, receive, send, headers)
-            handled = await self._session_request(req, session_id)
-            return None if handled else receive
+            if await self._session_request(Incoming(route, token, scope, receive, send, headers), session_id):
+                return None
+            if headers.session_id and scope["method"] == "POST":
+                digest = self.streams.token_digest(token)
+                return receive, RecordedSend(self.redis, send, session_id, digest)
+            return receive, send
         if scope["method"] == "POST" and headers.protocol_version in MODERN_VERSIONS:
-            return await self._modern_request(scope, receive, send)
-        return receive
+            replayed = await self._modern_request(scope, receive, send)
+            return None if replayed is None else (replayed, send)
+        return receive, send
 
     async def _session_request(self, req: Incoming, session_id: str) -> bool:
         scope, headers = req.scope, req.headers
@@ -182,6 +185,8 @@ class Cluster:
         if owner != self.replica and self._proof_checked(scope, session_id) is not None:
             return await self._refuse_bad_proof(scope, session_id, req.send)
         if scope["method"] == "GET" and headers.session_id and b"text/event-stream" in headers.accept:
+            if headers.last_event_id and POST_ID.fullmatch(headers.last_event_id):
+                return await self._resume_post(req, owner, session_id, headers.last_event_id)
             return await self._stream(req, owner, session_id)
         if owner == self.replica:
             return False
@@ -248,6 +253,23 @@ class Cluster:
             alive = self._remote_check(owner, session_id)
             listen_ms = listen_ttl_ms(route)
             await self.streams.serve(session_id, headers.last_event_id, receive, send, alive, listen_ms)
+        return True
+
+    async def _resume_post(self, req: Incoming, owner: str, session_id: str, last_event_id: str) -> bool:
+        """A GET resuming a POST's answer from Redis, here whoever owns the session."""
+        route, digest = req.route, self.streams.token_digest(req.token)
+
+        async def alive() -> bool:
+            if owner == self.replica:
+                client = route.sessions.get(session_id)
+                return client is not None and not client.closed
+            return await self.registry.address(owner) is not None
+
+        try:
+            await replay(self.redis, session_id, last_event_id, digest, req.receive, req.send, alive)
+        except Exception as exc:  # Redis down before the stream started
+            log.warning("Cluster: cannot resume a POST stream: %s", type(exc).__name__)
+            await send_error(req.send, 503, "Service Unavailable: cluster store unreachable")
         return True
 
     async def _start_pump(self, client: ClientSession) -> bool:
@@ -325,27 +347,7 @@ class Cluster:
 
     async def announce_reload(self) -> None:
         """After a reload that started here: every other replica reloads too (from its own source)."""
-        try:
-            await self.redis.publish(RELOAD_CHANNEL, self.replica)
-        except Exception as exc:  # Redis down: the others keep their config (and say nothing)
-            log.warning("Cluster: could not tell the other replicas to reload: %s", type(exc).__name__)
-
-    async def _listen_reloads(self) -> None:
-        """Reload when another replica did; a lost Redis connection is retried every few seconds."""
-        assert self.on_reload is not None
-        while True:
-            try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(RELOAD_CHANNEL)
-                    while True:
-                        message = await pubsub.get_message(timeout=1.0)
-                        data = message.get("data") if message else None
-                        sender = data.decode(errors="replace") if isinstance(data, bytes) else self.replica
-                        if sender != self.replica:
-                            await self.on_reload(f"replica {sender[:REPLICA_SHOWN]} reloaded its config")
-            except Exception as exc:  # task boundary: keep listening once Redis is back
-                log.warning("Cluster: reload channel lost (%s); retrying", type(exc).__name__)
-                await anyio.sleep(RETRY_SECONDS)
+        await announce_reload(self.redis, self.replica)
 
     def stats(self) -> dict[str, Any]:
         """This replica's counters, published with each heartbeat; `sessions` is set by the proxy."""
@@ -383,26 +385,8 @@ class Cluster:
         }
 
 
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` for a request whose body was read already: the body once, then the connection's events."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replay() -> Any:
-        return pending.pop() if pending else await receive()
-
-    return replay
-
-
 def _open_check(client: ClientSession) -> Any:
     async def alive() -> bool:
         return not client.closed
 
     return alive
-
-
-async def session_gone(scope: Scope, send: Send) -> None:
-    """404 per the spec: the client starts a new session (on whichever replica it lands)."""
-    if scope["method"] == "POST":
-        await send_json(send, 404, error_response(None, INVALID_REQUEST, "Session not found"))
-    else:
-        await send_error(send, 404, "Session not found")

@@ -192,9 +192,10 @@ class ProxyApp:
             return
         if self.cluster is not None and kind != "sse":
             # another replica's session or call is relayed there (and its token checked again there)
-            receive = await self.cluster.intercept(route, token, scope, receive, send, headers)
-            if receive is None:
+            served = await self.cluster.intercept(route, token, scope, receive, send, headers)
+            if served is None:
                 return
+            receive, send = served
         limit = self.state.config.max_request_bytes
         if kind == "mcp":
             await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)

@@ -1,0 +1,30 @@
+"""Resumable POST answers, the parts without Redis: event ids, events in a body, which answers are kept."""
+
+from __future__ import annotations
+
+from mcpmux.cluster.post_streams import POST_ID, events_of, is_event_stream, post_key, with_id
+from mcpmux.cluster.streams import EVENT_ID
+from mcpmux.web.asgi import JSON_TYPE, SSE_HEADERS, sse_event
+
+
+def test_a_post_events_id_names_its_stream_and_never_looks_like_a_get_streams_id() -> None:
+    event = sse_event(b'{"jsonrpc":"2.0","method":"notifications/progress"}')
+    stamped = with_id(event, "0123456789abcdef", 3)
+    assert stamped == b"id: p.0123456789abcdef.3\n" + event
+    found = POST_ID.fullmatch("p.0123456789abcdef.3")
+    assert found is not None and found.groups() == ("0123456789abcdef", "3")
+    assert EVENT_ID.fullmatch("p.0123456789abcdef.3") is None
+    for other in ("1700000000000-0", "p.0123.3", "p.0123456789abcdef.", "p.0123456789ABCDEF.3", "x"):
+        assert POST_ID.fullmatch(other) is None
+    assert post_key("r.s.m", "0123456789abcdef") == "mcpmux:post:r.s.m:0123456789abcdef"
+
+
+def test_the_events_of_a_body_leave_out_comments_and_empty_parts() -> None:
+    first, second = sse_event(b"{}"), sse_event(b"[1]")
+    assert events_of(first + b": keep-alive\n\n" + second) == [first, second]
+    assert events_of(b"") == [] and events_of(b": keep-alive\n\n") == []
+
+
+def test_only_an_event_stream_answer_is_kept() -> None:
+    assert is_event_stream(SSE_HEADERS)
+    assert not is_event_stream([JSON_TYPE]) and not is_event_stream([])
