@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..web.asgi import SSE_HEADERS, Headers, Receive, Send, send_error
+from ..web.asgi import SSE_HEADERS, Headers, Receive, Send, send_error, watch_disconnect
 from .forward import while_connected
 from .streams import KEEPALIVE_ROUNDS, READ_BLOCK_MS, READ_COUNT, STREAM_MAXLEN, STREAM_TTL_SECONDS
 
@@ -61,6 +61,9 @@ class RecordedSend:
     def respond_now(self, status: int, headers: Headers, body: bytes) -> bool:
         respond = getattr(self.inner, "respond_now", None)
         return respond is not None and bool(respond(status, headers, body))
+
+    def watch_disconnect(self, callback: Callable[[], None] | None) -> bool:
+        return watch_disconnect(self.inner, callback)  # a 2026 request's cancel on close (web/modern.py)
 
     async def __call__(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
