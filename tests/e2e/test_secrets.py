@@ -137,3 +137,56 @@ async def test_an_upstream_error_quoting_a_configured_header_reaches_the_client_
     message = refused["error"]["message"]
     assert "bad credentials: ***" in message and header_secret not in message
     assert header_secret not in proxy.log
+
+
+ARG_SECRET = "arg-SECRET-from-the-environment-77"
+STATE_KEY = "state-key-SECRET-0123456789abcdef-0123"
+ENV_SECRET = "env-SECRET-value-2718"
+
+
+async def test_debug_logs_show_no_token_state_key_env_value_or_argument_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """At debug level, with handshake and 2026-07-28 traffic, refused tokens and MRTR round trips."""
+    upstream = fixture_server("", "--name", "${MCPMUX_TEST_ARG_SECRET}")
+    upstream["env"] = {"SOME_KEY": ENV_SECRET}
+    upstream["options"] = {"authTokens": [SERVER_TOKEN]}
+    config = {
+        "mcpProxy": {
+            "options": {"authTokens": [ADMIN]},
+            "requestStateKeys": [{"id": "k1", "secret": STATE_KEY}],
+        },
+        "mcpServers": {"docs": upstream},
+    }
+    env = {"MCPMUX_TEST_ARG_SECRET": ARG_SECRET}
+    modern = {
+        "authorization": f"Bearer {SERVER_TOKEN}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "ask_sampling",
+    }
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+    }
+    call = {"name": "ask_sampling", "arguments": {"prompt": "p"}, "_meta": envelope}
+    with (
+        running_proxy(config, tmp_path, extra_args=("--log-level", "debug"), env=env) as proxy,
+        anyio.fail_after(BOUND_SECONDS),
+    ):
+        async with raw_client(proxy.url("/docs/mcp"), SERVER_TOKEN) as client:
+            await client.request("tools/list")
+        async with httpx2.AsyncClient(timeout=BOUND_SECONDS) as http:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+            asked = (await http.post(proxy.url("/docs/mcp"), json=body, headers=modern)).json()["result"]
+            ((key, _),) = asked["inputRequests"].items()
+            sampled = {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}
+            retry = {**call, "inputResponses": {key: sampled}, "requestState": asked["requestState"]}
+            done = await http.post(proxy.url("/docs/mcp"), json={**body, "params": retry}, headers=modern)
+            assert done.json()["result"]["resultType"] == "complete", done.text
+            wrong = {**modern, "authorization": f"Bearer {SERVER_TOKEN}x"}
+            assert (await http.post(proxy.url("/docs/mcp"), json=body, headers=wrong)).status_code == 401
+    assert "started pid" in proxy.log  # debug lines were written
+    for secret in (ARG_SECRET, STATE_KEY, ENV_SECRET, SERVER_TOKEN, ADMIN):
+        assert secret not in proxy.log, secret

@@ -350,7 +350,8 @@ async def open_stdio_connection(server: ServerConfig, receiver: Receiver) -> Asy
             server.name, f"cannot start {server.command!r}: {exc.strerror or exc}"
         ) from None
     conn = StdioConnection(server.name, transport, protocol, Redactor(server.env.values()))
-    log.debug("%s started pid %s: %s", server.name, conn.pid, " ".join(argv))
+    # the command only: arguments may carry secrets the redactor does not know (expanded from the environment)
+    log.debug("%s started pid %s: %s (%d arguments)", server.name, conn.pid, server.command, len(server.args))
     try:
         yield conn
     finally:
