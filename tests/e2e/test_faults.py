@@ -213,6 +213,8 @@ async def test_a_list_or_read_in_flight_when_the_upstream_dies_is_replayed_but_a
             prompt = await fx.request("prompts/get", {"name": "greeting"})
             assert prompt["result"]["messages"][0]["content"]["text"] == "hello"
             assert state.exists()  # the first attempt did kill the upstream
+            # the answer can reach us before the proxy's stderr line is read: wait for it, then count it
+            await wait_for_log(proxy, r"fx: replaying prompts/get on the fresh upstream session")
             assert count_lines(proxy, "fx: replaying prompts/get on the fresh upstream session") == 1
 
             mark = len(proxy.lines)
