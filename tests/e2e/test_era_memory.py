@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from relay_kit import BOUND_SECONDS, raw_http
 
@@ -44,6 +45,10 @@ async def test_auto_on_stdio_falls_back_to_the_handshake_and_picks_2026_where_of
         old = await call(proxy.url("/old/mcp"), "lookup", {"q": "x"})
         new = await call(proxy.url("/new/mcp"), "echo", {"text": "y"})
         log = proxy.log
+        async with httpx2.AsyncClient(timeout=BOUND_SECONDS) as http:  # loopback, no tokens: open to us
+            status = (await http.get(proxy.url("/_status/api"))).json()
+    eras = {server["name"]: server["era"] for server in status["servers"]}
+    assert eras == {"old": "handshake", "new": MODERN}
     assert '"tool": "lookup"' in old["content"][0]["text"], old
     assert new["content"][0]["text"] == "y", new
     assert "old: the upstream speaks the handshake era" in log

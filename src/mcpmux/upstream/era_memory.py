@@ -120,6 +120,13 @@ class EraMemory:
                 self.file.store(self.name, self.identity, None)
 
 
+def spoken_era(server: ServerConfig, memory: EraMemory) -> str | None:
+    """What the status views show: the era mcpmux speaks to the server (None: `auto`, not probed yet)."""
+    protocol = server.options.protocol
+    modern = protocol == MODERN_VERSION if protocol != "auto" else memory.modern
+    return None if modern is None else MODERN_VERSION if modern else HANDSHAKE
+
+
 def era_memory(server: ServerConfig, proxy: ProxyConfig) -> EraMemory:
     """The runtime's memory: backed by the state file beside the config for `protocol: auto` servers."""
     if server.options.protocol != "auto":

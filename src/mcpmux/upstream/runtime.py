@@ -17,6 +17,7 @@ from ..errors import UpstreamError, UpstreamUnavailableError
 from ..jsonrpc import INTERNAL_ERROR, Message, error_response, result_response
 from ..protocol.constants import LATEST_HANDSHAKE_VERSION, LIST_CHANGED
 from .connection import open_connection
+from .era_memory import spoken_era
 from .events import NO_CLIENTS, Asked, EventSink, Notified, Resumed
 from .session import InFlight, Link, UpstreamSession
 from .supervisor import Supervisor, close_when_dead
@@ -65,6 +66,7 @@ class ServerRuntime(Supervisor):
         status: dict[str, Any] = {
             "state": self.state,
             "transport": self.config.transport,
+            "era": spoken_era(self.config, self.era),
             "restarts": self.restarts,
             "attempt": self.attempt,
             "crash_loop": self.crash_loop,

@@ -156,6 +156,7 @@ def _runtime_status(runtime: Any) -> dict[str, Any]:
     status = runtime.status()
     return {
         "state": status.get("state", runtime.state),
+        "era": status.get("era"),  # the MCP era mcpmux speaks to it (None: `protocol: auto`, not probed yet)
         "ready": bool(runtime.ready),
         "uptimeSeconds": status.get("uptime_seconds", 0),
         "restarts": status.get("restarts", runtime.restarts),
