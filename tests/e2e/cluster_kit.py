@@ -92,6 +92,8 @@ class RoundRobin:
         self.backends = backends
         self.turn = 0
         self.hits: Counter[str] = Counter()
+        self.resumed: list[str] = []  # the Last-Event-ID of every request that carried one
+        self.methods: Counter[str] = Counter()  # requests by HTTP method
         self.client: httpx2.AsyncClient | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -101,6 +103,8 @@ class RoundRobin:
             self.client = httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=None), trust_env=False)
         body = await read_body(receive, 1 << 22)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP]
+        self.resumed += [v.decode() for k, v in headers if k.lower() == b"last-event-id"]
+        self.methods[scope["method"]] += 1
         path = scope["raw_path"].decode() + (
             f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
         )

@@ -13,8 +13,11 @@ from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 import pytest
 from cluster_kit import ACCEPT, GetStream, announce, list_status, new_session, raw_post, running_cluster
+
+from harness import mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +95,29 @@ async def test_a_post_answer_resumes_with_last_event_id_on_another_replica_after
             ((final_id, final),) = resumed
             assert final["id"] == 7 and "resumed" in final["result"]["content"][0]["text"]
             assert final_id is not None and final_id.startswith(event_id.rsplit(".", 1)[0])
+
+
+async def test_an_sdk_client_whose_post_streams_replica_dies_resumes_it_through_the_balancer(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, 3) as (url, balancer, replicas):
+        owner, relay, other = (r.base for r in replicas)
+        balancer.backends[:] = [owner]  # the session (and its GET stream) starts on the first replica
+        Sampled = types.CreateMessageResult
+
+        async def sampling(context: Any, params: types.CreateMessageRequestParams) -> Sampled:
+            replicas[1].stop(signal.SIGKILL)  # the replica relaying the call's answer dies meanwhile
+            text = types.TextContent(type="text", text="answered after a replica died")
+            return Sampled(role="assistant", content=text, model="m")
+
+        endpoint = f"{url}/everything/mcp"
+        with anyio.fail_after(60):
+            async with mcp_client(endpoint, token="tok-a", sampling_callback=sampling) as session:
+                while not balancer.methods["GET"]:  # the SDK opens its GET stream in the background
+                    assert (await session.list_tools()).tools
+                balancer.backends[:] = [relay, other]  # the call to the second; after its death, the third
+                balancer.turn = 0
+                result = await session.call_tool("ask_sampling", {"prompt": "hi"})
+        assert not result.is_error
+        assert "answered after a replica died" in result.content[0].text  # type: ignore[union-attr]
+        assert any(event_id.startswith("p.") for event_id in balancer.resumed)  # it resumed the POST's stream
