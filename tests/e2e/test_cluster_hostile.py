@@ -303,3 +303,45 @@ async def test_no_secret_in_views_errors_or_debug_logs(cluster: Cluster, http: h
                 reply = await http.get(replica.url(path), headers=sent)
                 assert not any(secret in reply.text for secret in secrets), (path, reply.text[:500])
         assert not any(secret in replica.log for secret in secrets), "a secret reached the log"
+
+
+async def post_answer_event_id(http: httpx2.AsyncClient, replica: ProxyProcess, session: str) -> str:
+    """A POST answered with an event stream (the client prefers it): the id of its event."""
+    call = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "m"}},
+    }
+    sse_first = headers(TOKEN_A, session, accept="text/event-stream, application/json")
+    reply = await http.post(replica.url("/alpha/mcp"), content=orjson.dumps(call), headers=sse_first)
+    assert reply.headers["content-type"].startswith("text/event-stream"), reply.text
+    ids = [line[3:].strip() for line in reply.text.splitlines() if line.startswith("id:")]
+    assert ids and ids[0].startswith("p."), reply.text
+    return ids[0]
+
+
+async def resume_status(
+    http: httpx2.AsyncClient, replica: ProxyProcess, session: str, event_id: str, token: str
+) -> int:
+    sent = headers(token, session, accept="text/event-stream", **{"last-event-id": event_id})
+    with anyio.fail_after(BOUND_SECONDS):
+        async with http.stream("GET", replica.url("/alpha/mcp"), headers=sent) as stream:
+            return stream.status_code
+
+
+async def test_a_post_answer_cannot_be_resumed_by_another_token_or_after_the_session_ended(
+    cluster: Cluster, http: httpx2.AsyncClient
+) -> None:
+    owner = cluster.replicas[0]
+    session = await open_session(http, owner)
+    event_id = await post_answer_event_id(http, owner, session)
+    for replica in cluster.replicas:
+        assert (
+            await resume_status(http, replica, session, event_id, TOKEN_C) == 404
+        )  # alpha's, not the session's
+    reply = await http.delete(owner.url("/alpha/mcp"), headers=headers(TOKEN_A, session))
+    assert reply.status_code == 200, reply.text
+    for replica in cluster.replicas:  # the session ended: its answers are gone with it
+        assert await resume_status(http, replica, session, event_id, TOKEN_A) == 404
+    cluster.alive()

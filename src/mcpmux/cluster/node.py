@@ -256,14 +256,20 @@ class Cluster:
         return True
 
     async def _resume_post(self, req: Incoming, owner: str, session_id: str, last_event_id: str) -> bool:
-        """A GET resuming a POST's answer from Redis, here whoever owns the session."""
+        """A GET resuming a POST's answer from Redis, served by the session's owner: only it knows
+        that the session still lives and is the caller's (an ended session's answers are not replayed;
+        elsewhere the GET is relayed there)."""
+        if owner != self.replica:
+            await self._forward(owner, session_id, req.scope, req.receive, req.send)
+            return True
         route, digest = req.route, self.streams.token_digest(req.token)
+        client = route.sessions.get(session_id)
+        if client is None or client.closed or client.scope is not req.token:
+            await send_error(req.send, 404, "Not Found: no such stream in this session")
+            return True
 
         async def alive() -> bool:
-            if owner == self.replica:
-                client = route.sessions.get(session_id)
-                return client is not None and not client.closed
-            return await self.registry.address(owner) is not None
+            return not client.closed
 
         try:
             await replay(self.redis, session_id, last_event_id, digest, req.receive, req.send, alive)
