@@ -91,6 +91,8 @@ CLIENT_INFO_META = META_PREFIX + "clientInfo"
 LOG_LEVEL_META = META_PREFIX + "logLevel"
 SERVER_INFO_META = META_PREFIX + "serverInfo"
 SUBSCRIPTION_ID_META = META_PREFIX + "subscriptionId"
+# mcpmux's own: the key a 2026 upstream gave a request for input, kept while it travels as a request
+INPUT_KEY_META = "dev.mcpmux/inputKey"
 # The envelope keys a handshake-era session refuses (they must be stripped before it sees them).
 ENVELOPE_META_KEYS = (PROTOCOL_VERSION_META, CLIENT_CAPABILITIES_META, CLIENT_INFO_META, LOG_LEVEL_META)
 

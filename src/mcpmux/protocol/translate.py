@@ -12,6 +12,7 @@ from .constants import (
     CLIENT_INFO_META,
     ENVELOPE_META_KEYS,
     HANDSHAKE_VERSIONS,
+    INPUT_KEY_META,
     LATEST_HANDSHAKE_VERSION,
     LOG_LEVEL_META,
     MODERN_VERSION,
@@ -213,3 +214,25 @@ def acknowledged(honored: dict[str, Any], subscription_id: Any) -> Message:
     """The first message of a `subscriptions/listen` stream: what the server will send on it."""
     params = {"notifications": honored, "_meta": {SUBSCRIPTION_ID_META: subscription_id}}
     return {"jsonrpc": "2.0", "method": SUBSCRIPTIONS_ACKNOWLEDGED, "params": params}
+
+
+def with_input_key(params: Any, key: str) -> Any:
+    """A 2026 upstream's request for input as a request: its key kept in `_meta` (a new dict), so that a
+    2026 client is asked under the upstream's own key (protocol/constants.py INPUT_KEY_META)."""
+    if type(params) is not dict:
+        return params
+    meta = params.get("_meta")
+    return {**params, "_meta": {**(meta if type(meta) is dict else {}), INPUT_KEY_META: key}}
+
+
+def take_input_key(params: Any) -> tuple[Any, str | None]:
+    """The params without the key `with_input_key` put in, and that key (None when there is none)."""
+    meta = params.get("_meta") if type(params) is dict else None
+    if type(meta) is not dict or INPUT_KEY_META not in meta:
+        return params, None
+    key = meta[INPUT_KEY_META]
+    kept = {k: v for k, v in meta.items() if k != INPUT_KEY_META}
+    rest = {k: v for k, v in params.items() if k != "_meta"}
+    if kept:
+        rest["_meta"] = kept
+    return rest, key if type(key) is str else None

@@ -18,6 +18,7 @@ from typing import Any
 from ..config.model import RequestStateKey, TokenScope
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.state import StateError, StateKey, StateSealer, request_binding
+from ..protocol.translate import take_input_key
 
 MAX_SUSPENSIONS = 256  # per carrier (token and route); beyond it a new request for input is refused
 SUSPENSION_SECONDS = 600.0  # a call waits this long for its client's retry, then is given up
@@ -61,13 +62,14 @@ def caller_of(scope: TokenScope | None) -> str | None:
 class Suspension:
     """One 2026 call waiting for its client's input."""
 
-    __slots__ = ("asked", "binding", "busy", "events", "expires_at", "handle", "round", "waiter")
+    __slots__ = ("asked", "binding", "busy", "events", "expires_at", "handle", "keys", "round", "waiter")
 
     def __init__(self, binding: str) -> None:
         self.handle = secrets.token_hex(12)
         self.binding = binding
         self.round = 0
         self.asked: dict[str, Message] = {}  # the requests the client was last asked to answer, by our id
+        self.keys: dict[str, str] = {}  # the key each was asked under (a 2026 upstream's own, else our id)
         self.busy = False  # a retry is being served
         self.events: deque[Message] = deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -100,8 +102,13 @@ class Suspension:
         self.round += 1
         payload = {"h": self.handle, "r": self.round}
         state = process_sealer().seal(payload, caller=caller_of(scope), request=self.binding, now=time.time())
-        asked = self.asked.items()
-        requests = {rid: {"method": msg["method"], "params": msg.get("params") or {}} for rid, msg in asked}
+        requests: dict[str, Any] = {}
+        self.keys = {}
+        for rid, msg in self.asked.items():
+            params, key = take_input_key(msg.get("params") or {})
+            shown = key if key is not None and key not in requests and key not in self.asked else rid
+            requests[shown] = {"method": msg["method"], "params": params}
+            self.keys[shown] = rid
         return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
 
     def take_answers(self, responses: Any) -> tuple[list[Message], bool]:
@@ -109,11 +116,11 @@ class Suspension:
         something asked is still unanswered (then it stays asked)."""
         answers = responses if isinstance(responses, dict) else {}
         resolved = []
-        for rid in list(self.asked):
-            answer = answers.get(rid)
-            if isinstance(answer, dict):
+        for shown, rid in list(self.keys.items()):
+            answer = answers.get(shown)
+            if isinstance(answer, dict) and rid in self.asked:
                 resolved.append(result_response(rid, answer))
-                del self.asked[rid]
+                del self.asked[rid], self.keys[shown]
         return resolved, bool(self.asked)
 
     def drain_requests(self) -> None:

@@ -44,6 +44,7 @@ from ..protocol.translate import (
     handshake_response,
     initialize_from_discover,
     with_envelope,
+    with_input_key,
 )
 from .connection import Receiver
 from .tasks import released
@@ -261,7 +262,8 @@ class ModernTranslation:
         for key, wanted in input_requests.items():
             rid = f"mcpmux-input-{next(wire_ids)}"
             asked[key] = self.asks[rid] = loop.create_future()
-            self.receiver(request(rid, wanted["method"], wanted.get("params") or {}), related)
+            params = with_input_key(wanted.get("params") or {}, key)  # a 2026 client is asked under `key`
+            self.receiver(request(rid, wanted["method"], params), related)
         return asked
 
 
