@@ -205,3 +205,19 @@ def test_a_pool_without_its_own_host_line_sends_only_the_requests_headers() -> N
     assert HttpPool("http://10.0.0.5:9090", {}, 1.0, print, host_header=False).fixed == b""
     with_host = HttpPool("http://10.0.0.5:9090", {"x-a": "1"}, 1.0, print).fixed
     assert with_host == b"host: 10.0.0.5:9090\r\nx-a: 1\r\n"
+
+
+def test_a_streams_reader_is_the_same_principal_of_the_same_issuer_with_the_same_grants() -> None:
+    from mcpmux.cluster.streams import SessionStreams
+    from mcpmux.config.model import OAuthResource, TokenScope
+
+    streams = SessionStreams(None, "s" * 40)
+    first = OAuthResource(issuer="https://one.example/", authorization_servers=("https://one.example/",))
+    second = OAuthResource(issuer="https://two.example/", authorization_servers=("https://two.example/",))
+    alice = TokenScope("oauth:alice", oauth=first)
+    assert streams.token_digest(alice) == streams.token_digest(TokenScope("oauth:alice", oauth=first))
+    other_issuer = TokenScope("oauth:alice", oauth=second)  # another issuer's `alice` is someone else
+    narrower = TokenScope("oauth:alice", any_of=(TokenScope("oauth:alice", servers=("a",)),), oauth=first)
+    static = TokenScope("oauth:alice")  # a static token spelled like the label
+    digests = {streams.token_digest(scope) for scope in (alice, other_issuer, narrower, static)}
+    assert len(digests) == 4

@@ -75,8 +75,11 @@ class SessionStreams:
         self._key = hashlib.sha256(b"mcpmux-token\x00" + secret.encode()).digest()
 
     def token_digest(self, token: TokenScope | None) -> str:
-        """Who may read a session's stream: the token (static or OAuth principal) that opened it."""
+        """Who may read a session's stream: the token (static or OAuth principal) that opened it. An
+        OAuth principal is named by its `sub` only: the issuer and the grants are part of who it is."""
         identity = "" if token is None else f"{token.token}\n{','.join(token.servers)}"
+        if token is not None and token.oauth is not None:
+            identity += f"\n{token.oauth.issuer}\n{token.any_of!r}"
         return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest()
 
     async def open(self, client: ClientSession) -> None:
