@@ -1,9 +1,10 @@
 """The 2x2 era matrix: the SDK's `Client` in each era through mcpmux to an upstream of each era.
 
 Clients: `Client(mode="legacy")` (the handshake, a session, a GET stream) and `Client(mode="2026-07-28")`
-(stateless, `subscriptions/listen`). Upstreams, both the everything fixture over streamable HTTP on
+(stateless, `subscriptions/listen`). Upstreams, the everything fixture over streamable HTTP on
 127.0.0.1 with `protocol: "auto"`: one started `--handshake-only` (it refuses 2026 requests as a 2025-only
-server does, so the probe falls back to the handshake) and one serving 2026-07-28. Every cell, on the
+server does, so the probe falls back to the handshake) and one serving 2026-07-28; and over stdio, spoken
+to in each era (`protocol` legacy and 2026-07-28). Every cell, on the
 server's own route and on the merged endpoint, does a tools/call, an elicitation and a sampling round trip
 answered by the client's callbacks, sees a tools list_changed and a resource subscription's update.
 """
@@ -31,6 +32,8 @@ MODERN = "2026-07-28"
 UPSTREAMS = {
     "old": ("streamable-http", ("--handshake-only",), {"protocol": "auto"}),
     "new": ("streamable-http", (), {"protocol": "auto"}),
+    "old_stdio": ("stdio", (), {"protocol": "legacy"}),
+    "new_stdio": ("stdio", (), {"protocol": MODERN}),
 }
 CLIENT_MODES = ("legacy", MODERN)
 WATCHED = "test://watched-resource"
