@@ -147,18 +147,27 @@ def parse_flags(
             return values, list(argv[index + 1 :])
         if not argument.startswith("-") or argument == "-":
             break
-        name, has_value, value = argument.lstrip("-").partition("=")
-        flag = by_name.get(name)
-        if flag is None or argument.startswith("---"):
-            raise UsageError(f"flag provided but not defined: {argument.partition('=')[0]}")
-        if flag.kind != "bool" and not has_value:
-            index += 1
-            if index >= len(argv):
-                raise UsageError(f"flag needs an argument: -{name}")
-            value = argv[index]
-        _store(values, flag, value if (has_value or flag.kind != "bool") else None)
-        index += 1
+        index = _parse_flag(argv, index, by_name, values)
     return values, list(argv[index:])
+
+
+def _parse_flag(argv: Sequence[str], index: int, by_name: dict[str, Flag], values: dict[str, Any]) -> int:
+    """Stores the flag at `argv[index]` (with its value, inline or the next argument); the next index."""
+    argument = argv[index]
+    name, has_value, value = argument.lstrip("-").partition("=")
+    flag = by_name.get(name)
+    if flag is None or argument.startswith("---"):
+        raise UsageError(f"flag provided but not defined: {argument.partition('=')[0]}")
+    if flag.kind == "bool":
+        _store(values, flag, value if has_value else None)
+        return index + 1
+    if not has_value:
+        index += 1
+        if index >= len(argv):
+            raise UsageError(f"flag needs an argument: -{name}")
+        value = argv[index]
+    _store(values, flag, value)
+    return index + 1
 
 
 def _store(values: dict[str, Any], flag: Flag, text: str | None) -> None:

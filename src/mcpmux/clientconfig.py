@@ -56,14 +56,25 @@ def route_entries(
         routes[name] = (_route_url(base_url, name, suffix), server.options.auth_tokens, [name])
     if config.merged.enabled and enabled:
         routes[""] = (f"{base_url}{suffix}", config.merged.auth_tokens, list(enabled))
-    for name, group in config.groups.items():
-        members = [m.server for m in group.members if m.server in enabled]
-        if members:
-            routes[name] = (_route_url(base_url, name, suffix), group.auth_tokens, members)
+    _add_group_routes(routes, config, base_url, suffix)
     return {
         key: _entry(client_type, url, choose(key, tokens, members))
         for key, (url, tokens, members) in routes.items()
     }
+
+
+def _add_group_routes(
+    routes: dict[str, tuple[str, Sequence[TokenScope], list[str]]],
+    config: ProxyConfig,
+    base_url: str,
+    suffix: str,
+) -> None:
+    """Each group with an enabled member: its URL, tokens and enabled members."""
+    enabled = config.enabled_servers
+    for name, group in config.groups.items():
+        members = [m.server for m in group.members if m.server in enabled]
+        if members:
+            routes[name] = (_route_url(base_url, name, suffix), group.auth_tokens, members)
 
 
 def entry_names(config: ProxyConfig, keys: Sequence[str]) -> dict[str, str]:
@@ -103,10 +114,10 @@ def _select(
     if wanted is None:
         return list(entries)
     by_name = {**{name: key for key, name in names.items()}, **{key: key for key in entries if key}}
-    unknown = [name for name in wanted if name not in by_name]
-    if unknown:
-        known = ", ".join(names[key] for key in entries) or "none"
-        raise ValueError(f'unknown server "{unknown[0]}" (known: {known})')
+    for name in wanted:
+        if name not in by_name:
+            known = ", ".join(names[key] for key in entries) or "none"
+            raise ValueError(f'unknown server "{name}" (known: {known})')
     return [by_name[name] for name in wanted]
 
 

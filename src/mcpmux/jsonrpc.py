@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -160,26 +161,50 @@ def check_fields(msg: Message) -> None:
     and cursors are strings. Raises `MessageError` (-32602, Invalid params) otherwise.
     """
     params = msg.get("params")
+    method = msg["method"]
     if not params:
-        if msg["method"] in _REQUIRED:
-            field = STRING_FIELDS[msg["method"]][0]
-            raise MessageError(INVALID_PARAMS, f'Invalid params: "{field}" must be a string')
+        if method in _REQUIRED:
+            raise _not_a_string(STRING_FIELDS[method][0])
         return
     meta = params.get("_meta")
     if meta is not None:
-        if type(meta) is not dict:
-            raise MessageError(INVALID_PARAMS, 'Invalid params: "_meta" must be an object')
-        token = meta.get("progressToken")
-        if token is not None and not is_key(token):
-            raise MessageError(
-                INVALID_PARAMS, 'Invalid params: "progressToken" must be a string or an integer'
-            )
-    method = msg["method"]
-    for name in STRING_FIELDS.get(method, ()):
-        value = params.get(name)
-        if type(value) is not str and (value is not None or method in _REQUIRED):
-            raise MessageError(INVALID_PARAMS, f'Invalid params: "{name}" must be a string')
-    if method == "notifications/cancelled" and not is_key(params.get("requestId")):
+        _check_meta(meta)
+    fields = STRING_FIELDS.get(method)
+    if fields is not None:
+        required = method in _REQUIRED
+        for name in fields:
+            value = params.get(name)
+            if type(value) is not str and (value is not None or required):
+                raise _not_a_string(name)
+    other = _OTHER_CHECKS.get(method)
+    if other is not None:
+        other(params)
+
+
+def _not_a_string(field: str) -> MessageError:
+    return MessageError(INVALID_PARAMS, f'Invalid params: "{field}" must be a string')
+
+
+def _check_meta(meta: Any) -> None:
+    if type(meta) is not dict:
+        raise MessageError(INVALID_PARAMS, 'Invalid params: "_meta" must be an object')
+    token = meta.get("progressToken")
+    if token is not None and not is_key(token):
+        raise MessageError(INVALID_PARAMS, 'Invalid params: "progressToken" must be a string or an integer')
+
+
+def _check_cancelled(params: dict[str, Any]) -> None:
+    if not is_key(params.get("requestId")):
         raise MessageError(INVALID_PARAMS, 'Invalid params: "requestId" must be a string or an integer')
-    if method == "completion/complete" and type(params.get("ref")) is not dict:
+
+
+def _check_complete(params: dict[str, Any]) -> None:
+    if type(params.get("ref")) is not dict:
         raise MessageError(INVALID_PARAMS, 'Invalid params: "ref" must be an object')
+
+
+# Per method: the checks of params that are not plain strings.
+_OTHER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "notifications/cancelled": _check_cancelled,
+    "completion/complete": _check_complete,
+}

@@ -114,6 +114,20 @@ def setup_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | No
         logging.getLogger(name).setLevel(noisy_level)
 
 
+def _access_fields(stats: Any, session: str, request_id: Any, duration_ms: float) -> dict[str, Any]:
+    """The JSON fields of an access line that answered "ok" (`log_request` adds an error's)."""
+    return {
+        "route": stats.route,
+        "server": stats.server or None,
+        "session": session,
+        "request_id": request_id,
+        "method": stats.method,
+        "tool": stats.tool or None,
+        "status": "ok",
+        "duration_ms": round(duration_ms, 3),
+    }
+
+
 def log_request(
     stats: Any,
     session: str,
@@ -133,18 +147,11 @@ def log_request(
     code = error.get("code") if isinstance(error, dict) else None
     outcome = "ok" if error is None else f"error {code}"
     duration_ms = seconds * 1000
-    extra: dict[str, Any] = {
-        "route": stats.route,
-        "server": stats.server or None,
-        "session": session,
-        "request_id": request_id,
-        "method": stats.method,
-        "tool": stats.tool or None,
-        "status": "ok" if error is None else "error",
-        "duration_ms": round(duration_ms, 3),
-    }
-    if error is not None and response is not None:
-        extra["error_code"] = code
+    extra = _access_fields(stats, session, request_id, duration_ms)
+    if error is not None:
+        extra["status"] = "error"
+        if response is not None:
+            extra["error_code"] = code
     if span is not None:
         extra["trace_id"] = format(span.get_span_context().trace_id, "032x")
     tool = f"{stats.tool} " if stats.tool else ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -46,15 +46,28 @@ class ConfigDiff:
 def diff_configs(old: ProxyConfig, new: ProxyConfig) -> ConfigDiff:
     """Which servers to start, stop, restart or leave alone (a server is compared by its whole config)."""
     before, after = old.enabled_servers, new.enabled_servers
+    changed, unchanged = _compare_kept(before, after)
     return ConfigDiff(
         added=tuple(name for name in after if name not in before),
         removed=tuple(name for name in before if name not in after),
-        changed=tuple(name for name in after if name in before and before[name] != after[name]),
-        unchanged=tuple(name for name in after if name in before and before[name] == after[name]),
+        changed=changed,
+        unchanged=unchanged,
         startup_only=tuple(
             key for attr, key in _STARTUP_ONLY.items() if getattr(old, attr) != getattr(new, attr)
         ),
     )
+
+
+def _compare_kept(
+    before: Mapping[str, object], after: Mapping[str, object]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The servers in both configs, in the new order: (those whose config changed, those unchanged)."""
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for name, server in after.items():
+        if name in before:
+            (unchanged if before[name] == server else changed).append(name)
+    return tuple(changed), tuple(unchanged)
 
 
 def file_signature(path: str) -> tuple[int, int, int] | None:

@@ -83,14 +83,20 @@ async def serve(
         root.start_soon(_watch_signals, root, proxy, http, reloader)
         task_status.started(proxy)
         await proxy.start_servers(root)
-        if reloader is not None and proxy.fatal is None and not proxy.stopping:
-            root.start_soon(reloader.watch)
-        if proxy.fatal is None and not proxy.stopping:
-            root.start_soon(proxy.pins.watch)
+        _start_watchers(root, proxy, reloader)
     if proxy.fatal:
         log.error("Exiting: %s", proxy.fatal)
         return 1
     return 0
+
+
+def _start_watchers(root: TaskGroup, proxy: Proxy, reloader: Reloader | None) -> None:
+    """Once the servers started (and no fatal error or shutdown came first): watch the config and pins."""
+    if proxy.fatal is not None or proxy.stopping:
+        return
+    if reloader is not None:
+        root.start_soon(reloader.watch)
+    root.start_soon(proxy.pins.watch)
 
 
 async def _join_cluster(proxy: Proxy, app: ProxyApp, sock: socket.socket, reloader: Reloader | None) -> Any:

@@ -56,25 +56,20 @@ class Tracing:
             params = {}
         meta = params.get("_meta") if type(params) is dict else None
         parent = self.propagator.extract(meta) if type(meta) is dict and "traceparent" in meta else None
-        attributes: dict[str, Any] = {
-            "mcp.method.name": stats.method,
-            "mcp.session.id": session,
-            "jsonrpc.request.id": str(msg.get("id")),
-            "mcpmux.route": redact_running(stats.route),  # a `name/<token>` route shows no token
-        }
-        if stats.tool:
-            attributes["gen_ai.tool.name"] = stats.tool
-        if stats.server:
-            attributes["mcpmux.server"] = redact_running(stats.server)
         name = f"{stats.method} {stats.tool}" if stats.tool else stats.method
+        attributes = _span_attributes(msg, stats, session)
         span = self.tracer.start_span(name, context=parent, kind=self._kind, attributes=attributes)
         if type(params) is dict:
-            carrier: dict[str, str] = {}
-            self.propagator.inject(carrier, context=self._in_context(span))
-            if carrier:
-                kept = {k: v for k, v in (meta or {}).items() if k not in TRACE_KEYS}
-                msg["params"] = {**params, "_meta": {**kept, **carrier}}
+            self._inject(msg, params, meta, span)
         return span
+
+    def _inject(self, msg: dict[str, Any], params: dict[str, Any], meta: Any, span: Any) -> None:
+        """`msg.params._meta` carries `span`'s context in place of the client's trace keys."""
+        carrier: dict[str, str] = {}
+        self.propagator.inject(carrier, context=self._in_context(span))
+        if carrier:
+            kept = {k: v for k, v in (meta or {}).items() if k not in TRACE_KEYS}
+            msg["params"] = {**params, "_meta": {**kept, **carrier}}
 
     def end(self, span: Any, response: dict[str, Any] | None) -> None:
         if response is None:
@@ -87,6 +82,20 @@ class Tracing:
                 span.set_attribute("rpc.jsonrpc.error_code", code if type(code) is int else -1)
                 span.set_status(self._status(self._error, str(message)))
         span.end()
+
+
+def _span_attributes(msg: dict[str, Any], stats: RequestStats, session: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "mcp.method.name": stats.method,
+        "mcp.session.id": session,
+        "jsonrpc.request.id": str(msg.get("id")),
+        "mcpmux.route": redact_running(stats.route),  # a `name/<token>` route shows no token
+    }
+    if stats.tool:
+        attributes["gen_ai.tool.name"] = stats.tool
+    if stats.server:
+        attributes["mcpmux.server"] = redact_running(stats.server)
+    return attributes
 
 
 def open_tracing(config: ProxyConfig) -> Tracing | None:
