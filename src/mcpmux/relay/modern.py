@@ -106,8 +106,10 @@ async def discover(route: Route, scope: TokenScope | None, envelope: Envelope, r
     return result_response(request_id, discover_from_initialize(carrier.init_result, listen=True))
 
 
-# id(runtime) -> (the tools list it was built from, tool name -> its x-mcp-header annotations)
+# id(runtime) -> (the tools list it was built from, tool name -> its x-mcp-header annotations); reloads
+# make new runtimes: beyond MAX_HEADER_MAPS it starts afresh (an entry is rebuilt from the catalog)
 _HEADER_MAPS: dict[int, tuple[Any, dict[str, dict[tuple[str, ...], str]]]] = {}
+MAX_HEADER_MAPS = 1024
 
 
 def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
@@ -123,6 +125,8 @@ def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
     tools = runtime.tools
     cached = _HEADER_MAPS.get(id(runtime))
     if cached is None or cached[0] is not tools:  # the catalog was refreshed: read it again
+        if cached is None and len(_HEADER_MAPS) >= MAX_HEADER_MAPS:
+            _HEADER_MAPS.clear()
         maps = {str(t.get("name")): x_mcp_header_map(t.get("inputSchema")) for t in tools}
         cached = _HEADER_MAPS[id(runtime)] = (tools, {n: m for n, m in maps.items() if m})
     return cached[1].get(tool, {})

@@ -18,16 +18,29 @@ from ..protocol.era import encode_header_value, mcp_param_headers, x_mcp_header_
 
 ServerKey = tuple[str, str]  # (server name, url)
 # server -> tool name -> the arguments its calls mirror in `Mcp-Param-*` headers (from the latest
-# tools/list of any of the server's connections)
+# tools/list of any of the server's connections; only tools that have some)
 _PARAM_HEADERS: dict[ServerKey, dict[str, dict[tuple[str, ...], str]]] = {}
+# Bounds (an upstream renaming its tools at every list must not grow them for ever): beyond them the
+# map starts afresh and is learnt again from the next tools/list.
+MAX_LEARNT_TOOLS = 4096  # annotated tools remembered per server
+MAX_LEARNT_SERVERS = 1024  # (name, url) pairs remembered (reloads may change urls)
 
 
 def learn_param_headers(server: ServerKey, tools: Any) -> None:
     """Remember which arguments of each listed tool travel as `Mcp-Param-*` headers."""
+    if server not in _PARAM_HEADERS and len(_PARAM_HEADERS) >= MAX_LEARNT_SERVERS:
+        _PARAM_HEADERS.clear()
     maps = _PARAM_HEADERS.setdefault(server, {})
     for tool in tools if isinstance(tools, list) else []:
-        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-            maps[tool["name"]] = x_mcp_header_map(tool.get("inputSchema"))
+        if not (isinstance(tool, dict) and isinstance(tool.get("name"), str)):
+            continue
+        found = x_mcp_header_map(tool.get("inputSchema"))
+        if not found:
+            maps.pop(tool["name"], None)
+            continue
+        if tool["name"] not in maps and len(maps) >= MAX_LEARNT_TOOLS:
+            maps.clear()
+        maps[tool["name"]] = found
 
 
 def request_headers(server: ServerKey, msg: Message) -> bytes | None:
