@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from mcpmux.config.durations import DURATION_EXPECTED, parse_duration_seconds
 from mcpmux.errors import ConfigError, ConfigErrors
@@ -64,6 +64,23 @@ class Diagnostics:
         except ConfigError as exc:
             self.collect(exc)
             return None
+
+    def attempt_each(
+        self,
+        path: str,
+        entries: Mapping[str, Any],
+        read: Callable[Concatenate[Diagnostics, str, str, Any, P], T | None],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> dict[str, T]:
+        """`read(self, <path>.<name>, name, value, ...)` for each entry of a section (servers, groups,
+        clients): what the entries read to, by name; a bad entry's error is recorded and it is skipped."""
+        read_ok: dict[str, T] = {}
+        for name, value in entries.items():
+            entry = self.attempt(read, self, join_path(path, name), name, value, *args, **kwargs)
+            if entry is not None:
+                read_ok[name] = entry
+        return read_ok
 
     def finish(self) -> None:
         """Raise every error found (with `strict`, every warning too) as one ConfigErrors."""

@@ -70,13 +70,7 @@ def groups_section(
     # A server whose entry had errors is missing from `servers`; naming it in a group is not one more.
     written = root.get("mcpServers")
     known = set(written) if isinstance(written, dict) else set(servers)
-    groups: dict[str, GroupConfig] = {}
-    for name, value in section.items():
-        group_path = join_path(path, name)
-        group = diag.attempt(_group, diag, group_path, name, value, servers, inherited, known)
-        if group is not None:
-            groups[name] = group
-    return groups
+    return diag.attempt_each(path, section, _group, servers, inherited, known)
 
 
 def _group(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcpmux.config.fields import Diagnostics, JsonObject, as_bool, as_object, as_string, join_path
+from mcpmux.config.fields import Diagnostics, JsonObject, as_bool, as_object, as_string
 from mcpmux.config.model import ServerConfig, TokenScope, Transport
 from mcpmux.config.options import OptionValues, as_auth_tokens, build_options
 from mcpmux.config.servers import (
@@ -38,13 +38,7 @@ def parse_legacy_clients(
     global ones. A bad client is an error (the original silently dropped it)."""
     if not isinstance(section, dict):
         raise diag.error("clients", "expected an object of clients")
-    servers: dict[str, ServerConfig] = {}
-    for name, value in section.items():
-        path = join_path("clients", name)
-        server = diag.attempt(_parse_client, diag, path, name, value, inherited, global_tokens)
-        if server is not None:
-            servers[name] = server
-    return servers
+    return diag.attempt_each("clients", section, _parse_client, inherited, global_tokens)
 
 
 def _parse_client(

@@ -16,7 +16,6 @@ from mcpmux.config.fields import (
     as_string,
     as_string_list,
     as_string_map,
-    join_path,
 )
 from mcpmux.config.model import ServerConfig, ServerOptions, Transport
 from mcpmux.config.options import OPTION_KEYS, OptionValues, build_options, read_option_values
@@ -166,12 +165,7 @@ def parse_servers(
     if not isinstance(section, dict):
         diag.report(path, "expected an object of servers")
         return {}
-    servers: dict[str, ServerConfig] = {}
-    for name, value in section.items():
-        server = diag.attempt(parse_server, diag, join_path(path, name), name, value, inherited)
-        if server is not None:
-            servers[name] = server
-    return servers
+    return diag.attempt_each(path, section, parse_server, inherited)
 
 
 def check_route_name(diag: Diagnostics, path: str, name: str) -> None:
