@@ -86,7 +86,7 @@ async def post(
     *,
     token: str = TOKEN_A,
     meta: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
 ) -> httpx2.Response:
     body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta or ENVELOPE}}
     sent = headers if headers is not None else headers_for(token, method, params.get("name"))
@@ -337,3 +337,56 @@ def test_fuzz_2026_requests(
     assert_healthy(proxy, since)
     ok = sync_post(proxy, "tools/list", {"_meta": ENVELOPE}, None, "tools/list")
     assert ok.status_code == 200 and ok.json()["result"]["tools"], ok.text
+
+
+def twice(name: str, first: str, second: str, method: str = "tools/list") -> list[tuple[str, str]]:
+    """The headers of a 2026 request with `name` sent twice (first, then second)."""
+    plain = [(k, v) for k, v in headers_for(TOKEN_A, method).items() if k != name]
+    return [*plain, (name, first), (name, second)]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        twice("authorization", f"Bearer {TOKEN_A}", "Bearer wrong-token-xxxx"),
+        twice("authorization", "Bearer wrong-token-xxxx", f"Bearer {TOKEN_A}"),
+        twice("authorization", f"Bearer {TOKEN_B}", f"Bearer {TOKEN_A}"),
+        twice("mcp-method", "tools/list", "tools/call"),
+        twice("mcp-method", "tools/list", "tools/list"),
+        twice("mcp-protocol-version", MODERN, MODERN),
+        twice("mcp-session-id", "a", "b"),
+        twice("origin", "http://127.0.0.1", "http://evil.example"),
+    ],
+    ids=[
+        "auth-good-bad",
+        "auth-bad-good",
+        "auth-b-a",
+        "method",
+        "method-same",
+        "version",
+        "session",
+        "origin",
+    ],
+)
+async def test_a_header_that_must_come_once_sent_twice_is_refused(
+    proxy: ProxyProcess, http: httpx2.AsyncClient, sent: list[tuple[str, str]]
+) -> None:
+    since = len(proxy.log)
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": ENVELOPE}}
+    reply = await http.post(proxy.url("/alpha/mcp"), content=orjson.dumps(body), headers=sent)
+    assert reply.status_code == 400, reply.text
+    assert "more than one" in reply.text and "result" not in reply.json()
+    assert_healthy(proxy, since)
+
+
+async def test_an_mcp_param_header_sent_twice_is_a_mismatch(
+    proxy: ProxyProcess, http: httpx2.AsyncClient
+) -> None:
+    call = {"name": "routed_echo", "arguments": {"region": "eu"}}
+    single = [*headers_for(TOKEN_A, "tools/call", "routed_echo").items(), ("mcp-param-region", "eu")]
+    ok = await post(http, proxy.url("/alpha/mcp"), "tools/call", call, headers=single)
+    assert ok.status_code == 200 and ok.json()["result"]["content"][0]["text"] == "routed to eu", ok.text
+    for second in ("us", "eu"):
+        doubled = [*single, ("Mcp-Param-Region", second)]
+        reply = await post(http, proxy.url("/alpha/mcp"), "tools/call", call, headers=doubled)
+        assert (reply.status_code, reply.json()["error"]["code"]) == (400, -32020), reply.text

@@ -155,12 +155,13 @@ class ProxyApp:
             await self._serve(kind, target, route, scope, receive, send, headers)
 
     def _refuse_host(self, scope: Scope, headers: RequestHeaders, kind: str) -> tuple[int, str] | None:
-        """400 without a Host (HTTP/1.1) or with two; 403 for a Host or Origin the policy refuses.
+        """400 without a Host (HTTP/1.1) or with two (or two of another header that must come once);
+        403 for a Host or Origin the policy refuses.
 
         Probes (`/_healthz`, `/_readyz`) are served whatever their Host: they show no data.
         """
-        if headers.host_repeated:
-            return 400, "Bad Request: more than one Host header"
+        if headers.repeated is not None:
+            return 400, f"Bad Request: more than one {headers.repeated} header"
         if headers.host is None and scope.get("http_version") != "1.0":
             return 400, "Bad Request: no Host header"
         if kind not in PROBES and not self.hosts.host_allowed(headers.host):

@@ -35,20 +35,22 @@ class RequestHeaders:
         "content_length",
         "content_type",
         "host",
-        "host_repeated",
         "last_event_id",
         "mcp_method",
         "mcp_name",
         "origin",
         "protocol_version",
         "raw",
+        "repeated",
         "session_id",
     )
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         self.authorization: str | None = None
         self.host: str | None = None
-        self.host_repeated = False  # more than one Host header: 400 (RFC 9112 section 3.2)
+        # a header that must come once and came again (Host, Authorization, Origin, the session and
+        # routing headers): 400, never a guess a front proxy might make the other way (RFC 9110 5.3)
+        self.repeated: str | None = None
         self.origin: str | None = None
         self.session_id: str | None = None
         self.content_type: bytes = b""
@@ -72,23 +74,29 @@ def _set_content_length(h: RequestHeaders, v: bytes) -> None:
         h.content_length = None
 
 
-def _set_host(h: RequestHeaders, v: bytes) -> None:
-    h.host_repeated = h.host is not None
-    h.host = v.decode("latin-1")
+def _once(attr: str, name: str) -> Callable[[RequestHeaders, bytes], None]:
+    """The setter of a header that must come once: a second one marks the request `repeated`."""
+
+    def pick(h: RequestHeaders, v: bytes) -> None:
+        if getattr(h, attr) is not None:
+            h.repeated = name
+        setattr(h, attr, v.decode("latin-1"))
+
+    return pick
 
 
 _PICK: dict[bytes, Callable[[RequestHeaders, bytes], None]] = {
-    b"authorization": lambda h, v: setattr(h, "authorization", v.decode("latin-1")),
-    b"host": lambda h, v: _set_host(h, v),
-    b"origin": lambda h, v: setattr(h, "origin", v.decode("latin-1")),
-    b"mcp-session-id": lambda h, v: setattr(h, "session_id", v.decode("latin-1")),
+    b"authorization": _once("authorization", "Authorization"),
+    b"host": _once("host", "Host"),
+    b"origin": _once("origin", "Origin"),
+    b"mcp-session-id": _once("session_id", "Mcp-Session-Id"),
     b"content-type": lambda h, v: setattr(h, "content_type", v),
     b"accept": lambda h, v: setattr(h, "accept", v),
-    b"mcp-protocol-version": lambda h, v: setattr(h, "protocol_version", v.decode("latin-1")),
+    b"mcp-protocol-version": _once("protocol_version", "MCP-Protocol-Version"),
     b"content-length": _set_content_length,
-    b"last-event-id": lambda h, v: setattr(h, "last_event_id", v.decode("latin-1")),
-    b"mcp-method": lambda h, v: setattr(h, "mcp_method", v.decode("latin-1")),
-    b"mcp-name": lambda h, v: setattr(h, "mcp_name", v.decode("latin-1")),
+    b"last-event-id": _once("last_event_id", "Last-Event-ID"),
+    b"mcp-method": _once("mcp_method", "Mcp-Method"),
+    b"mcp-name": _once("mcp_name", "Mcp-Name"),
 }
 
 

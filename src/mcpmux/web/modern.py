@@ -19,6 +19,7 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.constants import (
+    HEADER_MISMATCH,
     INITIALIZE,
     INPUT_REQUIRED_METHODS,
     LOG_MESSAGE,
@@ -283,17 +284,25 @@ async def _params_ok(route: Route, msg: Message, send: Send, headers: RequestHea
     header_map = param_header_map(route, params.get("name"))
     if not header_map:
         return True
-    sent = {
-        name.decode("latin-1").lower(): value.decode("latin-1")
-        for name, value in headers.raw
-        if name.lower().startswith(b"mcp-param-")
-    }
     try:
-        check_param_headers(header_map, params.get("arguments"), sent)
+        check_param_headers(header_map, params.get("arguments"), param_headers(headers.raw))
     except EnvelopeError as exc:
         await send_json(send, 400, error_response(msg["id"], exc.code, str(exc)))
         return False
     return True
+
+
+def param_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's `Mcp-Param-*` headers (lower-case name -> value); one sent twice is refused
+    (-32020): which of the two an intermediary looked at cannot be known."""
+    sent: dict[str, str] = {}
+    for name, value in raw:
+        if name.lower().startswith(b"mcp-param-"):
+            key = name.decode("latin-1").lower()
+            if key in sent:
+                raise EnvelopeError(HEADER_MISMATCH, f"more than one {name.decode('latin-1')} header")
+            sent[key] = value.decode("latin-1")
+    return sent
 
 
 async def serve_listen(route: Route, carrier: Carrier, msg: Message, receive: Receive, send: Send) -> None:
