@@ -109,6 +109,11 @@ def abort(sent: Request | None, done: asyncio.Future[None]) -> None:
     is told later is dropped) and, while it is still on its connection, that connection is closed, which
     is how an HTTP client cancels a request (2026-07-28 upstreams stop the call when its POST goes)."""
     done.cancel()
+    hang_up(sent)
+
+
+def hang_up(sent: Request | None) -> None:
+    """Close the connection `sent` is on while it still is (its handler is then told the exchange ended)."""
     conn = sent.conn if sent is not None else None
     if conn is not None and conn.request is sent:
         conn.close()

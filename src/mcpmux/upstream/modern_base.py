@@ -49,6 +49,9 @@ from ..protocol.translate import (
 from .connection import Receiver
 from .tasks import released
 
+ACK_WAIT_SECONDS = (
+    10.0  # longest a resources/subscribe waits for the upstream to acknowledge its listen stream
+)
 MAX_LISTENED_URIS = 16  # resource subscriptions held upstream (each is a listen stream)
 LIST_CHANGED_FLAGS = (
     ("tools", "toolsListChanged"),
@@ -100,8 +103,9 @@ class ModernTranslation:
         caps = self.callers.get(related, self.capabilities)
         return with_envelope(msg, caps, self.client_info, log_level)
 
-    def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
-        """Hold a `subscriptions/listen` stream for `wanted` upstream, as `self.listens[key]`."""
+    def _listen(self, key: str | None, wanted: dict[str, Any]) -> anyio.Event:
+        """Hold a `subscriptions/listen` stream for `wanted` upstream, as `self.listens[key]`; the event
+        is set once the upstream acknowledged it (or the stream ended before)."""
         raise NotImplementedError
 
     def _unlisten(self, key: str) -> None:
@@ -152,11 +156,14 @@ class ModernTranslation:
             self.log_level = (msg.get("params") or {}).get("level")
             return result_response(msg["id"], {})
         if method in (RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE):
-            return self._subscription(msg)
+            return await self._subscription(msg)
         return await self._call(msg)
 
-    def _subscription(self, msg: Message) -> Message:
-        """resources/subscribe and unsubscribe: a `subscriptions/listen` stream per URI, held upstream."""
+    async def _subscription(self, msg: Message) -> Message:
+        """resources/subscribe and unsubscribe: a `subscriptions/listen` stream per URI, held upstream.
+
+        A subscription is answered once the upstream acknowledged its stream (at most ACK_WAIT_SECONDS),
+        so that an update right after the answer is not lost."""
         uri = (msg.get("params") or {}).get("uri")
         if not self.subscribable or not isinstance(uri, str):
             why = f"{self.name} does not offer resource subscriptions"
@@ -168,7 +175,9 @@ class ModernTranslation:
             if len(self.listens) > MAX_LISTENED_URIS:
                 why = f"at most {MAX_LISTENED_URIS} resource subscriptions"
                 return error_response(msg["id"], INTERNAL_ERROR, why)
-            self._listen(uri, {"resourceSubscriptions": [uri]})
+            acknowledged = self._listen(uri, {"resourceSubscriptions": [uri]})
+            with anyio.move_on_after(ACK_WAIT_SECONDS):
+                await acknowledged.wait()
         return result_response(msg["id"], {})
 
     async def _initialize(self, msg: Message) -> Message:

@@ -19,8 +19,8 @@ from ..protocol.constants import MODERN_VERSION, SUBSCRIPTIONS_ACKNOWLEDGED, SUB
 from ..protocol.translate import with_envelope, without_subscription_id
 from .connection import Connection, Receiver
 from .era_memory import EraMemory
-from .http_client import HttpError
-from .http_post import HttpTransport, Posted, abort, event_message, http_pool
+from .http_client import HttpError, Request
+from .http_post import HttpTransport, Posted, abort, event_message, hang_up, http_pool
 from .modern_base import ModernTranslation, wire_ids
 from .modern_headers import learn_param_headers, request_headers
 from .origin import shown_origin
@@ -82,20 +82,31 @@ class ListenReply(ModernReply):
     """A `subscriptions/listen` stream held upstream: its notifications go to the session as the
     upstream's own (unrelated to any request), without the subscription id."""
 
-    __slots__ = ("stopped",)
+    __slots__ = ("acknowledged", "sent", "stopped")
 
-    def __init__(self, conn: ModernHttpConnection, msg: Message, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, conn: ModernHttpConnection, msg: Message, done: asyncio.Future[None], acknowledged: anyio.Event
+    ) -> None:
         super().__init__(conn, msg, None, done)
         self.stopped = False
+        self.acknowledged = acknowledged
+        self.sent: Request | None = None  # the POST, to hang up on when the stream is no longer wanted
 
     def _take(self, item: Message) -> None:
-        if self.stopped:  # not wanted any more: the client closes the connection (no other way to abort)
+        if self.stopped:  # not wanted any more (and still here): the client closes the connection
             raise HttpError("a subscriptions/listen stream no longer wanted")
         method = item.get("method")
         if method is None:
             self.answer = item  # the server ended the stream
-        elif method != SUBSCRIPTIONS_ACKNOWLEDGED and "id" not in item:
+        elif method == SUBSCRIPTIONS_ACKNOWLEDGED:
+            self.acknowledged.set()
+        elif "id" not in item:
             self.conn.receiver(without_subscription_id(item), None)
+
+    def stop(self) -> None:
+        """Not wanted any more: closed now (closing its connection is how an HTTP client aborts)."""
+        self.stopped = True
+        hang_up(self.sent)
 
 
 class ModernHttpConnection(HttpTransport, ModernTranslation):
@@ -113,28 +124,34 @@ class ModernHttpConnection(HttpTransport, ModernTranslation):
         if method == TOOLS_LIST:
             learn_param_headers((self.name, self.url), result.get("tools"))
 
-    def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
+    def _listen(self, key: str | None, wanted: dict[str, Any]) -> anyio.Event:
         held: list[ListenReply] = []
         self.listens[key] = held
-        self.tg.start_soon(released, self._hold_listen, wanted, held)
+        acknowledged = anyio.Event()
+        self.tg.start_soon(released, self._hold_listen, wanted, held, acknowledged)
+        return acknowledged
 
     def _unlisten(self, key: str) -> None:
         for reply in self.listens.pop(key, []):
-            reply.stopped = True
+            reply.stop()
 
-    async def _hold_listen(self, wanted: dict[str, Any], held: list[ListenReply]) -> None:
+    async def _hold_listen(
+        self, wanted: dict[str, Any], held: list[ListenReply], acknowledged: anyio.Event
+    ) -> None:
         """Keep one listen stream open upstream (reopened after a drop, with backoff) until it is stopped."""
         delay = LISTEN_RETRY_SECONDS[0]
         while not self.closed:
             rid = f"mcpmux-listen-{next(wire_ids)}"
             msg = request(rid, SUBSCRIPTIONS_LISTEN, {"notifications": wanted})
             done = asyncio.get_running_loop().create_future()
-            reply = ListenReply(self, msg, done)
+            reply = ListenReply(self, msg, done, acknowledged)
             held[:] = [reply]
             enveloped = with_envelope(msg, self.capabilities, self.client_info, None)
-            await self.post(self.url, request_headers((self.name, self.url), msg) or b"", enveloped, reply)
+            headers = request_headers((self.name, self.url), msg) or b""
+            reply.sent = await self.post(self.url, headers, enveloped, reply)
             with contextlib.suppress(HttpError):
                 await done
+            acknowledged.set()  # ended before it was: nobody waits for it any more
             if reply.stopped:
                 return
             await anyio.sleep(delay)

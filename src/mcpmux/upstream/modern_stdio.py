@@ -51,6 +51,7 @@ class ModernStdioConnection(ModernTranslation):
         self.stdio: StdioConnection | None = None
         self.waiting: dict[Any, asyncio.Future[Message]] = {}  # our wire id -> the upstream's answer
         self.listen_ids: dict[str, str | None] = {}  # a listen request's id -> its key in `listens`
+        self.unacknowledged: dict[str, anyio.Event] = {}  # listen requests not acknowledged yet
         self.passthrough = False
 
     @property
@@ -75,13 +76,16 @@ class ModernStdioConnection(ModernTranslation):
                 if not future.done():
                     future.set_result(msg)
                 return
+            self._acknowledged(rid)  # ended: nobody waits for it any more
             if self.listen_ids.pop(rid, None) is not None:  # type: ignore[arg-type]
                 log.debug("%s ended a subscriptions/listen stream", self.name)
                 return
         elif not self.passthrough:
             subscription = subscription_of(msg)
             if isinstance(subscription, str) and subscription in self.listen_ids:
-                if msg["method"] != SUBSCRIPTIONS_ACKNOWLEDGED:
+                if msg["method"] == SUBSCRIPTIONS_ACKNOWLEDGED:
+                    self._acknowledged(subscription)
+                else:
                     self.receiver(without_subscription_id(msg), None)
                 return
         self.receiver(msg, related)
@@ -106,17 +110,25 @@ class ModernStdioConnection(ModernTranslation):
             raise self.unavailable("process has exited")
         return future.result()
 
-    def _listen(self, key: str | None, wanted: dict[str, Any]) -> None:
+    def _listen(self, key: str | None, wanted: dict[str, Any]) -> anyio.Event:
         rid = f"mcpmux-listen-{next(wire_ids)}"
         self.listens[key] = rid
         self.listen_ids[rid] = key
+        acknowledged = self.unacknowledged[rid] = anyio.Event()
         msg = request(rid, SUBSCRIPTIONS_LISTEN, {"notifications": wanted})
         enveloped = with_envelope(msg, self.capabilities, self.client_info, None)
         self.tg.start_soon(released, self._send_quietly, enveloped)
+        return acknowledged
+
+    def _acknowledged(self, rid: Any) -> None:
+        event = self.unacknowledged.pop(rid, None) if isinstance(rid, str) else None
+        if event is not None:
+            event.set()
 
     def _unlisten(self, key: str) -> None:
         rid = self.listens.pop(key)
         self.listen_ids.pop(rid, None)
+        self._acknowledged(rid)
         self.tg.start_soon(released, self._send_quietly, notification(CANCELLED, {"requestId": rid}))
 
     async def _send_quietly(self, msg: Message) -> None:
