@@ -9,25 +9,22 @@ from typing import Any
 import anyio
 
 from ..config.model import TokenScope
-from ..jsonrpc import INTERNAL_ERROR, MessageError, check_fields, error_response, parse_message
+from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, MessageError, check_fields, error_response
 from ..relay.client import ClientSession
 from ..relay.route import Route
 from .asgi import (
     SSE_HEADERS,
-    BodyTooLargeError,
-    ClientDisconnectedError,
     Receive,
     RequestHeaders,
     Scope,
     Send,
     query_param,
-    read_body,
     respond_now,
     send_bytes,
     send_error,
     sse_event,
 )
-from .streamable import notify_contained, pump_outbox, relay_contained
+from .streamable import new_session_refusal, notify_contained, pump_outbox, read_posted, relay_contained
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -94,14 +91,10 @@ async def handle_sse_stream(
     route: Route, message_url: str, receive: Receive, send: Send, token: TokenScope | None
 ) -> None:
     """GET …/sse: open a session, announce where to POST, then stream until the client leaves."""
-    reason = route.unavailable_reason()
-    if reason is not None:
-        await send_error(send, 404, reason)
-        return
-    reason = route.session_limit_reason()
-    if reason is not None:
-        log.warning("%s: refused a new session: %s", route.name, reason)
-        await send_error(send, 503, reason, code=INTERNAL_ERROR)
+    refused = new_session_refusal(route)
+    if refused is not None:
+        status, reason = refused
+        await send_error(send, status, reason, code=INTERNAL_ERROR if status == 503 else INVALID_REQUEST)
         return
     client = route.new_session(token)
     client.has_stream = True
@@ -141,16 +134,8 @@ async def handle_sse_message(
     if client is None or client.sse_requests is None or client.scope is not token:
         await send_error(send, 404, "Session not found")
         return
-    try:
-        body = await read_body(receive, limit)
-        msg = parse_message(body)
-    except BodyTooLargeError:
-        await send_error(send, 413, f"Request body larger than {limit} bytes")
-        return
-    except ClientDisconnectedError:
-        return
-    except MessageError as exc:
-        await send_error(send, 400, str(exc), code=exc.code)
+    msg = await read_posted(receive, send, limit)
+    if msg is None:
         return
     client.touch()
     if "method" not in msg:

@@ -197,6 +197,11 @@ async def read_message(receive: Receive, send: Send, headers: RequestHeaders, li
     if refused is not None:
         await send_error(send, *refused)
         return None
+    return await read_posted(receive, send, limit)
+
+
+async def read_posted(receive: Receive, send: Send, limit: int) -> Message | None:
+    """A POSTed body read within `limit` bytes and parsed as one message; None once refused (413, 400)."""
     try:
         return parse_message(await read_body(receive, limit))
     except BodyTooLargeError:
@@ -204,7 +209,19 @@ async def read_message(receive: Receive, send: Send, headers: RequestHeaders, li
     except ClientDisconnectedError:
         pass
     except MessageError as exc:
-        await send_json(send, 400, error_response(None, exc.code, str(exc)))
+        await send_error(send, 400, str(exc), code=exc.code)
+    return None
+
+
+def new_session_refusal(route: Route) -> tuple[int, str] | None:
+    """Why `route` opens no new session now: 404 (unavailable) or 503 (at its session limit, logged)."""
+    reason = route.unavailable_reason()
+    if reason is not None:
+        return 404, reason
+    reason = route.session_limit_reason()
+    if reason is not None:
+        log.warning("%s: refused a new session: %s", route.name, reason)
+        return 503, reason
     return None
 
 
@@ -281,14 +298,11 @@ async def _initialize(
     token: TokenScope | None,
     telemetry: Telemetry,
 ) -> None:
-    reason = route.unavailable_reason()
-    if reason is not None:
-        await send_json(send, 404, error_response(msg["id"], -32000, reason))
-        return
-    reason = route.session_limit_reason()
-    if reason is not None:
-        log.warning("%s: refused a new session: %s", route.name, reason)
-        await send_json(send, 503, error_response(msg["id"], INTERNAL_ERROR, reason))
+    refused = new_session_refusal(route)
+    if refused is not None:
+        status, reason = refused
+        code = INTERNAL_ERROR if status == 503 else -32000
+        await send_json(send, status, error_response(msg["id"], code, reason))
         return
     client = route.new_session(token)
     exchange = PostExchange(client, msg["id"], send, client.id.encode())
