@@ -34,14 +34,14 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
         yield running
 
 
-async def cancelled_so_far(client: Client, above: int = -1, wait: float = 0) -> int:
-    result = await client.call_tool("cancellations", {"above": above, "wait": wait})
+async def cancelled_so_far(client: Client, prefix: str, above: int = -1, wait: float = 0) -> int:
+    result = await client.call_tool(f"{prefix}cancellations", {"above": above, "wait": wait})
     assert result.structured_content is not None, result
     count: int = result.structured_content["count"]
     return count
 
 
-async def cancel_once_started(client: Client) -> None:
+async def cancel_once_started(client: Client, prefix: str) -> None:
     """Call `slow` (a minute long) and cancel the call as soon as its first progress shows it runs."""
     started = anyio.Event()
 
@@ -49,7 +49,7 @@ async def cancel_once_started(client: Client) -> None:
         started.set()
 
     async def call() -> None:
-        await client.call_tool("slow", {"seconds": 60}, progress_callback=progress)
+        await client.call_tool(f"{prefix}slow", {"seconds": 60}, progress_callback=progress)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(call)
@@ -57,14 +57,16 @@ async def cancel_once_started(client: Client) -> None:
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["route", "merged"])
 @pytest.mark.parametrize("upstream", list(UPSTREAMS))
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
 async def test_a_cancelled_call_stops_the_upstream_tool(
-    proxy: ProxyProcess, mode: str, upstream: str
+    proxy: ProxyProcess, mode: str, upstream: str, merged: bool
 ) -> None:
+    path, prefix = ("/mcp", f"{upstream}__") if merged else (f"/{upstream}/mcp", "")
     with anyio.fail_after(BOUND_SECONDS * 2):
-        async with Client(proxy.url(f"/{upstream}/mcp"), mode=mode) as client:
-            before = await cancelled_so_far(client)
-            await cancel_once_started(client)
-            after = await cancelled_so_far(client, above=before, wait=BOUND_SECONDS)
+        async with Client(proxy.url(path), mode=mode) as client:
+            before = await cancelled_so_far(client, prefix)
+            await cancel_once_started(client, prefix)
+            after = await cancelled_so_far(client, prefix, above=before, wait=BOUND_SECONDS)
     assert after == before + 1, f"the upstream's slow tool was not cancelled ({before} -> {after})"
