@@ -32,9 +32,7 @@ def merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig:
     merged = proxy.object("merged", MERGED_KEYS)
     if merged is None:
         return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth, catalog=catalog)
-    separator = merged.read("separator", as_string)
-    if separator is not None and not _SEPARATOR.fullmatch(separator):
-        merged.diag.report(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
+    separator = _separator(merged)
     own_tokens = merged.read("authTokens", as_auth_tokens)
     own_log = merged.read("logEnabled", as_bool)
     enabled = merged.read("enabled", as_bool)
@@ -46,6 +44,13 @@ def merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig:
         oauth=own_oauth(merged, oauth),
         catalog=merged.read("catalog", as_catalog_mode) or catalog,
     )
+
+
+def _separator(merged: JsonObject) -> str | None:
+    separator = merged.read("separator", as_string)
+    if separator is not None and not _SEPARATOR.fullmatch(separator):
+        merged.diag.report(merged.path_of("separator"), "expected one or more of A-Z a-z 0-9 _ . -")
+    return separator
 
 
 def own_oauth(options: JsonObject | None, inherited: OAuthResource | None) -> OAuthResource | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.util import find_spec
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -42,14 +43,10 @@ def as_oauth(diag: Diagnostics, path: str, value: Any) -> OAuthResource | Litera
     issuer = _url(diag, spec.path_of("issuer"), issuer)
     servers = spec.read("authorizationServers", as_string_list) or (issuer,)
     jwks = spec.read("jwksUri", as_string)
-    leeway = spec.read("leeway", as_duration)
-    if leeway is not None and leeway > MAX_LEEWAY_SECONDS:
-        raise diag.error(spec.path_of("leeway"), f"expected at most {MAX_LEEWAY_SECONDS:g}s")
+    leeway = _leeway(spec)
     return OAuthResource(
         issuer=issuer,
-        authorization_servers=tuple(
-            _url(diag, join_path(spec.path_of("authorizationServers"), i), s) for i, s in enumerate(servers)
-        ),
+        authorization_servers=_authorization_servers(spec, servers),
         jwks_uri=None if jwks is None else _url(diag, spec.path_of("jwksUri"), jwks),
         audiences=_audiences(spec),
         algorithms=_algorithms(spec),
@@ -58,6 +55,19 @@ def as_oauth(diag: Diagnostics, path: str, value: Any) -> OAuthResource | Litera
         scopes=_scope_map(spec),
         introspection=spec.read("introspection", _introspection),
     )
+
+
+def _authorization_servers(spec: JsonObject, servers: Sequence[str]) -> tuple[str, ...]:
+    """`authorizationServers` (by default the issuer alone), each an http(s) URL."""
+    path = spec.path_of("authorizationServers")
+    return tuple(_url(spec.diag, join_path(path, i), s) for i, s in enumerate(servers))
+
+
+def _leeway(spec: JsonObject) -> float | None:
+    leeway = spec.read("leeway", as_duration)
+    if leeway is not None and leeway > MAX_LEEWAY_SECONDS:
+        raise spec.diag.error(spec.path_of("leeway"), f"expected at most {MAX_LEEWAY_SECONDS:g}s")
+    return leeway
 
 
 def _url(diag: Diagnostics, path: str, text: str) -> str:

@@ -216,6 +216,12 @@ def read_option_values(options: JsonObject | None, *, per_server: bool) -> Optio
         value = options.read(key, convert)
         if value is not None:
             values[field_name] = value
+    _read_per_server_values(options, values, per_server=per_server)
+    return values
+
+
+def _read_per_server_values(options: JsonObject, values: OptionValues, *, per_server: bool) -> None:
+    """`toolFilter` and `toolOverrides` of a server's own options; elsewhere they warn and are ignored."""
     for key in PER_SERVER_KEYS:
         if not options.has(key) or (per_server and key == "disabled"):
             continue
@@ -224,7 +230,6 @@ def read_option_values(options: JsonObject | None, *, per_server: bool) -> Optio
             values["tool_filter" if key == "toolFilter" else "tool_overrides"] = converted
         else:
             options.diag.warn(options.path_of(key), "only applies in mcpServers; ignored here")
-    return values
 
 
 def build_options(inherited: OptionValues, own: OptionValues, *, transport: str | None) -> ServerOptions:

@@ -36,29 +36,12 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
     spec = as_object(diag, path, value, UPSTREAM_OAUTH_KEYS)
     if any(find_spec(module) is None for module in ("mcp", "cryptography")):
         raise diag.error(path, 'needs the mcp SDK and cryptography: pip install "mcpmux[oauth]"')
-    grant = spec.read("grant", as_string) or "authorization_code"
-    if grant not in GRANTS:
-        raise diag.error(spec.path_of("grant"), 'expected "authorization_code" or "client_credentials"')
-    client_id = spec.read("clientId", as_string)
-    secret = spec.read("clientSecret", as_string)
-    private_key = _private_key(spec)
-    if grant == "client_credentials" and not (client_id and (secret or private_key)):
-        raise diag.error(
-            path, 'the client_credentials grant needs "clientId" and "clientSecret" or "privateKey"'
-        )
-    for key in ("clientSecret", "privateKey", "privateKeyFile"):
-        if spec.has(key) and not client_id:
-            raise diag.error(spec.path_of(key), 'needs "clientId" beside it')
-    algorithm = spec.read("signingAlgorithm", as_string) or "RS256"
-    if algorithm not in SIGNING_ALGORITHMS:
-        raise diag.error(spec.path_of("signingAlgorithm"), f"expected one of {', '.join(SIGNING_ALGORITHMS)}")
-    metadata_url = spec.read("clientMetadataUrl", as_string) or None
-    if metadata_url is not None and not _cimd_url(metadata_url):
-        raise diag.error(spec.path_of("clientMetadataUrl"), "expected an https URL with a path")
+    grant = _grant(spec)
+    client_id, secret, private_key = _client_credentials(spec, path, grant)
     return UpstreamOAuth(
         private_key=private_key,
-        signing_algorithm=algorithm,
-        client_metadata_url=metadata_url,
+        signing_algorithm=_signing_algorithm(spec),
+        client_metadata_url=_client_metadata_url(spec),
         grant=grant,  # type: ignore[arg-type]
         client_id=client_id or None,
         client_secret=secret or None,
@@ -67,6 +50,45 @@ def as_upstream_oauth(diag: Diagnostics, path: str, value: Any) -> UpstreamOAuth
         issuer=spec.read("issuer", as_string) or None,
         client_name=spec.read("clientName", as_string) or "mcpmux",
     )
+
+
+def _grant(spec: JsonObject) -> str:
+    grant = spec.read("grant", as_string) or "authorization_code"
+    if grant not in GRANTS:
+        raise spec.diag.error(spec.path_of("grant"), 'expected "authorization_code" or "client_credentials"')
+    return grant
+
+
+def _client_credentials(spec: JsonObject, path: str, grant: str) -> tuple[str | None, str | None, str | None]:
+    """`clientId`, `clientSecret` and the private key: a secret or key needs the id beside it, and the
+    client_credentials grant needs the id and one of them."""
+    client_id = spec.read("clientId", as_string)
+    secret = spec.read("clientSecret", as_string)
+    private_key = _private_key(spec)
+    if grant == "client_credentials" and not (client_id and (secret or private_key)):
+        raise spec.diag.error(
+            path, 'the client_credentials grant needs "clientId" and "clientSecret" or "privateKey"'
+        )
+    for key in ("clientSecret", "privateKey", "privateKeyFile"):
+        if spec.has(key) and not client_id:
+            raise spec.diag.error(spec.path_of(key), 'needs "clientId" beside it')
+    return client_id, secret, private_key
+
+
+def _signing_algorithm(spec: JsonObject) -> str:
+    algorithm = spec.read("signingAlgorithm", as_string) or "RS256"
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise spec.diag.error(
+            spec.path_of("signingAlgorithm"), f"expected one of {', '.join(SIGNING_ALGORITHMS)}"
+        )
+    return algorithm
+
+
+def _client_metadata_url(spec: JsonObject) -> str | None:
+    metadata_url = spec.read("clientMetadataUrl", as_string) or None
+    if metadata_url is not None and not _cimd_url(metadata_url):
+        raise spec.diag.error(spec.path_of("clientMetadataUrl"), "expected an https URL with a path")
+    return metadata_url
 
 
 def _private_key(spec: JsonObject) -> str | None:

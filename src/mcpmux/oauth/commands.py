@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 from cryptography.fernet import Fernet
 
-from ..config.model import ProxyConfig
+from ..config.model import ProxyConfig, ServerConfig
 from ..errors import CommandError
 from .flow import FlowError
 from .store import StoreError, TokenStore, shared_store
@@ -40,32 +40,44 @@ def run_auth(
 ) -> int:
     """Run one auth command; its exit status."""
     try:
-        if action == "keygen":
-            print(Fernet.generate_key().decode(), file=out)
-            return 0
-        if config is None:
-            raise AuthCommandError(f"auth {action}: needs a config", 2)
-        if action == "status":
-            return status(config, shared_store(config.token_store), out)
-        if action not in ACTIONS or len(names) != 1:
-            raise AuthCommandError(f"auth: expected login|logout SERVER, status or keygen\n{USAGE}", 2)
-        server = config.servers.get(names[0])
-        if server is None or server.oauth is None:
-            oauth = ", ".join(n for n, s in config.servers.items() if s.oauth is not None) or "none"
-            raise AuthCommandError(
-                f'auth {action}: no server "{names[0]}" with "oauth" (OAuth servers: {oauth})', 2
-            )
-        if action == "login" and server.oauth.grant == "client_credentials":
-            raise AuthCommandError(f"auth login: {server.name} uses client credentials: no login needed", 2)
-        auth = UpstreamAuth(server, config)
-        if action == "logout":
-            auth.store.update(server.name, tokens=None, pending=None, scope=None)
-            print(f"Logged out of {server.name}", file=out)
-            return 0
-        return anyio.run(login, auth, out, stdin)
+        return _run(config, action, names, out, stdin)
     except (AuthCommandError, StoreError, FlowError) as exc:
         print(f"mcpmux: {exc}", file=sys.stderr)
         return exc.status if isinstance(exc, AuthCommandError) else 1
+
+
+def _run(
+    config: ProxyConfig | None, action: str | None, names: Sequence[str], out: TextIO, stdin: TextIO
+) -> int:
+    if action == "keygen":
+        print(Fernet.generate_key().decode(), file=out)
+        return 0
+    if config is None:
+        raise AuthCommandError(f"auth {action}: needs a config", 2)
+    if action == "status":
+        return status(config, shared_store(config.token_store), out)
+    server = _oauth_server(config, action, names)
+    auth = UpstreamAuth(server, config)
+    if action == "logout":
+        auth.store.update(server.name, tokens=None, pending=None, scope=None)
+        print(f"Logged out of {server.name}", file=out)
+        return 0
+    return anyio.run(login, auth, out, stdin)
+
+
+def _oauth_server(config: ProxyConfig, action: str | None, names: Sequence[str]) -> ServerConfig:
+    """The one server named for `login` or `logout`: it must log in with OAuth (login: interactively)."""
+    if action not in ACTIONS or len(names) != 1:
+        raise AuthCommandError(f"auth: expected login|logout SERVER, status or keygen\n{USAGE}", 2)
+    server = config.servers.get(names[0])
+    if server is None or server.oauth is None:
+        oauth = ", ".join(n for n, s in config.servers.items() if s.oauth is not None) or "none"
+        raise AuthCommandError(
+            f'auth {action}: no server "{names[0]}" with "oauth" (OAuth servers: {oauth})', 2
+        )
+    if action == "login" and server.oauth.grant == "client_credentials":
+        raise AuthCommandError(f"auth login: {server.name} uses client credentials: no login needed", 2)
+    return server
 
 
 async def login(auth: UpstreamAuth, out: TextIO, stdin: TextIO) -> int:
@@ -148,24 +160,27 @@ def status(config: ProxyConfig, store: TokenStore, out: TextIO) -> int:
 def describe(record: dict[str, Any], grant: str) -> str:
     """One line of token state: never a token, a secret or a code."""
     tokens = record.get("tokens") or {}
-    parts: list[str] = []
-    if tokens.get("access_token"):
-        expiry = tokens.get("expires_at")
-        if expiry is None:
-            parts.append("logged in (no expiry)")
-        elif expiry > time.time():
-            parts.append(f"logged in, token valid for {int(expiry - time.time())}s")
-        else:
-            parts.append("token expired")
-        parts.append("refreshable" if tokens.get("refresh_token") else "not refreshable")
-    elif record.get("pending"):
-        parts.append("login started, not finished")
-    else:
-        parts.append(
-            "not logged in" if grant == "authorization_code" else "no token yet (client credentials)"
-        )
+    parts = _token_state(tokens) if tokens.get("access_token") else [_no_token_state(record, grant)]
     if tokens.get("scope") or record.get("scope"):
         parts.append(f"scope {tokens.get('scope') or record.get('scope')!r}")
     if record.get("issuer"):
         parts.append(f"issuer {record['issuer']}")
     return "; ".join(parts)
+
+
+def _token_state(tokens: dict[str, Any]) -> list[str]:
+    """Whether a held access token is still valid, and whether it can be refreshed."""
+    expiry = tokens.get("expires_at")
+    if expiry is None:
+        validity = "logged in (no expiry)"
+    elif expiry > time.time():
+        validity = f"logged in, token valid for {int(expiry - time.time())}s"
+    else:
+        validity = "token expired"
+    return [validity, "refreshable" if tokens.get("refresh_token") else "not refreshable"]
+
+
+def _no_token_state(record: dict[str, Any], grant: str) -> str:
+    if record.get("pending"):
+        return "login started, not finished"
+    return "not logged in" if grant == "authorization_code" else "no token yet (client credentials)"

@@ -87,11 +87,23 @@ def new_http() -> httpx2.AsyncClient:
 
 async def discover(http: httpx2.AsyncClient, server_url: str, config: UpstreamOAuth) -> Discovery:
     """RFC 9728 protected resource metadata (path-inserted, then root), then RFC 8414 / OIDC metadata."""
-    resource = resource_url_from_server_url(server_url)
-    servers: list[str] = []
-    scopes: tuple[str, ...] = ()
     challenge = await _challenge(http, server_url)
     metadata_url = challenge_field(challenge, "resource_metadata")
+    resource, servers, scopes = await _protected_resource(http, metadata_url, server_url)
+    issuer = _pick_issuer(servers, config.issuer)
+    asm = await _authorization_server(http, issuer, server_url)
+    if asm is not None:
+        return Discovery(resource, asm, scopes, challenge_field(challenge, "scope"))
+    if not servers:  # a 2025-03-26 server without any metadata: the default endpoints at its origin
+        return Discovery(resource, legacy_metadata(server_url), scopes, challenge_field(challenge, "scope"))
+    raise FlowError(f"no authorization server metadata found for {issuer or server_url}")
+
+
+async def _protected_resource(
+    http: httpx2.AsyncClient, metadata_url: str | None, server_url: str
+) -> tuple[str, list[str], tuple[str, ...]]:
+    """RFC 9728: the resource, its authorization servers and scopes (none found: the server's URL, none)."""
+    resource = resource_url_from_server_url(server_url)
     for url in build_protected_resource_metadata_discovery_urls(metadata_url, server_url)[
         :MAX_DISCOVERY_URLS
     ]:
@@ -101,23 +113,25 @@ async def discover(http: httpx2.AsyncClient, server_url: str, config: UpstreamOA
         if prm.resource and not check_resource_allowed(resource, str(prm.resource)):
             raise FlowError(f"the upstream's metadata names another resource ({prm.resource})")
         resource = str(prm.resource) if prm.resource else resource
-        servers = [str(s) for s in prm.authorization_servers]
-        scopes = tuple(prm.scopes_supported or ())
-        break
-    issuer = _pick_issuer(servers, config.issuer)
+        return resource, [str(s) for s in prm.authorization_servers], tuple(prm.scopes_supported or ())
+    return resource, [], ()
+
+
+async def _authorization_server(
+    http: httpx2.AsyncClient, issuer: str | None, server_url: str
+) -> OAuthMetadata | None:
+    """RFC 8414 / OIDC metadata of `issuer` (checked to name it), or None when none is found."""
     for url in build_oauth_authorization_server_metadata_discovery_urls(issuer, server_url)[
         :MAX_DISCOVERY_URLS
     ]:
         ok, asm = await handle_auth_metadata_response(await _send(http, create_oauth_metadata_request(url)))
         if not ok:
-            break
+            return None
         if asm is not None:
             if issuer is not None:
                 _checked(validate_metadata_issuer, asm, issuer)
-            return Discovery(resource, asm, scopes, challenge_field(challenge, "scope"))
-    if not servers:  # a 2025-03-26 server without any metadata: the default endpoints at its origin
-        return Discovery(resource, legacy_metadata(server_url), scopes, challenge_field(challenge, "scope"))
-    raise FlowError(f"no authorization server metadata found for {issuer or server_url}")
+            return asm
+    return None
 
 
 def legacy_metadata(server_url: str) -> OAuthMetadata:

@@ -114,10 +114,8 @@ def parse_jwks(document: dict[str, Any]) -> dict[str | None, VerifyKey]:
     if not isinstance(entries, list):
         raise FetchError('a JWKS needs a "keys" list')
     for entry in entries[:MAX_KEYS]:
-        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        if not _public_signing_key(entry):
             continue
-        if entry.get("kty") not in KEY_TYPES.values() or "d" in entry or "k" in entry:
-            continue  # private or symmetric key material is never used to verify
         try:
             key = jwt.PyJWK(entry)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
@@ -128,6 +126,13 @@ def parse_jwks(document: dict[str, Any]) -> dict[str | None, VerifyKey]:
             key, entry["kty"], alg if isinstance(alg, str) else None
         )
     return keys
+
+
+def _public_signing_key(entry: Any) -> bool:
+    """A JWK for signatures of a known type; private or symmetric key material is never used to verify."""
+    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        return False
+    return entry.get("kty") in KEY_TYPES.values() and "d" not in entry and "k" not in entry
 
 
 class KeySet:

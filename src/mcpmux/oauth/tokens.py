@@ -116,16 +116,8 @@ class TokenVerifier:
                 leeway=self.config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud"], "verify_aud": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("The token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("The token is not valid yet (nbf)") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("The token was issued by another issuer (iss)") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("The token's signature is invalid") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(f"The token is invalid ({type(exc).__name__})") from None
+            raise InvalidToken(_jwt_error_message(exc)) from None
         return payload
 
     async def _introspect(self, token: str) -> dict[str, Any]:
@@ -184,3 +176,19 @@ class TokenVerifier:
         self._introspected.move_to_end(digest)
         while len(self._introspected) > INTROSPECTION_CACHE_ENTRIES:
             self._introspected.popitem(last=False)
+
+
+# What a refused JWT is told, by PyJWT's error (the first that matches); otherwise the error's type name.
+_JWT_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf)"),
+    (jwt.InvalidIssuerError, "The token was issued by another issuer (iss)"),
+    (jwt.InvalidSignatureError, "The token's signature is invalid"),
+)
+
+
+def _jwt_error_message(exc: Exception) -> str:
+    for kind, message in _JWT_ERRORS:
+        if isinstance(exc, kind):
+            return message
+    return f"The token is invalid ({type(exc).__name__})"
