@@ -86,7 +86,7 @@ async def post(
     *,
     token: str = TOKEN_A,
     meta: Any = None,
-    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | list[tuple[str, str]] | list[tuple[str, bytes]] | None = None,
 ) -> httpx2.Response:
     body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta or ENVELOPE}}
     sent = headers if headers is not None else headers_for(token, method, params.get("name"))
@@ -236,6 +236,7 @@ async def test_discover_shows_only_what_the_token_reaches(
         ({"mcp-method": "tools/list"}, "echo"),  # the header says another method
         ({"mcp-name": "=?base64?!!!?="}, "echo"),  # a malformed encoded name
         ({"mcp-name": "=?base64?ZWNobw?="}, "echo"),  # non-canonical base64 of the right name
+        ({"mcp-name": "=?base64?\x80\xff?="}, "echo"),  # obs-text inside the encoding (was a ValueError)
         ({"mcp-name": "other"}, "echo"),
         ({"mcp-protocol-version": "2025-06-18"}, "echo"),  # a handshake version, no session
     ],
@@ -244,7 +245,7 @@ async def test_routing_headers_that_disagree_with_the_body_are_refused(
     proxy: ProxyProcess, http: httpx2.AsyncClient, extra: dict[str, str], name: str
 ) -> None:
     since = len(proxy.log)
-    headers = headers_for(TOKEN_A, "tools/call", name, **extra)
+    headers = [(k, v.encode("latin-1")) for k, v in headers_for(TOKEN_A, "tools/call", name, **extra).items()]
     reply = await post(
         http, proxy.url("/alpha/mcp"), "tools/call", {"name": name, "arguments": {}}, headers=headers
     )

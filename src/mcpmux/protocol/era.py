@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -173,7 +172,7 @@ def decode_header_value(value: str | None) -> str | None:
         if base64.b64encode(decoded).decode("ascii") != payload:
             return None  # non-canonical: the encoder never sends it
         return decoded.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII text (obs-text in a header)
         return None
 
 
