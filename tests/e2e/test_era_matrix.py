@@ -4,9 +4,9 @@ Clients: `Client(mode="legacy")` (the handshake, a session, a GET stream) and `C
 (stateless, `subscriptions/listen`). Upstreams, the everything fixture over streamable HTTP on
 127.0.0.1 with `protocol: "auto"`: one started `--handshake-only` (it refuses 2026 requests as a 2025-only
 server does, so the probe falls back to the handshake) and one serving 2026-07-28; and over stdio, spoken
-to in each era (`protocol` legacy and 2026-07-28). Every cell, on the
-server's own route and on the merged endpoint, does a tools/call, an elicitation and a sampling round trip
-answered by the client's callbacks, sees a tools list_changed and a resource subscription's update.
+to in each era (`protocol` legacy and 2026-07-28). Every cell, on the server's own route, on the merged
+endpoint and in a group, does a tools/call, an elicitation and a sampling round trip answered by the
+client's callbacks, sees a tools list_changed and a resource subscription's update.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ UPSTREAMS = {
 }
 CLIENT_MODES = ("legacy", MODERN)
 WATCHED = "test://watched-resource"
+GROUP = "every_era"  # a group of all four upstreams
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    with relay_proxy(tmp_path_factory.mktemp("era-matrix"), UPSTREAMS) as running:
+    groups = {GROUP: {"servers": list(UPSTREAMS)}}
+    with relay_proxy(tmp_path_factory.mktemp("era-matrix"), UPSTREAMS, groups=groups) as running:
         yield running
 
 
@@ -54,10 +56,11 @@ class Cell:
     uri: str  # the watched resource as the client sees it (both upstreams offer it: namespaced on /mcp)
 
 
-def cell_of(upstream: str, merged: bool) -> Cell:
-    if merged:
-        return Cell("/mcp", f"{upstream}__", f"mcpmux://{upstream}/{WATCHED}")
-    return Cell(f"/{upstream}/mcp", "", WATCHED)
+def cell_of(upstream: str, where: str) -> Cell:
+    if where == "route":
+        return Cell(f"/{upstream}/mcp", "", WATCHED)
+    path = "/mcp" if where == "merged" else f"/{GROUP}/mcp"
+    return Cell(path, f"{upstream}__", f"mcpmux://{upstream}/{WATCHED}")
 
 
 async def answer_elicitation(context: Any, params: Any) -> types.ElicitResult:
@@ -157,13 +160,13 @@ async def next_event(subscription: Any, kind: type[Any]) -> Any:
     raise AssertionError(f"the listen stream ended before a {kind.__name__}")
 
 
-@pytest.mark.parametrize("merged", [False, True], ids=["route", "merged"])
+@pytest.mark.parametrize("where", ["route", "merged", "group"])
 @pytest.mark.parametrize("upstream", list(UPSTREAMS))
 @pytest.mark.parametrize("mode", CLIENT_MODES)
 async def test_a_client_of_each_era_uses_an_upstream_of_each_era(
-    proxy: ProxyProcess, mode: str, upstream: str, merged: bool
+    proxy: ProxyProcess, mode: str, upstream: str, where: str
 ) -> None:
-    cell = cell_of(upstream, merged)
+    cell = cell_of(upstream, where)
     with anyio.fail_after(BOUND_SECONDS * 3):
         if mode == "legacy":
             await legacy_cell(proxy, cell)
