@@ -12,6 +12,7 @@ from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request, result_r
 from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
 from ..protocol.era import Envelope, x_mcp_header_map
 from ..protocol.translate import discover_from_initialize
+from ..upstream.runtime import ServerRuntime
 from .client import ClientSession
 from .listen import FanOutbox
 from .merged_route import MergedRoute
@@ -122,6 +123,11 @@ def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
         runtime, tool = target.member.runtime, target.upstream
     else:
         return {}
+    return _header_maps(runtime).get(tool, {})
+
+
+def _header_maps(runtime: ServerRuntime) -> dict[str, dict[tuple[str, ...], str]]:
+    """Tool name -> its x-mcp-header annotations, for the runtime's current tools list (cached)."""
     tools = runtime.tools
     cached = _HEADER_MAPS.get(id(runtime))
     if cached is None or cached[0] is not tools:  # the catalog was refreshed: read it again
@@ -129,4 +135,4 @@ def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
             _HEADER_MAPS.clear()
         maps = {str(t.get("name")): x_mcp_header_map(t.get("inputSchema")) for t in tools}
         cached = _HEADER_MAPS[id(runtime)] = (tools, {n: m for n, m in maps.items() if m})
-    return cached[1].get(tool, {})
+    return cached[1]
