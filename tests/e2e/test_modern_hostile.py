@@ -25,6 +25,7 @@ pytestmark = pytest.mark.anyio
 MODERN = "2026-07-28"
 TOKEN_A = "token-alpha-0123456789"
 TOKEN_B = "token-beta-9876543210"
+SCOPED = {"token": "token-scoped-5555555555", "servers": ["both"]}  # on /mcp: only `both`
 VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 CAPS_KEY = "io.modelcontextprotocol/clientCapabilities"
 ENVELOPE = {VERSION_KEY: MODERN, CAPS_KEY: {"sampling": {}}}
@@ -33,7 +34,7 @@ SAMPLED = {"role": "assistant", "content": {"type": "text", "text": "ok"}, "mode
 ASK = {"name": "ask_sampling", "arguments": {"prompt": "p"}}
 
 
-def named(name: str, tokens: list[str]) -> dict[str, Any]:
+def named(name: str, tokens: list[Any]) -> dict[str, Any]:
     entry = fixture_server("", "--name", name)
     entry["options"] = {"authTokens": tokens}
     return entry
@@ -44,11 +45,11 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     """`alpha` takes token A, `beta` (a distinctive serverInfo name) token B, `both` either; `/mcp` and
     the group `pair` take both tokens."""
     config = {
-        "mcpProxy": {"options": {"authTokens": [TOKEN_A, TOKEN_B]}},
+        "mcpProxy": {"options": {"authTokens": [TOKEN_A, TOKEN_B, SCOPED]}},
         "mcpServers": {
             "alpha": named("alpha-upstream", [TOKEN_A]),
             "beta": named("zebra-upstream-of-beta", [TOKEN_B]),
-            "both": named("both-upstream", [TOKEN_A, TOKEN_B]),
+            "both": named("both-upstream", [TOKEN_A, TOKEN_B, SCOPED]),
         },
         "mcpGroups": {"pair": {"servers": ["alpha", "beta"]}},
     }
@@ -226,6 +227,9 @@ async def test_discover_shows_only_what_the_token_reaches(
         as_b = await post(http, proxy.url(path), "server/discover", {}, token=TOKEN_B)
         assert "zebra" in as_b.text or "beta" in as_b.text, as_b.text  # the check above can fail
         assert "alpha" not in as_b.text, as_b.text
+    scoped = await post(http, proxy.url("/mcp"), "server/discover", {}, token=str(SCOPED["token"]))
+    assert scoped.status_code == 200 and "both" in scoped.text, scoped.text
+    assert not any(name in scoped.text for name in ("alpha", "beta", "zebra")), scoped.text
     nobody = await post(http, proxy.url("/beta/mcp"), "server/discover", {})
     assert nobody.status_code == 401 and "zebra" not in nobody.text
 
@@ -310,25 +314,41 @@ printable = st.characters(min_codepoint=32, max_codepoint=126)
 header_values = st.one_of(st.none(), st.text(alphabet=printable, max_size=30).map(str.strip))
 
 
+@pytest.fixture(scope="module")
+def sync_http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=BOUND_SECONDS) as client:  # one client: no TLS context per example
+        yield client
+
+
 def sync_post(
-    proxy: ProxyProcess, method: str, params: dict[str, Any], name: str | None, mcp_method: str | None
+    http: httpx2.Client,
+    proxy: ProxyProcess,
+    method: str,
+    params: dict[str, Any],
+    name: str | None,
+    mcp_method: str | None,
 ) -> httpx2.Response:
     headers = headers_for(TOKEN_A, mcp_method or method, name, accept="application/json")
     if mcp_method is None:
         del headers["mcp-method"]
     body = json.dumps({"jsonrpc": "2.0", "id": "fz", "method": method, "params": params})
-    return httpx2.post(proxy.url("/alpha/mcp"), content=body, headers=headers, timeout=BOUND_SECONDS)
+    return http.post(proxy.url("/alpha/mcp"), content=body, headers=headers)
 
 
 @fuzz_settings(40)
 @given(modern_methods, modern_params, header_values, header_values)
 def test_fuzz_2026_requests(
-    proxy: ProxyProcess, method: str, params: dict[str, Any], name: str | None, mcp_method: str | None
+    proxy: ProxyProcess,
+    sync_http: httpx2.Client,
+    method: str,
+    params: dict[str, Any],
+    name: str | None,
+    mcp_method: str | None,
 ) -> None:
     since = len(proxy.log)
     if method == "subscriptions/listen":
         method = "tools/list"  # a well-formed listen stream stays open: covered above
-    reply = sync_post(proxy, method, params, name, mcp_method)
+    reply = sync_post(sync_http, proxy, method, params, name, mcp_method)
     assert reply.status_code in (200, 400, 404, 406), reply.text
     answer = reply.json()
     assert answer["jsonrpc"] == "2.0" and answer["id"] == "fz", answer
@@ -336,7 +356,7 @@ def test_fuzz_2026_requests(
     if "error" in answer:
         assert type(answer["error"]["code"]) is int and "Traceback" not in answer["error"]["message"]
     assert_healthy(proxy, since)
-    ok = sync_post(proxy, "tools/list", {"_meta": ENVELOPE}, None, "tools/list")
+    ok = sync_post(sync_http, proxy, "tools/list", {"_meta": ENVELOPE}, None, "tools/list")
     assert ok.status_code == 200 and ok.json()["result"]["tools"], ok.text
 
 
