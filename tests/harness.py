@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,16 @@ class ProxyProcess:
         self._reader.join(5)
         self.sock.close()
         return self.process.returncode
+
+
+async def wait_for_log(proxy: ProxyProcess, pattern: str, start: int = 0, within: float = 15.0) -> str:
+    """A proxy log line matching `pattern` after line `start`, waited for without blocking the event loop."""
+    return await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(pattern, within, start))
+
+
+def count_lines(proxy: ProxyProcess, text: str, start: int = 0) -> int:
+    """How many proxy log lines after line `start` contain `text`."""
+    return sum(1 for line in proxy.lines[start:] if text in line)
 
 
 @contextmanager

@@ -15,11 +15,14 @@ from itertools import count
 from typing import Any
 
 import anyio
+import pytest
+from fake_upstream import FakeServer, fake_transport
 
 from mcpmux.config.model import ProxyConfig, TokenScope
 from mcpmux.config.parse import parse_config
 from mcpmux.relay.client import ClientSession
 from mcpmux.relay.route import Route
+from mcpmux.relay.server_route import ServerRoute
 from mcpmux.upstream.runtime import ServerRuntime
 
 Message = dict[str, Any]
@@ -38,6 +41,17 @@ def proxy_config(servers: dict[str, Any], **proxy: Any) -> ProxyConfig:
 def stdio(**options: Any) -> dict[str, Any]:
     """A server entry (its command is never run: the fake transport stands in for it)."""
     return {"command": "unused", "options": options}
+
+
+@asynccontextmanager
+async def served(
+    monkeypatch: pytest.MonkeyPatch, server: FakeServer, **options: Any
+) -> AsyncIterator[ServerRoute]:
+    """The server's route, its runtime running over the fake `server` (named "up") with `options`."""
+    with fake_transport(monkeypatch, server):
+        config = proxy_config({"up": stdio(**options)})
+        async with running(config) as runtimes:
+            yield ServerRoute(runtimes["up"], config)
 
 
 @asynccontextmanager

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 from fake_upstream import WAIT_SECONDS, Call, FakeServer, fake_transport
-from relay_harness import connect, proxy_config, request, running, stdio
+from relay_harness import connect, proxy_config, request, running, served, stdio
 
 from mcpmux.relay.client import ClientSession
 from mcpmux.relay.dispatch import Dispatch
@@ -31,17 +29,6 @@ async def standalone(client: ClientSession) -> list[Message]:
     batch = await client.outbox.take_all(WAIT_SECONDS)
     assert batch, "nothing arrived on the standalone stream"
     return batch
-
-
-@asynccontextmanager
-async def served(
-    monkeypatch: pytest.MonkeyPatch, server: FakeServer, **options: Any
-) -> AsyncIterator[ServerRoute]:
-    """The server's route, its runtime running over the fake `server` (named "up") with `options`."""
-    with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(**options)})
-        async with running(config) as runtimes:
-            yield ServerRoute(runtimes["up"], config)
 
 
 def resource_server() -> FakeServer:

@@ -1,6 +1,6 @@
 """What the fault-injection tests share: misbehaving upstreams, HTTP upstreams that restart, /proc checks.
 
-Waiting is event-driven: on proxy log lines (`wait_for_log`), on subprocess exit, or on a condition
+Waiting is event-driven: on proxy log lines (harness's `wait_for_log`), on subprocess exit, or on a condition
 polled in a bounded loop (`wait_until`, for HTTP status and /proc).
 """
 
@@ -36,15 +36,6 @@ def faulty(*flags: str, **options: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"command": sys.executable, "args": [str(FAULTY), *flags]}
     entry["options"] = {"restart": FAST_RESTART, **options}
     return entry
-
-
-async def wait_for_log(proxy: ProxyProcess, pattern: str, start: int = 0, within: float = 15.0) -> str:
-    """A proxy log line matching `pattern` after line `start`, without blocking the event loop."""
-    return await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(pattern, within, start))
-
-
-def count_lines(proxy: ProxyProcess, text: str, start: int = 0) -> int:
-    return sum(1 for line in proxy.lines[start:] if text in line)
 
 
 def wait_until(condition: Callable[[], Any], what: str, within: float = 10.0) -> Any:

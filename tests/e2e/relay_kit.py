@@ -35,12 +35,10 @@ __all__ = [
     "VENDOR_TOOL_VALUE",
     "RawHttp",
     "RawSse",
-    "count_lines",
     "raw_http",
     "raw_sse",
     "relay_proxy",
     "running_http_fixture",
-    "wait_for_log",
 ]
 
 UPSTREAM_KINDS = ("stdio", "streamable-http", "sse")
@@ -99,15 +97,6 @@ def relay_proxy(
         proxy = stack.enter_context(running_proxy(config, tmp_path, extra_args=extra))
         proxy.upstream_urls = urls  # type: ignore[attr-defined]
         yield proxy
-
-
-async def wait_for_log(proxy: ProxyProcess, pattern: str, start: int, within_seconds: float = 10.0) -> str:
-    """Wait (without blocking the event loop) for a proxy log line after line `start`."""
-    return await anyio.to_thread.run_sync(lambda: proxy.wait_for_line(pattern, within_seconds, start))
-
-
-def count_lines(proxy: ProxyProcess, text: str, start: int = 0) -> int:
-    return sum(1 for line in proxy.lines[start:] if text in line)
 
 
 def messages_of(response: httpx2.Response) -> list[dict[str, Any]]:

@@ -16,10 +16,10 @@ import httpx2
 import mini_http
 import orjson
 import pytest
-from fault_kit import DEBUG, faulty, wait_for_log
+from fault_kit import DEBUG, faulty
 from relay_kit import raw_http, raw_sse
 
-from harness import FIXTURE, ProxyProcess, running_proxy
+from harness import FIXTURE, ProxyProcess, running_proxy, wait_for_log
 
 pytestmark = pytest.mark.anyio
 

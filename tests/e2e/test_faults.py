@@ -14,17 +14,15 @@ import pytest
 from fault_kit import (
     DEBUG,
     FAST_RESTART,
-    count_lines,
     faulty,
     http_upstream,
     process_state,
     readyz,
     server_status,
-    wait_for_log,
 )
 from relay_kit import raw_http
 
-from harness import ProxyProcess, fixture_server, mcp_client, running_proxy
+from harness import ProxyProcess, count_lines, fixture_server, mcp_client, running_proxy, wait_for_log
 
 pytestmark = pytest.mark.anyio
 

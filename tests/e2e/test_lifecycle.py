@@ -19,11 +19,10 @@ from fault_kit import (
     raw_session,
     readyz,
     send_signal,
-    wait_for_log,
     wait_until,
 )
 
-from harness import ProxyProcess, running_proxy
+from harness import ProxyProcess, running_proxy, wait_for_log
 from mcpmux.config.loader import load_config
 from mcpmux.serve import serve
 

@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from relay_kit import UPSTREAM_KINDS, raw_http, raw_sse, relay_proxy, wait_for_log
+from relay_kit import UPSTREAM_KINDS, raw_http, raw_sse, relay_proxy
 
-from harness import ProxyProcess, mcp_client
+from harness import ProxyProcess, mcp_client, wait_for_log
 
 pytestmark = pytest.mark.anyio
 

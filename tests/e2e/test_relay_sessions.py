@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import anyio
 import httpx2
 import pytest
-from relay_kit import RawHttp, count_lines, raw_http, raw_sse, relay_proxy, wait_for_log
+from relay_kit import RawHttp, raw_http, raw_sse, relay_proxy
 
-from harness import ProxyProcess
+from harness import ProxyProcess, count_lines, wait_for_log
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from fault_kit import alive, faulty, send_signal, wait_for_log, wait_until
+from fault_kit import alive, faulty, send_signal, wait_until
 from relay_kit import raw_http
 
-from harness import ProxyProcess, running_proxy
+from harness import ProxyProcess, running_proxy, wait_for_log
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from fault_kit import FAST_RESTART, readyz, wait_for_log
+from fault_kit import FAST_RESTART, readyz
 
-from harness import running_proxy
+from harness import running_proxy, wait_for_log
 
 pytestmark = pytest.mark.anyio
 
