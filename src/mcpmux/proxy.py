@@ -76,21 +76,7 @@ class Proxy:
     ) -> dict[str, Route]:
         """The merged endpoint and the groups; on reload, a route whose own settings did not change is
         kept (its sessions too) and given its new members."""
-        wanted: dict[str, tuple[MergedSettings, list[Any]]] = {}
-        if config.merged.enabled and runtimes:
-            merged = config.merged
-            settings = (merged.auth_tokens, merged.log_enabled, config.name, merged.separator, merged.catalog)
-            wanted[""] = (settings, [(rt, None) for rt in runtimes.values()])
-        for group in config.groups.values():
-            settings = (
-                group.auth_tokens,
-                group.log_enabled,
-                group.name,
-                config.merged.separator,
-                group.catalog,
-            )
-            members = [(runtimes[m.server], m.tool_filter) for m in group.members if m.server in runtimes]
-            wanted[group.name] = (settings, members)
+        wanted = merged_routes_wanted(config, runtimes)
         routes: dict[str, Route] = {}
         for key, (settings, members) in wanted.items():
             tokens, log_enabled, display_name, _separator, catalog = settings
@@ -176,26 +162,37 @@ class Proxy:
             runtimes = self._next_runtimes(new, diff)
             fresh = [runtimes[name] for name in (*diff.added, *diff.changed)]
             old_routes = self.routes
-            server_routes: dict[str, Route] = {
-                name: old_routes[name] if name in diff.unchanged else ServerRoute(rt, new)
-                for name, rt in runtimes.items()
-            }
-            for name in diff.unchanged:
-                server_routes[name].proxy = new  # type: ignore[attr-defined]
+            server_routes = self._server_routes(new, runtimes, diff)
             self.config, self.runtimes = new, runtimes
             use_state_keys(new.request_state_keys)  # key rotation without a restart
             self.pins.set_runtimes(runtimes.values())
             self.routes = {**server_routes, **self._merged_routes(new, runtimes, old_routes)}
             self.publish()
-            for key, route in old_routes.items():
-                if self.routes.get(key) is not route:
-                    route.detach_listeners()  # type: ignore[attr-defined]
-                    with anyio.move_on_after(CLOSE_SESSIONS_SECONDS):
-                        await close_route_sessions(route)
+            await self._close_replaced(old_routes)
             await self._start(fresh, at_startup=False)
             self._log_routes(r for key, r in self.routes.items() if old_routes.get(key) is not r)
             log.info("Reloaded config from %s: %s", new.source, diff.summary())
             return diff
+
+    def _server_routes(
+        self, new: ProxyConfig, runtimes: dict[str, ServerRuntime], diff: ConfigDiff
+    ) -> dict[str, Route]:
+        """A route per server: an unchanged server keeps its route (and sessions), told the new config."""
+        routes: dict[str, Route] = {}
+        for name, runtime in runtimes.items():
+            route = self.routes[name] if name in diff.unchanged else ServerRoute(runtime, new)
+            if name in diff.unchanged:
+                route.proxy = new  # type: ignore[attr-defined]
+            routes[name] = route
+        return routes
+
+    async def _close_replaced(self, old_routes: dict[str, Route]) -> None:
+        """End the sessions of the routes the reload replaced or removed (bounded)."""
+        for key, route in old_routes.items():
+            if self.routes.get(key) is not route:
+                route.detach_listeners()  # type: ignore[attr-defined]
+                with anyio.move_on_after(CLOSE_SESSIONS_SECONDS):
+                    await close_route_sessions(route)
 
     def _next_runtimes(self, new: ProxyConfig, diff: ConfigDiff) -> dict[str, ServerRuntime]:
         runtimes: dict[str, ServerRuntime] = {}
@@ -221,6 +218,23 @@ class Proxy:
             previous: ServerConfig | None = old.servers.get(name)
             if server.disabled and (previous is None or not previous.disabled):
                 log.info("<%s> Disabled", name, extra={"server": name})
+
+
+def merged_routes_wanted(
+    config: ProxyConfig, runtimes: dict[str, ServerRuntime]
+) -> dict[str, tuple[MergedSettings, list[Any]]]:
+    """Route key ("" for the merged endpoint, else the group's name) -> its settings and members. Pure."""
+    wanted: dict[str, tuple[MergedSettings, list[Any]]] = {}
+    separator = config.merged.separator
+    if config.merged.enabled and runtimes:
+        merged = config.merged
+        settings = (merged.auth_tokens, merged.log_enabled, config.name, separator, merged.catalog)
+        wanted[""] = (settings, [(rt, None) for rt in runtimes.values()])
+    for group in config.groups.values():
+        settings = (group.auth_tokens, group.log_enabled, group.name, separator, group.catalog)
+        members = [(runtimes[m.server], m.tool_filter) for m in group.members if m.server in runtimes]
+        wanted[group.name] = (settings, members)
+    return wanted
 
 
 async def retire_runtime(runtime: ServerRuntime, reason: str) -> None:

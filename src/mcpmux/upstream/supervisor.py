@@ -193,23 +193,14 @@ class Supervisor(SupervisionState):
         link = Link(self.traffic.receiver(session.receive))
         try:
             async with open_connection(self.config, link, self.era) as conn:
-                session.connection = self.traffic.connection(conn)
-                if hasattr(conn, "caller_capabilities"):  # 2026-07-28: each request carries its client's
-                    conn.caller_capabilities = session.client_capabilities
-                if hasattr(conn, "on_recovered"):
-                    conn.on_recovered = lambda: self._on_recovered(session)
+                self._wire(conn, session)
                 async with anyio.create_task_group() as life:
                     life.start_soon(close_when_dead, conn, session, life.cancel_scope)
                     error = await self._connect(session)
                     if error is not None:
                         life.cancel_scope.cancel()
                     else:
-                        connected_at = self.clock.now()
-                        self.era.connected()
-                        self._become_ready(session)
-                        report(True)
-                        if self.options.health_check.interval_seconds > 0:
-                            life.start_soon(self._watch_health, session, life.cancel_scope)
+                        connected_at = self._up(session, report, life)
                 self._lose(session)  # before the transport's close, which may take a while
         except (UpstreamError, OSError) as exc:
             error = str(exc).removeprefix(f"{self.name}: ")
@@ -217,13 +208,39 @@ class Supervisor(SupervisionState):
             log.exception("%s: unexpected error", self.name, extra={"server": self.name})
             error = f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            session.close(self._stop_reason or error or "connection closed")
-            self._lose(session)
-            session.detach()
-            link.cut()
-            if hasattr(conn, "stderr_tail"):
-                self.stderr_tail = conn.stderr_tail()
+            self._end(session, link, conn, self._stop_reason or error or "connection closed")
         self._record_error(error or session.closed_reason)
+        return self._outcome(connected_at)
+
+    def _wire(self, conn: Any, session: UpstreamSession) -> None:
+        """A new connection and its session: what each needs of the other."""
+        session.connection = self.traffic.connection(conn)
+        if hasattr(conn, "caller_capabilities"):  # 2026-07-28: each request carries its client's
+            conn.caller_capabilities = session.client_capabilities
+        if hasattr(conn, "on_recovered"):
+            conn.on_recovered = lambda: self._on_recovered(session)
+
+    def _up(self, session: UpstreamSession, report: _Report, life: TaskGroup) -> float:
+        """Connected: serve from this session (health probes in its life's task group); when it was."""
+        connected_at = self.clock.now()
+        self.era.connected()
+        self._become_ready(session)
+        report(True)
+        if self.options.health_check.interval_seconds > 0:
+            life.start_soon(self._watch_health, session, life.cancel_scope)
+        return connected_at
+
+    def _end(self, session: UpstreamSession, link: Link, conn: Any, reason: str) -> None:
+        """The connection is over: close its session (in-flight requests get `reason`), let go of it."""
+        session.close(reason)
+        self._lose(session)
+        session.detach()
+        link.cut()
+        if hasattr(conn, "stderr_tail"):
+            self.stderr_tail = conn.stderr_tail()
+
+    def _outcome(self, connected_at: float | None) -> tuple[bool, float]:
+        """How the attempt ended (logged): whether it got connected, and for how long."""
         if connected_at is None:
             self.era.forget_if_remembered()  # an upstream that changed its era is probed again
             log.error(

@@ -12,16 +12,21 @@ def check_timers(conn: Connection, now: float) -> None:
     """Enforce the timeouts: write, head, body, keep-alive (each against its own clock)."""
     if _write_timed_out(conn, now) or conn.read_paused or conn.disconnected:
         return  # when we are not reading, the client is not late
+    if conn.head_started is not None or conn.reading is not None:
+        _check_reading(conn, now)
+    elif conn.idle and conn.idle_since is not None:
+        if now - conn.idle_since > conn.limits.keep_alive_timeout_seconds:
+            conn.close()
+
+
+def _check_reading(conn: Connection, now: float) -> None:
+    """408 for a request whose head, or else whose body, stopped arriving."""
     limits = conn.limits
     if conn.head_started is not None:
         if now - conn.head_started > limits.head_timeout_seconds:
             conn._refuse(408, "Request head timed out")
-    elif conn.reading is not None:
-        if now - conn.body_since > limits.body_timeout_seconds:
-            conn._refuse(408, "Request body timed out")
-    elif conn.idle and conn.idle_since is not None:
-        if now - conn.idle_since > limits.keep_alive_timeout_seconds:
-            conn.close()
+    elif now - conn.body_since > limits.body_timeout_seconds:
+        conn._refuse(408, "Request body timed out")
 
 
 def _write_timed_out(conn: Connection, now: float) -> bool:
