@@ -2,7 +2,9 @@
 
 The keys come from the parser's own known-key tables (every `*_KEYS`/`*_FIELDS` table of
 mcpmux.config), the flags from cli.py's flag tables, the paths from the path table of a built ProxyApp:
-a key, flag or endpoint added to the code without a line in the README fails here.
+a key, flag or endpoint added to the code without a line in the README fails here. The default columns
+of the `options` and `mcpProxy.http` tables are read back through the parser and must give the defaults
+the code applies (and each flag's row names its default).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ import pytest
 import mcpmux.config
 from mcpmux import cli
 from mcpmux.cluster.node import Cluster
+from mcpmux.config.httplimits import HTTP_KEYS
+from mcpmux.config.model import HttpLimits, ProxyConfig, ServerOptions
+from mcpmux.config.options import INHERITED_OPTIONS
 from mcpmux.config.parse import parse_config
+from mcpmux.errors import ConfigErrors
 from mcpmux.proxy import Proxy
 from mcpmux.web.app import ProxyApp
 from mcpmux.web.oauth_front import WELL_KNOWN
@@ -159,6 +165,66 @@ def _known_keys_argument(node: ast.AST) -> ast.expr | None:
     if index is None or len(node.args) <= index:
         return None
     return node.args[index]
+
+
+OPTIONS_HEADING = SECTIONS["options.OPTION_KEYS"]
+HTTP_HEADING = SECTIONS["httplimits.HTTP_KEYS"]
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def default_cell(heading: str, key: str) -> str:
+    """The `default` column of the key's row in a README table of keys."""
+    row = next(line for line in section(heading).splitlines() if line.startswith(f"| `{key}` |"))
+    return row.split("|")[2]
+
+
+def written_values(cell: str) -> list[Any]:
+    """What a default cell may mean: each value in backticks (JSON, else the text) and each bare number."""
+    values: list[Any] = []
+    for text in [*re.findall(r"`([^`]+)`", cell), *NUMBER.findall(cell)]:
+        try:
+            values.append(json.loads(text))
+        except ValueError:
+            values.append(text)
+    return values
+
+
+def parsed(proxy: dict[str, Any]) -> ProxyConfig | None:
+    """The config with these `mcpProxy` keys and one stdio server, or None if the parser refuses them."""
+    document = {"mcpProxy": proxy, "mcpServers": {"s": {"command": "x"}}}
+    try:
+        return parse_config(json.dumps(document), "test", environ={}, expand_env=False)[0]
+    except ConfigErrors:
+        return None
+
+
+def option_as_read(key: str, value: Any) -> Any:
+    config = parsed({"options": {key: value}})
+    return None if config is None else getattr(config.servers["s"].options, INHERITED_OPTIONS[key][0])
+
+
+def http_limit_as_read(key: str, value: Any) -> Any:
+    config = parsed({"http": {key: value}})
+    return None if config is None else getattr(config.http, HTTP_KEYS[key])
+
+
+@pytest.mark.parametrize("key", sorted(INHERITED_OPTIONS))
+def test_every_options_default_in_the_readme_is_the_parsers_default(key: str) -> None:
+    """The default column read back through the parser gives the default the code applies."""
+    default = getattr(ServerOptions(), INHERITED_OPTIONS[key][0])
+    cell = default_cell(OPTIONS_HEADING, key)
+    if not default and cell.strip() == "none":
+        return
+    read = [option_as_read(key, value) for value in written_values(cell)]
+    assert default in read, f"options.{key}: README says {cell.strip()!r}, the code's default is {default!r}"
+
+
+@pytest.mark.parametrize("key", sorted(HTTP_KEYS))
+def test_every_http_limit_default_in_the_readme_is_the_parsers_default(key: str) -> None:
+    default = getattr(HttpLimits(), HTTP_KEYS[key])
+    cell = default_cell(HTTP_HEADING, key)
+    read = [http_limit_as_read(key, value) for value in written_values(cell)]
+    assert default in read, f"http.{key}: README says {cell.strip()!r}, the code's default is {default!r}"
 
 
 def all_flags() -> list[cli.Flag]:
