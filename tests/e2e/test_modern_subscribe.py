@@ -2,7 +2,8 @@
 
 mcpmux holds a `subscriptions/listen` stream upstream for each subscribed URI; `resources/subscribe` is
 answered once the upstream acknowledged that stream, so an update right after the answer is not lost,
-even from an upstream slow to start listen streams (the fixture's `--listen-delay`).
+even from an upstream slow to start listen streams (the fixture's `--listen-delay`); likewise the
+list_changed stream of a new upstream connection before its `initialize` is answered.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     routes = {
         "http": ("streamable-http", SLOW, {"protocol": MODERN, "sessionMode": "shared"}),
         "stdio": ("stdio", SLOW, {"protocol": MODERN}),
+        "isolated": ("streamable-http", SLOW, {"protocol": MODERN, "sessionMode": "isolated"}),
     }
     with relay_proxy(tmp_path_factory.mktemp("modern-subscribe"), routes) as running:
         yield running
@@ -59,3 +61,13 @@ async def test_an_update_right_after_listening_reaches_a_2026_client(proxy: Prox
                 if isinstance(event, ResourceUpdated):
                     assert event.uri == WATCHED
                     break
+
+
+async def test_a_list_change_right_after_initialize_reaches_a_2025_client(proxy: ProxyProcess) -> None:
+    """An isolated session's upstream connection starts with the client's initialize, and so does its
+    list_changed listen stream: initialize is answered once the upstream acknowledged it."""
+    with anyio.fail_after(BOUND_SECONDS):
+        async with raw_http(proxy.url("/isolated/mcp"), standalone=True) as client:
+            call = {"name": "notify_list_changed", "arguments": {"kind": "prompts", "standalone": True}}
+            await client.result("tools/call", call)
+            await client.notification("notifications/prompts/list_changed")

@@ -49,9 +49,8 @@ from ..protocol.translate import (
 from .connection import Receiver
 from .tasks import released
 
-ACK_WAIT_SECONDS = (
-    10.0  # longest a resources/subscribe waits for the upstream to acknowledge its listen stream
-)
+# longest initialize or resources/subscribe waits for the upstream to acknowledge a listen stream
+ACK_WAIT_SECONDS = 10.0
 MAX_LISTENED_URIS = 16  # resource subscriptions held upstream (each is a listen stream)
 LIST_CHANGED_FLAGS = (
     ("tools", "toolsListChanged"),
@@ -196,11 +195,15 @@ class ModernTranslation:
             return error_response(msg["id"], INTERNAL_ERROR, why)
         fallback = {"name": self.name, "version": ""}
         init = initialize_from_discover(result, params.get("protocolVersion"), fallback)
-        self._listen_for_changes(init["capabilities"])
+        acknowledged = self._listen_for_changes(init["capabilities"])
+        if acknowledged is not None:  # a list change right after the handshake must not be lost
+            with anyio.move_on_after(ACK_WAIT_SECONDS):
+                await acknowledged.wait()
         return result_response(msg["id"], init)
 
-    def _listen_for_changes(self, caps: dict[str, Any]) -> None:
-        """Hold a listen stream for the list_changed kinds the upstream offers (once per connection)."""
+    def _listen_for_changes(self, caps: dict[str, Any]) -> anyio.Event | None:
+        """Hold a listen stream for the list_changed kinds the upstream offers (once per connection); the
+        event of its acknowledgement when it is new."""
         wanted = {
             flag: True
             for kind, flag in LIST_CHANGED_FLAGS
@@ -209,7 +212,8 @@ class ModernTranslation:
         resources = caps.get("resources")
         self.subscribable = isinstance(resources, dict) and bool(resources.get("subscribe"))
         if wanted and None not in self.listens:
-            self._listen(None, wanted)
+            return self._listen(None, wanted)
+        return None
 
     async def discover(self, request_id: Any) -> Message:
         """The upstream's answer to `server/discover`."""
