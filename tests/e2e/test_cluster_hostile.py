@@ -345,3 +345,27 @@ async def test_a_post_answer_cannot_be_resumed_by_another_token_or_after_the_ses
     for replica in cluster.replicas:  # the session ended: its answers are gone with it
         assert await resume_status(http, replica, session, event_id, TOKEN_A) == 404
     cluster.alive()
+
+
+async def test_streams_relayed_to_one_replica_are_bounded_and_requests_still_get_through(
+    cluster: Cluster,
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from mcpmux.cluster.forward import MAX_OWNER_STREAMS
+
+    owner, other = cluster.replicas
+    limits = httpx2.Limits(max_connections=MAX_OWNER_STREAMS + 20)
+    async with httpx2.AsyncClient(timeout=BOUND_SECONDS, limits=limits) as http, AsyncExitStack() as stack:
+        sessions = [await open_session(http, owner) for _ in range(MAX_OWNER_STREAMS + 1)]
+        with anyio.fail_after(BOUND_SECONDS * 4):
+            for session in sessions[:-1]:  # each session's first GET stream is relayed to its owner
+                sent = headers(TOKEN_A, session, accept="text/event-stream")
+                stream = await stack.enter_async_context(
+                    http.stream("GET", other.url("/alpha/mcp"), headers=sent)
+                )
+                assert stream.status_code == 200
+            assert await get_stream_status(http, other, sessions[-1], TOKEN_A) == 503
+            # the connections left to the owner still carry requests
+            assert await list_status(http, other, sessions[0]) == 200
+    cluster.alive()

@@ -13,7 +13,7 @@ import httpx2
 from ..jsonrpc import INVALID_REQUEST, error_response
 from ..upstream.http_client import HttpError, HttpPool, Request, Spawn
 from ..upstream.http_connect import ConnectError
-from ..web.asgi import Receive, Scope, Send, send_bytes, send_error, send_json
+from ..web.asgi import Headers, Receive, Scope, Send, send_bytes, send_error, send_json
 
 # Not relayed in either direction: connection-level headers, and the length (recomputed per hop).
 HOP_BY_HOP = frozenset(
@@ -32,6 +32,7 @@ HOP_BY_HOP = frozenset(
 STREAM_TYPE = b"text/event-stream"
 MAX_OWNERS = 64  # replicas with an open pool here (a restarted replica has a new URL or the same)
 MAX_OWNER_CONNECTIONS = 256  # per owner: open forwarded requests, GET streams included
+MAX_OWNER_STREAMS = MAX_OWNER_CONNECTIONS // 2  # relayed GETs (open for long): the rest stay for requests
 HIGH_WATER = 1024 * 1024  # bytes of a relayed stream waiting for a slow caller before reading pauses
 
 
@@ -114,6 +115,7 @@ class OwnerPools:
         self.connect_timeout = connect_timeout
         self.spawn: Spawn = _no_spawn  # the cluster's task group, once it runs
         self._pools: dict[str, HttpPool] = {}
+        self.streams: dict[str, int] = {}  # relayed GET streams open, per owner origin
 
     def to(self, url: str) -> HttpPool:
         """The pool to the replica at `url` (its origin); raises OwnerUnreachableError for a bad URL."""
@@ -133,6 +135,26 @@ class OwnerPools:
                 raise OwnerUnreachableError(str(exc)) from None
             self._pools[origin] = pool
         return pool
+
+    async def relay(
+        self, url: str, target: str, scope: Scope, body: bytes, receive: Receive, send: Send, extra: Headers
+    ) -> None:
+        """`forward` on the owner's pool. A GET (a stream, open for as long as its client listens) only
+        while fewer than MAX_OWNER_STREAMS are open to that owner, else 503: streams must never hold
+        every connection to it, or the requests relayed there would wait for ever."""
+        pool = self.to(url)
+        if scope["method"] != "GET":
+            await forward(pool, target, scope, body, receive, send, extra)
+            return
+        origin = origin_of(url)
+        if self.streams.get(origin, 0) >= MAX_OWNER_STREAMS:
+            await send_error(send, 503, "Service Unavailable: too many streams relayed to one replica")
+            return
+        self.streams[origin] = self.streams.get(origin, 0) + 1
+        try:
+            await forward(pool, target, scope, body, receive, send, extra)
+        finally:
+            self.streams[origin] -= 1
 
     def drop(self, url: str) -> None:
         pool = self._pools.pop(origin_of(url), None)

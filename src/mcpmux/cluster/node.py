@@ -32,7 +32,7 @@ from ..web.asgi import (
     send_json,
 )
 from ..web.operator import authorized
-from .forward import OwnerPools, OwnerUnreachableError, forward, replaying, session_gone
+from .forward import OwnerPools, OwnerUnreachableError, replaying, session_gone
 from .oauth_lock import RefreshLock
 from .post_streams import POST_ID, RecordedSend, replay
 from .registry import Registry
@@ -332,8 +332,7 @@ class Cluster:
         proof = self.sealer.proof(scope["method"], scope["path"], session_id, time.time())
         self.forwarded += 1
         try:
-            pool = self.pools.to(url)
-            await forward(pool, target, scope, body, receive, send, [(PROOF_HEADER, proof.encode())])
+            await self.pools.relay(url, target, scope, body, receive, send, [(PROOF_HEADER, proof.encode())])
         except OwnerUnreachableError as exc:
             log.info("Cluster: replica %s unreachable (%s): its session ends", owner, exc)
             self.registry.forget(owner)
