@@ -4,6 +4,7 @@ in search mode, the meta-tools instead of the tools)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -33,19 +34,42 @@ LISTS = {
 async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> Message:
     """One page of every member that has more (first pages, or those a merged cursor names)."""
     key, capability = LISTS[msg["method"]]
-    params = msg.get("params") or {}
-    if params.get("cursor") is not None:
-        positions = decode_cursor(params["cursor"], key)
-        if positions is None:
-            return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
-        plan: list[tuple[Member | None, str | None]] = [
-            (route.by_label.get(label), cursor) for label, cursor in positions
-        ]
-    else:
-        plan = [(member, None) for member in route.members]
+    plan = page_plan(route, msg.get("params") or {}, key)
+    if plan is None:
+        return error_response(msg["id"], INVALID_PARAMS, "Invalid cursor")
     asked = [(m, c) for m, c in plan if m is not None and route._serves(client, m, capability)]
     pages = await fetch_pages(route, client, msg, asked)
     learn(route, pages, key)
+    result = merged_page(route, client, key, pages)
+    carry_common_hint(result, list(pages.values()), len(asked))
+    return result_response(msg["id"], result)
+
+
+def carry_common_hint(result: dict[str, Any], pages: list[dict[str, Any]], asked: int) -> None:
+    """The cache hint of a merged page: only when every member asked answered with one, the most
+    cautious of them."""
+    hints = [carried_hint(page) for page in pages]
+    if hints and len(hints) == asked and None not in hints:
+        carry_hint(result, combine(hints))
+
+
+def page_plan(
+    route: MergedRoute, params: dict[str, Any], key: str
+) -> list[tuple[Member | None, str | None]] | None:
+    """The members to ask and their own cursors: every member's first page, or where a merged cursor
+    left off (a member gone since is None); None for a cursor that is not ours."""
+    if params.get("cursor") is None:
+        return [(member, None) for member in route.members]
+    positions = decode_cursor(params["cursor"], key)
+    if positions is None:
+        return None
+    return [(route.by_label.get(label), cursor) for label, cursor in positions]
+
+
+def merged_page(
+    route: MergedRoute, client: ClientSession, key: str, pages: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The members' pages as one, in the members' order, with a merged cursor for those that have more."""
     items: list[Any] = []
     follow: list[tuple[str, str]] = []
     for member in route.members:  # a fixed order, whatever order the answers came in
@@ -58,10 +82,7 @@ async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> 
     result: dict[str, Any] = {key: items}
     if follow:
         result["nextCursor"] = encode_cursor(key, follow)
-    hints = [carried_hint(page) for page in pages.values()]
-    if hints and len(hints) == len(asked) and None not in hints:  # every part hinted: the most cautious
-        carry_hint(result, combine(hints))
-    return result_response(msg["id"], result)
+    return result
 
 
 async def fetch_pages(
@@ -133,32 +154,47 @@ def learn_uris(route: MergedRoute, member: Member, key: str, entries: list[dict[
 
 
 def present(route: MergedRoute, client: ClientSession, member: Member, key: str, entries: Any) -> list[Any]:
+    """A member's entries as the client sees them here: namespaced, scoped, pinned."""
     if not isinstance(entries, list):
         return []
-    catalog, server, access = route.catalog, member.name, route.access(client)
-    verdict = member.runtime.pin_verdict
+    show = presenter(route, client, member, key)
     out: list[Any] = []
     for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        if key == "tools":
+        if isinstance(entry, dict):
+            shown = show(entry)
+            if shown is not None:
+                out.append(shown)
+    return out
+
+
+def presenter(
+    route: MergedRoute, client: ClientSession, member: Member, key: str
+) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """How one entry of a `key` list is shown (None: not shown to this client)."""
+    catalog, server = route.catalog, member.name
+    if key == "tools":
+        access, verdict = route.access(client), member.runtime.pin_verdict
+
+        def tool(entry: dict[str, Any]) -> dict[str, Any] | None:
             target = catalog.tool_by_pair.get((server, str(entry.get("name"))))
             if target is None or not access.allows(server, target.published):
-                continue  # filtered out
+                return None  # filtered out
             if not pin_shows(verdict, entry):
-                continue  # pinning enforces, and this tool is new or changed
-            out.append(target.present(entry))
-        elif key == "prompts":
+                return None  # pinning enforces, and this tool is new or changed
+            return target.present(entry)
+
+        return tool
+    if key == "prompts":
+
+        def prompt(entry: dict[str, Any]) -> dict[str, Any] | None:
             published = catalog.prompt_by_pair.get((server, str(entry.get("name"))))
-            if published is not None:
-                out.append({**entry, "name": published})
-        elif key == "resources":
-            out.append(relabel(entry, "uri", catalog.publish_uri, catalog.by_label[member.label]))
-        else:
-            out.append(
-                relabel(entry, "uriTemplate", catalog.publish_template, catalog.by_label[member.label])
-            )
-    return out
+            return None if published is None else {**entry, "name": published}
+
+        return prompt
+    own = catalog.by_label[member.label]
+    if key == "resources":
+        return lambda entry: relabel(entry, "uri", catalog.publish_uri, own)
+    return lambda entry: relabel(entry, "uriTemplate", catalog.publish_template, own)
 
 
 def relabel(entry: dict[str, Any], field: str, publish: Any, member: Any) -> dict[str, Any]:

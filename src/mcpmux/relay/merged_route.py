@@ -71,24 +71,13 @@ class MergedRoute(Route):
         catalog_mode: str = "full",
     ) -> None:
         super().__init__(name, ())
-        labels = server_labels(rt.name for rt, _ in members)
-        self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
-        self.by_label = {m.label: m for m in self.members}
-        self.access_table = self._access_table(tokens)
-        self.tokens = self.access_table.tokens
-        self.proxy = proxy
-        self.max_sessions = proxy.defaults.max_sessions
-        self.max_session_queue = proxy.defaults.max_session_queue
         self.display_name = display_name
         self.log_enabled = log_enabled
-        self.separator = proxy.merged.separator
         # Names seen in live listings before the runtime's snapshot had them: server -> tools, prompts.
         self._extra: dict[str, tuple[set[str], set[str]]] = {}
         # client id -> {(server, upstream uri): the uri the client subscribed with}
         self._subscriptions: dict[str, dict[tuple[str, str], str]] = {}
-        self.catalog: MergedCatalog[Member] = self._build_catalog()
-        for member in self.members:
-            member.runtime.catalog_listeners.append(self._catalog_changed)
+        self._serve(members, proxy, tokens, None)
         self._local: dict[str, LocalMethod] = {
             "initialize": self._initialize,
             "ping": self.answer_ping,
@@ -118,28 +107,42 @@ class MergedRoute(Route):
     ) -> None:
         """After a reload: serve these servers from now on; sessions stay and are told the lists changed."""
         self.detach_listeners()
+        self._serve(members, proxy, tokens, self.access_table.by_token)
+        for client in [c for c in self.sessions.values() if c.initialized]:
+            self._reattach(client)
+            for kind in KINDS:
+                client.outbox.push(list_changed(kind))
+
+    def _serve(
+        self,
+        members: list[tuple[ServerRuntime, ToolFilter | None]],
+        proxy: ProxyConfig,
+        tokens: tuple[TokenScope, ...],
+        keep: dict[str, TokenScope] | None,
+    ) -> None:
+        """Serve these members with these settings (at creation, and after each reload)."""
         labels = server_labels(rt.name for rt, _ in members)
         self.members = [Member(rt, NameFilter(f), labels[rt.name]) for rt, f in members]
         self.by_label = {m.label: m for m in self.members}
-        self.access_table = self._access_table(tokens, self.access_table.by_token)
+        self.access_table = self._access_table(tokens, keep)
         self.tokens = self.access_table.tokens
         self.proxy = proxy
         self.max_sessions = proxy.defaults.max_sessions
         self.max_session_queue = proxy.defaults.max_session_queue
         self.separator = proxy.merged.separator
-        self.catalog = self._build_catalog()
+        self.catalog: MergedCatalog[Member] = self._build_catalog()
         for member in self.members:
             member.runtime.catalog_listeners.append(self._catalog_changed)
-        for client in [c for c in self.sessions.values() if c.initialized]:
-            for member in self.members:
-                if member.runtime.isolated:
-                    continue
-                if self._reaches(client, member.name):
-                    member.dispatch.attach(client)
-                else:  # the reload took this server away from the client's token
-                    member.dispatch.detach(client)
-            for kind in KINDS:
-                client.outbox.push(list_changed(kind))
+
+    def _reattach(self, client: ClientSession) -> None:
+        """After a reload: on the shared members the client's token reaches, and off the others."""
+        for member in self.members:
+            if member.runtime.isolated:
+                continue
+            if self._reaches(client, member.name):
+                member.dispatch.attach(client)
+            else:  # the reload took this server away from the client's token
+                member.dispatch.detach(client)
 
     def unavailable_reason(self) -> str | None:
         return None  # the merged endpoint serves whatever members are up
@@ -274,6 +277,25 @@ class MergedRoute(Route):
         params = msg.get("params") or {}
         self.remember_initialize(client, params)
         client.init_params = params
+        caps, instructions = self._join(client)
+        for kind in KINDS:  # members come and go: the lists can always change
+            caps[kind] = {**(caps.get(kind) or {}), "listChanged": True}
+        version = negotiate_version(params.get("protocolVersion"))
+        client.protocol_version = version
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": {"name": self.display_name, "version": self.proxy.version},
+        }
+        if self.search is not None:
+            instructions.insert(0, SEARCH_INSTRUCTIONS)
+        if instructions:
+            result["instructions"] = "\n\n".join(instructions)
+        return result_response(msg["id"], result)
+
+    def _join(self, client: ClientSession) -> tuple[dict[str, Any], list[str]]:
+        """A new client joins every member its token reaches: their capabilities merged, and their
+        instructions, each under its label."""
         caps: dict[str, Any] = {}
         instructions = []
         for member in self.members:
@@ -289,20 +311,7 @@ class MergedRoute(Route):
             merge_capabilities(caps, init.get("capabilities") or {})
             if init.get("instructions"):
                 instructions.append(f"## {member.label}\n{init['instructions']}")
-        for kind in KINDS:  # members come and go: the lists can always change
-            caps[kind] = {**(caps.get(kind) or {}), "listChanged": True}
-        version = negotiate_version(params.get("protocolVersion"))
-        client.protocol_version = version
-        result: dict[str, Any] = {
-            "protocolVersion": version,
-            "capabilities": caps,
-            "serverInfo": {"name": self.display_name, "version": self.proxy.version},
-        }
-        if self.search is not None:
-            instructions.insert(0, SEARCH_INSTRUCTIONS)
-        if instructions:
-            result["instructions"] = "\n\n".join(instructions)
-        return result_response(msg["id"], result)
+        return caps, instructions
 
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         refused = self.set_log_level(client, msg)
