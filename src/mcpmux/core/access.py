@@ -63,6 +63,13 @@ def _grant(
     return Access(reached)
 
 
+def _oauth_only(
+    members: Mapping[str, Sequence[TokenScope]], member_oauth: Mapping[str, OAuthResource | None]
+) -> frozenset[str]:
+    """The members whose own routes take OAuth and no static token."""
+    return frozenset(s for s, tokens in members.items() if not tokens and member_oauth.get(s))
+
+
 class AccessTable:
     """Every caller's `Access` to one merged endpoint or group, computed once per configuration.
 
@@ -87,22 +94,34 @@ class AccessTable:
         self._oauth_cache: dict[int, tuple[TokenScope, Access]] = {}
         route_set = TokenSet(route_tokens)
         own = {server: {t.token: t for t in tokens} for server, tokens in members.items()}
-        oauth_only = frozenset(s for s, tokens in members.items() if not tokens and self._member_oauth.get(s))
-        route_own = {t.token: t for t in route_tokens}
+        oauth_only = _oauth_only(members, self._member_oauth)
         self.by_token: dict[str, TokenScope] = {}
         self._access: dict[str | None, Access] = {}
+        self._grant_tokens(route_tokens, route_set.enabled, own, oauth_only, keep)
+        anonymous = Access({}) if route_set.enabled else _grant(None, None, own, oauth_only)
+        self._access[None] = anonymous
+        required = route_set.enabled or (bool(members) and not anonymous.members)
+        self.tokens = TokenSet(list(self.by_token.values()), required=required)
+
+    def _grant_tokens(
+        self,
+        route_tokens: Sequence[TokenScope],
+        gated: bool,
+        own: dict[str, dict[str, TokenScope]],
+        oauth_only: frozenset[str],
+        keep: Mapping[str, TokenScope],
+    ) -> None:
+        """Each distinct token reaching a member: its `by_token` entry and its `Access` (`gated`: only the
+        endpoint's own tokens get in)."""
+        route_own = {t.token: t for t in route_tokens}
         for token in dict.fromkeys([*route_own, *(t for tokens in own.values() for t in tokens)]):
             route_scope = route_own.get(token)
-            if route_set.enabled and route_scope is None:
+            if gated and route_scope is None:
                 continue  # the endpoint's own tokens gate it
             access = _grant(route_scope, token, own, oauth_only)
             if access.members:
                 self.by_token[token] = keep.get(token) or TokenScope(token)
                 self._access[token] = access
-        anonymous = Access({}) if route_set.enabled else _grant(None, None, own, oauth_only)
-        self._access[None] = anonymous
-        required = route_set.enabled or (bool(members) and not anonymous.members)
-        self.tokens = TokenSet(list(self.by_token.values()), required=required)
 
     def access(self, scope: TokenScope | None) -> Access:
         """What the caller authenticated as `scope` (an entry of `tokens`, or None) reaches."""

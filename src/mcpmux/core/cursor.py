@@ -59,7 +59,12 @@ def decode_cursor(cursor: object, kind: str) -> tuple[Position, ...] | None:
     value = _json_of(cursor)
     if type(value) is not list or len(value) != 2 or value[0] != kind or type(value[1]) is not list:
         return None
-    positions = tuple(_position(item) for item in value[1])
+    return _positions(value[1])
+
+
+def _positions(items: list[object]) -> tuple[Position, ...] | None:
+    """Each item a position, at least one, no server twice; else None."""
+    positions = tuple(_position(item) for item in items)
     if not positions or None in positions:
         return None
     checked = tuple(p for p in positions if p is not None)

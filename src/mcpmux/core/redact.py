@@ -95,25 +95,39 @@ def config_secrets(config: ProxyConfig) -> set[str]:
         scopes += group.auth_tokens
     found = {scope.token for scope in scopes}
     found.update(key.secret for key in config.request_state_keys)
-    for server in config.servers.values():
-        found.update(scope.token for scope in server.options.auth_tokens)
-        found.update(server.headers.values())
-        found.update(server.env.values())
-        found.update(_url_secrets(server.url or ""))
-    for name in (*config.servers, *config.groups):
-        _head, sep, path_token = name.partition("/")
-        if sep:
-            found.update((path_token, *path_token.split("/")))
-    found.update(_cluster_and_oauth_secrets(config))
+    found.update(_server_secrets(config))
+    found.update(_path_tokens(config))
+    found.update(_cluster_secrets(config))
+    found.update(_oauth_secrets(config))
     return {secret for secret in found if len(secret) >= MIN_SECRET_LENGTH}
 
 
-def _cluster_and_oauth_secrets(config: ProxyConfig) -> Iterable[str]:
-    """The cluster secret and Redis URL credentials; OAuth client secrets and private keys (front
-    door introspection, upstream logins)."""
+def _server_secrets(config: ProxyConfig) -> Iterable[str]:
+    """Each server's own tokens, header and env values, URL credentials."""
+    for server in config.servers.values():
+        yield from (scope.token for scope in server.options.auth_tokens)
+        yield from server.headers.values()
+        yield from server.env.values()
+        yield from _url_secrets(server.url or "")
+
+
+def _path_tokens(config: ProxyConfig) -> Iterable[str]:
+    """The token of a `name/<token>` route (a server's or a group's), whole and each of its segments."""
+    for name in (*config.servers, *config.groups):
+        _head, sep, path_token = name.partition("/")
+        if sep:
+            yield from (path_token, *path_token.split("/"))
+
+
+def _cluster_secrets(config: ProxyConfig) -> Iterable[str]:
+    """The cluster secret and Redis URL credentials."""
     if config.cluster is not None:
         yield config.cluster.secret
         yield from _url_secrets(config.cluster.redis)
+
+
+def _oauth_secrets(config: ProxyConfig) -> Iterable[str]:
+    """OAuth client secrets and private keys (front door introspection, upstream logins)."""
     fronts = [config.defaults.oauth, config.merged.oauth, *(group.oauth for group in config.groups.values())]
     fronts += [server.options.oauth for server in config.servers.values()]
     for front in fronts:

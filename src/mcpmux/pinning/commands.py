@@ -70,11 +70,23 @@ async def _run(config: ProxyConfig, command: PinsCommand, out: TextIO) -> int:
     names = list(command.names) or list(config.enabled_servers)
     current = await _current(config, names)
     if command.action == "record":
-        base = read_lock(command.lock_path) if command.names else None
-        lock = Lock({**(base.servers if base else {}), **current.servers})
-        write_lock(command.lock_path, lock)
-        print(f"Recorded {_summary(current)} to {command.lock_path}", file=out)
+        _record(command, current, out)
         return 0
+    return _compare(config, command, names, current, out)
+
+
+def _record(command: PinsCommand, current: Lock, out: TextIO) -> None:
+    """Write the current catalogs to the lock (named servers only: the others' entries are kept)."""
+    base = read_lock(command.lock_path) if command.names else None
+    lock = Lock({**(base.servers if base else {}), **current.servers})
+    write_lock(command.lock_path, lock)
+    print(f"Recorded {_summary(current)} to {command.lock_path}", file=out)
+
+
+def _compare(
+    config: ProxyConfig, command: PinsCommand, names: Sequence[str], current: Lock, out: TextIO
+) -> int:
+    """`diff` and `verify`: the changes against the lock (verify: 1 when there are any)."""
     locked = read_lock(command.lock_path)
     if locked is None:
         raise PinsError(f"{command.lock_path}: no lock file; create it with `mcpmux pins record`")

@@ -59,31 +59,44 @@ def open_connection(
     server: ServerConfig, receiver: Receiver, era: EraMemory | None = None
 ) -> AbstractAsyncContextManager[Connection]:
     """Open the transport `server.transport` names (`era`: the runtime's probe memory for `auto`)."""
+    if server.transport == "stdio":
+        return _open_stdio(server, receiver, era)
+    if server.transport == "streamable-http":
+        return _open_streamable_http(server, receiver, era)
+    from .sse import open_sse_connection
+
+    return open_sse_connection(server, receiver)
+
+
+def _open_stdio(
+    server: ServerConfig, receiver: Receiver, era: EraMemory | None
+) -> AbstractAsyncContextManager[Connection]:
     protocol = server.options.protocol
-    if server.transport == "stdio" and protocol != "legacy":
+    if protocol != "legacy":
         from .modern_stdio import open_modern_stdio_connection
 
         memory = (era or EraMemory()) if protocol == "auto" else None
         return open_modern_stdio_connection(server, receiver, memory)
-    if server.transport == "stdio":
-        from .stdio import open_stdio_connection
+    from .stdio import open_stdio_connection
 
-        return open_stdio_connection(server, receiver)
-    if server.transport == "streamable-http" and server.options.protocol == "2026-07-28":
+    return open_stdio_connection(server, receiver)
+
+
+def _open_streamable_http(
+    server: ServerConfig, receiver: Receiver, era: EraMemory | None
+) -> AbstractAsyncContextManager[Connection]:
+    protocol = server.options.protocol
+    if protocol == "2026-07-28":
         from .modern_http import open_modern_http_connection
 
         return open_modern_http_connection(server, receiver)
-    if server.transport == "streamable-http" and server.options.protocol == "auto":
+    if protocol == "auto":
         from .modern_http import open_auto_http_connection
 
         return open_auto_http_connection(server, receiver, era or EraMemory())
-    if server.transport == "streamable-http":
-        from .streamable_http import open_streamable_http_connection
+    from .streamable_http import open_streamable_http_connection
 
-        return open_streamable_http_connection(server, receiver)
-    from .sse import open_sse_connection
-
-    return open_sse_connection(server, receiver)
+    return open_streamable_http_connection(server, receiver)
 
 
 __all__ = ["Connection", "EraMemory", "Receiver", "open_connection"]

@@ -59,6 +59,11 @@ def route_for(url: str, environ: Mapping[str, str] | None = None) -> Route:
     proxy = proxies.get(scheme)
     if not proxy or _bypass(host, proxies):
         return Route(scheme, host, port)
+    return _via_proxy(scheme, host, port, proxy)
+
+
+def _via_proxy(scheme: str, host: str, port: int, proxy: str) -> Route:
+    """The route through the proxy at `proxy` (a URL, or host:port), with its credentials if it has any."""
     if "://" not in proxy:
         proxy = "http://" + proxy
     p = urlsplit(proxy)

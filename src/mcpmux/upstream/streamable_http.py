@@ -197,21 +197,28 @@ class StreamableHttpConnection(HttpTransport):
         status, msg = reply.status, reply.msg
         if status in (202, 204) or reply.events is not None:
             return
-        ctype = reply.headers.get(b"content-type", b"")
-        raw = reply.body()
-        if status >= 400 and not ctype.startswith(b"application/json"):
-            text = raw[:200].decode("utf-8", "replace")
-            raise self.unavailable(f"HTTP {status} from {self.origin}: {text}")
-        try:
-            data = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            raise self.unavailable(f"invalid JSON from {self.origin} (HTTP {status})") from None
+        data = self._json_body(reply)
         if data is None:
             return
         if isinstance(data, dict) and "jsonrpc" not in data and "id" in msg:
             data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {status}: {data}")
-        for item in data if isinstance(data, list) else [data]:
-            reply.item(item)
+        if isinstance(data, list):
+            for item in data:
+                reply.item(item)
+        else:
+            reply.item(data)
+
+    def _json_body(self, reply: Reply) -> Any:
+        """The parsed JSON body (None when empty); an error status without a JSON body is an error."""
+        status = reply.status
+        raw = reply.body()
+        if status >= 400 and not reply.headers.get(b"content-type", b"").startswith(b"application/json"):
+            text = raw[:200].decode("utf-8", "replace")
+            raise self.unavailable(f"HTTP {status} from {self.origin}: {text}")
+        try:
+            return orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            raise self.unavailable(f"invalid JSON from {self.origin} (HTTP {status})") from None
 
     def deliver(self, item: Message, sent: Message, related: Any) -> bool:
         is_answer = "method" not in item and item.get("id") == sent.get("id")
