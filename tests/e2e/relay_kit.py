@@ -134,7 +134,28 @@ class Inbox:
                 await self._to_inbox.send(orjson.loads(event.data))
 
 
-class RawHttp(Inbox):
+def jsonrpc(method: str, params: dict[str, Any] | None = None, request_id: Any = None) -> dict[str, Any]:
+    """A request (with `request_id`) or a notification, `params` left out when None."""
+    msg: dict[str, Any] = {"jsonrpc": "2.0"} if request_id is None else {"jsonrpc": "2.0", "id": request_id}
+    msg["method"] = method
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+class RawClient(Inbox):
+    """What both raw clients share: `result` on top of each one's `request`."""
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def result(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.request(method, params)
+        assert "result" in response, response
+        return response["result"]
+
+
+class RawHttp(RawClient):
     """A raw streamable-HTTP MCP client: the wire JSON of every reply, ids chosen by the test.
 
     Messages of the standalone GET stream (opened by `raw_http(..., standalone=True)`) land in the inbox.
@@ -180,10 +201,7 @@ class RawHttp(Inbox):
         if request_id is None:
             self.next_id += 1
             request_id = self.next_id
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        reply = await self.post(msg)
+        reply = await self.post(jsonrpc(method, params, request_id))
         assert reply.status_code == 200, reply.text
         *related, response = messages_of(reply)
         assert response.get("id") == request_id, response
@@ -192,16 +210,8 @@ class RawHttp(Inbox):
     async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return (await self.exchange(method, params))[0]
 
-    async def result(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.request(method, params)
-        assert "result" in response, response
-        return response["result"]
-
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        reply = await self.post(msg)
+        reply = await self.post(jsonrpc(method, params))
         assert reply.status_code == 202, reply.text
 
     async def delete(self) -> int:
@@ -243,7 +253,7 @@ async def _read_get_stream(client: RawHttp, *, task_status: Any = anyio.TASK_STA
         await client.pump(iter_events(stream.aiter_bytes()))
 
 
-class RawSse(Inbox):
+class RawSse(RawClient):
     """A raw legacy-SSE MCP client: POSTs to the announced endpoint, reads everything from the stream."""
 
     def __init__(self, http: httpx2.AsyncClient, endpoint: str) -> None:
@@ -262,22 +272,11 @@ class RawSse(Inbox):
     async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self.next_id += 1
         request_id = f"r{self.next_id}"
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.send(msg)
+        await self.send(jsonrpc(method, params, request_id))
         return await self.receive(lambda m: m.get("id") == request_id and "method" not in m)
 
-    async def result(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.request(method, params)
-        assert "result" in response, response
-        return response["result"]
-
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.send(msg)
+        await self.send(jsonrpc(method, params))
 
     async def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         params = {
