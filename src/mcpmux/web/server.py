@@ -143,14 +143,7 @@ class Http1Server:
                 return
             problem = "response not completed" if exchange.response_started else "no response"
             log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
-        if exchange.response_complete or conn.disconnected:
-            return
-        if exchange.response_started:
-            exchange.abandon()
-        else:  # nothing sent yet: the client gets a 500 and the connection closes
-            exchange.response_started = True
-            conn.transport.write(plain_response(500, "Internal Server Error"))
-            conn.close()
+        fail(exchange)
 
     def sweep(self, now: float) -> None:
         """Apply every connection's timeouts (head, body, write, keep-alive)."""
@@ -247,3 +240,17 @@ class HttpServer:
         self.stop_accepting()
         self._stop.set()
         await self._stopped.wait()
+
+
+def fail(exchange: Exchange) -> None:
+    """The app failed or left its response unfinished: a 500 if nothing was sent yet (and the connection
+    closes), else the response is abandoned."""
+    conn = exchange.conn
+    if exchange.response_complete or conn.disconnected:
+        return
+    if exchange.response_started:
+        exchange.abandon()
+    else:
+        exchange.response_started = True
+        conn.transport.write(plain_response(500, "Internal Server Error"))
+        conn.close()
