@@ -86,6 +86,14 @@ class FakeServer:
 
         return register
 
+    def hang(self, method: str) -> None:
+        """`method` is never answered: its handler waits until the proxy cancels the request."""
+
+        async def until_cancelled(c: Call) -> None:
+            await c.cancelled.wait()
+
+        self.handlers[method] = until_cancelled
+
     async def _initialize(self, call: Call) -> dict[str, Any]:
         return {
             "protocolVersion": call.params.get("protocolVersion"),

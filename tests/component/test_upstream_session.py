@@ -222,10 +222,7 @@ async def test_a_client_that_gives_up_tells_the_upstream_with_notifications_canc
 
 async def test_cancel_answers_the_waiting_request_at_once_and_forwards_the_reason() -> None:
     server = FakeServer()
-
-    @server.on("tools/call")
-    async def forever(c: Call) -> None:
-        await c.cancelled.wait()
+    server.hang("tools/call")
 
     async with session_on(server) as (session, conn, _), anyio.create_task_group() as tg:
         answers: list[Message] = []
@@ -246,10 +243,7 @@ async def test_a_request_past_its_timeout_gets_an_error_naming_the_server_and_is
     # No clock can be injected into the session's timer (loop.call_later): the timeout is short and the
     # server never answers, so the outcome does not depend on timing, only the wait does.
     server = FakeServer()
-
-    @server.on("tools/call")
-    async def never(c: Call) -> None:
-        await c.cancelled.wait()
+    server.hang("tools/call")
 
     async with session_on(server) as (session, conn, _):
         answer = await session.request(call(5), Origin(Client("a"), 5), 0.05)
@@ -284,10 +278,7 @@ async def test_a_refused_handshake_raises_an_error_naming_the_server_and_the_rea
 
 async def test_closing_answers_every_waiting_request_with_an_error_naming_the_server() -> None:
     server = FakeServer()
-
-    @server.on("tools/call")
-    async def never(c: Call) -> None:
-        await c.cancelled.wait()
+    server.hang("tools/call")
 
     async with session_on(server) as (session, conn, _), anyio.create_task_group() as tg:
         answers: list[Message] = []
