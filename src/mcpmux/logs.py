@@ -47,12 +47,20 @@ def utc_timestamp(created: float) -> str:
     return f"{seconds}.{int(created * 1000) % 1000:03d}Z"
 
 
+def _one_entry(message: str) -> str:
+    """A message's later lines indented, CR shown as `\\r`: text a client chose (a method, a request id,
+    a tool name) cannot start a line that looks like another log entry (CWE-117)."""
+    if "\n" not in message and "\r" not in message:
+        return message
+    return message.replace("\r", "\\r").replace("\n", "\n    ")
+
+
 class TextFormatter(logging.Formatter):
-    """`<timestamp> INFO  <message>`: messages stay verbatim, users grep for them."""
+    """`<timestamp> INFO  <message>`: messages stay verbatim (later lines indented), users grep for them."""
 
     def format(self, record: logging.LogRecord) -> str:
         level = _LEVEL_NAMES.get(record.levelname, record.levelname)
-        line = f"{utc_timestamp(record.created)} {level:<5} {record.getMessage()}"
+        line = f"{utc_timestamp(record.created)} {level:<5} {_one_entry(record.getMessage())}"
         if record.exc_info:
             line = f"{line}\n{self.formatException(record.exc_info)}"
         return line

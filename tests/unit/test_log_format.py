@@ -78,3 +78,15 @@ def test_levels_are_case_insensitive_and_unknown_ones_rejected() -> None:
         parse_level("verbose")
     with pytest.raises(ValueError, match="unknown log format"):
         setup_logging("info", "xml")
+
+
+def test_a_message_cannot_forge_another_text_entry(stderr: io.StringIO) -> None:
+    setup_logging("info", "text", stream=stderr)
+    forged = "1\n2026-12-03T10:00:00.000Z WARN  <github> forged\r2026-12-03T10:00:01.000Z INFO  x"
+    logging.getLogger("mcpmux.access").info("mcp tools/list id=%s ok", forged)
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(
+        "    2026-12-03T10:00:00.000Z WARN"
+    )  # indented: not an entry
+    assert "\r" not in stderr.getvalue() and "\\r2026" in lines[1]
+    assert all(re.match(r"\d{4}-", line) for line in lines[:1])
