@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import orjson
+import pytest
 
 from harness import FIXTURE, ProxyProcess, running_proxy
 from mcpmux.upstream.sse_events import iter_events
@@ -35,10 +36,13 @@ __all__ = [
     "VENDOR_TOOL_VALUE",
     "RawHttp",
     "RawSse",
+    "both_faces",
+    "every_kind",
     "raw_http",
     "raw_sse",
     "relay_proxy",
     "running_http_fixture",
+    "through",
 ]
 
 UPSTREAM_KINDS = ("stdio", "streamable-http", "sse")
@@ -46,6 +50,9 @@ HANDSHAKE_VERSION = "2025-11-25"
 BOUND_SECONDS = 20
 ACCEPT_BOTH = "application/json, text/event-stream"
 CLIENT_INFO = {"name": "relay-test", "version": "1"}
+FACES = ("mcp", "sse")  # streamable HTTP and legacy SSE
+both_faces = pytest.mark.parametrize("face", FACES)
+every_kind = pytest.mark.parametrize("kind", UPSTREAM_KINDS)
 
 
 def upstream_entry(kind: str, url: str | None, *args: str, **options: Any) -> dict[str, Any]:
@@ -308,3 +315,13 @@ async def raw_sse(url: str, capabilities: dict[str, Any] | None = None) -> Async
         await client.initialize(capabilities)
         yield client
         tg.cancel_scope.cancel()
+
+
+def through(
+    proxy: ProxyProcess, kind: str, face: str, *, standalone: bool = False, **kwargs: Any
+) -> AbstractAsyncContextManager[Any]:
+    """A raw client of route `kind` on the streamable-HTTP (`mcp`; its GET stream open if `standalone`)
+    or the legacy SSE (`sse`) face."""
+    if face == "mcp":
+        return raw_http(proxy.url(f"/{kind}/mcp"), standalone=standalone, **kwargs)
+    return raw_sse(proxy.url(f"/{kind}/sse"), **kwargs)

@@ -7,7 +7,6 @@ mcpmux must answer the same, byte for byte after JSON parsing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -20,9 +19,11 @@ from relay_kit import (
     VENDOR_TOOL_FIELD,
     VENDOR_TOOL_VALUE,
     RawHttp,
+    both_faces,
+    every_kind,
     raw_http,
-    raw_sse,
     relay_proxy,
+    through,
 )
 
 from harness import ProxyProcess
@@ -30,7 +31,6 @@ from harness import ProxyProcess
 pytestmark = pytest.mark.anyio
 
 PAGE_SIZE = "4"
-FACES = ("mcp", "sse")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +48,6 @@ async def reference(proxy: ProxyProcess) -> AsyncIterator[RawHttp]:
         async with raw_http(proxy.upstream_urls["streamable-http"]) as client:  # type: ignore[attr-defined]
             yield client
 
-
-def through(proxy: ProxyProcess, kind: str, face: str, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
-    """A raw client of route `kind` on the streamable-HTTP (`mcp`) or legacy SSE (`sse`) face."""
-    if face == "mcp":
-        return raw_http(proxy.url(f"/{kind}/mcp"), **kwargs)
-    return raw_sse(proxy.url(f"/{kind}/sse"), **kwargs)
-
-
-both_faces = pytest.mark.parametrize("face", FACES)
-every_kind = pytest.mark.parametrize("kind", UPSTREAM_KINDS)
 
 VERBATIM_CALLS: list[tuple[str, dict[str, Any] | None]] = [
     ("ping", None),
@@ -240,7 +230,7 @@ async def test_a_custom_notification_is_forwarded_and_the_upstreams_answer_comes
     proxy: ProxyProcess, kind: str, face: str
 ) -> None:
     with anyio.fail_after(20):
-        async with through(proxy, kind, face, **({"standalone": True} if face == "mcp" else {})) as client:
+        async with through(proxy, kind, face, standalone=True) as client:
             await client.notify("x/ping", {"n": 7, "_meta": {"com.example/m": True}})
             pong = await client.notification("x/pong")
             assert pong["params"]["n"] == 7

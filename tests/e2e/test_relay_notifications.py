@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import mcp_types as types
 import pytest
-from relay_kit import UPSTREAM_KINDS, raw_http, raw_sse, relay_proxy
+from relay_kit import UPSTREAM_KINDS, both_faces, every_kind, raw_http, raw_sse, relay_proxy, through
 
 from harness import ProxyProcess, mcp_client, wait_for_log
 
 pytestmark = pytest.mark.anyio
-
-FACES = ("mcp", "sse")
-both_faces = pytest.mark.parametrize("face", FACES)
-every_kind = pytest.mark.parametrize("kind", UPSTREAM_KINDS)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +20,6 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     routes = {kind: (kind, (), {}) for kind in UPSTREAM_KINDS}
     with relay_proxy(tmp_path_factory.mktemp("notifications"), routes) as running:
         yield running
-
-
-def through(proxy: ProxyProcess, kind: str, face: str) -> AbstractAsyncContextManager[Any]:
-    if face == "mcp":
-        return raw_http(proxy.url(f"/{kind}/mcp"), standalone=True)
-    return raw_sse(proxy.url(f"/{kind}/sse"))
 
 
 async def call_with_related(
@@ -50,7 +39,7 @@ async def test_progress_reaches_the_client_before_the_result_under_the_clients_o
     proxy: ProxyProcess, kind: str, face: str
 ) -> None:
     with anyio.fail_after(20):
-        async with through(proxy, kind, face) as client:
+        async with through(proxy, kind, face, standalone=True) as client:
             params = {
                 "name": "slow",
                 "arguments": {"seconds": 0.3},
@@ -104,7 +93,7 @@ async def test_log_messages_reach_the_client_that_caused_them_before_the_result(
     proxy: ProxyProcess, kind: str, face: str
 ) -> None:
     with anyio.fail_after(20):
-        async with through(proxy, kind, face) as client:
+        async with through(proxy, kind, face, standalone=True) as client:
             arguments = {"level": "warning", "data": {"k": [1, None]}, "logger": "lg"}
             response, related = await call_with_related(
                 client, "tools/call", {"name": "log", "arguments": arguments}
