@@ -36,6 +36,33 @@ def plain_response(status: int, text: str) -> bytes:
     )
 
 
+def header_lines(headers: list[Any] | tuple[Any, ...]) -> tuple[list[bytes], int | None, bool]:
+    """An app's response headers as head parts (names lowercased), its Content-Length (None: none),
+    and whether it sent `Connection: close`. Pure."""
+    parts: list[bytes] = []
+    length: int | None = None
+    close = False
+    for name, value in headers:
+        name = name.lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
+        parts += (name, b": ", value, b"\r\n")
+    return parts, length, close
+
+
+def has_body(status: int) -> bool:
+    """Whether a response with this status has a body (not 1xx, 204 or 304)."""
+    return status >= 200 and status not in (204, 304)
+
+
+def check_head(head: bytes, lines: int) -> None:
+    """No header injection: every CR and LF in a head of `lines` lines must be one of its line ends."""
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        raise RuntimeError("invalid character in a response header")
+
+
 class Exchange:
     """One request and its response: the ASGI `receive` and `send` of a request."""
 
@@ -95,20 +122,12 @@ class Exchange:
     async def receive(self) -> Message:
         conn = self.conn
         if self.expect_continue:
-            self.expect_continue = False
-            if not conn.disconnected and not self.response_started:
-                conn.transport.write(_CONTINUE)
+            self._continue()
         while True:
             if conn.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
             if self.body or not (self.more_body or self.end_delivered):
-                body = bytes(self.body)
-                self.body.clear()
-                if self.more_body:
-                    conn.resume_reading()
-                else:
-                    self.end_delivered = True
-                return {"type": "http.request", "body": body, "more_body": self.more_body}
+                return self._take_body()
             # more of the body is on its way, or all of it was delivered and only a disconnect is left
             if self.more_body:
                 conn.resume_reading()
@@ -117,6 +136,22 @@ class Exchange:
                 await waiter
             finally:
                 self.waiter = None
+
+    def _continue(self) -> None:
+        """`Expect: 100-continue`: the app reads the body, so the client may send it."""
+        self.expect_continue = False
+        if not self.conn.disconnected and not self.response_started:
+            self.conn.transport.write(_CONTINUE)
+
+    def _take_body(self) -> Message:
+        """What has arrived of the body (reading resumes if more is to come)."""
+        body = bytes(self.body)
+        self.body.clear()
+        if self.more_body:
+            self.conn.resume_reading()
+        else:
+            self.end_delivered = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def send(self, message: Message) -> None:
         conn = self.conn
@@ -188,37 +223,31 @@ class Exchange:
             headers = list(headers)
         self.response_started = True
         self.expect_continue = False
-        parts = [status_line(status)]
-        has_length = close_sent = False
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length":
-                has_length = True
-                self.length_left = int(value)
-            elif name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                close_sent = True
-            parts += (name, b": ", value, b"\r\n")
-        streamed = not has_length and not self.is_head and status not in (204, 304) and status >= 200
+        lines, length, close_sent = header_lines(headers)
+        if length is not None:
+            self.length_left = length
+        if close_sent:
+            self.keep_alive = False
+        extra: list[bytes] = []
+        streamed = length is None and not self.is_head and has_body(status)
         if streamed:
-            if self.scope["http_version"] == "1.1":
-                self.chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-            else:
-                self.keep_alive = False  # HTTP/1.0: the body ends when the connection closes
+            self._frame_stream(extra)
         if not self.keep_alive and not close_sent:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        # No header injection: every CR and LF in the head must be one of the line ends written here
-        # (one part per line apart from the four of each header line).
-        lines = len(parts) - 3 * len(headers)
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
-            raise RuntimeError("invalid character in a response header")
+            extra.append(b"connection: close\r\n")
+        head = b"".join((status_line(status), *lines, *extra, b"\r\n"))
+        check_head(head, 2 + len(headers) + len(extra))
         if streamed:
             self.conn.transport.write(head)  # a stream's first event may come much later
         else:
             self.head = head
+
+    def _frame_stream(self, extra: list[bytes]) -> None:
+        """A body without a length: chunked on HTTP/1.1; on HTTP/1.0 it ends when the connection closes."""
+        if self.scope["http_version"] == "1.1":
+            self.chunked = True
+            extra.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self.keep_alive = False
 
     def abandon(self) -> None:
         """The app ended without completing its response: flush what is held and drop the connection."""
