@@ -103,13 +103,8 @@ class MergedCatalog(Generic[M]):
             self.prompt_by_pair[m.server, prompt] = published
 
     def _build_uris(self) -> None:
-        owners: dict[str, list[MemberCatalog[M]]] = {}
-        prefixes: dict[str, list[MemberCatalog[M]]] = {}
-        for m in self.members:
-            for uri in set(m.resources):
-                owners.setdefault(uri, []).append(m)
-            for prefix in set(m.template_prefixes):
-                prefixes.setdefault(prefix, []).append(m)
+        owners = _offered_by((m, m.resources) for m in self.members)
+        prefixes = _offered_by((m, m.template_prefixes) for m in self.members)
         # The first member (in configuration order) answers a bare URI that several servers offer.
         self.uri_owner = {uri: found[0] for uri, found in owners.items()}
         self.shared_uris = frozenset(uri for uri, found in owners.items() if len(found) > 1)
@@ -159,3 +154,14 @@ class MergedCatalog(Generic[M]):
 
 def build_merged_catalog(members: Sequence[MemberCatalog[M]], separator: str) -> MergedCatalog[M]:
     return MergedCatalog(members, separator)
+
+
+def _offered_by(
+    offers: Iterable[tuple[MemberCatalog[M], Iterable[str]]],
+) -> dict[str, list[MemberCatalog[M]]]:
+    """Each URI (or template prefix) -> the members offering it, in configuration order."""
+    found: dict[str, list[MemberCatalog[M]]] = {}
+    for member, values in offers:
+        for value in set(values):
+            found.setdefault(value, []).append(member)
+    return found

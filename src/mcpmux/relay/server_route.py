@@ -109,25 +109,38 @@ class ServerRoute(Route):
         upstream = await self._upstream_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
-        scoped = client.scope is not None and client.scope.filters_tools
-        verdict = self.runtime.pin_verdict
-        pinned = verdict is not None and verdict.enforcing
-        asked = (msg.get("params") or {}).get("name")  # the name the client used (before any rename)
-        if method == "tools/call" and (self.filtered or self.renamed or scoped or pinned):
+        asked, unlisted = None, False  # a tool call's name as the client used it (before any rename)
+        if method == "tools/call":
+            asked = (msg.get("params") or {}).get("name")
             refused = self._prepare_tool_call(client, msg)
             if refused is not None:
                 return refused
-        present = method == "tools/list" and (self.filtered or self.overrides or scoped or pinned)
-        unlisted = method == "tools/call" and self._unlisted_tool(msg)
+            unlisted = self._unlisted_tool(msg)
+        present = method == "tools/list" and self._shapes_tools(client, self.overrides)
         timeout = self.runtime.request_timeout_seconds
-        response = await upstream.request(msg, exchange, timeout, early=not present and not unlisted)
+        response = await upstream.request(msg, exchange, timeout, early=not (present or unlisted))
         if upstream.closed_reason is not None:  # it died under this request: replay it if that is safe
             response = await self.dispatch.replay(client, msg, exchange, response)
+        return self._shaped(client, response, present, unlisted, asked)
+
+    def _shapes_tools(self, client: ClientSession, renames: Any) -> bool:
+        """Whether filters, `renames` (renamed tools, or any override), the scope or pins shape tools."""
+        if self.filtered or renames:
+            return True
+        if client.scope is not None and client.scope.filters_tools:
+            return True
+        verdict = self.runtime.pin_verdict
+        return verdict is not None and verdict.enforcing
+
+    def _shaped(
+        self, client: ClientSession, reply: Message, present: bool, unlisted: bool, asked: Any
+    ) -> Message:
+        """The answer as this client sees it: tool lists presented, an unlisted tool's error as unknown."""
         if present:
-            self._present_tools(client, response)
+            self._present_tools(client, reply)
         elif unlisted:
-            response = as_unknown_tool(response, asked)
-        return response
+            return as_unknown_tool(reply, asked)
+        return reply
 
     def _unlisted_tool(self, msg: Message) -> bool:
         """Whether a tool call's tool is missing from the server's last listing.
@@ -178,6 +191,9 @@ class ServerRoute(Route):
         return scope_allows(scope, self.name, published_name(self.label, str(tool), self.separator))
 
     def _prepare_tool_call(self, client: ClientSession, msg: Message) -> Message | None:
+        """The answer refusing a tool call, or None to relay it (under the tool's upstream name)."""
+        if not self._shapes_tools(client, self.renamed):
+            return None
         params = msg.get("params") or {}
         name = params.get("name")
         original = self.renamed.get(name, name)  # type: ignore[arg-type]
