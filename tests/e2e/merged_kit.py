@@ -67,6 +67,11 @@ async def raw_list_all(client: Any, method: str, key: str) -> list[dict[str, Any
     raise AssertionError(f"{method}: still a nextCursor after {MAX_PAGES} pages")
 
 
+async def raw_tool_names(client: Any) -> set[str]:
+    """The names of every tool a relay_kit raw client is listed (all pages)."""
+    return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+
+
 async def pid_of(session: Any, tool: str = "whoami") -> int:
     result = await session.call_tool(tool)
     assert not result.is_error, result

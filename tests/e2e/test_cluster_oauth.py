@@ -21,7 +21,7 @@ import httpx2
 import pytest
 from cluster_kit import SECRET, running_redis
 from cryptography.fernet import Fernet
-from merged_kit import raw_client, raw_list_all
+from merged_kit import raw_client, raw_tool_names
 
 from harness import ProxyProcess
 from mcpmux.config.model import TokenStoreConfig
@@ -88,7 +88,7 @@ async def test_two_replicas_with_an_expired_token_refresh_it_once_for_the_cluste
             replica.wait_for_line(r"<up> Connected")
             with anyio.fail_after(BOUND):
                 async with raw_client(replica.url("/up/mcp"), "client-token") as client:
-                    tools.append({tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")})
+                    tools.append(await raw_tool_names(client))
         logs = [replica.log for replica in replicas]
     refreshes = [r for r in auth.token_requests if r.get("grant_type") == "refresh_token"]
     assert tools == [{"hello", "secret"}] * 2

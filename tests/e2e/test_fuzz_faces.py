@@ -15,11 +15,10 @@ from typing import Any
 
 import anyio
 import httpx2
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relay_kit import ACCEPT_BOTH, CLIENT_INFO, HANDSHAKE_VERSION, raw_sse
+from relay_kit import ACCEPT_BOTH, CLIENT_INFO, HANDSHAKE_VERSION, messages_of, raw_sse
 
 from fuzz_kit import fuzz_settings, messages, payloads
 from harness import FIXTURE, ProxyProcess, running_proxy
@@ -72,12 +71,6 @@ class Session:
     def alive(self) -> None:
         (answer,) = self.call("ping", {}, "alive")
         assert answer == {"jsonrpc": "2.0", "id": "alive", "result": {}}, answer
-
-
-def messages_of(reply: httpx2.Response) -> list[dict[str, Any]]:
-    if reply.headers.get("content-type", "").startswith("text/event-stream"):
-        return [orjson.loads(line[5:]) for line in reply.text.splitlines() if line.startswith("data:")]
-    return [reply.json()] if reply.content else []
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from merged_kit import colliding_server, raw_list_all
+from merged_kit import colliding_server, raw_tool_names
 from relay_kit import raw_http
 
 from harness import running_proxy
@@ -33,15 +33,11 @@ def gated(gate: Path) -> dict[str, Any]:
     return entry
 
 
-async def tool_names(client: Any) -> set[str]:
-    return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
-
-
 async def names_after_list_changed(client: Any, done: Any) -> set[str]:
     """Wait for tools/list_changed until the listing satisfies `done` (bounded in count)."""
     for _ in range(MAX_NOTIFICATIONS):
         await client.notification("notifications/tools/list_changed")
-        names = await tool_names(client)
+        names = await raw_tool_names(client)
         if done(names):
             return names
     raise AssertionError(f"the listing never settled after {MAX_NOTIFICATIONS} list_changed")
@@ -53,7 +49,7 @@ async def test_a_dead_upstream_leaves_the_merged_lists_and_returns_when_it_resta
     config = {"mcpProxy": {"name": "mux"}, "mcpServers": {"a": gated(gate), "b": colliding_server()}}
     with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
         async with raw_http(proxy.url("/mcp"), standalone=True) as client:
-            before = await tool_names(client)
+            before = await raw_tool_names(client)
             whoami = await client.result("tools/call", {"name": "a__whoami", "arguments": {}})
             pid = whoami["structuredContent"]["pid"]
 
@@ -84,7 +80,7 @@ async def test_a_lazy_member_starts_when_a_merged_client_connects_and_then_joins
     with running_proxy(config, tmp_path) as proxy, anyio.fail_after(BOUND_SECONDS):
         assert "<lazy> Connecting" not in proxy.log
         async with raw_http(proxy.url("/mcp"), standalone=True) as client:
-            names = await tool_names(client)
+            names = await raw_tool_names(client)
             if "lazy__whoami" not in names:
                 names = await names_after_list_changed(client, lambda names: "lazy__whoami" in names)
             whoami = await client.result("tools/call", {"name": "lazy__whoami", "arguments": {}})

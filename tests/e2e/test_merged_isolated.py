@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from merged_kit import raw_list_all
+from merged_kit import raw_tool_names
 from relay_kit import raw_http, relay_proxy
 
 from harness import ProxyProcess, mcp_client
@@ -82,7 +82,7 @@ async def test_a_tool_a_member_adds_is_listed_and_callable_after_list_changed(
             await client.result("tools/call", {"name": f"{server}__notify_list_changed", "arguments": {}})
             for _ in range(MAX_NOTIFICATIONS):
                 await client.notification("notifications/tools/list_changed")
-                names = {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+                names = await raw_tool_names(client)
                 if added in names:
                     break
             called = await client.result("tools/call", {"name": added, "arguments": {}})

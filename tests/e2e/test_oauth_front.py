@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import pytest
-from merged_kit import colliding_server, raw_client, raw_list_all
+from merged_kit import colliding_server, raw_client, raw_tool_names
 
 from harness import ProxyProcess, running_proxy
 from oauth_as import AuthServer, running_auth_server
@@ -68,7 +68,7 @@ def params(challenge: str) -> dict[str, str]:
 
 async def tool_names(url: str, token: str) -> set[str]:
     async with raw_client(url, token) as client:
-        return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+        return await raw_tool_names(client)
 
 
 async def test_metadata_is_served_per_route_and_at_the_root_only_where_oauth_is_on(

@@ -16,7 +16,7 @@ import anyio
 import httpx2
 import pytest
 from cryptography.fernet import Fernet
-from merged_kit import raw_client, raw_list_all
+from merged_kit import raw_client, raw_tool_names
 
 from harness import ROOT, ProxyProcess, running_proxy
 from oauth_as import AuthServer, running_auth_server
@@ -51,7 +51,7 @@ def config(upstream: Protected, oauth: dict[str, Any], **proxy: Any) -> dict[str
 
 async def tool_names(proxy: ProxyProcess) -> set[str]:
     async with raw_client(proxy.url("/up/mcp"), "client-token") as client:
-        return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+        return await raw_tool_names(client)
 
 
 def machine_client(auth: AuthServer, **extra: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import anyio
 import httpx2
 import pytest
-from merged_kit import colliding_server, raw_client, raw_list_all
+from merged_kit import colliding_server, raw_client, raw_tool_names
 
 from harness import ProxyProcess, running_proxy
 
@@ -39,7 +39,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
 
 async def tool_names(url: str, token: str) -> set[str]:
     async with raw_client(url, token) as client:
-        return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+        return await raw_tool_names(client)
 
 
 async def refusal_and_unknown(url: str, token: str, name: str) -> tuple[dict[str, object], dict[str, object]]:

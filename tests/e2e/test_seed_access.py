@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from merged_kit import auth_status, raw_client, raw_list_all
+from merged_kit import auth_status, raw_client, raw_tool_names
 from relay_kit import running_http_fixture
 
 from harness import ROOT, ProxyProcess, mcp_client, running_proxy
@@ -81,7 +81,7 @@ async def exposed(proxy: ProxyProcess, path: str, token: str | None) -> int | se
     if status == 401:
         return status
     async with raw_client(proxy.url(path), token) as client:
-        return {tool["name"] for tool in await raw_list_all(client, "tools/list", "tools")}
+        return await raw_tool_names(client)
 
 
 async def exposure(
