@@ -62,7 +62,18 @@ def caller_of(scope: TokenScope | None) -> str | None:
 class Suspension:
     """One 2026 call waiting for its client's input."""
 
-    __slots__ = ("asked", "binding", "busy", "events", "expires_at", "handle", "keys", "round", "waiter")
+    __slots__ = (
+        "asked",
+        "binding",
+        "busy",
+        "call",
+        "events",
+        "expires_at",
+        "handle",
+        "keys",
+        "round",
+        "waiter",
+    )
 
     def __init__(self, binding: str) -> None:
         self.handle = secrets.token_hex(12)
@@ -71,6 +82,7 @@ class Suspension:
         self.asked: dict[str, Message] = {}  # the requests the client was last asked to answer, by our id
         self.keys: dict[str, str] = {}  # the key each was asked under (a 2026 upstream's own, else our id)
         self.busy = False  # a retry is being served
+        self.call: Any = None  # the cancel scope of the task running the call: cancelling it cancels the call
         self.events: deque[Message] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.expires_at = time.monotonic() + SUSPENSION_SECONDS

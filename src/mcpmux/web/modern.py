@@ -81,7 +81,7 @@ class ModernExchange(PostExchange):
     `Suspension` for the client's retry.
     """
 
-    __slots__ = ("carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
+    __slots__ = ("call_scope", "carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
 
     def __init__(
         self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
@@ -94,6 +94,7 @@ class ModernExchange(PostExchange):
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
         self.suspension: Suspension | None = None
         self.collecting = False  # requests for input are being gathered for one `input_required`
+        self.call_scope: anyio.CancelScope | None = None  # the relay's, to cancel a suspended call
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
         if "error" in msg or self.suspension is not None:
@@ -119,6 +120,7 @@ class ModernExchange(PostExchange):
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
             return
         self.suspension = suspension
+        suspension.call = suspension.call or self.call_scope
         suspension.asked[request["id"]] = request
         if self.started or self.prefer_sse:  # an event stream: no synchronous write, answer with this one now
             await self.answer_input_required(suspension)
@@ -235,6 +237,7 @@ async def relay_until_closed(
     2026-07-28 cancels the request: the upstream is told (a handshake-era one with notifications/cancelled,
     a 2026 one by aborting mcpmux's own POST). A call already answered (say with `input_required`) goes on."""
     with anyio.CancelScope() as scope:
+        exchange.call_scope = scope
 
         def lost() -> None:
             if not exchange.done:
@@ -341,9 +344,29 @@ async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> No
         if missing:
             await exchange.answer_input_required(suspension)
             return
-        await _serve_resumed(carrier, suspension, exchange)
+        await _serve_until_closed(carrier, suspension, exchange)
     finally:
         suspension.busy = False
+
+
+async def _serve_until_closed(carrier: Carrier, suspension: Suspension, exchange: ModernExchange) -> None:
+    """Serve the resumed call on the retry's answer, until the client closes that POST before the
+    answer: as for any 2026 request, that cancels the call (its task, so the upstream is told)."""
+    with anyio.CancelScope() as scope:
+
+        def lost() -> None:
+            if not exchange.done:
+                scope.cancel()
+                carrier.suspensions.close(suspension)
+                if suspension.call is not None:
+                    suspension.call.cancel()
+
+        watched = watch_disconnect(exchange.send, lost)
+        try:
+            await _serve_resumed(carrier, suspension, exchange)
+        finally:
+            if watched:
+                watch_disconnect(exchange.send, None)
 
 
 async def _serve_resumed(carrier: Carrier, suspension: Suspension, exchange: ModernExchange) -> None:
