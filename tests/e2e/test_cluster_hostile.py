@@ -92,11 +92,12 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
         yield client
 
 
-def headers(token: str, session: str | None = None, **extra: str) -> dict[str, str]:
+def headers(token: str, session: str | None = None, **extra: str) -> dict[str, bytes]:
+    """Values as bytes (latin-1): a forged id or proof may carry obs-text, as a client's bytes can."""
     sent = {"accept": ACCEPT, "authorization": f"Bearer {token}", "content-type": "application/json"}
     if session is not None:
         sent["mcp-session-id"] = session
-    return {**sent, **extra}
+    return {name: value.encode("latin-1") for name, value in {**sent, **extra}.items()}
 
 
 async def post(
@@ -147,6 +148,7 @@ def forgeries(session: str, ids: list[str]) -> dict[str, str]:
         "no mac": f"{replica}.{random}",
         "random": "0123456789ab.deadbeef.00112233445566778899aabbccddeeff",
         "huge": session + "a" * 4000,
+        "obs-text mac": f"{replica}.{random}.{chr(0xE9) * 32}",
     }
 
 
@@ -206,6 +208,8 @@ async def test_forwarding_proofs_sent_by_clients_are_not_trusted(
         "another path": honest.proof("POST", "/beta/mcp", session, now),
         "another session": honest.proof("POST", "/alpha/mcp", "someone-else", now),
         "expired": honest.proof("POST", "/alpha/mcp", session, now - 3600),
+        "obs-text mac": f"{cluster.ids[1]}.{int(now)}.{chr(0xE9) * 64}",
+        "superscript stamp": f"{cluster.ids[1]}.\u00b2.{'0' * 64}",
     }
     for why, proof in proofs.items():
         reply = await post(

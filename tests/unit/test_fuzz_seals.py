@@ -28,7 +28,23 @@ texts = st.one_of(
     st.text(max_size=80),
     st.text(alphabet="0123456789abcdef.", max_size=80),
     st.builds(lambda s: SEALER.session_id()[: len(s)] + s, st.text(max_size=8)),  # near-genuine ids
+    # the genuine shape (12.x.32, replica.stamp.64) with any characters in the parts (a header's obs-text)
+    st.builds(lambda r, m: f"abcdef012345.{r}.{m}", st.text(max_size=4), st.text(min_size=32, max_size=32)),
+    st.builds(lambda t, m: f"abcdef012345.{t}.{m}", st.text(max_size=12), st.text(min_size=64, max_size=64)),
 )
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "abcdef012345.aa." + "\xe9" * 32,
+        "abcdef012345.1700000000." + "\xe9" * 64,
+        "abcdef012345.\u00b2." + "0" * 64,
+    ],
+)
+def test_non_ascii_ids_and_proofs_are_refused_not_raised(forged: str) -> None:
+    assert SEALER.owner(forged) is None  # raised TypeError (compare_digest) or ValueError (int("²"))
+    assert SEALER.proof_ok(forged, "GET", "/p", "s", NOW) is False
 
 
 @fuzz_settings(200)

@@ -49,8 +49,8 @@ class Sealer:
         """The replica a session id names, or None if it is not a sealed id (forged, old, foreign)."""
         body, _, mac = session_id.rpartition(".")
         replica, dot, _random = body.partition(".")
-        if not dot or len(mac) != MAC_HEX or len(replica) != REPLICA_ID_HEX:
-            return None
+        if not dot or len(mac) != MAC_HEX or len(replica) != REPLICA_ID_HEX or not mac.isascii():
+            return None  # (compare_digest refuses non-ASCII text: a client's bytes must not make it raise)
         if not hmac.compare_digest(mac, self._mac(b"sid", body)[:MAC_HEX]):
             return None
         return replica
@@ -64,7 +64,9 @@ class Sealer:
     def proof_ok(self, proof: str, method: str, path: str, session_id: str, now: float) -> bool:
         replica, _, rest = proof.partition(".")
         stamp, _, mac = rest.partition(".")
-        if not stamp.isdigit() or abs(now - int(stamp)) > PROOF_SKEW_SECONDS:
+        if not stamp.isdecimal() or not stamp.isascii() or not mac.isascii():
+            return False
+        if abs(now - int(stamp)) > PROOF_SKEW_SECONDS:
             return False
         subject = f"{replica}\n{stamp}\n{method}\n{path}\n{session_id}"
         return hmac.compare_digest(mac, self._mac(b"fwd", subject))
