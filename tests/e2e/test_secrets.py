@@ -190,3 +190,44 @@ async def test_debug_logs_show_no_token_state_key_env_value_or_argument_from_the
     assert "started pid" in proxy.log  # debug lines were written
     for secret in (ARG_SECRET, STATE_KEY, ENV_SECRET, SERVER_TOKEN, ADMIN):
         assert secret not in proxy.log, secret
+
+
+async def test_a_2026_discover_and_errors_show_no_secret(proxy: ProxyProcess) -> None:
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    headers = {
+        "authorization": f"Bearer {SERVER_TOKEN}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+    }
+    with anyio.fail_after(BOUND_SECONDS):
+        async with httpx2.AsyncClient(timeout=BOUND_SECONDS) as http:
+            url = proxy.url(f"/fetch/{PATH_TOKEN}/mcp")
+            replies = [
+                await http.post(
+                    url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": method,
+                        "params": {"_meta": envelope, **params},
+                    },
+                    headers={**headers, "mcp-method": method, **extra},
+                )
+                for method, params, extra in (
+                    ("server/discover", {}, {}),
+                    ("tools/call", {"name": "nope", "arguments": {}}, {"mcp-name": "nope"}),
+                    ("tools/call", {"name": "nope", "arguments": {}}, {"mcp-name": "other"}),
+                    ("resources/read", {"uri": "test://missing"}, {"mcp-name": "test://missing"}),
+                )
+            ]
+            down = await http.post(
+                proxy.url("/amap/mcp"),
+                json={"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": envelope}},
+                headers={**headers, "authorization": f"Bearer {ADMIN}", "mcp-method": "tools/list"},
+            )
+    assert replies[0].status_code == 200 and replies[0].json()["result"]["_meta"], replies[0].text
+    for reply in [*replies, down]:
+        assert_no_secret(reply.text)
