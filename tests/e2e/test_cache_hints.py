@@ -6,12 +6,14 @@ Upstreams: the everything fixture spoken to in the 2026 era, telling `tools/list
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
 import orjson
 import pytest
+from mcp.client import Client
 from relay_kit import ACCEPT_BOTH, BOUND_SECONDS, messages_of, raw_http, relay_proxy
 
 from harness import ProxyProcess
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 MODERN = "2026-07-28"
 TOKEN = "era2-cache-hints-token-0123456789"
+OPERATOR = "era2-cache-hints-operator-0123456789"
 HINTED = ("--cache-ttl-ms", "60000")
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -38,7 +41,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
         "old": ("streamable-http", ("--handshake-only",), {"protocol": "auto"}),
     }
     groups = {"pair": {"servers": ["hinted", "brief"]}, "mixed": {"servers": ["hinted", "old"]}}
-    with relay_proxy(tmp_path_factory.mktemp("cache"), routes, groups=groups) as running:
+    operator = {"operatorTokens": [OPERATOR]}
+    with relay_proxy(
+        tmp_path_factory.mktemp("cache"), routes, groups=groups, proxy_options=operator
+    ) as running:
         yield running
 
 
@@ -109,3 +115,23 @@ async def test_a_2025_client_gets_no_2026_hints(proxy: ProxyProcess) -> None:
     async with raw_http(proxy.url("/hinted/mcp")) as client:
         listed = await client.result("tools/list")
     assert not {"resultType", "ttlMs", "cacheScope"} & set(listed), listed
+
+
+def listed_so_far(proxy: ProxyProcess, route: str) -> float:
+    """How many tools/list requests the route answered (from /metrics)."""
+    auth = {"authorization": f"Bearer {OPERATOR}"}
+    metrics = httpx2.get(proxy.url("/metrics"), headers=auth, timeout=BOUND_SECONDS)
+    assert metrics.status_code == 200, metrics.text
+    pattern = rf'^mcpmux_requests_total\{{method="tools/list",route="{route}",[^}}]*\}} (\S+)$'
+    counts = [float(m.group(1)) for m in re.finditer(pattern, metrics.text, re.MULTILINE)]
+    return sum(counts)
+
+
+async def test_the_sdk_client_honours_the_hints_it_gets_through_mcpmux(proxy: ProxyProcess) -> None:
+    """The SDK's 2026 `Client` caches what it is told it may: a second listing within the ttl is not asked."""
+    before = listed_so_far(proxy, "hinted")
+    async with Client(proxy.url("/hinted/mcp"), mode=MODERN) as client:
+        first = await client.list_tools()
+        again = await client.list_tools()
+    assert [t.name for t in first.tools] == [t.name for t in again.tools]
+    assert listed_so_far(proxy, "hinted") == before + 1
