@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ from .streamable import handle_streamable
 from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
-    from ..config.model import ProxyConfig
+    from ..config.model import ProxyConfig, TokenScope
 
 log = logging.getLogger("mcpmux.http")
 access_log = logging.getLogger("mcpmux.access")
@@ -183,14 +183,10 @@ class ProxyApp:
         # Matched even where auth is off: on the merged endpoint a token may reach more than no token.
         presented = token_from_authorization(headers.authorization)
         token = route.tokens.match(presented) if route.tokens else None
-        if token is None and self.oauth is not None and route.name in self.oauth.doors:
-            # a static token first, then OAuth (both may be on)
-            token = await self.oauth.admit(route, kind, scope, presented, send)
+        if token is None and self._admission_needed(route):
+            token = await self._admit(route, kind, scope, presented, send)
             if token is None:
-                return  # the 401/403 challenge was sent
-        elif token is None and route.tokens.enabled:
-            await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
-            return
+                return  # the 401 (or OAuth's 401/403 challenge) was sent
         if self.cluster is not None and kind != "sse":
             # another replica's session or call is relayed there (and its token checked again there)
             served = await self.cluster.intercept(route, token, scope, receive, send, headers)
@@ -201,12 +197,22 @@ class ProxyApp:
         if kind == "mcp":
             await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)
         elif kind == "sse":
-            if scope["method"] != "GET":
-                await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
-                return
-            await handle_sse_stream(route, target[1], receive, send, token)
+            await _sse_stream(route, target[1], scope, receive, send, token)
         else:
             await handle_sse_message(route, scope, receive, send, headers, token, limit, self.telemetry)
+
+    def _admission_needed(self, route: Route) -> bool:
+        """Whether a caller without a matching static token must get in another way (OAuth) or not at all."""
+        return route.tokens.enabled or (self.oauth is not None and route.name in self.oauth.doors)
+
+    def _admit(
+        self, route: Route, kind: str, scope: Scope, presented: str | None, send: Send
+    ) -> Awaitable[TokenScope | None]:
+        """A caller without a matching static token: OAuth where it is on, else 401 (None once answered)."""
+        if self.oauth is not None and route.name in self.oauth.doors:
+            admitting: Awaitable[TokenScope | None] = self.oauth.admit(route, kind, scope, presented, send)
+            return admitting  # a static token first, then OAuth
+        return _unauthorized(send)
 
     async def _logged(
         self,
@@ -280,3 +286,17 @@ class LazyMetricsEndpoint:
 
             self._endpoint = MetricsEndpoint(self.app, self.telemetry)
         await self._endpoint(scope, receive, send, headers)
+
+
+async def _unauthorized(send: Send) -> None:
+    await send_error(send, 401, "Unauthorized", UNAUTHORIZED_HEADERS)
+
+
+async def _sse_stream(
+    route: Route, session_hint: Any, scope: Scope, receive: Receive, send: Send, token: TokenScope | None
+) -> None:
+    """The legacy SSE stream (GET only)."""
+    if scope["method"] != "GET":
+        await send_error(send, 405, "Method Not Allowed", [(b"allow", b"GET")])
+        return
+    await handle_sse_stream(route, session_hint, receive, send, token)

@@ -210,8 +210,7 @@ async def _handle_modern(
     if envelope is None or not await fields_ok(msg, send) or not await _params_ok(route, msg, send, headers):
         return
     if msg["method"] == SERVER_DISCOVER:
-        response = await discover(route, token, envelope, msg["id"])
-        await send_json(send, 200 if "result" in response else 503, response)
+        await _discover(route, token, envelope, msg["id"], send)
         return
     carrier = await ready_carrier(route, token, envelope, msg["id"])
     if not isinstance(carrier, Carrier):
@@ -222,12 +221,24 @@ async def _handle_modern(
         return
     carrier.client.capabilities = envelope.capabilities
     exchange = ModernExchange(carrier, msg, send, headers, envelope.log_level)
-    if "requestState" in (msg.get("params") or {}):
+    if _resumes(msg):
         await resume(carrier, msg, exchange)
         return
     relayed = await relay_until_closed(route, carrier, msg, exchange, telemetry)
     if relayed is not None:
         await exchange.finish(relayed)
+
+
+async def _discover(
+    route: Route, token: TokenScope | None, envelope: Envelope, request_id: Any, send: Send
+) -> None:
+    response = await discover(route, token, envelope, request_id)
+    await send_json(send, 200 if "result" in response else 503, response)
+
+
+def _resumes(msg: Message) -> bool:
+    """A request carrying `requestState`: the retry of one that answered `input_required`."""
+    return "requestState" in (msg.get("params") or {})
 
 
 async def relay_until_closed(

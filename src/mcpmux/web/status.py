@@ -54,10 +54,10 @@ def approve_from_form(proxy: ProxyState, operator: Operator | None, form: dict[s
     """Approve what a signed-in operator's form names (`approve=<server>`, `tool=<name>`): what happened.
 
     Only a caller that presented an operator token may approve (never an open, token-less page)."""
-    server = (form.get("approve") or [""])[0]
+    server = _form_value(form, "approve")
     if not server or operator is None or operator.token is None:
         return ""
-    tool = (form.get("tool") or [""])[0] or None
+    tool = _form_value(form, "tool") or None
     try:
         changes = proxy.pins.approve(server, tool)
     except KeyError:
@@ -66,6 +66,11 @@ def approve_from_form(proxy: ProxyState, operator: Operator | None, form: dict[s
         return f"Not approved: could not write the lock file ({exc.strerror or exc})."
     what = f"tool {tool!r} of {server!r}" if tool else f"every change of {server!r}"
     return f"Approved {what} ({len(changes)} change(s)); the lock file is updated."
+
+
+def _form_value(form: dict[str, list[str]], name: str) -> str:
+    """The first value of a form field ("" when absent)."""
+    return (form.get(name) or [""])[0]
 
 
 ASSETS = {"status.css": b"text/css; charset=utf-8", "status.js": b"text/javascript; charset=utf-8"}

@@ -154,26 +154,44 @@ def _cards(servers: list[dict[str, Any]], action: str, token: str | None) -> str
 
 def fill(template: str, view: View, base: str, name: str, cluster: str = "") -> str:
     """The page template with this view's first content: data, a sign-in form, or why there is none."""
-    data = view.snapshot
-    if data is not None:
-        connection = view.notice or "Updated at load time; this page refreshes itself when JavaScript runs"
-    else:
-        connection = OFF if view.mode == "off" else SIGN_IN
     values = {
         "%BASE%": escape(base, quote=True),
         "%NAME%": escape(name),
         "%MODE%": view.mode,
         "%CLUSTER%": escape(cluster, quote=True),  # the cluster view's path (cluster mode), else ""
-        "%CONNECTION%": escape(connection),
-        "%LOGIN_HIDDEN%": "" if data is None and view.mode == "token" else " hidden",
+        "%CONNECTION%": escape(_connection(view)),
+        "%LOGIN_HIDDEN%": "" if view.snapshot is None and view.mode == "token" else " hidden",
         "%LOGIN_ERROR%": escape(view.login_error),
-        "%DATA_HIDDEN%": "" if data is not None else " hidden",
-        "%SERVERS%": _cards(data["servers"], f"{base}/_status", view.token) if data else "",
-        "%ROUTES%": route_rows(data) if data else "",
-        "%CLUSTER_HIDDEN%": "" if data is not None and view.cluster is not None else " hidden",
-        "%CLUSTER_ROWS%": cluster_rows(view.cluster) if data is not None and view.cluster else "",
+        **_data_values(view, base),
     }
     return fill_placeholders(template, values)
+
+
+def _connection(view: View) -> str:
+    if view.snapshot is not None:
+        return view.notice or "Updated at load time; this page refreshes itself when JavaScript runs"
+    return OFF if view.mode == "off" else SIGN_IN
+
+
+def _data_values(view: View, base: str) -> dict[str, str]:
+    """The placeholders of the data sections: filled for an operator's view, else hidden and empty."""
+    data = view.snapshot
+    if data is None:
+        hidden = " hidden"
+        return {
+            "%DATA_HIDDEN%": hidden,
+            "%SERVERS%": "",
+            "%ROUTES%": "",
+            "%CLUSTER_HIDDEN%": hidden,
+            "%CLUSTER_ROWS%": "",
+        }
+    return {
+        "%DATA_HIDDEN%": "",
+        "%SERVERS%": _cards(data["servers"], f"{base}/_status", view.token) if data else "",
+        "%ROUTES%": route_rows(data) if data else "",
+        "%CLUSTER_HIDDEN%": "" if view.cluster is not None else " hidden",
+        "%CLUSTER_ROWS%": cluster_rows(view.cluster) if view.cluster else "",
+    }
 
 
 def fill_placeholders(template: str, values: dict[str, str]) -> str:

@@ -169,14 +169,13 @@ async def _post(
         return
     if "method" in msg and not await fields_ok(msg, send):
         return
-    if msg.get("method") == "initialize" and "id" in msg:
+    if _is_initialize(msg):
         await _initialize(route, msg, send, headers, token, telemetry)
         return
     client = await _session(route, headers, token)
     refused_in_session = session_refusal(client, headers)
     if refused_in_session is not None:
-        status, text = refused_in_session
-        await send_json(send, status, error_response(msg.get("id"), INVALID_REQUEST, text))
+        await _refuse(send, msg, refused_in_session)
         return
     assert client is not None  # session_refusal refuses a missing session
     client.touch()
@@ -189,6 +188,15 @@ async def _post(
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
         await exchange.finish(await relay_contained(telemetry, route, client, msg, exchange))
+
+
+def _is_initialize(msg: Message) -> bool:
+    return msg.get("method") == "initialize" and "id" in msg
+
+
+async def _refuse(send: Send, msg: Message, refusal: tuple[int, str]) -> None:
+    status, text = refusal
+    await send_json(send, status, error_response(msg.get("id"), INVALID_REQUEST, text))
 
 
 async def read_message(receive: Receive, send: Send, headers: RequestHeaders, limit: int) -> Message | None:
