@@ -3,10 +3,11 @@
 Clients: `Client(mode="legacy")` (the handshake, a session, a GET stream) and `Client(mode="2026-07-28")`
 (stateless, `subscriptions/listen`). Upstreams, the everything fixture over streamable HTTP on
 127.0.0.1 with `protocol: "auto"`: one started `--handshake-only` (it refuses 2026 requests as a 2025-only
-server does, so the probe falls back to the handshake) and one serving 2026-07-28; and over stdio, spoken
-to in each era (`protocol` legacy and 2026-07-28). Every cell, on the server's own route, on the merged
-endpoint and in a group, does a tools/call, an elicitation and a sampling round trip answered by the
-client's callbacks, sees a tools list_changed and a resource subscription's update.
+server does, so the probe falls back to the handshake) and one serving 2026-07-28; over stdio, spoken
+to in each era (`protocol` legacy and 2026-07-28); and over legacy SSE (handshake era only). Every cell,
+on the server's own route, on the merged endpoint and in a group, does a tools/call, an elicitation and a
+sampling round trip answered by the client's callbacks, sees a tools list_changed and a resource
+subscription's update.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ UPSTREAMS = {
     "new": ("streamable-http", (), {"protocol": "auto"}),
     "old_stdio": ("stdio", (), {"protocol": "legacy"}),
     "new_stdio": ("stdio", (), {"protocol": MODERN}),
+    "old_sse": ("sse", (), {}),  # legacy HTTP+SSE has no 2026 form: always the handshake era
 }
 CLIENT_MODES = ("legacy", MODERN)
 WATCHED = "test://watched-resource"
