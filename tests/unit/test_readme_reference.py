@@ -56,7 +56,7 @@ SECTIONS = {
     "options.TOKEN_KEYS": "### Auth",
     "groups.MERGED_KEYS": "### `mcpProxy`",
     "groups.GROUP_KEYS": "### `mcpGroups`: hand-picked virtual servers",
-    "groups.GROUP_OPTION_KEYS": "### `mcpGroups`: hand-picked virtual servers",
+    "groups.ROUTE_SETTING_KEYS": "### `mcpGroups`: hand-picked virtual servers",
     "groups.GROUP_MEMBER_KEYS": "### `mcpGroups`: hand-picked virtual servers",
     "legacy.LEGACY_SERVER_KEYS": "### The old format",
     "legacy.LEGACY_CLIENT_KEYS": "### The old format",

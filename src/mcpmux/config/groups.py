@@ -11,9 +11,10 @@ from mcpmux.config.oauth import as_oauth
 from mcpmux.config.options import OptionValues, as_auth_tokens, as_catalog_mode, as_tool_filter
 from mcpmux.config.servers import check_route_name
 
-MERGED_KEYS = ("enabled", "separator", "authTokens", "logEnabled", "oauth", "catalog")
+# what the merged endpoint and each group set for themselves, else inherit from `mcpProxy.options`
+ROUTE_SETTING_KEYS = ("authTokens", "logEnabled", "oauth", "catalog")
+MERGED_KEYS = ("enabled", "separator", *ROUTE_SETTING_KEYS)
 GROUP_KEYS = ("servers", "options")
-GROUP_OPTION_KEYS = ("authTokens", "logEnabled", "oauth", "catalog")
 GROUP_MEMBER_KEYS = ("toolFilter",)
 _SEPARATOR = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -21,29 +22,30 @@ _SEPARATOR = re.compile(r"[A-Za-z0-9_.-]+")
 def merged_endpoint(proxy: JsonObject, inherited: OptionValues) -> MergedConfig:
     """`mcpProxy.merged`: true/false, or an object overriding what the proxy's options give it."""
     value = proxy.get("merged")
-    tokens = inherited.get("auth_tokens", ())
-    log_enabled = inherited.get("log_enabled", False)
-    oauth = inherited.get("oauth") or None
-    catalog = inherited.get("catalog", "full")
     if isinstance(value, bool):
-        return MergedConfig(
-            enabled=value, auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth, catalog=catalog
-        )
+        return MergedConfig(enabled=value, **route_settings(None, inherited))
     merged = proxy.object("merged", MERGED_KEYS)
     if merged is None:
-        return MergedConfig(auth_tokens=tokens, log_enabled=log_enabled, oauth=oauth, catalog=catalog)
+        return MergedConfig(**route_settings(None, inherited))
     separator = _separator(merged)
-    own_tokens = merged.read("authTokens", as_auth_tokens)
-    own_log = merged.read("logEnabled", as_bool)
+    settings = route_settings(merged, inherited)
     enabled = merged.read("enabled", as_bool)
-    return MergedConfig(
-        enabled=True if enabled is None else enabled,
-        separator=separator or "__",
-        auth_tokens=tokens if own_tokens is None else own_tokens,
-        log_enabled=log_enabled if own_log is None else own_log,
-        oauth=own_oauth(merged, oauth),
-        catalog=merged.read("catalog", as_catalog_mode) or catalog,
-    )
+    return MergedConfig(enabled=True if enabled is None else enabled, separator=separator or "__", **settings)
+
+
+def route_settings(own: JsonObject | None, inherited: OptionValues) -> dict[str, Any]:
+    """The merged endpoint's or a group's tokens, logging, OAuth and catalog (MergedConfig/GroupConfig
+    fields): each as its own object sets it, else as inherited from `mcpProxy.options`."""
+    tokens = own.read("authTokens", as_auth_tokens) if own else None
+    log_enabled = own.read("logEnabled", as_bool) if own else None
+    oauth = own_oauth(own, inherited.get("oauth") or None)
+    catalog = own.read("catalog", as_catalog_mode) if own else None
+    return {
+        "auth_tokens": inherited.get("auth_tokens", ()) if tokens is None else tokens,
+        "log_enabled": inherited.get("log_enabled", False) if log_enabled is None else log_enabled,
+        "oauth": oauth,
+        "catalog": catalog or inherited.get("catalog", "full"),
+    }
 
 
 def _separator(merged: JsonObject) -> str | None:
@@ -94,18 +96,8 @@ def _group(
     if not group.has("servers"):
         raise diag.error(path, 'needs "servers"')
     members = _group_members(group, servers, known)
-    options = group.object("options", GROUP_OPTION_KEYS)
-    tokens = options.read("authTokens", as_auth_tokens) if options else None
-    log_enabled = options.read("logEnabled", as_bool) if options else None
-    catalog = options.read("catalog", as_catalog_mode) if options else None
-    return GroupConfig(
-        name=name,
-        members=members,
-        auth_tokens=inherited.get("auth_tokens", ()) if tokens is None else tokens,
-        log_enabled=inherited.get("log_enabled", False) if log_enabled is None else log_enabled,
-        oauth=own_oauth(options, inherited.get("oauth") or None),
-        catalog=catalog or inherited.get("catalog", "full"),
-    )
+    options = group.object("options", ROUTE_SETTING_KEYS)
+    return GroupConfig(name=name, members=members, **route_settings(options, inherited))
 
 
 def _group_members(
