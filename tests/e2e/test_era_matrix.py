@@ -5,9 +5,9 @@ Clients: `Client(mode="legacy")` (the handshake, a session, a GET stream) and `C
 127.0.0.1 with `protocol: "auto"`: one started `--handshake-only` (it refuses 2026 requests as a 2025-only
 server does, so the probe falls back to the handshake) and one serving 2026-07-28; over stdio, spoken
 to in each era (`protocol` legacy and 2026-07-28); and over legacy SSE (handshake era only). Every cell,
-on the server's own route, on the merged endpoint and in a group, does a tools/call, an elicitation and a
-sampling round trip answered by the client's callbacks, sees a tools list_changed and a resource
-subscription's update.
+on the server's own route, on the merged endpoint and in a group, does a tools/call, elicitation, sampling
+and roots round trips answered by the client's callbacks (during tools/call and prompts/get), sees a tools
+list_changed and a resource subscription's update.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ UPSTREAMS = {
 }
 CLIENT_MODES = ("legacy", MODERN)
 WATCHED = "test://watched-resource"
+ROOT = "file:///work"
 GROUP = "every_era"  # a group of all four upstreams
 
 
@@ -67,6 +68,10 @@ def cell_of(upstream: str, where: str) -> Cell:
 
 async def answer_elicitation(context: Any, params: Any) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={"name": f"answer to {params.message}"})
+
+
+async def answer_roots(context: Any) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="work")])
 
 
 async def answer_sampling(context: Any, params: Any) -> types.CreateMessageResult:
@@ -100,6 +105,7 @@ async def client_for(proxy: ProxyProcess, cell: Cell, mode: str, **kwargs: Any) 
         mode=mode,
         elicitation_callback=answer_elicitation,
         sampling_callback=answer_sampling,
+        list_roots_callback=answer_roots,
         **kwargs,
     ) as client:
         yield client
@@ -113,7 +119,7 @@ def text_of(result: types.CallToolResult) -> str:
 
 
 async def tools_and_questions(client: Client, cell: Cell) -> None:
-    """tools/call, then an elicitation and a sampling round trip answered by the client's callbacks."""
+    """tools/call, then elicitation, sampling and roots round trips answered by the client's callbacks."""
     echoed = await client.call_tool(f"{cell.prefix}echo", {"text": "across eras"})
     assert echoed.structured_content == {"text": "across eras"}
     elicited = text_of(await client.call_tool(f"{cell.prefix}test_input_required_result_elicitation", {}))
@@ -122,6 +128,11 @@ async def tools_and_questions(client: Client, cell: Cell) -> None:
     sampled = text_of(await client.call_tool(f"{cell.prefix}test_input_required_result_sampling", {}))
     content = json.loads(sampled.removeprefix("sampling: "))
     assert content == {"type": "text", "text": "sampled: What is the capital of France?"}
+    rooted = text_of(await client.call_tool(f"{cell.prefix}test_input_required_result_list_roots", {}))
+    assert json.loads(rooted.removeprefix("roots: ")) == [ROOT]
+    prompt = await client.get_prompt(f"{cell.prefix}test_input_required_result_prompt")
+    text = prompt.messages[0].content
+    assert isinstance(text, types.TextContent) and text.text.startswith("Use this context: "), prompt
 
 
 async def legacy_cell(proxy: ProxyProcess, cell: Cell) -> None:
