@@ -11,13 +11,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx2
 import orjson
 import pytest
 from cluster_kit import ACCEPT, INITIALIZE, SECRET, running_redis
+from hypothesis import given
+from hypothesis import strategies as st
 
+from fuzz_kit import fuzz_settings
 from harness import ProxyProcess, fixture_server
 from mcpmux.cluster.seal import Sealer
 
@@ -372,4 +376,37 @@ async def test_streams_relayed_to_one_replica_are_bounded_and_requests_still_get
             assert await get_stream_status(http, other, sessions[-1], TOKEN_A) == 503
             # the connections left to the owner still carry requests
             assert await list_status(http, other, sessions[0]) == 200
+    cluster.alive()
+
+
+latin1 = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=70
+)
+hostile_ids = st.one_of(
+    latin1,
+    st.builds(lambda r, m: f"{r}.{m}", latin1, latin1),
+    st.builds(lambda x, m: f"{x[:12]:0<12}.{m}.{'0' * 32}", latin1, latin1),
+)
+
+
+@fuzz_settings(40)
+@given(
+    st.sampled_from(["GET", "POST", "DELETE"]),
+    st.sampled_from(["/alpha/mcp", "/alpha/message"]),
+    hostile_ids,
+    st.one_of(st.none(), latin1, st.builds(lambda n: f"p.{'a' * 16}.{n}", st.integers(0, 10**12))),
+    st.one_of(st.none(), hostile_ids),
+)
+def test_fuzz_cluster_ids_proofs_and_event_ids(
+    cluster: Cluster, method: str, path: str, session: str, last_event: str | None, proof: str | None
+) -> None:
+    extra = {"last-event-id": last_event.strip()} if last_event and last_event.strip() else {}
+    if proof is not None and proof.strip():
+        extra["x-mcpmux-forwarded"] = proof.strip()  # a header value has no edge whitespace
+    sent = headers(TOKEN_A, session.strip() or "x", accept="text/event-stream, application/json", **extra)
+    url = cluster.replicas[1].url(path) + ("?sessionId=" + quote(session) if path.endswith("message") else "")
+    body = orjson.dumps(LIST) if method == "POST" else b""
+    with httpx2.Client(timeout=BOUND_SECONDS) as http:
+        with http.stream(method, url, headers=sent, content=body) as reply:
+            assert reply.status_code < 500 or reply.status_code == 503, reply.read()[:300]
     cluster.alive()
