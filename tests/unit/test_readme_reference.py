@@ -68,6 +68,21 @@ SECTIONS = {
     "cluster.CLUSTER_KEYS": "### `mcpProxy`",
     "statekeys.KEY_FIELDS": "### `mcpProxy`",
 }
+# Tables whose section is a table of keys: each key must head a row there (`| \`key\` |`), not only be
+# mentioned. The others are documented as annotated JSON examples or inline (nested objects).
+ROW_TABLES = {
+    "parse.PROXY_KEYS",
+    "httplimits.HTTP_KEYS",
+    "servers.SERVER_KEYS",
+    "servers.TRANSPORT_FIELD_KEYS",
+    "options.OPTION_KEYS",
+    "options.PER_SERVER_KEYS",
+    "groups.GROUP_KEYS",
+    "groups.ROUTE_SETTING_KEYS",
+    "legacy.LEGACY_SERVER_KEYS",
+    "legacy.LEGACY_CLIENT_KEYS",
+    "upstream_oauth.UPSTREAM_OAUTH_KEYS",
+}
 TABLE_NAME = re.compile(r"[A-Z][A-Z_]*(KEYS|FIELDS)")
 # the calls that take a known-key table: as_object(diag, path, value, KEYS), JsonObject(…, KEYS),
 # obj.object("key", KEYS)
@@ -136,6 +151,13 @@ def test_every_config_key_is_documented_in_its_readme_section(table: str) -> Non
     assert keys, table
     missing = [key for key in keys if not documented(key, text)]
     assert not missing, f"{table}: not in README section {SECTIONS[table]!r}: {missing}"
+
+
+@pytest.mark.parametrize("table", sorted(ROW_TABLES))
+def test_every_key_of_a_key_table_heads_a_row_of_its_readme_table(table: str) -> None:
+    first_cells = [row.split("|")[1] for row in section(SECTIONS[table]).splitlines() if row.startswith("| ")]
+    missing = [key for key in key_tables()[table] if not any(documented(key, cell) for cell in first_cells)]
+    assert not missing, f"{table}: no row in README section {SECTIONS[table]!r} for {missing}"
 
 
 def test_the_parser_reads_objects_only_with_named_key_tables() -> None:
