@@ -1,5 +1,5 @@
 """The house rules a reader relies on (README, Development): every module says its job in its first
-docstring line, and modules stay small enough to read (the complexity rule is ruff's C901)."""
+docstring line, and modules stay small enough to read (complexity: radon and C901, scripts/lint)."""
 
 from __future__ import annotations
 

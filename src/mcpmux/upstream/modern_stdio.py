@@ -68,27 +68,38 @@ class ModernStdioConnection(ModernTranslation):
     def on_message(self, msg: Message, related: Any) -> None:
         """What the child writes: answers to our exchanges, listen notifications, the rest as is."""
         if "method" not in msg:
-            rid = msg.get("id")
-            if not isinstance(rid, (str, int)) or (rid == PROBE_ID and self.passthrough):
+            if self._took_response(msg):
                 return
-            future = self.waiting.pop(rid, None)
-            if future is not None:
-                if not future.done():
-                    future.set_result(msg)
-                return
-            self._acknowledged(rid)  # ended: nobody waits for it any more
-            if self.listen_ids.pop(rid, None) is not None:  # type: ignore[arg-type]
-                log.debug("%s ended a subscriptions/listen stream", self.name)
-                return
-        elif not self.passthrough:
-            subscription = subscription_of(msg)
-            if isinstance(subscription, str) and subscription in self.listen_ids:
-                if msg["method"] == SUBSCRIPTIONS_ACKNOWLEDGED:
-                    self._acknowledged(subscription)
-                else:
-                    self.receiver(without_subscription_id(msg), None)
-                return
+        elif not self.passthrough and self._took_notification(msg):
+            return
         self.receiver(msg, related)
+
+    def _took_response(self, msg: Message) -> bool:
+        """A response that is ours (an exchange's answer, a listen stream's end) or unusable: taken here."""
+        rid = msg.get("id")
+        if not isinstance(rid, (str, int)) or (rid == PROBE_ID and self.passthrough):
+            return True
+        future = self.waiting.pop(rid, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(msg)
+            return True
+        self._acknowledged(rid)  # ended: nobody waits for it any more
+        if self.listen_ids.pop(rid, None) is not None:  # type: ignore[arg-type]
+            log.debug("%s ended a subscriptions/listen stream", self.name)
+            return True
+        return False
+
+    def _took_notification(self, msg: Message) -> bool:
+        """A notification on one of our listen streams: acknowledged, or passed on without its id."""
+        subscription = subscription_of(msg)
+        if not isinstance(subscription, str) or subscription not in self.listen_ids:
+            return False
+        if msg["method"] == SUBSCRIPTIONS_ACKNOWLEDGED:
+            self._acknowledged(subscription)
+        else:
+            self.receiver(without_subscription_id(msg), None)
+        return True
 
     async def _exchange(self, msg: Message, related: Any) -> Message:
         stdio = self.stdio

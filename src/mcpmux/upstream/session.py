@@ -72,6 +72,11 @@ def wanted_by(origin: Exchange | None, msg: Message) -> bool:
     return bool(origin.client.wants_log((msg.get("params") or {}).get("level")))
 
 
+def early_answer(origin: Exchange | None, early: bool) -> Any:
+    """The origin's path for answering before the request's handler returns, when the caller allows it."""
+    return getattr(origin, "finish_now", None) if early else None
+
+
 def busy(origin: Exchange | None) -> Any:
     """The client a request is for, counted busy until `done` (an idle session has no request waiting)."""
     if origin is None:
@@ -191,7 +196,7 @@ class UpstreamSession:
         request_id = msg["id"]
         if self.closed_reason is not None:
             return self._closed_error(request_id)
-        pending = InFlight(origin, self.queue_limit, getattr(origin, "finish_now", None) if early else None)
+        pending = InFlight(origin, self.queue_limit, early_answer(origin, early))
         up = self.ids.start(msg, pending)
         uid = pending.uid
         timer = self._timer(uid, timeout_seconds)
