@@ -21,6 +21,8 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+# a converter of one JSON value: (diag, its JSON path, the value) -> the value read, or raises diag.error
+Reader = Callable[["Diagnostics", str, Any], Any]
 
 
 @dataclass(slots=True)
@@ -160,6 +162,12 @@ class JsonObject:
         if value is MISSING or value is None:
             return None
         return self.diag.attempt(convert, self.diag, self.path_of(key), value)
+
+    def read_given(self, readers: Mapping[str, tuple[str, Reader]]) -> dict[str, Any]:
+        """`read` each key of `readers` (key -> (name, convert)): the values given (not absent, null or
+        invalid), by name."""
+        values = {name: self.read(key, convert) for key, (name, convert) in readers.items()}
+        return {name: value for name, value in values.items() if value is not None}
 
     def object(
         self, key: str, known_keys: Sequence[str], nested: Mapping[str, Sequence[str]] | None = None

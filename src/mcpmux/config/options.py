@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 from mcpmux.config.fields import (
     Diagnostics,
     JsonObject,
+    Reader,
     as_bool,
     as_duration,
     as_names,
@@ -36,8 +36,18 @@ OptionValues = dict[str, Any]
 TOKEN_KEYS = ("token", "servers", "toolFilter")
 TOOL_FILTER_KEYS = ("mode", "list")
 OVERRIDE_KEYS = ("name", "description", "title")
-RESTART_KEYS = ("initialDelay", "maxDelay", "multiplier", "jitter")
-HEALTH_CHECK_KEYS = ("interval", "failureThreshold", "timeout")
+# JSON key -> (BackoffPolicy / HealthCheck field, converter)
+RESTART_KEYS: dict[str, tuple[str, Reader]] = {
+    "initialDelay": ("initial_seconds", as_duration),
+    "maxDelay": ("max_seconds", as_duration),
+    "multiplier": ("multiplier", as_number),
+    "jitter": ("jitter", as_number),
+}
+HEALTH_CHECK_KEYS: dict[str, tuple[str, Reader]] = {
+    "interval": ("interval_seconds", as_duration),
+    "failureThreshold": ("failure_threshold", as_positive_int),
+    "timeout": ("timeout_seconds", as_duration),
+}
 # Only meaningful on a server's own `options`; `disabled` is read by the server entry (not inherited, as in
 # the original, where it is a field of the server's options).
 PER_SERVER_KEYS = ("toolFilter", "toolOverrides", "disabled")
@@ -72,28 +82,17 @@ def as_protocol(diag: Diagnostics, path: str, value: Any) -> UpstreamEra:
 
 
 def as_restart(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
-    restart = as_object(diag, path, value, RESTART_KEYS)
-    given = {
-        "initial_seconds": restart.read("initialDelay", as_duration),
-        "max_seconds": restart.read("maxDelay", as_duration),
-        "multiplier": restart.read("multiplier", as_number),
-        "jitter": restart.read("jitter", as_number),
-    }
-    if given["multiplier"] is not None and given["multiplier"] < 1:
+    restart = as_object(diag, path, value, tuple(RESTART_KEYS))
+    given: dict[str, float] = restart.read_given(RESTART_KEYS)
+    if given.get("multiplier", 1) < 1:
         diag.report(restart.path_of("multiplier"), "expected a number >= 1")
-    if given["jitter"] is not None and not 0 <= given["jitter"] <= 1:
+    if not 0 <= given.get("jitter", 0) <= 1:
         diag.report(restart.path_of("jitter"), "expected a number between 0 and 1")
-    return {key: value for key, value in given.items() if value is not None}
+    return given
 
 
 def as_health_check(diag: Diagnostics, path: str, value: Any) -> dict[str, float]:
-    health = as_object(diag, path, value, HEALTH_CHECK_KEYS)
-    given = {
-        "interval_seconds": health.read("interval", as_duration),
-        "failure_threshold": health.read("failureThreshold", as_positive_int),
-        "timeout_seconds": health.read("timeout", as_duration),
-    }
-    return {key: value for key, value in given.items() if value is not None}
+    return as_object(diag, path, value, tuple(HEALTH_CHECK_KEYS)).read_given(HEALTH_CHECK_KEYS)
 
 
 def as_auth_tokens(diag: Diagnostics, path: str, value: Any) -> tuple[TokenScope, ...]:
@@ -184,7 +183,7 @@ def _check_new_tool_name(
 
 
 # JSON key -> (ServerOptions field, converter); all of these inherit from `mcpProxy.options`.
-INHERITED_OPTIONS: dict[str, tuple[str, Callable[[Diagnostics, str, Any], Any]]] = {
+INHERITED_OPTIONS: dict[str, tuple[str, Reader]] = {
     "panicIfInvalid": ("panic_if_invalid", as_bool),
     "logEnabled": ("log_enabled", as_bool),
     "authTokens": ("auth_tokens", as_auth_tokens),
@@ -211,11 +210,7 @@ def read_option_values(options: JsonObject | None, *, per_server: bool) -> Optio
     """The option values explicitly given in one `options` object (None: nothing given)."""
     if options is None:
         return {}
-    values: OptionValues = {}
-    for key, (field_name, convert) in INHERITED_OPTIONS.items():
-        value = options.read(key, convert)
-        if value is not None:
-            values[field_name] = value
+    values: OptionValues = options.read_given(INHERITED_OPTIONS)
     _read_per_server_values(options, values, per_server=per_server)
     return values
 
