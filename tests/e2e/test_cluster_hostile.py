@@ -273,6 +273,11 @@ async def test_garbage_in_redis_does_not_break_a_replica(cluster: Cluster, http:
         store.set("mcpmux:replica:bbbbbbbbbbbb", b"\x00 not json")
         store.set("mcpmux:replica:cccccccccccc", orjson.dumps({"url": "gopher://[::1", "at": "x"}))
         store.publish("mcpmux:reload", b"\xff" * 100_000)
+        credentials = {
+            "url": "http://user:pw-in-url-SECRET@10.0.0.9:1/?key=key-in-url-SECRET",
+            "at": time.time(),
+        }
+        store.set("mcpmux:replica:dddddddddddd", orjson.dumps(credentials), ex=60)
     finally:
         store.close()
     with anyio.fail_after(BOUND_SECONDS):
@@ -293,6 +298,7 @@ async def test_garbage_in_redis_does_not_break_a_replica(cluster: Cluster, http:
             assert reply.status_code in (404, 502, 503), reply.text
         view = await http.get(other.url("/_cluster"), headers={"authorization": f"Bearer {OPERATOR}"})
         assert view.status_code == 200, view.text
+        assert "dddddddddddd" in view.text and "-in-url-SECRET" not in view.text  # redacted by shape
     for replica in cluster.replicas:
         assert await list_status(http, replica, session) == 200
     cluster.alive()

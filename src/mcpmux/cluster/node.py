@@ -12,6 +12,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..config.model import ClusterConfig, TokenScope
+from ..core.redact import redact_running, redact_tree
 from ..oauth.upstream import use_coordinator
 from ..protocol.constants import MODERN_VERSIONS
 from ..protocol.state import StateKey, StateSealer
@@ -375,19 +376,15 @@ class Cluster:
 
     async def snapshot(self) -> dict[str, Any]:
         """What `/_cluster` and the status page show: this replica, and every registered one (none when
-        Redis cannot be reached: `reachable` says so)."""
+        Redis cannot be reached: `reachable` says so); redacted like every operator view (URLs come from
+        configs and Redis)."""
         try:
             members, reachable = await self.registry.members(), True
         except Exception as exc:  # Redis down: say so, with what this replica knows
             members, reachable = [], False
             log.warning("Cluster: cannot list the replicas: %s", type(exc).__name__)
-        return {
-            "replica": self.replica,
-            "advertise": self.advertise,
-            "stats": self.stats(),
-            "reachable": reachable,
-            "replicas": members,
-        }
+        view = {"replica": self.replica, "advertise": self.advertise, "stats": self.stats()}
+        return redact_tree({**view, "reachable": reachable, "replicas": members}, redact_running)
 
 
 def _open_check(client: ClientSession) -> Any:
