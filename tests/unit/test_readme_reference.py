@@ -227,7 +227,7 @@ def option_as_read(key: str, value: Any) -> Any:
 
 def http_limit_as_read(key: str, value: Any) -> Any:
     config = parsed({"http": {key: value}})
-    return None if config is None else getattr(config.http, HTTP_KEYS[key])
+    return None if config is None else getattr(config.http, HTTP_KEYS[key][0])
 
 
 @pytest.mark.parametrize("key", sorted(INHERITED_OPTIONS))
@@ -243,7 +243,7 @@ def test_every_options_default_in_the_readme_is_the_parsers_default(key: str) ->
 
 @pytest.mark.parametrize("key", sorted(HTTP_KEYS))
 def test_every_http_limit_default_in_the_readme_is_the_parsers_default(key: str) -> None:
-    default = getattr(HttpLimits(), HTTP_KEYS[key])
+    default = getattr(HttpLimits(), HTTP_KEYS[key][0])
     cell = default_cell(HTTP_HEADING, key)
     read = [http_limit_as_read(key, value) for value in written_values(cell)]
     assert default in read, f"http.{key}: README says {cell.strip()!r}, the code's default is {default!r}"

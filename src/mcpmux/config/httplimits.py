@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
-from mcpmux.config.fields import JsonObject, as_duration, as_positive_int
+from mcpmux.config.fields import Diagnostics, JsonObject, Reader, as_duration, as_positive_int
 from mcpmux.config.model import HttpLimits
 
-# config key -> HttpLimits field; every key is optional and falls back to the field's default
-HTTP_KEYS = {
-    "maxHeadBytes": "max_head_bytes",
-    "headTimeout": "head_timeout_seconds",
-    "bodyTimeout": "body_timeout_seconds",
-    "writeTimeout": "write_timeout_seconds",
-    "keepAliveTimeout": "keep_alive_timeout_seconds",
-    "maxConnections": "max_connections",
-    "maxPipelined": "max_pipelined",
+
+def as_positive_duration(diag: Diagnostics, path: str, value: Any) -> float:
+    """A duration above zero (a limit of 0 s would refuse everything)."""
+    seconds = as_duration(diag, path, value)
+    if seconds <= 0:
+        raise diag.error(path, 'expected a duration above zero, like "30s"')
+    return seconds
+
+
+# config key -> (HttpLimits field, converter); every key is optional and falls back to the field's default
+HTTP_KEYS: dict[str, tuple[str, Reader]] = {
+    "maxHeadBytes": ("max_head_bytes", as_positive_int),
+    "headTimeout": ("head_timeout_seconds", as_positive_duration),
+    "bodyTimeout": ("body_timeout_seconds", as_positive_duration),
+    "writeTimeout": ("write_timeout_seconds", as_positive_duration),
+    "keepAliveTimeout": ("keep_alive_timeout_seconds", as_positive_duration),
+    "maxConnections": ("max_connections", as_positive_int),
+    "maxPipelined": ("max_pipelined", as_positive_int),
 }
-_INTEGER_FIELDS = {f.name for f in fields(HttpLimits) if f.type in ("int", int)}
 
 
 def parse_http_limits(proxy: JsonObject) -> HttpLimits:
@@ -27,18 +35,4 @@ def parse_http_limits(proxy: JsonObject) -> HttpLimits:
     A bad value is reported (the whole config is then refused with every error found) and read as absent.
     """
     section = proxy.object("http", tuple(HTTP_KEYS))
-    if section is None:
-        return HttpLimits()
-    values: dict[str, Any] = {}
-    for key, name in HTTP_KEYS.items():
-        number: float | None
-        if name in _INTEGER_FIELDS:
-            number = section.read(key, as_positive_int)
-        else:
-            number = section.read(key, as_duration)
-            if number is not None and number <= 0:
-                section.diag.report(section.path_of(key), 'expected a duration above zero, like "30s"')
-                number = None
-        if number is not None:
-            values[name] = number
-    return replace(HttpLimits(), **values)
+    return HttpLimits() if section is None else replace(HttpLimits(), **section.read_given(HTTP_KEYS))
