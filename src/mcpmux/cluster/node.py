@@ -383,8 +383,10 @@ class Cluster:
         except Exception as exc:  # Redis down: say so, with what this replica knows
             members, reachable = [], False
             log.warning("Cluster: cannot list the replicas: %s", type(exc).__name__)
-        view = {"replica": self.replica, "advertise": self.advertise, "stats": self.stats()}
-        return redact_tree({**view, "reachable": reachable, "replicas": members}, redact_running)
+        view: dict[str, Any] = {"replica": self.replica, "advertise": self.advertise, "stats": self.stats()}
+        view |= {"reachable": reachable, "replicas": members}
+        redacted: dict[str, Any] = redact_tree(view, redact_running)
+        return redacted
 
 
 def _open_check(client: ClientSession) -> Any:
