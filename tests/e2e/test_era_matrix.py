@@ -67,6 +67,8 @@ def cell_of(upstream: str, where: str) -> Cell:
 
 
 async def answer_elicitation(context: Any, params: Any) -> types.ElicitResult:
+    # mcpmux's own carriage of a 2026 upstream's inputRequests key never reaches a client
+    assert "dev.mcpmux/inputKey" not in (params.meta or {}), params.meta
     return types.ElicitResult(action="accept", content={"name": f"answer to {params.message}"})
 
 
