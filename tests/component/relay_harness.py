@@ -21,11 +21,14 @@ from fake_upstream import FakeServer, fake_transport
 from mcpmux.config.model import ProxyConfig, TokenScope
 from mcpmux.config.parse import parse_config
 from mcpmux.relay.client import ClientSession
+from mcpmux.relay.merged_route import MergedRoute
 from mcpmux.relay.route import Route
 from mcpmux.relay.server_route import ServerRoute
 from mcpmux.upstream.runtime import ServerRuntime
 
 Message = dict[str, Any]
+# a server's `restart` for tests that kill it: it comes back at once
+FAST_RESTART = {"initialDelay": "1ms", "maxDelay": "1ms", "jitter": 0}
 _ids = count(1)
 
 
@@ -41,6 +44,21 @@ def proxy_config(servers: dict[str, Any], **proxy: Any) -> ProxyConfig:
 def stdio(**options: Any) -> dict[str, Any]:
     """A server entry (its command is never run: the fake transport stands in for it)."""
     return {"command": "unused", "options": options}
+
+
+@asynccontextmanager
+async def merged(
+    monkeypatch: pytest.MonkeyPatch, *servers: FakeServer, tokens: tuple[TokenScope, ...] = (), **options: Any
+) -> AsyncIterator[MergedRoute]:
+    """The merged endpoint over the fake `servers` (each a server named like its fake, with `options`)."""
+    with fake_transport(monkeypatch, *servers):
+        config = proxy_config({s.name: stdio(**options) for s in servers})
+        async with running(config) as runtimes:
+            route = MergedRoute("", [(rt, None) for rt in runtimes.values()], config, tokens, False, "mcpmux")
+            try:
+                yield route
+            finally:
+                route.detach_listeners()
 
 
 @asynccontextmanager

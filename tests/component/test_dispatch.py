@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 from fake_upstream import WAIT_SECONDS, Call, FakeServer, fake_transport
-from relay_harness import connect, proxy_config, request, running, served, stdio
+from relay_harness import FAST_RESTART, connect, proxy_config, request, running, served, stdio
 
 from mcpmux.relay.client import ClientSession
 from mcpmux.relay.dispatch import Dispatch
@@ -17,7 +17,6 @@ from mcpmux.relay.server_route import ServerRoute
 pytestmark = pytest.mark.anyio
 
 Message = dict[str, Any]
-FAST_RESTART = {"initialDelay": "1ms", "maxDelay": "1ms", "jitter": 0}
 
 
 def log_message(level: str) -> Message:

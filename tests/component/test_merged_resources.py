@@ -4,16 +4,13 @@ subscription is shared by every client, and updates reach the clients as they su
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from fake_upstream import Call, FakeServer, fake_transport
-from relay_harness import connect, proxy_config, request, running, stdio
+from fake_upstream import Call, FakeServer
+from relay_harness import connect, merged, request
 
 from mcpmux.protocol.constants import RESOURCE_NOT_FOUND
-from mcpmux.relay.merged_route import MergedRoute
 
 pytestmark = pytest.mark.anyio
 
@@ -43,18 +40,6 @@ def resource_server(name: str) -> FakeServer:
 
 async def _empty(call: Call) -> dict[str, Any]:
     return {}
-
-
-@asynccontextmanager
-async def merged(monkeypatch: pytest.MonkeyPatch, *servers: FakeServer) -> AsyncIterator[MergedRoute]:
-    with fake_transport(monkeypatch, *servers):
-        config = proxy_config({s.name: stdio() for s in servers})
-        async with running(config) as runtimes:
-            route = MergedRoute("", [(rt, None) for rt in runtimes.values()], config, (), False, "mcpmux")
-            try:
-                yield route
-            finally:
-                route.detach_listeners()
 
 
 def updated(uri: str) -> dict[str, Any]:

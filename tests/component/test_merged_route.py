@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
 import pytest
-from fake_upstream import Call, FakeServer, fake_transport
-from relay_harness import connect, names, proxy_config, request, running, stdio
+import relay_harness
+from fake_upstream import Call, FakeServer
+from relay_harness import FAST_RESTART, connect, names, request
 
 from mcpmux.config.model import TokenScope, ToolFilter
 from mcpmux.jsonrpc import INVALID_PARAMS
-from mcpmux.relay.merged_route import MergedRoute
 
 pytestmark = pytest.mark.anyio
 
 Message = dict[str, Any]
-FAST_RESTART = {"initialDelay": "1ms", "maxDelay": "1ms", "jitter": 0}
 
 
-@asynccontextmanager
-async def merged(
-    monkeypatch: pytest.MonkeyPatch, *servers: FakeServer, tokens: tuple[TokenScope, ...] = ()
-) -> AsyncIterator[MergedRoute]:
-    with fake_transport(monkeypatch, *servers):
-        config = proxy_config({s.name: stdio(restart=FAST_RESTART) for s in servers})
-        async with running(config) as runtimes:
-            members = [(rt, None) for rt in runtimes.values()]
-            route = MergedRoute("", members, config, tokens, False, "mcpmux")
-            try:
-                yield route
-            finally:
-                route.detach_listeners()
+# members restart at once when a test kills one
+merged = partial(relay_harness.merged, restart=FAST_RESTART)
 
 
 async def test_tools_list_fans_out_to_every_member_and_namespaces_the_names(

@@ -7,14 +7,13 @@ from typing import Any
 import anyio
 import pytest
 from fake_upstream import WAIT_SECONDS, FakeServer, fake_transport, tool
-from relay_harness import proxy_config, running, stdio
+from relay_harness import FAST_RESTART, proxy_config, running, stdio
 
 from mcpmux.upstream.events import NO_CLIENTS, Asked, Notified, Resumed
 
 pytestmark = pytest.mark.anyio
 
 Message = dict[str, Any]
-FAST_RESTART = {"initialDelay": "1ms", "maxDelay": "1ms", "jitter": 0}
 
 
 class RecordingSink:

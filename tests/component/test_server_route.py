@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 from fake_upstream import Call, FakeServer, fake_transport
-from relay_harness import connect, names, proxy_config, request, running, served, stdio
+from relay_harness import FAST_RESTART, connect, names, proxy_config, request, running, served, stdio
 
 from mcpmux.config.model import TokenScope, ToolFilter
 from mcpmux.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS
@@ -138,7 +138,7 @@ async def test_a_dead_upstream_answers_the_waiting_call_with_an_error_naming_it_
         c.conn.die("the process exited with status 1")
 
     with fake_transport(monkeypatch, server):
-        config = proxy_config({"up": stdio(restart={"initialDelay": "1ms", "maxDelay": "1ms", "jitter": 0})})
+        config = proxy_config({"up": stdio(restart=FAST_RESTART)})
         async with running(config) as runtimes:
             runtime = runtimes["up"]
             route = ServerRoute(runtime, config)
