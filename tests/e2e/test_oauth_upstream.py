@@ -111,9 +111,9 @@ async def test_a_403_insufficient_scope_steps_up_to_the_scopes_the_upstream_name
     assert scopes[0] is None and scopes[-1] == "mcp"
 
 
-def login_command(config_path: Path) -> subprocess.Popen[str]:
+def login_command(config_path: Path, server: str = "up") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mcpmux", "--config", str(config_path), "auth", "login", "up"],
+        [sys.executable, "-m", "mcpmux", "--config", str(config_path), "auth", "login", server],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -246,3 +246,22 @@ def test_auth_keygen_prints_a_usable_key() -> None:
         timeout=BOUND,
     ).stdout.strip()
     Fernet(out.encode())
+
+
+async def test_the_callback_page_shows_a_path_token_servers_name_redacted(
+    auth: AuthServer, upstream: Protected, tmp_path: Path
+) -> None:
+    name = "up/cb-path-SECRET-1"
+    document = config(upstream, {})
+    document["mcpServers"] = {name: document["mcpServers"]["up"]}
+    with running_proxy(document, tmp_path, env=ENV, wait=False) as proxy:
+        proxy.wait_for_line(r"<up/\*\*\*> Waiting for login")
+        login = login_command(proxy.config_path, name)
+        try:
+            redirect = browse(authorization_url(login))
+            page = httpx2.get(redirect, timeout=BOUND)  # the browser lands on the proxy's callback
+            finish(login)
+        finally:
+            login.kill()
+    assert page.status_code == 200 and "Logged in to up/***" in page.text, page.text
+    assert "cb-path-SECRET-1" not in page.text

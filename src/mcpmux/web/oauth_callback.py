@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from ..core.redact import redact_running
 from .asgi import Receive, RequestHeaders, Scope, Send, send_bytes
 
 if TYPE_CHECKING:
@@ -43,8 +44,9 @@ class OAuthCallback:
             )
             return
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
-        status, message = await self.finish(query)
-        await send_bytes(send, status, PAGE.format(html.escape(message)).encode(), HEADERS)
+        status, message = await self.finish(query)  # names a server (path tokens) and the AS's errors:
+        page = PAGE.format(html.escape(redact_running(message)))  # redacted like any error to a client
+        await send_bytes(send, status, page.encode(), HEADERS)
 
     async def finish(self, query: dict[str, str]) -> tuple[int, str]:
         from ..oauth.flow import FlowError
