@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_kit import fuzz_settings, hostile_values, json_values
+from fuzz_kit import deep, fuzz_settings, hostile_values, json_values
 from harness import ProxyProcess, fixture_server, running_proxy
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ async def post(
 ) -> httpx2.Response:
     body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta or ENVELOPE}}
     sent = headers if headers is not None else headers_for(token, method, params.get("name"))
-    return await http.post(url, content=orjson.dumps(body), headers=sent)
+    return await http.post(url, content=json.dumps(body), headers=sent)  # json: deeper than orjson writes
 
 
 def assert_healthy(proxy: ProxyProcess, since: int) -> None:
@@ -114,6 +114,8 @@ BAD_META = {
     "capabilities null": {**ENVELOPE, CAPS_KEY: None},
     "client info a string": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": "x"},
     "no version": {CAPS_KEY: {}},
+    "capabilities nested too deeply": {**ENVELOPE, CAPS_KEY: {"sampling": deep(300)}},  # isolated: was 503
+    "client info nested too deeply": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": {"name": deep(300)}},
     "no capabilities": {VERSION_KEY: MODERN},
 }
 

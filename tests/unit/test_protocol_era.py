@@ -61,6 +61,13 @@ def test_a_request_is_classified_by_session_header_and_envelope(
     assert is_modern(session, header, msg) is modern
 
 
+def deep_dict(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
 def test_a_valid_envelope_is_read() -> None:
     envelope = read_envelope(call(**{CLIENT_INFO_META: {"name": "c"}, LOG_LEVEL_META: "info"}), headers())
     assert envelope.version == MODERN
@@ -79,6 +86,8 @@ def test_a_valid_envelope_is_read() -> None:
         (call(**{LOG_LEVEL_META: "loud"}), -32602, "Invalid log level"),
         (call(**{LOG_LEVEL_META: ["debug"]}), -32602, "Invalid log level"),  # unhashable: was a TypeError
         (call(**{LOG_LEVEL_META: {"debug": 1}}), -32602, "Invalid log level"),
+        (call(**{CLIENT_CAPABILITIES_META: {"x": deep_dict(300)}}), -32602, "nested too deeply"),
+        (call(**{CLIENT_INFO_META: {"name": deep_dict(300)}}), -32602, "nested too deeply"),
     ],
 )
 def test_a_bad_envelope_gets_invalid_params(msg: dict[str, Any], code: int, words: str) -> None:

@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..jsonrpc import INVALID_PARAMS, Message
+from orjson import JSONEncodeError
+
+from ..jsonrpc import INVALID_PARAMS, Message, dumps
 from .constants import (
     CLIENT_CAPABILITIES_META,
     CLIENT_INFO_META,
@@ -121,6 +123,10 @@ def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     level = meta.get(LOG_LEVEL_META)
     if level is not None and (type(level) is not str or level not in LOG_RANK):
         raise EnvelopeError(INVALID_PARAMS, f"Invalid log level: {level!r}")
+    try:  # they go upstream (an isolated session's initialize): JSON writers stop at 254 levels
+        dumps((caps, info))
+    except JSONEncodeError:
+        raise EnvelopeError(INVALID_PARAMS, "the client capabilities or info are nested too deeply") from None
     return caps, info or {}, level
 
 
