@@ -82,7 +82,7 @@ class Suspension:
         self.asked: dict[str, Message] = {}  # the requests the client was last asked to answer, by our id
         self.keys: dict[str, str] = {}  # the key each was asked under (a 2026 upstream's own, else our id)
         self.busy = False  # a retry is being served
-        self.call: Any = None  # the cancel scope of the task running the call: cancelling it cancels the call
+        self.call: Any = None  # cancels the task running the call (web/closing.py TaskCanceller)
         self.events: deque[Message] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.expires_at = time.monotonic() + SUSPENSION_SECONDS

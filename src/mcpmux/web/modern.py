@@ -6,8 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-import anyio
-
 from ..config.model import TokenScope
 from ..jsonrpc import (
     INTERNAL_ERROR,
@@ -51,8 +49,8 @@ from .asgi import (
     send_error,
     send_json,
     sse_event,
-    watch_disconnect,
 )
+from .closing import TaskCanceller, until_closed
 from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox, relay_contained
 from .telemetry import Telemetry
 
@@ -81,7 +79,7 @@ class ModernExchange(PostExchange):
     `Suspension` for the client's retry.
     """
 
-    __slots__ = ("call_scope", "carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
+    __slots__ = ("canceller", "carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
 
     def __init__(
         self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
@@ -94,7 +92,7 @@ class ModernExchange(PostExchange):
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
         self.suspension: Suspension | None = None
         self.collecting = False  # requests for input are being gathered for one `input_required`
-        self.call_scope: anyio.CancelScope | None = None  # the relay's, to cancel a suspended call
+        self.canceller: TaskCanceller | None = None  # cancels the call's task (also once suspended)
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
         if "error" in msg or self.suspension is not None:
@@ -120,7 +118,7 @@ class ModernExchange(PostExchange):
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
             return
         self.suspension = suspension
-        suspension.call = suspension.call or self.call_scope
+        suspension.call = suspension.call or self.canceller
         suspension.asked[request["id"]] = request
         if self.started or self.prefer_sse:  # an event stream: no synchronous write, answer with this one now
             await self.answer_input_required(suspension)
@@ -224,7 +222,11 @@ async def _handle_modern(
     if _resumes(msg):
         await resume(carrier, msg, exchange)
         return
-    relayed = await relay_until_closed(route, carrier, msg, exchange, telemetry)
+    # a POST closed before its answer cancels the call (2026-07-28): the upstream is told (a handshake-era
+    # one with notifications/cancelled, a 2026 one by closing mcpmux's POST); an answered one goes on
+    exchange.canceller = TaskCanceller()
+    work = relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
+    relayed = await until_closed(exchange, exchange.canceller, work)
     if relayed is not None:
         await exchange.finish(relayed)
 
@@ -239,28 +241,6 @@ async def _discover(
 def _resumes(msg: Message) -> bool:
     """A request carrying `requestState`: the retry of one that answered `input_required`."""
     return "requestState" in (msg.get("params") or {})
-
-
-async def relay_until_closed(
-    route: Route, carrier: Carrier, msg: Message, exchange: ModernExchange, telemetry: Telemetry
-) -> Message | None:
-    """The relayed response; None when the client closed its POST before it was answered, which in
-    2026-07-28 cancels the request: the upstream is told (a handshake-era one with notifications/cancelled,
-    a 2026 one by aborting mcpmux's own POST). A call already answered (say with `input_required`) goes on."""
-    with anyio.CancelScope() as scope:
-        exchange.call_scope = scope
-
-        def lost() -> None:
-            if not exchange.done:
-                scope.cancel()
-
-        watched = watch_disconnect(exchange.send, lost)
-        try:
-            return await relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
-        finally:
-            if watched:
-                watch_disconnect(exchange.send, None)
-    return None
 
 
 async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
@@ -355,29 +335,16 @@ async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> No
         if missing:
             await exchange.answer_input_required(suspension)
             return
-        await _serve_until_closed(carrier, suspension, exchange)
+
+        def give_up() -> None:  # the retry's POST closed before its answer: that cancels the call too
+            carrier.suspensions.close(suspension)
+            if suspension.call is not None:
+                suspension.call.cancel()
+
+        serving = _serve_resumed(carrier, suspension, exchange)
+        await until_closed(exchange, TaskCanceller(), serving, give_up)
     finally:
         suspension.busy = False
-
-
-async def _serve_until_closed(carrier: Carrier, suspension: Suspension, exchange: ModernExchange) -> None:
-    """Serve the resumed call on the retry's answer, until the client closes that POST before the
-    answer: as for any 2026 request, that cancels the call (its task, so the upstream is told)."""
-    with anyio.CancelScope() as scope:
-
-        def lost() -> None:
-            if not exchange.done:
-                scope.cancel()
-                carrier.suspensions.close(suspension)
-                if suspension.call is not None:
-                    suspension.call.cancel()
-
-        watched = watch_disconnect(exchange.send, lost)
-        try:
-            await _serve_resumed(carrier, suspension, exchange)
-        finally:
-            if watched:
-                watch_disconnect(exchange.send, None)
 
 
 async def _serve_resumed(carrier: Carrier, suspension: Suspension, exchange: ModernExchange) -> None:

@@ -1,0 +1,59 @@
+"""2026-07-28 cancellation over HTTP: a POST closed before its answer cancels the work serving it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .asgi import watch_disconnect
+
+T = TypeVar("T")
+
+
+class TaskCanceller:
+    """Cancels the task that made it, once, while armed (`until_closed` arms it for its work).
+
+    asyncio-native: an anyio cancel scope around every 2026 request cost it ~13 us (a third of the
+    proxy's own time per call); this costs a closure and a try block.
+    """
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        self.fired = False
+
+    def cancel(self) -> None:
+        task = self.task
+        if task is not None and not self.fired:
+            self.fired = True
+            task.cancel()
+
+
+async def until_closed(
+    exchange: Any, canceller: TaskCanceller, work: Awaitable[T], on_lost: Callable[[], None] | None = None
+) -> T | None:
+    """`work`'s result; None when the client's connection went before `exchange` was answered
+    (`exchange.done`), which cancelled `work` (`on_lost` is called first). Also `canceller.cancel()`
+    from elsewhere (a suspended call given up by its retry) ends `work` so. Run in the task that made
+    `canceller`; it is disarmed when `work` ends, so it never reaches past it."""
+
+    def lost() -> None:
+        if not exchange.done:
+            if on_lost is not None:
+                on_lost()
+            canceller.cancel()
+
+    watched = watch_disconnect(exchange.send, lost)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        task = canceller.task
+        if canceller.fired and task is not None and task.uncancel() == 0:
+            return None  # ours alone: the task goes on (to answer nothing)
+        raise
+    finally:
+        canceller.task = None
+        if watched:
+            watch_disconnect(exchange.send, None)
