@@ -9,6 +9,7 @@ from typing import Any
 from mcpmux.relay import modern
 from mcpmux.relay.mrtr import MAX_EVENTS, MAX_SUSPENSIONS, Suspension, Suspensions
 from mcpmux.relay.server_route import ServerRoute
+from mcpmux.relay.shares import ANONYMOUS_SHARE, share_refusal
 from mcpmux.upstream import modern_headers
 
 
@@ -62,3 +63,37 @@ def test_header_maps_of_runtimes_are_bounded() -> None:
         routes.append(route)  # kept alive: ids stay distinct
         assert modern.param_header_map(route, "echo") == {("region",): "Region"}
     assert len(modern._HEADER_MAPS) <= modern.MAX_HEADER_MAPS
+
+
+def test_anonymous_suspensions_are_counted_per_address_and_bounded_in_all() -> None:
+    calls = Suspensions(anonymous=True)
+    for n in range(MAX_SUSPENSIONS):
+        assert calls.open("tools/call", {"name": f"t{n}"}, "10.0.0.1") is not None
+    assert calls.open("tools/call", {"name": "more"}, "10.0.0.1") is None  # its own share is used up
+    assert calls.open("tools/call", {"name": "other"}, "10.0.0.2") is not None  # another client's is not
+    for n in range(2, ANONYMOUS_SHARE + 1):
+        for m in range(MAX_SUSPENSIONS):
+            calls.open("tools/call", {"name": f"t{m}"}, f"10.0.0.{n}")
+    assert len(calls.calls) == MAX_SUSPENSIONS * ANONYMOUS_SHARE
+    assert calls.open("tools/call", {"name": "x"}, "10.0.0.99") is None  # all anonymous clients: bounded
+
+
+def test_a_token_carrier_counts_all_its_suspensions_together() -> None:
+    calls = Suspensions()
+    for n in range(MAX_SUSPENSIONS):
+        assert calls.open("tools/call", {"name": f"t{n}"}) is not None
+    assert calls.open("tools/call", {"name": "x"}) is None
+
+
+def test_share_refusals_name_the_limit() -> None:
+    assert (
+        share_refusal(["a"] * 3, "a", 3, True, "things")
+        == "at most 3 things per client address without a token"
+    )
+    assert share_refusal(["a"] * 3, "b", 3, True, "things") is None
+    assert share_refusal(["a"] * 3, "b", 3, False, "things") == "at most 3 things per token"
+    everyone = [f"c{n}" for n in range(3 * ANONYMOUS_SHARE)]
+    assert (
+        share_refusal(everyone, "new", 3, True, "things")
+        == f"at most {3 * ANONYMOUS_SHARE} things for all clients without a token"
+    )

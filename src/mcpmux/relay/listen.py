@@ -17,11 +17,14 @@ from ..protocol.constants import (
 from ..protocol.translate import with_subscription_id
 from .client import ClientSession, Outbox
 from .route import Route
+from .shares import share_refusal
 
 if TYPE_CHECKING:
     from .modern import Carrier
 
-MAX_LISTENERS = 64  # listen streams per carrier (token and route)
+MAX_LISTENERS = (
+    64  # listen streams per token and route (without a token: per client address, relay/shares.py)
+)
 MAX_RESOURCE_SUBSCRIPTIONS = 100  # URIs one listen stream may follow
 # notification -> (its filter key, the server capability it needs)
 LIST_FLAGS = {
@@ -44,8 +47,9 @@ def refuse_request(client: ClientSession, msg: Message) -> bool:
 class ListenOutbox(Outbox):
     """One listen stream: the honored notifications, stamped with the subscription id."""
 
-    def __init__(self, subscription_id: Any, flags: set[str], uris: set[str]) -> None:
+    def __init__(self, subscription_id: Any, flags: set[str], uris: set[str], caller: str = "") -> None:
         super().__init__()
+        self.caller = caller  # whose place it takes (relay/shares.py)
         self.subscription_id = subscription_id
         self.flags = flags
         self.uris = uris
@@ -92,17 +96,22 @@ class FanOutbox(Outbox):
             listener.close()
 
 
-async def open_listen(route: Route, carrier: Carrier, msg: Message) -> ListenOutbox | Message:
-    """A new listen stream on the carrier, subscribed upstream as asked; or the error response."""
+async def open_listen(
+    route: Route, carrier: Carrier, msg: Message, caller: str = ""
+) -> ListenOutbox | Message:
+    """A new listen stream of `caller` (relay/shares.py) on the carrier, subscribed upstream as asked;
+    or the error response."""
     wanted = (msg.get("params") or {}).get("notifications")
     if not isinstance(wanted, dict):
         return error_response(msg["id"], INVALID_PARAMS, "subscriptions/listen needs params.notifications")
     fan = carrier.fan
-    if len(fan.listeners) >= MAX_LISTENERS:
-        return error_response(msg["id"], INTERNAL_ERROR, f"at most {MAX_LISTENERS} listen streams per token")
+    holders = (listener.caller for listener in fan.listeners)
+    refusal = share_refusal(holders, caller, MAX_LISTENERS, carrier.client.scope is None, "listen streams")
+    if refusal is not None:
+        return error_response(msg["id"], INTERNAL_ERROR, refusal)
     caps = (carrier.init_result or {}).get("capabilities") or {}
     flags = {key for key, kind in LIST_FLAGS.values() if wanted.get(key) is True and kind in caps}
-    listener = ListenOutbox(msg["id"], flags, set())
+    listener = ListenOutbox(msg["id"], flags, set(), caller)
     fan.listeners.add(listener)
     carrier.client.has_stream = True  # the carrier is not idle while a stream is open
     await _subscribe(route, carrier, listener, wanted.get("resourceSubscriptions"), caps)

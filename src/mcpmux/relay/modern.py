@@ -52,7 +52,7 @@ class Carrier:
         self.client = client
         self.lock = anyio.Lock()
         self.init_result: dict[str, Any] | None = None
-        self.suspensions = Suspensions()
+        self.suspensions = Suspensions(anonymous=client.scope is None)
 
     async def handshake(self, route: Route, envelope: Envelope) -> Message:
         """Initialize the carrier on the route (attach, start a lazy server, open a private session)."""

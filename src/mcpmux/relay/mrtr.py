@@ -19,8 +19,9 @@ from ..config.model import RequestStateKey, TokenScope
 from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
 from ..protocol.state import StateError, StateKey, StateSealer, request_binding
 from ..protocol.translate import take_input_key
+from .shares import share_refusal
 
-MAX_SUSPENSIONS = 256  # per carrier (token and route); beyond it a new request for input is refused
+MAX_SUSPENSIONS = 256  # per token and route (without a token: per client address); beyond, input is refused
 SUSPENSION_SECONDS = 600.0  # a call waits this long for its client's retry, then is given up
 MAX_EVENTS = 1000  # what a suspended call may produce before its retry takes it over
 
@@ -67,6 +68,7 @@ class Suspension:
         "binding",
         "busy",
         "call",
+        "caller",
         "events",
         "expires_at",
         "handle",
@@ -75,7 +77,8 @@ class Suspension:
         "waiter",
     )
 
-    def __init__(self, binding: str) -> None:
+    def __init__(self, binding: str, caller: str = "") -> None:
+        self.caller = caller  # whose place it takes (relay/shares.py)
         self.handle = secrets.token_hex(12)
         self.binding = binding
         self.round = 0
@@ -144,18 +147,20 @@ class Suspension:
 
 
 class Suspensions:
-    """The suspended calls of one carrier, bounded."""
+    """The suspended calls of one carrier, bounded per caller (relay/shares.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, anonymous: bool = False) -> None:
         self.calls: dict[str, Suspension] = {}
+        self.anonymous = anonymous  # the carrier of clients without a token: counted per address
 
-    def open(self, method: str, params: Any) -> Suspension | None:
+    def open(self, method: str, params: Any, caller: str = "") -> Suspension | None:
         now = time.monotonic()
         for handle in [h for h, s in self.calls.items() if s.expires_at < now]:
             del self.calls[handle]
-        if len(self.calls) >= MAX_SUSPENSIONS:
+        holders = (s.caller for s in self.calls.values())
+        if share_refusal(holders, caller, MAX_SUSPENSIONS, self.anonymous, "suspended calls") is not None:
             return None
-        suspension = Suspension(request_binding(method, params))
+        suspension = Suspension(request_binding(method, params), caller)
         self.calls[suspension.handle] = suspension
         return suspension
 

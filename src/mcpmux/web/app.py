@@ -14,7 +14,17 @@ from ..core.redact import Redactor, redact_tree
 from ..logs import set_redactor
 from ..relay.route import Route
 from ..tracing import open_tracing
-from .asgi import Receive, RecordingSend, RequestHeaders, Scope, Send, send_bytes, send_error, send_json
+from .asgi import (
+    Receive,
+    RecordingSend,
+    RequestHeaders,
+    Scope,
+    Send,
+    peer_of,
+    send_bytes,
+    send_error,
+    send_json,
+)
 from .cors import CorsSend, preflight_headers, requested_headers
 from .oauth_callback import callback_paths
 from .operator import operator_of
@@ -122,7 +132,7 @@ class ProxyApp:
         if entry is None:
             await send_error(send, 404, "Not Found")
             return
-        headers = RequestHeaders(scope["headers"])
+        headers = RequestHeaders(scope["headers"], peer_of(scope))
         kind, target = entry
         refusal = self._refuse_host(scope, headers, kind)
         if refusal is not None:

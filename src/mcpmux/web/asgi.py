@@ -39,13 +39,15 @@ class RequestHeaders:
         "mcp_method",
         "mcp_name",
         "origin",
+        "peer",
         "protocol_version",
         "raw",
         "repeated",
         "session_id",
     )
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: list[tuple[bytes, bytes]], peer: str = "") -> None:
+        self.peer = peer  # the client's address (not a header: from the connection), "" when unknown
         self.authorization: str | None = None
         self.host: str | None = None
         # a header that must come once and came again (Host, Authorization, Origin, the session and
@@ -65,6 +67,12 @@ class RequestHeaders:
             setter = _PICK.get(name)
             if setter is not None:
                 setter(self, value)
+
+
+def peer_of(scope: Scope) -> str:
+    """The client's address of an ASGI scope ("" when the server does not know it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _set_content_length(h: RequestHeaders, v: bytes) -> None:

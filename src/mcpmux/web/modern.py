@@ -12,7 +12,6 @@ from ..jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     Message,
-    dumps,
     error_response,
     result_response,
 )
@@ -32,12 +31,11 @@ from ..protocol.constants import (
     TOOLS_CALL,
 )
 from ..protocol.era import Envelope, EnvelopeError, RoutingHeaders, check_param_headers, read_envelope
-from ..protocol.translate import acknowledged, modern_response, strip_envelope
-from ..relay.client import ClientSession
-from ..relay.listen import ListenOutbox, close_listen, open_listen
+from ..protocol.translate import modern_response, strip_envelope
 from ..relay.modern import Carrier, discover, param_header_map, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
+from ..relay.shares import caller_key
 from .asgi import (
     JSON_TYPE,
     SSE_HEADERS,
@@ -48,10 +46,10 @@ from .asgi import (
     send_bytes,
     send_error,
     send_json,
-    sse_event,
 )
 from .closing import TaskCanceller, until_closed
-from .streamable import PostExchange, fields_ok, prefers_sse, pump_outbox, relay_contained
+from .modern_listen import serve_listen
+from .streamable import PostExchange, fields_ok, prefers_sse, relay_contained
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -79,7 +77,17 @@ class ModernExchange(PostExchange):
     `Suspension` for the client's retry.
     """
 
-    __slots__ = ("canceller", "carrier", "collecting", "log_rank", "method", "params", "scope", "suspension")
+    __slots__ = (
+        "caller",
+        "canceller",
+        "carrier",
+        "collecting",
+        "log_rank",
+        "method",
+        "params",
+        "scope",
+        "suspension",
+    )
 
     def __init__(
         self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
@@ -87,6 +95,7 @@ class ModernExchange(PostExchange):
         super().__init__(carrier.client, msg["id"], send, b"", prefers_sse(headers.accept))
         self.carrier = carrier
         self.scope: TokenScope | None = carrier.client.scope
+        self.caller = caller_key(self.scope is None, headers.peer)  # whose share a suspension takes
         self.method: str = msg["method"]
         self.params = msg.get("params")
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
@@ -113,7 +122,7 @@ class ModernExchange(PostExchange):
             why = f"a 2026-07-28 client cannot be asked for input during {self.method}"
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, why))
             return
-        suspension = self.suspension or self.carrier.suspensions.open(self.method, self.params)
+        suspension = self.suspension or self.carrier.suspensions.open(self.method, self.params, self.caller)
         if suspension is None:
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
             return
@@ -215,7 +224,7 @@ async def _handle_modern(
         await send_json(send, 503, carrier)
         return
     if msg["method"] == SUBSCRIPTIONS_LISTEN:
-        await serve_listen(route, carrier, msg, receive, send)
+        await serve_listen(route, carrier, msg, receive, send, caller_key(token is None, headers.peer))
         return
     carrier.client.capabilities = envelope.capabilities
     exchange = ModernExchange(carrier, msg, send, headers, envelope.log_level)
@@ -297,25 +306,6 @@ def param_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
                 raise EnvelopeError(HEADER_MISMATCH, f"more than one {name.decode('latin-1')} header")
             sent[key] = value.decode("latin-1")
     return sent
-
-
-async def serve_listen(route: Route, carrier: Carrier, msg: Message, receive: Receive, send: Send) -> None:
-    """A `subscriptions/listen` stream: acknowledged, then the honored notifications until the client
-    closes it (which releases its upstream subscriptions)."""
-    listener = await open_listen(route, carrier, msg)
-    if not isinstance(listener, ListenOutbox):
-        await send_json(send, 400, listener)
-        return
-    stream = ClientSession(f"{carrier.client.id}/{msg['id']}", route, carrier.client.scope)  # for pump_outbox
-    stream.outbox = listener
-    try:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        honored = listener.honored((msg.get("params") or {}).get("notifications") or {})
-        first = sse_event(dumps(acknowledged(honored, msg["id"])))
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        await pump_outbox(stream, receive, send)
-    finally:
-        await close_listen(route, carrier, listener)
 
 
 async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> None:
