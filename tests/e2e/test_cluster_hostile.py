@@ -416,3 +416,29 @@ def test_fuzz_cluster_ids_proofs_and_event_ids(
         with http.stream(method, url, headers=sent, content=body) as reply:
             assert reply.status_code < 500 or reply.status_code == 503, reply.read()[:300]
     cluster.alive()
+
+
+async def test_an_oversized_entry_in_a_get_stream_is_skipped_and_the_stream_goes_on(
+    cluster: Cluster, http: httpx2.AsyncClient
+) -> None:
+    owner, other = cluster.replicas
+    session = await open_session(http, owner)
+    since = len(owner.lines)
+    store = cluster.redis()
+    try:
+        store.xadd(f"mcpmux:stream:{session}", {"m": b'"' + b"x" * (5 * 1024 * 1024) + b'"'})  # above 4 MiB
+        store.xadd(f"mcpmux:stream:{session}", {"m": b'{"jsonrpc":"2.0","method":"notifications/after"}'})
+    finally:
+        store.close()
+    sent = headers(TOKEN_A, session, accept="text/event-stream")
+    with anyio.fail_after(BOUND_SECONDS):
+        async with http.stream("GET", other.url("/alpha/mcp"), headers=sent) as stream:
+            assert stream.status_code == 200
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    assert "notifications/after" in line, line[
+                        :200
+                    ]  # the huge entry never reaches the client
+                    break
+    owner.wait_for_line(r"a GET stream entry skipped \(too big\)", BOUND_SECONDS, since)
+    cluster.alive()
