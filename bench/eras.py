@@ -3,6 +3,7 @@
     python bench/eras.py                  # 3 alternating rounds of 5 s phases, 1 and 16 callers
     python bench/eras.py --quick          # tiny run (what tests/test_bench.py runs; numbers not meaningful)
     python bench/eras.py --sessions 16 --repeat 5 --strict   # exit 3 when a ratio is below 0.8
+    python bench/eras.py --mcpmux-src /tmp/old/src   # the mcpmux of another checkout (before/after)
 
 One mcpmux in front of the stdio echo upstream (bench/echo_upstream.py), the same `/echo/mcp` URL for both:
 `session_N` is N handshake-era sessions (initialize once, then `tools/call` with `Mcp-Session-Id`);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,6 +33,7 @@ from run import (
     in_rounds,
     load_average,
     machine_info,
+    use_mcpmux_src,
     open_listen_fd_server,
     phase_parser,
     phase_settings,
@@ -40,14 +43,17 @@ from run import (
 TARGET_RATIO = 0.8
 
 
-def parse_args(argv: list[str] | None) -> tuple[bool, Settings]:
+def parse_args(argv: list[str] | None) -> tuple[bool, Path | None, Settings]:
     parser = phase_parser(__doc__)
     parser.add_argument("--sessions", default="1,16", help="concurrent callers, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds, best kept")
     parser.add_argument("--strict", action="store_true", help=f"exit 3 when a ratio is below {TARGET_RATIO}")
+    parser.add_argument(
+        "--mcpmux-src", type=Path, help="run mcpmux from this src/ directory (a before/after of two commits)"
+    )
     args = parser.parse_args(argv)
     settings = phase_settings(args, 0, 0, 20.0, 1 if args.quick else args.repeat)
-    return args.strict, settings
+    return args.strict, args.mcpmux_src, settings
 
 
 def era_phases(run: ProxyRun, sessions: tuple[int, ...]) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
@@ -93,8 +99,10 @@ def print_table(results: dict[str, Any], ratios: dict[str, float | None]) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    strict, settings = parse_args(argv)
+    strict, src, settings = parse_args(argv)
     report: dict[str, Any] = {"meta": machine_info(), "settings": settings.__dict__}
+    if src:  # the proxy started below imports mcpmux from there
+        use_mcpmux_src(src, report["meta"])
     compile_mcpmux()
     try:
         with open_listen_fd_server("mcpmux", settings) as (server, _startup):

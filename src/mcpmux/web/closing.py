@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .asgi import watch_disconnect
 
 T = TypeVar("T")
 
@@ -45,7 +44,8 @@ async def until_closed(
                 on_lost()
             canceller.cancel()
 
-    watched = watch_disconnect(exchange.send, lost)
+    watch = getattr(exchange.send, "watch_disconnect", None)  # looked up once: armed, then disarmed
+    watched = watch is not None and bool(watch(lost))
     try:
         return await work
     except asyncio.CancelledError:
@@ -56,4 +56,4 @@ async def until_closed(
     finally:
         canceller.task = None
         if watched:
-            watch_disconnect(exchange.send, None)
+            watch(None)

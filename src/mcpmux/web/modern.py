@@ -171,6 +171,8 @@ class ModernExchange(PostExchange):
         if self.suspension is not None:
             self.suspension.put(msg)
             return
+        if self.early:
+            return  # `finish_now` sent it already (from the upstream's reader): nothing to translate again
         error = msg.get("error")
         code = error.get("code") if isinstance(error, dict) else None
         status = ERROR_STATUS.get(code) if type(code) is int else None
