@@ -33,11 +33,11 @@ from run import (
     in_rounds,
     load_average,
     machine_info,
-    use_mcpmux_src,
     open_listen_fd_server,
     phase_parser,
     phase_settings,
     render_table,
+    use_mcpmux_src,
 )
 
 TARGET_RATIO = 0.8

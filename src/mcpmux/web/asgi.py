@@ -188,11 +188,15 @@ def watch_disconnect(send: Send, callback: Callable[[], None] | None) -> bool:
 class RecordingSend:
     """Wraps a `send` and records the response status, keeping the early path if the server offers it."""
 
-    __slots__ = ("inner", "status")
+    __slots__ = ("inner", "status", "watch_disconnect")
 
     def __init__(self, inner: Send) -> None:
         self.inner = inner
         self.status = 0
+        # the inner send's own disconnect watch, bound once (None: it cannot tell); no call in between
+        self.watch_disconnect: Callable[[Callable[[], None] | None], bool] | None = getattr(
+            inner, "watch_disconnect", None
+        )
 
     async def __call__(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -205,9 +209,6 @@ class RecordingSend:
             return False
         self.status = status
         return True
-
-    def watch_disconnect(self, callback: Callable[[], None] | None) -> bool:
-        return watch_disconnect(self.inner, callback)
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: Headers | None = None) -> None:

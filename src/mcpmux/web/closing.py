@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-
 T = TypeVar("T")
 
 
@@ -55,5 +54,5 @@ async def until_closed(
         raise
     finally:
         canceller.task = None
-        if watched:
+        if watch is not None and watched:
             watch(None)
