@@ -63,10 +63,19 @@ class RequestHeaders:
         self.mcp_method: str | None = None  # 2026-07-28 routing headers, checked against the body
         self.mcp_name: str | None = None
         self.raw = raw  # all of them, for what only rare requests read (Mcp-Param-* of 2026 tool calls)
-        for name, value in raw:
-            setter = _PICK.get(name)
-            if setter is not None:
-                setter(self, value)
+        for name, value in raw:  # branches, not a setter call per header: this runs for every request
+            once = _ONCE.get(name)
+            if once is not None:
+                attr, label = once
+                if getattr(self, attr) is not None:
+                    self.repeated = label
+                setattr(self, attr, value.decode("latin-1"))
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"accept":
+                self.accept = value
+            elif name == b"content-length":
+                self.content_length = _content_length(value)
 
 
 def peer_of(scope: Scope) -> str:
@@ -75,36 +84,24 @@ def peer_of(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-def _set_content_length(h: RequestHeaders, v: bytes) -> None:
+def _content_length(v: bytes) -> int | None:
     try:
-        h.content_length = int(v)
+        return int(v)
     except ValueError:
-        h.content_length = None
+        return None
 
 
-def _once(attr: str, name: str) -> Callable[[RequestHeaders, bytes], None]:
-    """The setter of a header that must come once: a second one marks the request `repeated`."""
-
-    def pick(h: RequestHeaders, v: bytes) -> None:
-        if getattr(h, attr) is not None:
-            h.repeated = name
-        setattr(h, attr, v.decode("latin-1"))
-
-    return pick
-
-
-_PICK: dict[bytes, Callable[[RequestHeaders, bytes], None]] = {
-    b"authorization": _once("authorization", "Authorization"),
-    b"host": _once("host", "Host"),
-    b"origin": _once("origin", "Origin"),
-    b"mcp-session-id": _once("session_id", "Mcp-Session-Id"),
-    b"content-type": lambda h, v: setattr(h, "content_type", v),
-    b"accept": lambda h, v: setattr(h, "accept", v),
-    b"mcp-protocol-version": _once("protocol_version", "MCP-Protocol-Version"),
-    b"content-length": _set_content_length,
-    b"last-event-id": _once("last_event_id", "Last-Event-ID"),
-    b"mcp-method": _once("mcp_method", "Mcp-Method"),
-    b"mcp-name": _once("mcp_name", "Mcp-Name"),
+# Headers that must come once (attribute, name in the 400): a second one marks the request `repeated`
+# (RFC 9110 5.3: never a guess a front proxy might make the other way)
+_ONCE: dict[bytes, tuple[str, str]] = {
+    b"authorization": ("authorization", "Authorization"),
+    b"host": ("host", "Host"),
+    b"origin": ("origin", "Origin"),
+    b"mcp-session-id": ("session_id", "Mcp-Session-Id"),
+    b"mcp-protocol-version": ("protocol_version", "MCP-Protocol-Version"),
+    b"last-event-id": ("last_event_id", "Last-Event-ID"),
+    b"mcp-method": ("mcp_method", "Mcp-Method"),
+    b"mcp-name": ("mcp_name", "Mcp-Name"),
 }
 
 
