@@ -97,9 +97,8 @@ def read_envelope(msg: Message, headers: RoutingHeaders | None) -> Envelope:
             f"params._meta must be an object carrying {PROTOCOL_VERSION_META!r}"
             f" and {CLIENT_CAPABILITIES_META!r}",
         )
-    missing = [key for key in (PROTOCOL_VERSION_META, CLIENT_CAPABILITIES_META) if key not in meta]
-    if missing:
-        names = ", ".join(missing)
+    if PROTOCOL_VERSION_META not in meta or CLIENT_CAPABILITIES_META not in meta:
+        names = ", ".join(key for key in (PROTOCOL_VERSION_META, CLIENT_CAPABILITIES_META) if key not in meta)
         raise EnvelopeError(INVALID_PARAMS, f"params._meta is missing the envelope key(s): {names}")
     version = meta[PROTOCOL_VERSION_META]
     if headers is not None:

@@ -179,8 +179,10 @@ def strip_envelope(msg: Message) -> Message:
     if type(params) is not dict:
         return msg
     meta = params.get("_meta")
-    if type(meta) is not dict or not any(key in meta for key in ENVELOPE_META_KEYS):
+    if type(meta) is not dict:
         return msg
+    if PROTOCOL_VERSION_META not in meta and not any(key in meta for key in ENVELOPE_META_KEYS):
+        return msg  # (a 2026 request has the version key: the common case decides in one lookup)
     kept = meta.copy()  # copies (C speed), then the few envelope keys out: the client's dicts stay as sent
     for key in ENVELOPE_META_KEYS:
         kept.pop(key, None)
