@@ -17,7 +17,7 @@ from mcpmux.config.fields import (
     as_string_list,
     join_path,
 )
-from mcpmux.config.model import OAUTH_ALGORITHMS, OAuthIntrospection, OAuthResource, TokenScope
+from mcpmux.config.model import OAUTH_ALGORITHMS, OAuthIntrospection, OAuthResource, ProxyConfig, TokenScope
 
 OAUTH_KEYS = (
     *("issuer", "authorizationServers", "jwksUri", "audience", "algorithms"),
@@ -135,3 +135,13 @@ def _introspection(diag: Diagnostics, path: str, value: Any) -> OAuthIntrospecti
         endpoint=None if endpoint is None else _url(diag, spec.path_of("endpoint"), endpoint),
         cache_seconds=60.0 if ttl is None else ttl,
     )
+
+
+def route_oauth(config: ProxyConfig, name: str) -> OAuthResource | None:
+    """The `oauth` setting of a route: the merged endpoint (""), a group or a server."""
+    if name == "":
+        return config.merged.oauth
+    if name in config.groups:
+        return config.groups[name].oauth
+    server = config.servers.get(name)
+    return server.options.oauth if server is not None else None

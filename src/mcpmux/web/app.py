@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..config.oauth import route_oauth
 from ..core.auth import token_from_authorization
 from ..core.hostcheck import HostPolicy, is_loopback_listener
 from ..core.redact import Redactor, redact_tree
@@ -109,8 +110,6 @@ class ProxyApp:
         """The OAuth metadata endpoints; the OAuth modules (and PyJWT) load only when OAuth is on."""
         config, routes = self.state.config, self.state.routes.values()
         if self.oauth is None:
-            from .oauth_front import route_oauth
-
             if config.defaults.oauth is None and all(route_oauth(config, r.name) is None for r in routes):
                 return {}
             from .oauth_front import OAuthFront

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.model import OAuthResource, ProxyConfig, TokenScope
+from ..config.oauth import route_oauth
 from ..oauth.resource import Refusal, ResourceGuard, challenge
 from ..oauth.tokens import normalize_resource
 from ..relay.route import Route
@@ -15,16 +16,6 @@ from .asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 MESSAGES = {401: "Unauthorized", 403: "Forbidden: insufficient scope"}
-
-
-def route_oauth(config: ProxyConfig, name: str) -> OAuthResource | None:
-    """The `oauth` setting of a route: the merged endpoint (""), a group or a server."""
-    if name == "":
-        return config.merged.oauth
-    if name in config.groups:
-        return config.groups[name].oauth
-    server = config.servers.get(name)
-    return server.options.oauth if server is not None else None
 
 
 def route_servers(route: Route) -> list[str]:
