@@ -293,6 +293,8 @@ class Cluster:
         async def pump() -> None:
             try:
                 await self.streams.pump(client)
+            except Exception as exc:  # task boundary: one stream's failure must not end the cluster's tasks
+                log.warning("Cluster: a GET stream's pump failed: %s", type(exc).__name__)
             finally:
                 self.pumping.discard(client.id)
 

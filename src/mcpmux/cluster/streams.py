@@ -131,7 +131,12 @@ class SessionStreams:
                     await self._vouch(client)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-                await self.redis.delete(stream, record)
+                try:
+                    await self.redis.delete(stream, record)
+                except Exception as exc:  # Redis gone: the keys expire (STREAM_TTL_SECONDS)
+                    log.warning(
+                        "Cluster: an ended session's stream stays until it expires: %s", type(exc).__name__
+                    )
 
     async def _append(self, stream: str, record: str, batch: list[Any]) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -27,6 +27,7 @@ from .asgi import (
     send_json,
 )
 from .cors import CorsSend, preflight_headers, requested_headers
+from .hook import intercepted
 from .oauth_callback import callback_paths
 from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
@@ -198,7 +199,7 @@ class ProxyApp:
                 return  # the 401 (or OAuth's 401/403 challenge) was sent
         if self.cluster is not None and kind != "sse":
             # another replica's session or call is relayed there (and its token checked again there)
-            served = await self.cluster.intercept(route, token, scope, receive, send, headers)
+            served = await intercepted(self.cluster, route, token, scope, receive, send, headers)
             if served is None:
                 return
             receive, send = served
