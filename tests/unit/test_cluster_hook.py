@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -55,7 +56,8 @@ async def call(cluster: Any) -> tuple[Any, list[MutableMapping[str, Any]]]:
         return {"type": "http.disconnect"}
 
     scope = {"method": "POST", "path": f"/alpha/{SECRET}/mcp", "headers": []}
-    served = await intercepted(cluster, route(), None, scope, receive, send, RequestHeaders([]))
+    hook = partial(cluster.intercept, route(), None, scope, receive, headers=RequestHeaders([]))
+    served = await intercepted(hook, route(), "POST", send)
     return served, sent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -199,7 +200,8 @@ class ProxyApp:
                 return  # the 401 (or OAuth's 401/403 challenge) was sent
         if self.cluster is not None and kind != "sse":
             # another replica's session or call is relayed there (and its token checked again there)
-            served = await intercepted(self.cluster, route, token, scope, receive, send, headers)
+            hook = partial(self.cluster.intercept, route, token, scope, receive, headers=headers)
+            served = await intercepted(hook, route, scope["method"], send)
             if served is None:
                 return
             receive, send = served
