@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mcpmux.cluster.post_streams import POST_ID, events_of, is_event_stream, post_key, with_id
-from mcpmux.cluster.streams import EVENT_ID
+from mcpmux.cluster.post_streams import POST_ID, events_of, is_event_stream, post_batch, post_key, with_id
+from mcpmux.cluster.streams import EVENT_ID, MAX_ENTRY_BYTES
 from mcpmux.web.asgi import JSON_TYPE, SSE_HEADERS, sse_event
 
 
@@ -28,3 +28,15 @@ def test_the_events_of_a_body_leave_out_comments_and_empty_parts() -> None:
 def test_only_an_event_stream_answer_is_kept() -> None:
     assert is_event_stream(SSE_HEADERS)
     assert not is_event_stream([JSON_TYPE]) and not is_event_stream([])
+
+
+def test_a_post_streams_read_is_cut_at_its_byte_budget_and_skips_oversized_entries() -> None:
+    tag = "0123456789abcdef"
+    entries = [(f"0-{n}".encode(), {b"t": b"d", b"m": sse_event(b"x" * 400)}) for n in range(1, 6)]
+    body, last, done = post_batch(entries, tag, budget=1000)
+    assert body.count(b"id: p.") == 2 and last == 2 and not done  # the rest is read next time
+    huge = (b"0-6", {b"t": b"d", b"m": b"x" * (MAX_ENTRY_BYTES + 1)})
+    empty = (b"0-7", {b"t": b"d"})  # neither message nor end: a KeyError ended the stream before
+    end = (b"0-8", {b"t": b"d", b"e": b"1"})
+    body, last, done = post_batch([huge, empty, end], tag, budget=2 * MAX_ENTRY_BYTES)
+    assert body == b"" and last == 8 and done

@@ -20,7 +20,15 @@ from typing import Any
 
 from ..web.asgi import SSE_HEADERS, Headers, Receive, Send, send_error, watch_disconnect
 from .forward import while_connected
-from .streams import KEEPALIVE_ROUNDS, READ_BLOCK_MS, READ_COUNT, STREAM_MAXLEN, STREAM_TTL_SECONDS
+from .streams import (
+    KEEPALIVE_ROUNDS,
+    MAX_ENTRY_BYTES,
+    READ_BLOCK_MS,
+    READ_BYTES,
+    READ_COUNT,
+    STREAM_MAXLEN,
+    STREAM_TTL_SECONDS,
+)
 
 log = logging.getLogger("mcpmux.cluster")
 
@@ -147,11 +155,31 @@ async def _relay(
                 quiet = 0
                 await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
             continue
-        quiet, parts = 0, list[bytes]()
-        for entry_id, fields in entries:
-            seq = int(entry_id.split(b"-")[1])
-            if b"e" in fields:
-                await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
-                return
-            parts.append(with_id(fields[b"m"], tag, seq))
-        await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+        body, last, done = post_batch(entries, tag)
+        quiet, seq = 0, seq if last is None else last
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        if done:
+            return
+
+
+def post_batch(entries: list[Any], tag: str, budget: int = READ_BYTES) -> tuple[bytes, int | None, bool]:
+    """What one read of a POST's stream sends: its events, ids stamped, until their size reaches `budget`
+    (one entry at least; the rest is read next time); the number of the last entry taken (None: none);
+    whether the answer's end was reached. An entry without a message, or with one above
+    MAX_ENTRY_BYTES, is skipped with a log line (as on GET streams)."""
+    parts: list[bytes] = []
+    size, last = 0, None
+    for entry_id, fields in entries:
+        if b"e" in fields:
+            return b"".join(parts), int(entry_id.split(b"-")[1]), True
+        data = fields.get(b"m")
+        length = len(data) if isinstance(data, bytes) else 0
+        if last is not None and size + length > budget:
+            break
+        last = int(entry_id.split(b"-")[1])
+        if not isinstance(data, bytes) or length > MAX_ENTRY_BYTES:
+            log.warning("Cluster: a POST stream entry skipped (%s)", "too big" if length else "no message")
+            continue
+        parts.append(with_id(data, tag, last))
+        size += length
+    return b"".join(parts), last, False
