@@ -34,7 +34,7 @@ from .operator import operator_of
 from .sse import handle_sse_message, handle_sse_stream
 from .state import ProxyState, StateSource
 from .status import StatusEndpoints
-from .streamable import handle_streamable
+from .streamable import handle_post, handle_streamable
 from .telemetry import Telemetry, route_label
 
 if TYPE_CHECKING:
@@ -148,22 +148,23 @@ class ProxyApp:
         else:
             await self._route_request(kind, target, scope, receive, send, headers)
 
-    async def _route_request(
+    def _route_request(
         self, kind: str, target: Any, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders
-    ) -> None:
-        """An MCP route's request: a preflight answered here, else served (with CORS for a browser)."""
+    ) -> Awaitable[None]:
+        """An MCP route's request: a preflight answered here, else served (with CORS for a browser).
+
+        Not a coroutine itself: the caller awaits the one it returns (one frame less on every resume).
+        """
         if scope["method"] == "OPTIONS":
             # before auth: a browser's preflight carries no credentials (its Origin was checked)
             answer = preflight_headers(headers.origin, kind, requested_headers(scope))
-            await send_bytes(send, 200, b"", answer)
-            return
+            return send_bytes(send, 200, b"", answer)
         if headers.origin is not None:
             send = CorsSend(send, headers.origin)
         route: Route = target[0] if kind == "sse" else target
         if route.log_enabled:
-            await self._logged(kind, target, route, scope, receive, send, headers)
-        else:
-            await self._serve(kind, target, route, scope, receive, send, headers)
+            return self._logged(kind, target, route, scope, receive, send, headers)
+        return self._serve(kind, target, route, scope, receive, send, headers)
 
     def _refuse_host(self, scope: Scope, headers: RequestHeaders, kind: str) -> tuple[int, str] | None:
         """400 without a Host (HTTP/1.1) or with two (or two of another header that must come once);
@@ -207,11 +208,27 @@ class ProxyApp:
             receive, send = served
         limit = self.state.config.max_request_bytes
         if kind == "mcp":
-            await handle_streamable(route, scope, receive, send, headers, token, limit, self.telemetry)
+            await self._streamable(route, scope, receive, send, headers, token, limit)
         elif kind == "sse":
             await _sse_stream(route, target[1], scope, receive, send, token)
         else:
             await handle_sse_message(route, scope, receive, send, headers, token, limit, self.telemetry)
+
+    def _streamable(
+        self,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+        token: TokenScope | None,
+        limit: int,
+    ) -> Awaitable[None]:
+        """A `…/mcp` request's handling, for the caller to await (no coroutine in between: one frame
+        less on every resume of the request)."""
+        if scope["method"] == "POST":
+            return handle_post(route, receive, send, headers, token, limit, self.telemetry)
+        return handle_streamable(route, scope, receive, send, headers, token)
 
     def _admission_needed(self, route: Route) -> bool:
         """Whether a caller without a matching static token must get in another way (OAuth) or not at all."""

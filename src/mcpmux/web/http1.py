@@ -39,7 +39,6 @@ from .http1_head import (
     HEAD_END,
     HeadTooLargeError,
     address,
-    expects_continue,
     feed_end,
     has_body,
     request_scope,
@@ -84,6 +83,7 @@ class Connection(asyncio.Protocol):
         self._messages = 0  # requests begun on this connection
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._expect_continue = False  # the head being read has `Expect: 100-continue`
         self._head_bytes = 0
         self.client: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
@@ -239,6 +239,7 @@ class Connection(asyncio.Protocol):
         self.head_started = self.loop.time()
         self._url = b""
         self._headers = []
+        self._expect_continue = False
         self._head_bytes = 0
         self._head_fed = 0
 
@@ -252,7 +253,10 @@ class Connection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.limits.max_head_bytes:
             raise HeadTooLargeError
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True  # noted here: no second pass over the headers per request
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.head_started = None
@@ -281,7 +285,7 @@ class Connection(asyncio.Protocol):
                 self._refuse(400, "HTTP upgrade is not supported: send the request without Upgrade")
                 return None
             keep_alive = False
-        return Exchange(self, scope, keep_alive, expects_continue(headers))
+        return Exchange(self, scope, keep_alive, self._expect_continue)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading

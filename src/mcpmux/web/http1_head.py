@@ -68,11 +68,6 @@ def request_scope(
     }
 
 
-def expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
-    """`Expect: 100-continue`: the client waits for a 100 before it sends the body."""
-    return any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
-
-
 def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     """Whether the head announces a body (a non-zero Content-Length, or any Transfer-Encoding)."""
     framing = (b"content-length", b"transfer-encoding")

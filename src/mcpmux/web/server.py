@@ -113,10 +113,23 @@ class Http1Server:
         self.tasks.start_soon(self._worker, exchange, name="mcpmux HTTP request")
 
     async def _worker(self, exchange: Exchange | None) -> None:
-        """Run requests one after another, waiting in between; ends when enough other workers wait."""
+        """Run requests one after another, waiting in between; ends when enough other workers wait.
+
+        The app is awaited right here (no coroutine per request in between: every resume of a request
+        passes through each frame of its await chain).
+        """
         while exchange is not None:
             try:
-                await self._run(exchange)
+                await self.app(exchange.scope, exchange.receive, exchange)  # an EarlySend (web/asgi.py)
+            except asyncio.CancelledError:
+                cancelled(exchange)
+                raise
+            except Exception:
+                log.exception("%s %s failed", exchange.scope["method"], exchange.scope["path"])
+                fail(exchange)
+            else:
+                if not (exchange.response_complete or exchange.conn.disconnected):
+                    unfinished(exchange)
             finally:
                 self.running -= 1
                 if not self.running:
@@ -127,23 +140,6 @@ class Http1Server:
             waiter: asyncio.Future[Exchange | None] = self.loop.create_future()
             self._idle_workers.append(waiter)
             exchange = await waiter
-
-    async def _run(self, exchange: Exchange) -> None:
-        conn = exchange.conn
-        try:
-            await self.app(exchange.scope, exchange.receive, exchange)  # an EarlySend (web/asgi.py)
-        except asyncio.CancelledError:
-            if not exchange.response_complete:
-                exchange.abandon()
-            raise
-        except Exception:
-            log.exception("%s %s failed", exchange.scope["method"], exchange.scope["path"])
-        else:
-            if conn.disconnected or exchange.response_complete:
-                return
-            problem = "response not completed" if exchange.response_started else "no response"
-            log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
-        fail(exchange)
 
     def sweep(self, now: float) -> None:
         """Apply every connection's timeouts (head, body, write, keep-alive)."""
@@ -240,6 +236,19 @@ class HttpServer:
         self.stop_accepting()
         self._stop.set()
         await self._stopped.wait()
+
+
+def cancelled(exchange: Exchange) -> None:
+    """The request's worker is cancelled (shutdown past the grace period): drop an unfinished response."""
+    if not exchange.response_complete:
+        exchange.abandon()
+
+
+def unfinished(exchange: Exchange) -> None:
+    """The app returned without completing its response (and the client is still there)."""
+    problem = "response not completed" if exchange.response_started else "no response"
+    log.error("%s %s: %s", exchange.scope["method"], exchange.scope["path"], problem)
+    fail(exchange)
 
 
 def fail(exchange: Exchange) -> None:

@@ -120,13 +120,10 @@ async def handle_streamable(
     send: Send,
     headers: RequestHeaders,
     token: TokenScope | None,
-    limit: int,
-    telemetry: Telemetry,
 ) -> None:
+    """Any method but POST (`handle_post`): GET (the standalone stream), DELETE (the session's end), 405."""
     method = scope["method"]
-    if method == "POST":
-        await _post(route, receive, send, headers, token, limit, telemetry)
-    elif not headers.session_id and headers.protocol_version in MODERN_VERSIONS:
+    if not headers.session_id and headers.protocol_version in MODERN_VERSIONS:
         await send_error(send, 405, "Method Not Allowed: 2026-07-28 clients only POST", [(b"allow", b"POST")])
     elif method == "GET":
         await _get(route, receive, send, headers, token)
@@ -152,7 +149,7 @@ async def _session(route: Route, headers: RequestHeaders, token: TokenScope | No
     return client
 
 
-async def _post(
+async def handle_post(
     route: Route,
     receive: Receive,
     send: Send,
