@@ -208,7 +208,7 @@ class ProxyApp:
             receive, send = served
         limit = self.state.config.max_request_bytes
         if kind == "mcp":
-            await self._streamable(route, scope, receive, send, headers, token, limit)
+            await self._streamable(route, token, scope, receive, send, headers)
         elif kind == "sse":
             await _sse_stream(route, target[1], scope, receive, send, token)
         else:
@@ -217,16 +217,16 @@ class ProxyApp:
     def _streamable(
         self,
         route: Route,
+        token: TokenScope | None,
         scope: Scope,
         receive: Receive,
         send: Send,
         headers: RequestHeaders,
-        token: TokenScope | None,
-        limit: int,
     ) -> Awaitable[None]:
         """A `…/mcp` request's handling, for the caller to await (no coroutine in between: one frame
         less on every resume of the request)."""
         if scope["method"] == "POST":
+            limit = self.state.config.max_request_bytes
             return handle_post(route, receive, send, headers, token, limit, self.telemetry)
         return handle_streamable(route, scope, receive, send, headers, token)
 
