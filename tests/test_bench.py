@@ -238,3 +238,35 @@ def test_ab_report_takes_the_median_of_the_rounds_and_the_ratio_after_over_befor
     report = ab.render(table, "old", "new")
     assert "| streamable_16 | 2,000 | 2,200 | 1.10 | 0.200 | 0.100 | 0.50 |" in report
     assert "| sse_16 | - | - | - |" in report
+
+
+def test_callcount_counts_the_same_calls_for_the_same_code() -> None:
+    """bench/callcount.py of HEAD against this work tree's src/: a positive count per request, the ratio
+    about 1 (the count is deterministic up to timers and scheduling, which is its point)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "callcount.py"),
+            "--before",
+            "HEAD",
+            "--after-src",
+            str(BENCH.parent / "src"),
+            "--modes",
+            "http",
+            "--sessions",
+            "2",
+            "--duration",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[0]
+    assert line.startswith("http: calls per request"), line
+    ratio = float(line.split("(x", 1)[1].split(")", 1)[0])
+    per_request = float(line.split("work tree ", 1)[1].split(" ", 1)[0].rstrip(","))
+    assert 50 < per_request < 2000, line
+    assert 0.85 < ratio < 1.15, line

@@ -1,0 +1,219 @@
+"""Python function calls per proxied call, of two commits: a noise-free before/after of the hot path.
+
+    python bench/callcount.py --before eec1c01 --after HEAD
+    python bench/callcount.py --before eec1c01 --after HEAD --modes http,sse --sessions 16 --top 40
+
+CPU per call moves by 20-30% between runs minutes apart on a shared VM (bench/RESULTS.md); the number of
+Python function calls the proxy makes per request does not. For each commit (checked out like bench/ab.py
+does) and each mode, one mcpmux runs under cProfile in front of the stdio echo upstream, a first
+bench/loadgen.py run warms it up (sessions, caches, lazy imports), SIGUSR1 takes a snapshot of the
+profile, a second run is measured, and a second snapshot closes it: the difference, divided by the
+calls the second run made, is the cost of one call in the steady state. Reported per mode: every call
+cProfile sees (Python functions, builtins and coroutine resumes; each resume of a coroutine frame counts
+as a call, so deeper await chains cost more) and the Python-level part alone, with the ratio
+after/before; `--top N` lists the functions whose calls per request changed most.
+
+Modes: `http` (streamable HTTP, /echo/mcp), `sse` (legacy SSE, /echo/sse), `merged` (/mcp, tool
+echo__echo), `stateless` (2026-07-28 calls on /echo/mcp, echo upstream in the handshake era),
+`stateless26` (the same with the upstream pinned to 2026-07-28).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ab import checkout, git
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+MODES = {
+    "http": ("http", "/echo/mcp", "echo", None),
+    "sse": ("sse", "/echo/sse", "echo", None),
+    "merged": ("http", "/mcp", "echo__echo", None),
+    "stateless": ("stateless", "/echo/mcp", "echo", None),
+    "stateless26": ("stateless", "/echo/mcp", "echo", "2026-07-28"),
+}
+WRAPPER = """
+import cProfile, signal, sys
+sys.path.insert(0, {src!r})
+from mcpmux.cli import main
+profile = cProfile.Profile()
+snapshots = iter({snapshots!r})
+def snapshot(signum, frame):
+    profile.disable()
+    profile.dump_stats(next(snapshots))
+    profile.enable()
+signal.signal(signal.SIGUSR1, snapshot)
+profile.enable()
+main(['--config', {config!r}])
+"""
+
+Counts = dict[tuple[str, str], int]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def load(path: Path) -> Counts:
+    """(file, function) -> calls, the file shortened to its path under src/ or its name (no line numbers:
+    they differ between commits)."""
+    stats: Any = pstats.Stats(str(path))
+    out: Counts = {}
+    for (file, _line, name), row in stats.stats.items():
+        short = file.split("/src/")[-1] if "/src/" in file else file.rsplit("/", 1)[-1]
+        out[(short, name)] = out.get((short, name), 0) + row[1]
+    return out
+
+
+def loadgen(mode: str, url: str, tool: str, sessions: int, duration: float) -> int:
+    command = [sys.executable, str(BENCH / "loadgen.py"), mode, "--url", url, "--sessions", str(sessions)]
+    command += ["--duration", str(duration), "--warmup", "0", "--tool", tool]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"loadgen failed: {done.stderr[-2000:]}")
+    report = json.loads(lines[-1])
+    if report.get("errors"):
+        raise SystemExit(f"loadgen saw errors: {report['errors']}")
+    calls: int = report["calls"]
+    return calls
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_readyz", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("mcpmux did not become ready")
+
+
+def wait_file(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            time.sleep(0.3)  # dump_stats writes in one go; let it finish
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"no profile snapshot at {path}")
+
+
+def measure(src: Path, mode: str, sessions: int, duration: float, tmp: Path) -> tuple[Counts, int]:
+    """Calls per function during the measured run, and the MCP calls it made."""
+    kind, path, tool, protocol = MODES[mode]
+    port = free_port()
+    server: dict[str, Any] = {"command": sys.executable, "args": [str(BENCH / "echo_upstream.py")]}
+    if protocol:
+        server["options"] = {"protocol": protocol}
+    config = tmp / f"config-{port}.json"
+    config.write_text(
+        json.dumps(
+            {
+                "mcpProxy": {
+                    "addr": f"127.0.0.1:{port}",
+                    "baseURL": f"http://127.0.0.1:{port}",
+                    "options": {"logEnabled": False},
+                },
+                "mcpServers": {"echo": server},
+            }
+        )
+    )
+    first, second = tmp / f"a-{port}.prof", tmp / f"b-{port}.prof"
+    code = WRAPPER.format(src=str(src), snapshots=[str(first), str(second)], config=str(config))
+    log = (tmp / f"log-{port}").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        url = f"http://127.0.0.1:{port}{path}"
+        loadgen(kind, url, tool, sessions, max(1.0, duration / 2))
+        proc.send_signal(signal.SIGUSR1)
+        wait_file(first)
+        calls = loadgen(kind, url, tool, sessions, duration)
+        proc.send_signal(signal.SIGUSR1)
+        wait_file(second)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    before, after = load(first), load(second)
+    return {key: n - before.get(key, 0) for key, n in after.items() if n != before.get(key, 0)}, calls
+
+
+def python_level(counts: Counts) -> int:
+    return sum(n for (file, _), n in counts.items() if file != "~")
+
+
+def report(mode: str, results: dict[str, tuple[Counts, int]], top: int) -> None:
+    (before, (old, old_calls)), (after, (new, new_calls)) = results.items()
+    total_old, total_new = sum(old.values()) / old_calls, sum(new.values()) / new_calls
+    py_old, py_new = python_level(old) / old_calls, python_level(new) / new_calls
+    print(
+        f"{mode}: calls per request {before} {total_old:.1f}, {after} {total_new:.1f} "
+        f"(x{total_new / total_old:.2f}); Python-level {py_old:.1f} -> {py_new:.1f} (x{py_new / py_old:.2f})"
+    )
+    if top <= 0:
+        return
+    rows = []
+    for key in set(old) | set(new):
+        a, b = old.get(key, 0) / old_calls, new.get(key, 0) / new_calls
+        if abs(b - a) >= 0.05:
+            rows.append((b - a, a, b, f"{key[0]}:{key[1]}"))
+    for delta, a, b, name in sorted(rows, key=lambda r: -abs(r[0]))[:top]:
+        print(f"  {delta:+7.2f}  {a:6.2f} -> {b:6.2f}  {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--before", required=True, help="the commit before (any git revision)")
+    parser.add_argument("--after", default="HEAD", help="the commit after (default HEAD)")
+    parser.add_argument("--after-src", type=Path, help="use this src/ directory as the after (a work tree)")
+    parser.add_argument("--modes", default="http,sse,merged", help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--sessions", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--top", type=int, default=0, help="list the N functions that changed most")
+    args = parser.parse_args(argv)
+    before, before_tree = checkout(args.before)
+    trees = {before: before_tree / "src"}
+    if args.after_src:
+        trees["work tree"] = args.after_src.resolve()
+    else:
+        after, after_tree = checkout(args.after)
+        trees[after] = after_tree / "src"
+    try:
+        with tempfile.TemporaryDirectory(prefix="mcpmux-callcount-") as tmp:
+            for mode in args.modes.split(","):
+                results = {
+                    label: measure(src, mode, args.sessions, args.duration, Path(tmp))
+                    for label, src in trees.items()
+                }
+                report(mode, results, args.top)
+    finally:
+        for label, src in trees.items():
+            if label != "work tree":
+                git("worktree", "remove", "--force", str(src.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
