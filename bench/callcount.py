@@ -14,8 +14,8 @@ as a call, so deeper await chains cost more) and the Python-level part alone, wi
 after/before; `--top N` lists the functions whose calls per request changed most.
 
 Modes: `http` (streamable HTTP, /echo/mcp), `sse` (legacy SSE, /echo/sse), `merged` (/mcp, tool
-echo__echo), `stateless` (2026-07-28 calls on /echo/mcp, echo upstream in the handshake era),
-`stateless26` (the same with the upstream pinned to 2026-07-28).
+echo__echo), `stateless` (2026-07-28 calls on /echo/mcp; the echo upstream speaks the handshake era).
+Compare two modes of one commit by running both against the same tree (`--before HEAD --after-src src`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ MODES = {
     "sse": ("sse", "/echo/sse", "echo", None),
     "merged": ("http", "/mcp", "echo__echo", None),
     "stateless": ("stateless", "/echo/mcp", "echo", None),
-    "stateless26": ("stateless", "/echo/mcp", "echo", "2026-07-28"),
 }
 WRAPPER = """
 import cProfile, signal, sys
@@ -103,7 +102,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("mcpmux did not become ready")
+    raise SystemExit(f"mcpmux did not become ready (exit {proc.poll()}); see its stderr")
 
 
 def wait_file(path: Path) -> None:
