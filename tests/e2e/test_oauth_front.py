@@ -160,6 +160,42 @@ async def test_a_token_for_the_whole_proxy_is_accepted_on_each_route(
     assert "echo" in names
 
 
+async def post(url: str, token: str, body: dict[str, Any], session: str | None = None) -> httpx2.Response:
+    headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+    if session is not None:
+        headers |= {"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    async with httpx2.AsyncClient(timeout=BOUND) as http:
+        return await http.post(url, json=body, headers=headers)
+
+
+async def test_a_session_is_bound_to_its_principal_not_to_a_name_another_token_shares(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    url = proxy.url("/a/mcp")
+    user = auth.mint({"aud": url, "scope": "mcp:a", "sub": "svc"})
+    machine = auth.mint({"aud": url, "scope": "mcp:a", "sub": None, "client_id": "svc"})  # no `sub`
+    again = auth.mint({"aud": url, "scope": "mcp:a", "sub": "svc", "client_id": "other-app"})
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with anyio.fail_after(BOUND):
+        opened = await post(url, user, init)
+        session = opened.headers["mcp-session-id"]
+        stolen = await post(url, machine, ping, session)
+        same = await post(url, again, ping, session)
+    assert opened.status_code == 200
+    assert stolen.status_code == 404  # the client-credentials token `svc` reached user svc's session before
+    assert same.status_code == 200  # the same user through another app: the same principal
+
+
 def sdk_login(server_url: str, storage: MemoryStorage) -> Any:
     """The SDK's OAuth client for `server_url`, with the user's browser approving at once."""
     from mcp.client.auth import OAuthClientProvider

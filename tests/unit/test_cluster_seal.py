@@ -215,9 +215,23 @@ def test_a_streams_reader_is_the_same_principal_of_the_same_issuer_with_the_same
     first = OAuthResource(issuer="https://one.example/", authorization_servers=("https://one.example/",))
     second = OAuthResource(issuer="https://two.example/", authorization_servers=("https://two.example/",))
     alice = TokenScope("oauth:alice", oauth=first)
-    assert streams.token_digest(alice) == streams.token_digest(TokenScope("oauth:alice", oauth=first))
+    same = TokenScope("oauth:alice", oauth=first)
+    assert streams.token_digest(alice, "r") == streams.token_digest(same, "r")
     other_issuer = TokenScope("oauth:alice", oauth=second)  # another issuer's `alice` is someone else
     narrower = TokenScope("oauth:alice", any_of=(TokenScope("oauth:alice", servers=("a",)),), oauth=first)
     static = TokenScope("oauth:alice")  # a static token spelled like the label
-    digests = {streams.token_digest(scope) for scope in (alice, other_issuer, narrower, static)}
+    digests = {streams.token_digest(scope, "r") for scope in (alice, other_issuer, narrower, static)}
     assert len(digests) == 4
+
+
+def test_a_streams_reader_is_bound_to_the_route_and_to_fields_that_cannot_run_into_each_other() -> None:
+    from mcpmux.cluster.streams import SessionStreams
+    from mcpmux.config.model import TokenScope
+
+    streams = SessionStreams(None, "s" * 40)
+    token = TokenScope("t", servers=("a",))
+    assert streams.token_digest(token, "r1") != streams.token_digest(token, "r2")
+    # the old encoding joined the token and its servers with a newline: these two were one reader
+    spelled = TokenScope("t\na")
+    assert streams.token_digest(token, "r") != streams.token_digest(spelled, "r")
+    assert streams.token_digest(None, "r") != streams.token_digest(TokenScope(""), "r")

@@ -170,7 +170,7 @@ class Cluster:
             if await self._session_request(Incoming(route, token, scope, receive, send, headers), session_id):
                 return None
             if headers.session_id and scope["method"] == "POST":
-                digest = self.streams.token_digest(token)
+                digest = self.streams.token_digest(token, route.name)
                 return receive, RecordedSend(self.redis, send, session_id, digest)
             return receive, send
         if scope["method"] == "POST" and headers.protocol_version in MODERN_VERSIONS:
@@ -240,7 +240,7 @@ class Cluster:
                 client.has_stream = False
             return True
         try:
-            allowed = await self.streams.reader_allowed(session_id, token)
+            allowed = await self.streams.reader_allowed(session_id, token, route.name)
             gone = allowed is False or await self.registry.address(owner) is None
         except Exception as exc:  # Redis down: no stream can be served here now
             log.warning("Cluster: cannot serve a GET stream: %s", type(exc).__name__)
@@ -263,7 +263,7 @@ class Cluster:
         if owner != self.replica:
             await self._forward(owner, session_id, req.scope, req.receive, req.send)
             return True
-        route, digest = req.route, self.streams.token_digest(req.token)
+        route, digest = req.route, self.streams.token_digest(req.token, req.route.name)
         client = route.sessions.get(session_id)
         if client is None or client.closed or client.scope is not req.token:
             await send_error(req.send, 404, "Not Found: no such stream in this session")

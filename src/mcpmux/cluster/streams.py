@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import orjson
 
 from ..config.model import TokenScope
 from ..relay.client import ClientSession
@@ -103,18 +104,21 @@ class SessionStreams:
         self.redis = redis
         self._key = hashlib.sha256(b"mcpmux-token\x00" + secret.encode()).digest()
 
-    def token_digest(self, token: TokenScope | None) -> str:
-        """Who may read a session's stream: the token (static or OAuth principal) that opened it. An
-        OAuth principal is named by its `sub` only: the issuer and the grants are part of who it is."""
-        identity = "" if token is None else f"{token.token}\n{','.join(token.servers)}"
-        if token is not None and token.oauth is not None:
-            identity += f"\n{token.oauth.issuer}\n{token.any_of!r}"
-        return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest()
+    def token_digest(self, token: TokenScope | None, route: str) -> str:
+        """Who may read a session's stream: the token (static, or OAuth principal of an issuer, with its
+        grants) that opened it on that route, encoded without ambiguity (a JSON array)."""
+        identity: list[Any] = [route]
+        if token is not None:
+            identity += [token.identity, list(token.servers)]
+            if token.oauth is not None:
+                identity += [token.oauth.issuer, repr(token.any_of)]
+        return hmac.new(self._key, orjson.dumps(identity), hashlib.sha256).hexdigest()
 
     async def open(self, client: ClientSession) -> None:
         """The session's record: its token's digest, and the last event a stream delivered."""
         key = record_key(client.id)
-        await self.redis.hset(key, mapping={"token": self.token_digest(client.scope), "cursor": "0-0"})
+        digest = self.token_digest(client.scope, client.route.name)
+        await self.redis.hset(key, mapping={"token": digest, "cursor": "0-0"})
         await self.redis.expire(key, STREAM_TTL_SECONDS)
 
     async def pump(self, client: ClientSession) -> None:
@@ -162,12 +166,13 @@ class SessionStreams:
         if left_ms > 0:
             client.listened_until = max(client.listened_until, client.route.clock.now() + left_ms / 1000)
 
-    async def reader_allowed(self, session_id: str, token: TokenScope | None) -> bool | None:
-        """None: no record (no stream yet, or the session ended); else whether this token may read it."""
+    async def reader_allowed(self, session_id: str, token: TokenScope | None, route: str) -> bool | None:
+        """None: no record (no stream yet, or the session ended); else whether this token may read it
+        on this route."""
         digest = await self.redis.hget(record_key(session_id), "token")
         if digest is None:
             return None
-        return hmac.compare_digest(bytes(digest), self.token_digest(token).encode())
+        return hmac.compare_digest(bytes(digest), self.token_digest(token, route).encode())
 
     async def serve(
         self,

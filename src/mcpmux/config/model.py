@@ -52,6 +52,12 @@ class TokenScope:
         return not self.servers and self.tool_filter is None and not self.any_of
 
     @property
+    def identity(self) -> str:
+        """Who this scope stands for, for what binds to a caller (requestState, cluster streams): a
+        static token and an OAuth principal (`token` is then `oauth:<principal>`) never name the same."""
+        return ("oauth " if self.oauth is not None else "token ") + self.token
+
+    @property
     def filters_tools(self) -> bool:
         """Whether the published tool names must be checked against this scope."""
         return self.tool_filter is not None or bool(self.any_of)

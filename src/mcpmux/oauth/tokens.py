@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio
 import jwt
@@ -32,7 +32,7 @@ class Claims:
     """What mcpmux uses of a validated token."""
 
     issuer: str
-    principal: str  # `sub`, else `client_id`
+    principal: str  # who, unambiguously: see `principal_of`
     scopes: frozenset[str]
 
 
@@ -62,11 +62,19 @@ def check_audience(payload: dict[str, Any], accepted: Collection[str]) -> None:
         raise InvalidToken("The token was not issued for this resource (aud)")
 
 
-def claims_of(payload: dict[str, Any], issuer: str) -> Claims:
-    principal = payload.get("sub") or payload.get("client_id")
-    if not isinstance(principal, str) or not principal:
+def principal_of(payload: dict[str, Any], issuer: str) -> str:
+    """Who a token stands for: `sub:<issuer>:<sub>`, else (no `sub`) `client:<issuer>:<client_id>`,
+    each part percent-encoded, so that neither a `sub` spelled like another token's `client_id`, nor the
+    same `sub` from another issuer, nor a value with a colon in it, names the same principal."""
+    sub = payload.get("sub")
+    kind, value = ("client", payload.get("client_id")) if sub in (None, "") else ("sub", sub)
+    if not isinstance(value, str) or not value:
         raise InvalidToken("The token names no subject (sub)")
-    return Claims(issuer=issuer, principal=principal, scopes=granted_scopes(payload))
+    return f"{kind}:{quote(issuer, safe='')}:{quote(value, safe='')}"
+
+
+def claims_of(payload: dict[str, Any], issuer: str) -> Claims:
+    return Claims(issuer=issuer, principal=principal_of(payload, issuer), scopes=granted_scopes(payload))
 
 
 class TokenVerifier:

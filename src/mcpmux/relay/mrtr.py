@@ -57,7 +57,9 @@ def use_state_keys(keys: Sequence[RequestStateKey]) -> None:
 
 
 def caller_of(scope: TokenScope | None) -> str | None:
-    return scope.token if scope is not None else None
+    """Whom a requestState is bound to: the token's identity (a static token never passes for an
+    OAuth principal spelled like it); None without a token."""
+    return scope.identity if scope is not None else None
 
 
 class Suspension:
