@@ -13,6 +13,14 @@ cProfile sees (Python functions, builtins and coroutine resumes; each resume of 
 as a call, so deeper await chains cost more) and the Python-level part alone, with the ratio
 after/before; `--top N` lists the functions whose calls per request changed most.
 
+`--instructions` counts machine instructions instead (valgrind's callgrind, C code included: the event
+loop, httptools, orjson): the proxy runs under callgrind with instrumentation off, the warm-up run goes
+at near-native speed, instrumentation is switched on (`callgrind_control -i on`) for the measured run
+only, then for as long again with no call (timers, the config watch: work that comes with time, not
+with calls), and the difference is divided by the calls the measured run made. About 50x slower while
+measuring, but repeatable to about 1% between runs (the stdio upstream and the load generator run
+natively, outside valgrind; four runs of eec1c01 against c21a6ad gave x1.143 to x1.149).
+
 Modes: `http` (streamable HTTP, /echo/mcp), `sse` (legacy SSE, /echo/sse), `merged` (/mcp, tool
 echo__echo), `stateless` (2026-07-28 calls on /echo/mcp; the echo upstream speaks the handshake era).
 Compare two modes of one commit by running both against the same tree (`--before HEAD --after-src src`).
@@ -59,6 +67,13 @@ profile.enable()
 main(['--config', {config!r}])
 """
 
+PLAIN = """
+import sys
+sys.path.insert(0, {src!r})
+from mcpmux.cli import main
+main(['--config', {config!r}])
+"""
+INSTRUCTIONS = ("~", "instructions")
 Counts = dict[tuple[str, str], int]
 
 
@@ -115,26 +130,70 @@ def wait_file(path: Path) -> None:
     raise SystemExit(f"no profile snapshot at {path}")
 
 
-def measure(src: Path, mode: str, sessions: int, duration: float, tmp: Path) -> tuple[Counts, int]:
-    """Calls per function during the measured run, and the MCP calls it made."""
-    kind, path, tool, protocol = MODES[mode]
-    port = free_port()
+def write_config(tmp: Path, port: int, protocol: str | None) -> Path:
     server: dict[str, Any] = {"command": sys.executable, "args": [str(BENCH / "echo_upstream.py")]}
     if protocol:
         server["options"] = {"protocol": protocol}
     config = tmp / f"config-{port}.json"
-    config.write_text(
-        json.dumps(
-            {
-                "mcpProxy": {
-                    "addr": f"127.0.0.1:{port}",
-                    "baseURL": f"http://127.0.0.1:{port}",
-                    "options": {"logEnabled": False},
-                },
-                "mcpServers": {"echo": server},
-            }
-        )
-    )
+    proxy = {
+        "addr": f"127.0.0.1:{port}",
+        "baseURL": f"http://127.0.0.1:{port}",
+        "options": {"logEnabled": False},
+    }
+    config.write_text(json.dumps({"mcpProxy": proxy, "mcpServers": {"echo": server}}))
+    return config
+
+
+def callgrind_parts(prefix: Path) -> dict[int, int]:
+    """Dump number -> instructions (Ir) of the proxy's callgrind dumps `prefix.<pid>.<n>` (a child forked
+    before its exec may leave an empty file beside them)."""
+    parts: dict[int, int] = {}
+    for path in prefix.parent.glob(f"{prefix.name}.*.*"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                number = int(path.name.rsplit(".", 1)[1])
+                parts[number] = max(parts.get(number, 0), int(line.split()[1]))
+    return parts
+
+
+def measure_instructions(
+    src: Path, mode: str, sessions: int, duration: float, tmp: Path
+) -> tuple[Counts, int]:
+    """Machine instructions the proxy executed during the measured run, and the MCP calls it made."""
+    kind, path, tool, protocol = MODES[mode]
+    port = free_port()
+    config = write_config(tmp, port, protocol)
+    out = tmp / f"callgrind-{port}.out"
+    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"]
+    command += [sys.executable, "-c", PLAIN.format(src=str(src), config=str(config))]
+    log = (tmp / f"log-{port}").open("wb")
+    proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        url = f"http://127.0.0.1:{port}{path}"
+        loadgen(kind, url, tool, sessions, max(1.0, duration / 2))
+        control = ["callgrind_control", "-i", "on", str(proc.pid)]
+        subprocess.run(control, capture_output=True, check=True)
+        started = time.monotonic()
+        calls = loadgen(kind, url, tool, sessions, duration)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+        time.sleep(time.monotonic() - started)  # as long idle: what the timers cost without a call
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        log.close()
+    parts = callgrind_parts(out)
+    if not {1, 2} <= set(parts):
+        raise SystemExit(f"callgrind dumps missing for {src}: {parts}")
+    return {INSTRUCTIONS: parts[1] - parts[2]}, calls
+
+
+def measure(src: Path, mode: str, sessions: int, duration: float, tmp: Path) -> tuple[Counts, int]:
+    """Calls per function during the measured run, and the MCP calls it made."""
+    kind, path, tool, protocol = MODES[mode]
+    port = free_port()
+    config = write_config(tmp, port, protocol)
     first, second = tmp / f"a-{port}.prof", tmp / f"b-{port}.prof"
     code = WRAPPER.format(src=str(src), snapshots=[str(first), str(second)], config=str(config))
     log = (tmp / f"log-{port}").open("wb")
@@ -162,6 +221,13 @@ def python_level(counts: Counts) -> int:
 
 def report(mode: str, results: dict[str, tuple[Counts, int]], top: int) -> None:
     (before, (old, old_calls)), (after, (new, new_calls)) = results.items()
+    if INSTRUCTIONS in old:
+        ir_old, ir_new = old[INSTRUCTIONS] / old_calls, new[INSTRUCTIONS] / new_calls
+        print(
+            f"{mode}: instructions per request {before} {ir_old:,.0f}, {after} {ir_new:,.0f} "
+            f"(x{ir_new / ir_old:.3f}; {old_calls} and {new_calls} calls measured)"
+        )
+        return
     total_old, total_new = sum(old.values()) / old_calls, sum(new.values()) / new_calls
     py_old, py_new = python_level(old) / old_calls, python_level(new) / new_calls
     print(
@@ -190,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=16)
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--top", type=int, default=0, help="list the N functions that changed most")
+    parser.add_argument("--instructions", action="store_true", help="count machine instructions (valgrind)")
     args = parser.parse_args(argv)
     before, before_tree = checkout(args.before)
     trees = {before: before_tree / "src"}
@@ -201,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="mcpmux-callcount-") as tmp:
             for mode in args.modes.split(","):
+                how = measure_instructions if args.instructions else measure
                 results = {
-                    label: measure(src, mode, args.sessions, args.duration, Path(tmp))
+                    label: how(src, mode, args.sessions, args.duration, Path(tmp))
                     for label, src in trees.items()
                 }
                 report(mode, results, args.top)
