@@ -111,10 +111,20 @@ async def test_a_merged_list_with_an_unhinted_member_is_not_cacheable(
     assert hints(await modern_result(http, url, "tools/list")) == (0, "private")
 
 
-async def test_a_2025_client_gets_no_2026_hints(proxy: ProxyProcess) -> None:
-    async with raw_http(proxy.url("/hinted/mcp")) as client:
-        listed = await client.result("tools/list")
-    assert not {"resultType", "ttlMs", "cacheScope"} & set(listed), listed
+@pytest.mark.parametrize("path", ["/hinted/mcp", "/pair/mcp", "/mcp"])
+async def test_a_2025_client_gets_no_2026_hints_and_no_internal_key(proxy: ProxyProcess, path: str) -> None:
+    """Not in the result, nor mcpmux's own `_meta` key (on a route, a group, the merged endpoint)."""
+    async with raw_http(proxy.url(path)) as client:
+        for method in ("tools/list", "resources/list"):
+            listed = await client.result(method)
+            assert not {"resultType", "ttlMs", "cacheScope"} & set(listed), listed
+            assert not [k for k in listed.get("_meta") or {} if k.startswith("dev.mcpmux/")], listed
+
+
+async def test_the_sdk_legacy_client_sees_no_internal_key(proxy: ProxyProcess) -> None:
+    async with Client(proxy.url("/hinted/mcp"), mode="legacy") as client:
+        listed = await client.list_tools()
+    assert "dev.mcpmux/cacheHint" not in (listed.meta or {}), listed.meta
 
 
 def listed_so_far(proxy: ProxyProcess, route: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from mcpmux.protocol.cache import (
@@ -69,13 +70,21 @@ def test_a_forged_carried_hint_is_no_hint() -> None:
     assert take_hint(result) is None and result == {}
 
 
+def test_a_carried_hint_that_went_through_json_is_no_hint() -> None:
+    """An upstream can write the key, but not the value mcpmux carries (no JSON parser makes a tuple)."""
+    carry_hint(result := {"tools": []}, (60000, "public"))
+    echoed = orjson.loads(orjson.dumps(result))
+    assert echoed["_meta"][HINT_META] == [60000, "public"]
+    assert carried_hint(echoed) is None and take_hint(echoed) is None and echoed == {"tools": []}
+
+
 def test_a_2026_upstreams_complete_result_carries_its_hints_through_the_handshake_side() -> None:
     answer = {
         "id": 1,
         "result": {"tools": [], "resultType": "complete", "ttlMs": 60000, "cacheScope": "public"},
     }
     passed = handshake_response(answer)
-    assert passed["result"] == {"tools": [], "_meta": {HINT_META: [60000, "public"]}}
+    assert passed["result"] == {"tools": [], "_meta": {HINT_META: (60000, "public")}}
     assert modern_response("tools/list", passed, shareable=True)["result"] == {
         "tools": [],
         "resultType": "complete",

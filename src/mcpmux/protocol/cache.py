@@ -5,6 +5,10 @@ A 2026 upstream's hints travel through the handshake-era side of mcpmux in the r
 or after a multi round-trip retry, never `public` where the client presented a token (what a token sees
 may differ from what another sees), a merged result takes the shortest ttl and the most private scope of
 its parts, and a part without hints makes the whole `0`/`private`.
+
+The carried hint is a tuple, which no JSON parser makes: an upstream that writes `HINT_META` itself is
+never taken at its word. It is put only on results for 2026 clients (never for handshake-era ones), and
+taken off before they leave mcpmux.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ NO_CACHE: tuple[int, str] = (0, PRIVATE)
 MAX_TTL_MS = 2**53 - 1  # JSON's exact integers: anything larger is not a ttl we pass on
 
 Hint = tuple[int, str]
+# `server/discover` of a handshake-era upstream: what it describes (versions, capabilities, instructions,
+# identity) changes only when the upstream restarts or mcpmux reloads; a minute bounds how long a client
+# may go on with an old description. Lists are not part of it: they have their own hints and list_changed.
+HANDSHAKE_DISCOVER_HINT: Hint = (60_000, PUBLIC)
 
 
 def read_hint(ttl_ms: Any, scope: Any) -> Hint | None:
@@ -50,14 +58,14 @@ def for_client(hint: Hint | None, shareable: bool) -> Hint:
 def carry_hint(result: dict[str, Any], hint: Hint) -> None:
     """Put `hint` into `result` for the way through mcpmux (`result` is mcpmux's own copy)."""
     meta = result.get("_meta")
-    result["_meta"] = {**meta, HINT_META: list(hint)} if isinstance(meta, dict) else {HINT_META: list(hint)}
+    result["_meta"] = {**meta, HINT_META: tuple(hint)} if isinstance(meta, dict) else {HINT_META: tuple(hint)}
 
 
 def carried_hint(result: dict[str, Any]) -> Hint | None:
-    """The hint `carry_hint` put into `result`, if any (read only)."""
+    """The hint `carry_hint` put into `result`, if any (read only; a forged one, from JSON, is none)."""
     meta = result.get("_meta")
     carried = meta.get(HINT_META) if type(meta) is dict else None
-    if type(carried) is not list or len(carried) != 2:
+    if type(carried) is not tuple or len(carried) != 2:
         return None
     return read_hint(carried[0], carried[1])
 

@@ -159,7 +159,8 @@ class Outbox:
 class ClientSession:
     """A downstream MCP session on one route, with everything the proxy keeps per client."""
 
-    keeps_input_keys = False  # a 2026 client's carrier (relay/modern.py) asks under a 2026 upstream's keys
+    # a 2026 client's carrier (relay/modern.py): asked under a 2026 upstream's keys, told cache hints
+    modern = False
 
     def __init__(
         self, session_id: str, route: Route, scope: TokenScope | None, queue_limit: int = OUTBOX_LIMIT
@@ -218,7 +219,7 @@ class ClientSession:
         `deliver` puts it on the originating request's stream; None means the standalone stream.
         The returned message is the client's response, still carrying `rid`.
         """
-        if not self.keeps_input_keys:  # a 2026 upstream's key for it is for 2026 clients only
+        if not self.modern:  # a 2026 upstream's key for it is for 2026 clients only
             params = take_input_key(params)[0]
         mode = elicitation_mode(method, params)
         if mode is not None and not self.supports("elicitation", mode):

@@ -41,7 +41,8 @@ async def list_page(route: MergedRoute, client: ClientSession, msg: Message) -> 
     pages = await fetch_pages(route, client, msg, asked)
     learn(route, pages, key)
     result = merged_page(route, client, key, pages)
-    carry_common_hint(result, list(pages.values()), len(asked))
+    if client.modern:  # (a handshake-era client is told no hints)
+        carry_common_hint(result, list(pages.values()), len(asked))
     return result_response(msg["id"], result)
 
 

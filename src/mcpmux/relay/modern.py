@@ -48,7 +48,7 @@ class Carrier:
     def __init__(self, client: ClientSession) -> None:
         self.fan = FanOutbox(client)  # its standalone stream feeds the token's listen streams
         client.outbox = self.fan
-        client.keeps_input_keys = True
+        client.modern = True
         self.client = client
         self.lock = anyio.Lock()
         self.init_result: dict[str, Any] | None = None

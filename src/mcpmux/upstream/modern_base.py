@@ -28,6 +28,7 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.constants import (
+    CACHEABLE_METHODS,
     CANCELLED,
     INITIALIZE,
     LOGGING_SET_LEVEL,
@@ -81,6 +82,10 @@ class ModernTranslation:
         # of mcpmux's own), set by the session's owner: such a request carries them, not the handshake's.
         self.caller_capabilities: Callable[[Any], dict[str, Any] | None] = lambda request_id: None
         self.callers: dict[Any, dict[str, Any]] = {}  # request id -> the capabilities it carries
+        # The session's lookup of whether the request under an id is a 2026 client's (set like the above):
+        # only such a request's result carries the upstream's cache hints (`hinted`: their ids).
+        self.caller_caches: Callable[[Any], bool] = lambda request_id: False
+        self.hinted: set[Any] = set()
 
     @property
     def closed(self) -> bool:
@@ -122,15 +127,26 @@ class ModernTranslation:
             if future is not None and not future.done():
                 future.set_result(msg)
         elif "id" in msg:
-            caps = self.caller_capabilities(msg["id"])
-            if caps is not None:
-                self.callers[msg["id"]] = forwarded_capabilities(caps)
+            self._note_caller(msg)
             self.tg.start_soon(released, self._request, msg)
         elif msg["method"] == CANCELLED:  # stops the exchange (the transport tells the upstream)
             scope = self.calls.get((msg.get("params") or {}).get("requestId"))
             if scope is not None:
                 scope.cancel()
         # other notifications (initialized, roots/list_changed, ...) have no 2026-07-28 meaning
+
+    def serve_callers(self, session: Any) -> None:
+        """Ask `session` (the `UpstreamSession` above) about the client of each request it sends."""
+        self.caller_capabilities = session.client_capabilities
+        self.caller_caches = session.client_caches
+
+    def _note_caller(self, msg: Message) -> None:
+        """What the request carries for its client: its capabilities; whether its result keeps hints."""
+        caps = self.caller_capabilities(msg["id"])
+        if caps is not None:
+            self.callers[msg["id"]] = forwarded_capabilities(caps)
+        if msg["method"] in CACHEABLE_METHODS and self.caller_caches(msg["id"]):
+            self.hinted.add(msg["id"])
 
     async def _request(self, msg: Message) -> None:
         with anyio.CancelScope() as scope:
@@ -142,6 +158,7 @@ class ModernTranslation:
             finally:
                 self.calls.pop(msg["id"], None)
                 self.callers.pop(msg["id"], None)
+                self.hinted.discard(msg["id"])
             self.receiver(response, msg["id"])
 
     async def _answer(self, msg: Message) -> Message:
@@ -228,7 +245,8 @@ class ModernTranslation:
             if not isinstance(result, dict) or result.get("resultType") != "input_required":
                 if isinstance(result, dict):
                     self._learn(msg["method"], result)
-                return handshake_response({**answer, "id": msg["id"]}, keep_hint=sent is msg)
+                keep_hint = sent is msg and msg["id"] in self.hinted  # a 2026 client's, not a retry
+                return handshake_response({**answer, "id": msg["id"]}, keep_hint=keep_hint)
             responses = await self._ask_client(result.get("inputRequests"), msg["id"])
             if "error" in responses:
                 return {**responses, "id": msg["id"]}

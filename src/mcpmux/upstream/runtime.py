@@ -267,8 +267,8 @@ class ServerRuntime(Supervisor):
             try:
                 async with open_connection(self.config, link, self.era) as conn:
                     session.connection = self.traffic.connection(conn)
-                    if hasattr(conn, "caller_capabilities"):  # 2026-07-28: each request carries its client's
-                        conn.caller_capabilities = session.client_capabilities
+                    if hasattr(conn, "serve_callers"):  # 2026-07-28: each request carries its client's
+                        conn.serve_callers(session)
                     async with anyio.create_task_group() as life:
                         life.start_soon(close_when_dead, conn, session, life.cancel_scope)
                         error = await self._connect(session, params)

@@ -236,6 +236,14 @@ class UpstreamSession:
         caps = getattr(pending.client, "capabilities", None) if pending is not None else None
         return caps if isinstance(caps, dict) else None
 
+    def client_caches(self, uid: Any) -> bool:
+        """Whether the result of the request in flight under our id `uid` may carry cache hints: a 2026
+        client's request, or mcpmux's own (no client: mcpmux makes what clients see of it itself)."""
+        pending = self.ids.pending.get(uid)
+        if pending is None:
+            return False
+        return pending.client is None or getattr(pending.client, "modern", False) is True
+
     def _timer(self, uid: int, timeout_seconds: float | None) -> asyncio.TimerHandle | None:
         if not timeout_seconds:
             return None

@@ -215,8 +215,8 @@ class Supervisor(SupervisionState):
     def _wire(self, conn: Any, session: UpstreamSession) -> None:
         """A new connection and its session: what each needs of the other."""
         session.connection = self.traffic.connection(conn)
-        if hasattr(conn, "caller_capabilities"):  # 2026-07-28: each request carries its client's
-            conn.caller_capabilities = session.client_capabilities
+        if hasattr(conn, "serve_callers"):  # 2026-07-28: each request carries its client's
+            conn.serve_callers(session)
         if hasattr(conn, "on_recovered"):
             conn.on_recovered = lambda: self._on_recovered(session)
 
