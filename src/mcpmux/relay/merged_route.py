@@ -20,7 +20,7 @@ from ..jsonrpc import (
     error_response,
     result_response,
 )
-from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
+from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND, SAFE_TO_REPLAY
 from ..upstream.runtime import ServerRuntime
 from . import merged_resources
 from .client import ClientSession
@@ -28,8 +28,7 @@ from .dispatch import Dispatch
 from .merged_catalog import MemberCatalog, MergedCatalog
 from .merged_lists import LISTS, list_page, search_call, search_list
 from .pinned import pin_refusal
-from .route import Route, negotiate_version
-from .server_route import find_in_flight, list_changed, unknown_tool
+from .route import Route, answered, find_in_flight, list_changed, negotiate_version, unknown_tool
 from .toolsearch import SEARCH_INSTRUCTIONS, ToolSearch
 
 log = logging.getLogger("mcpmux.relay")
@@ -205,42 +204,57 @@ class MergedRoute(Route):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Awaitable[Message]:
+        """The method's handler's answer, for the caller to await (no frame of this route in between)."""
         method = msg["method"]
         local = self._local.get(method)
         if local is not None:
-            return await local(client, msg, exchange)
+            return local(client, msg, exchange)
         if method in LISTS:
-            return await list_page(self, client, msg)
-        return error_response(
-            msg["id"], METHOD_NOT_FOUND, f"Method not found: {method} (the merged endpoint cannot route it)"
+            return list_page(self, client, msg)
+        return answered(
+            error_response(
+                msg["id"],
+                METHOD_NOT_FOUND,
+                f"Method not found: {method} (the merged endpoint cannot route it)",
+            )
         )
 
-    async def _forward(
+    def _forward(
         self, member: Member, client: ClientSession, msg: Message, exchange: Any, early: bool = False
-    ) -> Message:
+    ) -> Awaitable[Message]:
         """Relay to a member (`early`: its answer goes back unchanged, so the face may write it from the
-        upstream's reader, the early response path)."""
+        upstream's reader, the early response path). Not a coroutine: on the member's ready shared session
+        a request that is never replayed is that session's request itself, for the caller to await."""
         runtime = member.runtime
+        session = None if runtime.isolated else runtime.session
+        if session is None or session.closed_reason is not None or msg["method"] in SAFE_TO_REPLAY:
+            return self._relay(member, client, msg, exchange, early)
+        return session.request(msg, exchange, runtime.request_timeout_seconds, early=early)
+
+    async def _relay(
+        self, member: Member, client: ClientSession, msg: Message, exchange: Any, early: bool
+    ) -> Message:
+        """`_forward` by the member's dispatch: its session opened or waited for, a safe request replayed."""
         session = await member.dispatch.session_for(client)
         if session is None:
             return error_response(msg["id"], CONNECTION_CLOSED, f"server {member.label!r} is not connected")
-        response = await session.request(msg, exchange, runtime.request_timeout_seconds, early=early)
+        response = await session.request(msg, exchange, member.runtime.request_timeout_seconds, early=early)
         if session.closed_reason is not None:  # it died under this request: replay it if that is safe
             response = await member.dispatch.replay(client, msg, exchange, response)
         return response
 
-    async def _call_tool(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    def _call_tool(self, client: ClientSession, msg: Message, exchange: Any) -> Awaitable[Message]:
         params = msg.get("params")
         name = params.get("name") if params else None
         target = self.catalog.tools.get(name) if type(name) is str else None
         if target is None or not self.access(client).allows(target.server, target.published):
-            return unknown_tool(msg["id"], name)
+            return answered(unknown_tool(msg["id"], name))
         refused = pin_refusal(msg["id"], target.member.runtime.pin_verdict, target.upstream)
         if refused is not None:
-            return refused
+            return answered(refused)
         params["name"] = target.upstream  # type: ignore[index]
-        return await self._forward(target.member, client, msg, exchange, early=True)
+        return self._forward(target.member, client, msg, exchange, early=True)
 
     async def _get_prompt(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         params = msg.get("params") or {}

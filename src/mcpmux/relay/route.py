@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from ..config.model import TokenScope
 from ..core.auth import TokenSet
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.toolfilter import scope_allows
-from ..jsonrpc import INVALID_PARAMS, Message, error_response, result_response
+from ..jsonrpc import INVALID_PARAMS, Message, error_response, notification, result_response
 from ..protocol.constants import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION, LOG_RANK
+from ..upstream.session import UpstreamSession
 from .client import OUTBOX_LIMIT, ClientSession
 
 log = logging.getLogger("mcpmux.relay")
@@ -79,7 +80,9 @@ class Route:
         """Why new sessions cannot be served right now (None when they can)."""
         return None
 
-    async def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+    def handle_request(self, client: ClientSession, msg: Message, exchange: Any) -> Awaitable[Message]:
+        """The answer to a request, for the caller to await (a route may return the upstream's request
+        itself rather than being a coroutine around it)."""
         raise NotImplementedError
 
     async def handle_notification(self, client: ClientSession, msg: Message) -> None:
@@ -181,3 +184,30 @@ async def reap_idle_sessions(routes: Callable[[], Iterable[Route]], clock: Clock
                 await route.end_idle_sessions(now)
             except Exception:  # task boundary: one route's failure must not stop the reaping
                 log.exception("%s: ending idle sessions failed", route.name or "mcp")
+
+
+async def answered(msg: Message) -> Message:
+    """An answer known at once, as the awaitable a route's handler returns."""
+    return msg
+
+
+def unknown_tool(request_id: Any, name: Any) -> Message:
+    """The one answer to a call of a tool that does not exist, on every route (as the MCP spec says)."""
+    return error_response(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
+
+
+def as_unknown_tool(response: Message, name: Any) -> Message:
+    """An upstream's `isError` result for a tool it does not list, as the JSON-RPC error -32602."""
+    result = response.get("result")
+    if isinstance(result, dict) and result.get("isError") is True:
+        return unknown_tool(response.get("id"), name)
+    return response
+
+
+def list_changed(kind: str) -> Message:
+    return notification(f"notifications/{kind}/list_changed")
+
+
+def find_in_flight(upstream: UpstreamSession, client: ClientSession, request_id: Any) -> int | None:
+    """The upstream id of the client's in-flight request `request_id`."""
+    return upstream.ids.find(client, request_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from ..config.model import ProxyConfig
@@ -16,16 +17,24 @@ from ..jsonrpc import (
     INVALID_PARAMS,
     Message,
     error_response,
-    notification,
     result_response,
 )
+from ..protocol.constants import SAFE_TO_REPLAY
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from . import subscriptions
 from .client import ClientSession
 from .dispatch import Dispatch
 from .pinned import pin_refusal, pin_shows
-from .route import Route, admitted_tokens, negotiate_version
+from .route import (
+    Route,
+    admitted_tokens,
+    as_unknown_tool,
+    find_in_flight,
+    list_changed,
+    negotiate_version,
+    unknown_tool,
+)
 from .toolsearch import META_NAMES, Entry, ToolSearch, search_instructions
 
 log = logging.getLogger("mcpmux.relay")
@@ -96,17 +105,32 @@ class ServerRoute(Route):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def handle_request(
+    def handle_request(
         self, client: ClientSession, msg: Message, exchange: Any, *, relay: bool = False
-    ) -> Message:
+    ) -> Awaitable[Message]:
         """Answer locally (`_local`, which holds the meta-tools in search mode), or send upstream with
         tool calls and lists checked and presented as filters, overrides, scopes and pinning require
-        (`relay`: upstream at once, for call_tool's inner call)."""
+        (`relay`: upstream at once, for call_tool's inner call).
+
+        Not a coroutine itself: a request for a ready shared session that goes up and comes back as it is
+        (nothing to present, refuse or replay) is the upstream request, for the caller to await (no frame
+        of this route on each of its resumes); anything else is `_relay`.
+        """
         method = msg["method"]
         local = None if relay else self._local.get(method)
         if local is not None:
-            return await local(client, msg, exchange)
-        upstream = await self._upstream_for(client)
+            return local(client, msg, exchange)
+        upstream = None if self.isolated else self.runtime.session
+        if upstream is None or upstream.closed_reason is not None or method in SAFE_TO_REPLAY:
+            return self._relay(client, msg, exchange)
+        if method == "tools/call" and (self._shapes_tools(client, self.renamed) or self._unlisted_tool(msg)):
+            return self._relay(client, msg, exchange)
+        return upstream.request(msg, exchange, self.runtime.request_timeout_seconds, early=True)
+
+    async def _relay(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
+        """A request sent upstream (opening or waiting for the session), tools shaped, a safe one replayed."""
+        method = msg["method"]
+        upstream = await self.dispatch.session_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
         asked, unlisted = None, False  # a tool call's name as the client used it (before any rename)
@@ -223,9 +247,6 @@ class ServerRoute(Route):
                 tools.append(tool)
         result["tools"] = tools
 
-    async def _upstream_for(self, client: ClientSession) -> UpstreamSession | None:
-        return await self.dispatch.session_for(client)
-
     def _unavailable(self, request_id: Any) -> Message:
         reason = self.unavailable_reason() or f"server {self.name!r} is not available"
         return error_response(request_id, CONNECTION_CLOSED, reason)
@@ -241,7 +262,7 @@ class ServerRoute(Route):
         upstream_init = shared.init_result
         if self.isolated:
             client.init_params = params
-            session = await self._upstream_for(client)
+            session = await self.dispatch.session_for(client)
             if session is None or session.init_result is None:
                 return self._unavailable(msg["id"])
             upstream_init = session.init_result
@@ -277,7 +298,7 @@ class ServerRoute(Route):
         refused = self.set_log_level(client, msg)
         if refused is not None:
             return refused
-        upstream = await self._upstream_for(client)
+        upstream = await self.dispatch.session_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
         if self.isolated:
@@ -295,7 +316,7 @@ class ServerRoute(Route):
         uri = (msg.get("params") or {}).get("uri")
         if not isinstance(uri, str):
             return error_response(msg["id"], INVALID_PARAMS, "resources/subscribe needs a string uri")
-        upstream = await self._upstream_for(client)
+        upstream = await self.dispatch.session_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
         if uri in client.subscriptions:
@@ -314,7 +335,7 @@ class ServerRoute(Route):
 
     async def _unsubscribe(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         uri = (msg.get("params") or {}).get("uri")
-        upstream = await self._upstream_for(client)
+        upstream = await self.dispatch.session_for(client)
         if upstream is None:
             return self._unavailable(msg["id"])
         if uri not in client.subscriptions:
@@ -340,7 +361,7 @@ class ServerRoute(Route):
         if method == "notifications/initialized":
             client.initialized = True
             return
-        upstream = await self._upstream_for(client)
+        upstream = await self.dispatch.session_for(client)
         if upstream is None:
             return
         if method == "notifications/cancelled":
@@ -365,24 +386,6 @@ class ServerRoute(Route):
         client.subscriptions.clear()
 
 
-def find_in_flight(upstream: UpstreamSession, client: ClientSession, request_id: Any) -> int | None:
-    """The upstream id of the client's in-flight request `request_id`."""
-    return upstream.ids.find(client, request_id)
-
-
-def unknown_tool(request_id: Any, name: Any) -> Message:
-    """The one answer to a call of a tool that does not exist, on every route (as the MCP spec says)."""
-    return error_response(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
-
-
-def as_unknown_tool(response: Message, name: Any) -> Message:
-    """An upstream's `isError` result for a tool it does not list, as the JSON-RPC error -32602."""
-    result = response.get("result")
-    if isinstance(result, dict) and result.get("isError") is True:
-        return unknown_tool(response.get("id"), name)
-    return response
-
-
 def apply_override(tool: dict[str, Any], override: Any) -> dict[str, Any]:
     tool = dict(tool)
     if override.name:
@@ -392,7 +395,3 @@ def apply_override(tool: dict[str, Any], override: Any) -> dict[str, Any]:
     if override.title is not None:
         tool["title"] = override.title
     return tool
-
-
-def list_changed(kind: str) -> Message:
-    return notification(f"notifications/{kind}/list_changed")

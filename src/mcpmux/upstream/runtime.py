@@ -50,15 +50,13 @@ class ServerRuntime(Supervisor):
         self.pin_verdict: ServerVerdict | None = None  # set by pinning (None: pinning is off)
         self.sink: EventSink = NO_CLIENTS  # set by the layer above (relay.dispatch.Dispatch.of)
         self.tool_filter = NameFilter(config.options.tool_filter)
+        self.isolated = config.options.session_mode == "isolated"  # each client gets a private session
+        self.request_timeout_seconds: float = config.timeout_seconds or config.options.request_timeout_seconds
         self.catalog_listeners: list[Callable[[ServerRuntime, str], None]] = []
         self._serving = 0  # requests from the server being served (waiting for a client's answer)
         self._refused = 0  # refused because SERVER_REQUESTS_LIMIT were being served
 
     # -- what routes read --------------------------------------------------------------------
-
-    @property
-    def request_timeout_seconds(self) -> float:
-        return self.config.timeout_seconds or self.options.request_timeout_seconds
 
     def status(self) -> dict[str, Any]:
         now = self.clock.now()  # the clock retry_at and connected_at were read from
@@ -221,10 +219,6 @@ class ServerRuntime(Supervisor):
             self._serving -= 1
 
     # -- the sessions requests go to -----------------------------------------------------------
-
-    @property
-    def isolated(self) -> bool:
-        return self.options.session_mode == "isolated"
 
     async def primary(self) -> UpstreamSession | None:
         """The live primary session; a lazyStart server is started and waited for, and a server between
