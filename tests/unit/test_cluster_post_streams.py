@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mcpmux.cluster.pieces import MAX_MESSAGE_BYTES, PIECE_BYTES, Assembler, pieces
 from mcpmux.cluster.post_streams import POST_ID, events_of, is_event_stream, post_batch, post_key, with_id
-from mcpmux.cluster.streams import EVENT_ID, MAX_ENTRY_BYTES
+from mcpmux.cluster.streams import EVENT_ID
 from mcpmux.web.asgi import JSON_TYPE, SSE_HEADERS, sse_event
 
 
@@ -30,13 +31,18 @@ def test_only_an_event_stream_answer_is_kept() -> None:
     assert not is_event_stream([JSON_TYPE]) and not is_event_stream([])
 
 
-def test_a_post_streams_read_is_cut_at_its_byte_budget_and_skips_oversized_entries() -> None:
+def test_a_post_streams_read_puts_pieces_together_and_skips_oversized_entries() -> None:
     tag = "0123456789abcdef"
-    entries = [(f"0-{n}".encode(), {b"t": b"d", b"m": sse_event(b"x" * 400)}) for n in range(1, 6)]
-    body, last, done = post_batch(entries, tag, budget=1000)
-    assert body.count(b"id: p.") == 2 and last == 2 and not done  # the rest is read next time
-    huge = (b"0-6", {b"t": b"d", b"m": b"x" * (MAX_ENTRY_BYTES + 1)})
+    event = sse_event(b"x" * (2 * PIECE_BYTES))
+    written = [{k.encode(): v for k, v in entry.items()} for entry in pieces(event, {"t": b"d"})]
+    entries = [(f"0-{n}".encode(), fields) for n, fields in enumerate(written, 1)]
+    assembler = Assembler("POST")
+    body, last, done = post_batch(entries[:2], tag, assembler)
+    assert (body, last, done) == (b"", 2, False)  # the event's last piece comes with the next read
+    body, last, done = post_batch(entries[2:], tag, assembler)
+    assert body == with_id(event, tag, 3) and last == 3 and not done
+    huge = (b"0-6", {b"t": b"d", b"m": b"x" * (MAX_MESSAGE_BYTES + 1)})
     empty = (b"0-7", {b"t": b"d"})  # neither message nor end: a KeyError ended the stream before
     end = (b"0-8", {b"t": b"d", b"e": b"1"})
-    body, last, done = post_batch([huge, empty, end], tag, budget=2 * MAX_ENTRY_BYTES)
+    body, last, done = post_batch([huge, empty, end], tag, assembler)
     assert body == b"" and last == 8 and done

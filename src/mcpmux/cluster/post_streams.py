@@ -20,15 +20,8 @@ from typing import Any
 
 from ..web.asgi import SSE_HEADERS, Headers, Receive, Send, send_error, watch_disconnect
 from .forward import while_connected
-from .streams import (
-    KEEPALIVE_ROUNDS,
-    MAX_ENTRY_BYTES,
-    READ_BLOCK_MS,
-    READ_BYTES,
-    READ_COUNT,
-    STREAM_MAXLEN,
-    STREAM_TTL_SECONDS,
-)
+from .pieces import MAX_MESSAGE_BYTES, READ_COUNT, Assembler, pieces
+from .streams import KEEPALIVE_ROUNDS, READ_BLOCK_MS, STREAM_MAXLEN, STREAM_TTL_SECONDS
 
 log = logging.getLogger("mcpmux.cluster")
 
@@ -87,13 +80,9 @@ class RecordedSend:
         done = not message.get("more_body", False)
         if not events and not done:
             return message
-        key, pipe = post_key(self.session_id, self.tag), self.redis.pipeline(transaction=False)
-        ids = []
-        for event in events:
-            self.seq += 1
-            ids.append(self.seq)
-            entry = {"t": self.digest, "m": event}
-            pipe.xadd(key, entry, id=f"0-{self.seq}", maxlen=STREAM_MAXLEN, approximate=True)
+        tag, pipe = self.tag, self.redis.pipeline(transaction=False)
+        key = post_key(self.session_id, tag)
+        ids = [self._add(pipe, key, event) for event in events]
         if done:
             self.seq += 1
             pipe.xadd(key, {"t": self.digest, "e": b"1"}, id=f"0-{self.seq}")
@@ -104,8 +93,21 @@ class RecordedSend:
             log.warning("Cluster: a POST's event stream is not resumable: %s", type(exc).__name__)
             self.tag = None
             return message
-        body = b"".join(with_id(event, self.tag, seq) for event, seq in zip(events, ids, strict=True))
+        body = b"".join(
+            event if seq is None else with_id(event, tag, seq) for event, seq in zip(events, ids, strict=True)
+        )
         return {**message, "body": body}
+
+    def _add(self, pipe: Any, key: str, event: bytes) -> int | None:
+        """Queue an event's entries (its pieces) on `pipe`: its id (its last entry's number), or None
+        for an event too big to keep (sent on without an id)."""
+        if len(event) > MAX_MESSAGE_BYTES:  # its readers would skip it
+            log.warning("Cluster: a POST stream event of %d bytes not kept (too big)", len(event))
+            return None
+        for entry in pieces(event, {"t": self.digest.encode()}):
+            self.seq += 1
+            pipe.xadd(key, entry, id=f"0-{self.seq}", maxlen=STREAM_MAXLEN, approximate=True)
+        return self.seq
 
 
 async def replay(
@@ -143,7 +145,7 @@ async def replay(
 async def _relay(
     redis: Any, key: str, tag: str, seq: int, send: Send, alive: Callable[[], Awaitable[bool]]
 ) -> None:
-    quiet = 0
+    quiet, assembler = 0, Assembler("POST")
     while True:
         answer = await redis.xread({key: f"0-{seq}"}, count=READ_COUNT, block=READ_BLOCK_MS)
         entries = answer[0][1] if answer else []
@@ -155,31 +157,25 @@ async def _relay(
                 quiet = 0
                 await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
             continue
-        body, last, done = post_batch(entries, tag)
-        quiet, seq = 0, seq if last is None else last
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        body, seq, done = post_batch(entries, tag, assembler)
+        quiet = 0
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         if done:
             return
 
 
-def post_batch(entries: list[Any], tag: str, budget: int = READ_BYTES) -> tuple[bytes, int | None, bool]:
-    """What one read of a POST's stream sends: its events, ids stamped, until their size reaches `budget`
-    (one entry at least; the rest is read next time); the number of the last entry taken (None: none);
-    whether the answer's end was reached. An entry without a message, or with one above
-    MAX_ENTRY_BYTES, is skipped with a log line (as on GET streams)."""
+def post_batch(entries: list[Any], tag: str, assembler: Assembler) -> tuple[bytes, int, bool]:
+    """What one read of a POST's stream sends: the events its `entries` complete, ids stamped (an
+    event's id is its last entry's number); the number of the last entry read; whether the answer's
+    end was reached. Entries are checked as on GET streams (cluster/pieces.py)."""
     parts: list[bytes] = []
-    size, last = 0, None
+    last = 0
     for entry_id, fields in entries:
-        if b"e" in fields:
-            return b"".join(parts), int(entry_id.split(b"-")[1]), True
-        data = fields.get(b"m")
-        length = len(data) if isinstance(data, bytes) else 0
-        if last is not None and size + length > budget:
-            break
         last = int(entry_id.split(b"-")[1])
-        if not isinstance(data, bytes) or length > MAX_ENTRY_BYTES:
-            log.warning("Cluster: a POST stream entry skipped (%s)", "too big" if length else "no message")
-            continue
-        parts.append(with_id(data, tag, last))
-        size += length
+        if isinstance(fields, dict) and b"e" in fields:
+            return b"".join(parts), last, True
+        event = assembler.feed(fields)
+        if event is not None:
+            parts.append(with_id(event, tag, last))
     return b"".join(parts), last, False

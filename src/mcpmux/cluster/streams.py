@@ -27,17 +27,14 @@ from ..relay.client import ClientSession
 from ..relay.route import Route, idle_check_seconds
 from ..web.asgi import SSE_HEADERS, Receive, Send, encode
 from .forward import while_connected
+from .pieces import MAX_MESSAGE_BYTES, READ_COUNT, Assembler, pieces
 
 log = logging.getLogger("mcpmux.cluster")
 
-STREAM_MAXLEN = 1000  # messages kept per session (approximately: Redis trims in whole nodes)
+STREAM_MAXLEN = 1000  # entries kept per session (approximately: Redis trims in whole nodes)
 STREAM_TTL_SECONDS = 3600  # a stream and its record vanish this long after the last write
 READ_BLOCK_MS = 2000  # one blocking read; between them the session is checked (below the socket timeout)
 KEEPALIVE_ROUNDS = 12  # an SSE comment after this many empty reads (about 25 s)
-READ_COUNT = 100  # entries one read takes at most: fewer once big ones were seen (next_read_count)
-FIRST_READ_COUNT = 16  # before the stream's sizes are known
-READ_BYTES = 1024 * 1024  # what one read sends on (cut after the entry that reaches it; one at least)
-MAX_ENTRY_BYTES = 4 * 1024 * 1024  # a message bigger than this is not written to, nor relayed from, Redis
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 LISTEN_TTL_FLOOR_SECONDS = 10.0  # a listening key outlives several refreshes (one per read, at most 2 s)
 LISTEN_CHECKS_PER_TTL = 3  # the owner looks at least this often while a listening key lives
@@ -71,30 +68,18 @@ def event_bytes(event_id: bytes, data: bytes) -> bytes:
     return b"id: " + event_id + b"\nevent: message\ndata: " + data + b"\n\n"
 
 
-def take_batch(entries: list[Any], budget: int = READ_BYTES) -> tuple[bytes, bytes | None, int]:
-    """What one read of a GET stream sends: the SSE events of `entries` (oldest first) until their
-    messages reach `budget` bytes (one entry at least; the rest is read again next time); the id of the
-    last entry taken (None: no entries), and the biggest message size seen (for `next_read_count`).
-    An entry without a message, or with one above MAX_ENTRY_BYTES, is skipped with a log line."""
+def take_batch(entries: list[Any], assembler: Assembler) -> tuple[bytes, bytes, bytes | None]:
+    """What one read of a GET stream sends: the SSE events of the messages its `entries` (oldest first)
+    complete, each with the id of its last entry; the id of the last entry read, and of the last
+    message sent (None: none was completed)."""
     parts: list[bytes] = []
-    size, biggest, last = 0, 0, None
+    delivered = None
     for event_id, fields in entries:
-        data = fields.get(b"m") if isinstance(fields, dict) else None
-        length = len(data) if isinstance(data, bytes) else 0
-        if last is not None and size + length > budget:
-            break
-        last, biggest = event_id, max(biggest, length)
-        if not isinstance(data, bytes) or length > MAX_ENTRY_BYTES:
-            log.warning("Cluster: a GET stream entry skipped (%s)", "too big" if length else "no message")
-            continue
-        parts.append(event_bytes(event_id, data))
-        size += length
-    return b"".join(parts), last, biggest
-
-
-def next_read_count(biggest: int) -> int:
-    """Entries the next read may take: about READ_BYTES worth at the biggest size seen last."""
-    return max(1, min(READ_COUNT, READ_BYTES // max(1, biggest)))
+        message = assembler.feed(fields)
+        if message is not None:
+            parts.append(event_bytes(event_id, message))
+            delivered = event_id
+    return b"".join(parts), entries[-1][0], delivered
 
 
 class SessionStreams:
@@ -145,10 +130,11 @@ class SessionStreams:
     async def _append(self, stream: str, record: str, batch: list[Any]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for data in [encode(msg) for msg in batch]:
-            if len(data) > MAX_ENTRY_BYTES:  # its readers would skip it: not worth Redis's memory
+            if len(data) > MAX_MESSAGE_BYTES:  # its readers would skip it: not worth Redis's memory
                 log.warning("Cluster: a GET stream message of %d bytes not relayed (too big)", len(data))
                 continue
-            pipe.xadd(stream, {"m": data}, maxlen=STREAM_MAXLEN, approximate=True)
+            for fields in pieces(data):
+                pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
         pipe.expire(stream, STREAM_TTL_SECONDS)
         pipe.expire(record, STREAM_TTL_SECONDS)
         try:
@@ -213,13 +199,13 @@ class SessionStreams:
         listen_ms: int | None,
     ) -> None:
         stream, record = stream_key(session_id), record_key(session_id)
-        quiet, count = 0, FIRST_READ_COUNT
+        quiet, assembler = 0, Assembler("GET")
         listened = -math.inf
         while True:
             if listen_ms is not None and time.monotonic() - listened >= READ_BLOCK_MS / 1000:
                 listened = time.monotonic()
                 await self.redis.set(listen_key(session_id), b"1", px=listen_ms)
-            answer = await self.redis.xread({stream: cursor}, count=count, block=READ_BLOCK_MS)
+            answer = await self.redis.xread({stream: cursor}, count=READ_COUNT, block=READ_BLOCK_MS)
             entries = answer[0][1] if answer else []
             if not entries:
                 if not await alive():
@@ -229,9 +215,9 @@ class SessionStreams:
                     quiet = 0
                     await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
                 continue
-            body, last, biggest = take_batch(entries)
-            quiet, count = 0, next_read_count(biggest)
-            cursor = bytes(last).decode() if last is not None else cursor
+            body, last, delivered = take_batch(entries, assembler)
+            quiet, cursor = 0, bytes(last).decode()
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-            await self.redis.hset(record, "cursor", cursor)
+            if delivered is not None:  # a stream resumed without Last-Event-ID starts after it
+                await self.redis.hset(record, "cursor", delivered)
