@@ -28,28 +28,21 @@ class MessageError(ValueError):
         self.code = code
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> Any:
+def parse_message(data: bytes | bytearray | memoryview | str) -> Message:
+    """Parse one JSON-RPC message (not a batch) and check its envelope: `"jsonrpc": "2.0"`, and the
+    `check_shape` branch of its kind."""
     try:
-        return orjson.loads(data)
+        msg = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise MessageError(PARSE_ERROR, f"Parse error: {exc}") from None
-
-
-def parse_message(data: bytes | bytearray | memoryview | str) -> Message:
-    """Parse one JSON-RPC message (not a batch) and check its envelope."""
-    msg = loads(data)
     if type(msg) is not dict:
         if isinstance(msg, list):
             raise MessageError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported")
         raise MessageError(INVALID_REQUEST, "Invalid Request: expected a JSON object")
-    check_envelope(msg)
-    return msg
-
-
-def check_envelope(msg: Message) -> None:
     if msg.get("jsonrpc") != "2.0":
         raise MessageError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
-    check_shape(msg)
+    (check_initiated if "method" in msg else check_response)(msg)
+    return msg
 
 
 def check_shape(msg: Message) -> None:
@@ -58,26 +51,36 @@ def check_shape(msg: Message) -> None:
     A request's id is a string or an integer, a response's may also be null (an error about a message
     that could not be read); `method` is a string and `params`, when present, an object.
     """
-    if "method" in msg:
-        if type(msg["method"]) is not str:
-            raise MessageError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
-        params = msg.get("params")
-        if params is not None and type(params) is not dict:
-            raise MessageError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
-        if "id" in msg:
-            check_id(msg["id"])
-    elif "id" not in msg or ("result" not in msg and "error" not in msg):
+    (check_initiated if "method" in msg else check_response)(msg)
+
+
+def check_initiated(msg: Message) -> None:
+    """`check_shape` of a request or notification (a message with `method`)."""
+    if type(msg["method"]) is not str:
+        raise MessageError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+    params = msg.get("params")
+    if params is not None and type(params) is not dict:
+        raise MessageError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
+    if "id" in msg and type(msg["id"]) not in KEY_TYPES:
+        raise _bad_id()
+
+
+def check_response(msg: Message) -> None:
+    """`check_shape` of a message without `method`: a response (its id may be null)."""
+    if "id" not in msg or ("result" not in msg and "error" not in msg):
         raise MessageError(
             INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
         )
-    elif msg["id"] is not None:
-        check_id(msg["id"])
+    request_id = msg["id"]
+    if request_id is not None and type(request_id) not in KEY_TYPES:
+        raise _bad_id()
 
 
-def check_id(request_id: Any) -> None:
-    kind = type(request_id)
-    if kind is not str and kind is not int:
-        raise MessageError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
+KEY_TYPES = (str, int)  # compared by `type(x) in`: a bool is not an int here
+
+
+def _bad_id() -> MessageError:
+    return MessageError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
 
 
 def is_request(msg: Message) -> bool:

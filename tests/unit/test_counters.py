@@ -15,6 +15,7 @@ from mcpmux.core.counters import (
     RequestStats,
     Traffic,
 )
+from mcpmux.upstream.session import Link
 
 
 def test_finished_requests_are_counted_with_errors_and_cumulative_latency_buckets() -> None:
@@ -32,10 +33,10 @@ def test_finished_requests_are_counted_with_errors_and_cumulative_latency_bucket
     assert list(buckets) == list(LATENCY_BUCKETS_SECONDS)
 
 
-def test_the_receiver_wrapper_counts_every_message_by_kind_then_delivers_it() -> None:
+def test_a_counting_link_counts_every_message_by_kind_then_delivers_it() -> None:
     traffic = Traffic()
     delivered: list[tuple[dict[str, Any], Any]] = []
-    receive = traffic.receiver(lambda msg, related: delivered.append((msg, related)))
+    receive = Link(lambda msg, related: delivered.append((msg, related)), traffic.received)
     messages = [
         {"jsonrpc": "2.0", "id": 1, "result": {}},
         {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 # Upper bounds (seconds) of the latency histogram buckets; the last one catches everything.
@@ -65,20 +65,7 @@ class Traffic:
 
     def __init__(self) -> None:
         self.sent = [0, 0, 0]  # proxy -> upstream, indexed by REQUEST/NOTIFICATION/RESPONSE
-        self.received = [0, 0, 0]  # upstream -> proxy
-
-    def receiver(self, inner: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
-        """Wrap a connection's receiver so every message it delivers is counted."""
-        received = self.received
-
-        def receive(msg: dict[str, Any], related: Any) -> None:
-            if "method" in msg:
-                received[REQUEST if "id" in msg else NOTIFICATION] += 1
-            else:
-                received[RESPONSE] += 1
-            inner(msg, related)
-
-        return receive
+        self.received = [0, 0, 0]  # upstream -> proxy (counted by the connection's `Link`)
 
     def connection(self, conn: Any) -> CountedConnection:
         """Wrap a connection so every message sent on it is counted."""

@@ -10,11 +10,11 @@ from ..jsonrpc import (
     REQUEST_TIMEOUT,
     Message,
     MessageError,
-    check_shape,
+    check_initiated,
+    check_response,
     error_response,
     is_key,
     notification,
-    progress_token,
 )
 from .constants import CANCELLED, PROGRESS, REQUEST_CANCELLED
 
@@ -198,11 +198,12 @@ class IdMap(Generic[P]):
         uid = pending.uid = self._next_id
         pending.client_id = msg["id"]
         up = {**msg, "id": uid}
-        token = progress_token(msg)
+        params: Any = msg.get("params")
+        meta: Any = params.get("_meta") if params else None  # `progress_token`, inline: once per request
+        token = meta.get("progressToken") if meta else None
         if token is not None:
             pending.client_token = token
-            params = msg["params"]
-            up["params"] = {**params, "_meta": {**params["_meta"], "progressToken": uid}}
+            up["params"] = {**params, "_meta": {**meta, "progressToken": uid}}
         self.pending[uid] = pending
         return up
 
@@ -261,11 +262,12 @@ class IdMap(Generic[P]):
         stream carried it, when the transport knows) and update the table."""
         if type(msg) is not dict:
             return Invalid(msg, "not a JSON object")
+        initiated = "method" in msg
         try:
-            check_shape(msg)
+            (check_initiated if initiated else check_response)(msg)  # `check_shape`, its branch known
         except MessageError as exc:
             return Invalid(msg, str(exc))
-        if "method" in msg:
+        if initiated:
             return self._initiated(msg, related)
         rid = msg["id"]
         pending = self.pending.pop(rid, None) if type(rid) is int else None

@@ -255,7 +255,7 @@ class ServerRuntime(Supervisor):
         """One private session's life, in the runtime's task group."""
         session = UpstreamSession(self.name, self, owner=owner, queue_limit=self.options.max_request_queue)
         error: str | None = "the client session ended"
-        link = Link(self.traffic.receiver(session.receive))
+        link = Link(session.receive, self.traffic.received)
         with scope:
             self.isolated_sessions.add(session)
             try:

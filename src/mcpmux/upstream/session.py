@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import orjson
 
+from ..core.counters import NOTIFICATION, REQUEST, RESPONSE
 from ..errors import UpstreamError
 from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, notification
 from ..protocol.idmap import (
@@ -72,20 +73,6 @@ def wanted_by(origin: Exchange | None, msg: Message) -> bool:
     return bool(origin.client.wants_log((msg.get("params") or {}).get("level")))
 
 
-def early_answer(origin: Exchange | None, early: bool) -> Any:
-    """The origin's path for answering before the request's handler returns, when the caller allows it."""
-    return getattr(origin, "finish_now", None) if early else None
-
-
-def busy(origin: Exchange | None) -> Any:
-    """The client a request is for, counted busy until `done` (an idle session has no request waiting)."""
-    if origin is None:
-        return None
-    client = origin.client
-    client.busy += 1
-    return client
-
-
 def done(timer: asyncio.TimerHandle | None, client: Any) -> None:
     """A request ended: its timer stops, its client is one request less busy and active from now."""
     if timer is not None:
@@ -96,14 +83,24 @@ def done(timer: asyncio.TimerHandle | None, client: Any) -> None:
 
 
 class Link:
-    """A connection's receiver, cut at close: what the transport still holds keeps no session alive."""
+    """A connection's receiver, cut at close: what the transport still holds keeps no session alive.
 
-    __slots__ = ("target",)
+    With `received` (a `Traffic.received`), it counts each message by kind before delivering it.
+    """
 
-    def __init__(self, target: Callable[[Message, Any], None]) -> None:
+    __slots__ = ("received", "target")
+
+    def __init__(self, target: Callable[[Message, Any], None], received: list[int] | None = None) -> None:
         self.target = target
+        self.received = received
 
     def __call__(self, msg: Message, related: Any) -> None:
+        received = self.received
+        if received is not None:
+            if "method" in msg:
+                received[REQUEST if "id" in msg else NOTIFICATION] += 1
+            else:
+                received[RESPONSE] += 1
         self.target(msg, related)
 
     def cut(self) -> None:
@@ -158,7 +155,10 @@ class UpstreamSession:
             event = self.ids.receive(msg, related)
             if isinstance(event, Answered):
                 if event.early:  # nothing else to relay first: answer from here
-                    self._write_early(event)
+                    try:
+                        event.pending.early(event.msg)
+                    except Exception:  # the reader must survive; the request's task answers instead
+                        log.exception("%s: writing a response early failed", self.name)
                 event.pending.finish(event.msg)
             elif isinstance(event, Progress):
                 event.pending.put(event.msg)
@@ -166,12 +166,6 @@ class UpstreamSession:
                 self._initiated(event)
         except Exception:  # the transport's reader must survive, and the messages after this one
             log.exception("%s: handling a message from the server failed", self.name)
-
-    def _write_early(self, event: Answered[InFlight]) -> None:
-        try:
-            event.pending.early(event.msg)
-        except Exception:  # the reader must survive; the request's task answers instead
-            log.exception("%s: writing a response early failed", self.name)
 
     def _initiated(self, event: Event[InFlight]) -> None:
         """What the upstream initiated goes to the owner; what fits nothing is counted or logged."""
@@ -196,11 +190,8 @@ class UpstreamSession:
         request_id = msg["id"]
         if self.closed_reason is not None:
             return self._closed_error(request_id)
-        pending = InFlight(origin, self.queue_limit, early_answer(origin, early))
-        up = self.ids.start(msg, pending)
-        uid = pending.uid
-        timer = self._timer(uid, timeout_seconds)
-        client = busy(origin)
+        pending, up, timer = self._start(msg, origin, timeout_seconds, early)
+        uid, client = pending.uid, pending.client
         try:
             try:
                 await self.connection.send(up, uid)
@@ -244,10 +235,21 @@ class UpstreamSession:
             return False
         return pending.client is None or getattr(pending.client, "modern", False) is True
 
-    def _timer(self, uid: int, timeout_seconds: float | None) -> asyncio.TimerHandle | None:
-        if not timeout_seconds:
-            return None
-        return self._loop.call_later(timeout_seconds, self._expire, uid, timeout_seconds)
+    def _start(
+        self, msg: Message, origin: Exchange | None, timeout_seconds: float | None, early: bool
+    ) -> tuple[InFlight, Message, asyncio.TimerHandle | None]:
+        """Put a request in flight: what to send upstream, its timer, its client counted busy until `done`
+        (an idle session has no request waiting); with `early`, the origin's path for answering before the
+        request's handler returns (`finish_now`) goes with it."""
+        pending = InFlight(origin, self.queue_limit, getattr(origin, "finish_now", None) if early else None)
+        up = self.ids.start(msg, pending)
+        timer = None
+        if timeout_seconds:
+            timer = self._loop.call_later(timeout_seconds, self._expire, pending.uid, timeout_seconds)
+        client = pending.client
+        if client is not None:
+            client.busy += 1
+        return pending, up, timer
 
     async def _abandon(self, pending: InFlight) -> None:
         """Too many messages for the request waited for its client (maxRequestQueue): cancel it upstream."""

@@ -190,7 +190,7 @@ class Supervisor(SupervisionState):
         connected_at: float | None = None
         error: str | None = None
         conn: Any = None
-        link = Link(self.traffic.receiver(session.receive))
+        link = Link(session.receive, self.traffic.received)
         try:
             async with open_connection(self.config, link, self.era) as conn:
                 self._wire(conn, session)
