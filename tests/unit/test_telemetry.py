@@ -52,10 +52,23 @@ def test_each_route_method_and_tool_gets_its_own_series_with_calls_and_errors() 
     assert telemetry.stats["fx", "tools/list", ""].calls == 1
 
 
-def test_a_request_that_raises_counts_as_an_error_and_the_exception_propagates() -> None:
+def test_a_request_that_raises_counts_as_an_error_and_gets_an_internal_error_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     telemetry = Telemetry()
-    with pytest.raises(RuntimeError):
-        relay(telemetry, FakeRoute(answer=lambda msg: RuntimeError("boom")), call("echo"))
+    with caplog.at_level(logging.ERROR, logger="mcpmux.http"):
+        answer = relay(telemetry, FakeRoute(answer=lambda msg: RuntimeError("boom")), call("echo", 7))
+    assert answer["id"] == 7 and answer["error"]["code"] == -32603
+    assert answer["error"]["message"] == "mcpmux internal error: RuntimeError"  # no exception text
+    assert "boom" in caplog.text and "tools/call failed" in caplog.text  # the traceback: the log only
+    stats = telemetry.stats["fx", "tools/call", "echo"]
+    assert (stats.calls, stats.errors, stats.active) == (1, 1, 0)
+
+
+def test_a_base_exception_such_as_cancellation_still_propagates_and_counts_as_an_error() -> None:
+    telemetry = Telemetry()
+    with pytest.raises(KeyboardInterrupt):
+        relay(telemetry, FakeRoute(answer=lambda msg: KeyboardInterrupt()), call("echo"))
     stats = telemetry.stats["fx", "tools/call", "echo"]
     assert (stats.calls, stats.errors, stats.active) == (1, 1, 0)
 

@@ -22,7 +22,6 @@ from .asgi import (
     RequestHeaders,
     Scope,
     Send,
-    peer_of,
     send_bytes,
     send_error,
     send_json,
@@ -121,9 +120,11 @@ class ProxyApp:
         paths: dict[str, Any] = self.oauth.paths()
         return paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The ASGI app. Not a coroutine itself: it returns the one that answers the request, for the
+        server to await (every resume of a request passes each frame of its await chain)."""
         if scope["type"] != "http":
-            return
+            return _nothing()
         if self.source.state is not self.state:  # a reload published a new state
             self.rebuild()
         path: str = scope["path"]
@@ -131,22 +132,20 @@ class ProxyApp:
         if entry is None and path.endswith("/"):
             entry = self.table.get(path.rstrip("/"))
         if entry is None:
-            await send_error(send, 404, "Not Found")
-            return
-        headers = RequestHeaders(scope["headers"], peer_of(scope))
+            return send_error(send, 404, "Not Found")
+        headers = RequestHeaders(scope["headers"], client=scope.get("client"))
         kind, target = entry
         refusal = self._refuse_host(scope, headers, kind)
         if refusal is not None:
-            await send_error(send, *refusal)
-            return
+            return send_error(send, *refusal)
         if kind == "healthz":
-            await self._healthz(send)
-        elif kind == "readyz":
-            await self._readyz(send, headers)
-        elif kind == "extra":
-            await target(scope, receive, send, headers)
-        else:
-            await self._route_request(kind, target, scope, receive, send, headers)
+            return self._healthz(send)
+        if kind == "readyz":
+            return self._readyz(send, headers)
+        if kind == "extra":
+            awaitable: Awaitable[None] = target(scope, receive, send, headers)
+            return awaitable
+        return self._route_request(kind, target, scope, receive, send, headers)
 
     def _route_request(
         self, kind: str, target: Any, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders
@@ -182,7 +181,7 @@ class ProxyApp:
             return 403, f"Forbidden: Origin {headers.origin!r} is not allowed"
         return None
 
-    async def _serve(
+    def _serve(
         self,
         kind: str,
         target: Any,
@@ -191,10 +190,30 @@ class ProxyApp:
         receive: Receive,
         send: Send,
         headers: RequestHeaders,
-    ) -> None:
+    ) -> Awaitable[None]:
+        """The request's token, then its face; not a coroutine unless admission or the cluster must
+        wait for something (the caller awaits what it returns: no frame on every resume)."""
         # Matched even where auth is off: on the merged endpoint a token may reach more than no token.
-        presented = token_from_authorization(headers.authorization)
-        token = route.tokens.match(presented) if route.tokens else None
+        authorization = headers.authorization
+        presented = None if authorization is None else token_from_authorization(authorization)
+        token = None if presented is None or not route.tokens else route.tokens.match(presented)
+        if (token is None and (route.tokens.enabled or self.oauth is not None)) or self.cluster is not None:
+            return self._serve_admitted(kind, target, route, token, presented, scope, receive, send, headers)
+        return self._face(kind, target, route, token, scope, receive, send, headers)
+
+    async def _serve_admitted(
+        self,
+        kind: str,
+        target: Any,
+        route: Route,
+        token: TokenScope | None,
+        presented: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: RequestHeaders,
+    ) -> None:
+        """`_serve` where a caller without a matching static token may need admission, or in a cluster."""
         if token is None and self._admission_needed(route):
             token = await self._admit(route, kind, scope, presented, send)
             if token is None:
@@ -206,16 +225,12 @@ class ProxyApp:
             if served is None:
                 return
             receive, send = served
-        limit = self.state.config.max_request_bytes
-        if kind == "mcp":
-            await self._streamable(route, token, scope, receive, send, headers)
-        elif kind == "sse":
-            await _sse_stream(route, target[1], scope, receive, send, token)
-        else:
-            await handle_sse_message(route, scope, receive, send, headers, token, limit, self.telemetry)
+        await self._face(kind, target, route, token, scope, receive, send, headers)
 
-    def _streamable(
+    def _face(
         self,
+        kind: str,
+        target: Any,
         route: Route,
         token: TokenScope | None,
         scope: Scope,
@@ -223,12 +238,17 @@ class ProxyApp:
         send: Send,
         headers: RequestHeaders,
     ) -> Awaitable[None]:
-        """A `…/mcp` request's handling, for the caller to await (no coroutine in between: one frame
-        less on every resume of the request)."""
-        if scope["method"] == "POST":
-            limit = self.state.config.max_request_bytes
-            return handle_post(route, receive, send, headers, token, limit, self.telemetry)
-        return handle_streamable(route, scope, receive, send, headers, token)
+        """The face serving the request (streamable HTTP, the legacy SSE stream or its POSTs), for the
+        caller to await (no coroutine in between: one frame less on every resume of the request)."""
+        if kind == "mcp":
+            if scope["method"] == "POST":
+                limit = self.state.config.max_request_bytes
+                return handle_post(route, receive, send, headers, token, limit, self.telemetry)
+            return handle_streamable(route, scope, receive, send, headers, token)
+        if kind == "sse":
+            return _sse_stream(route, target[1], scope, receive, send, token)
+        limit = self.state.config.max_request_bytes
+        return handle_sse_message(route, scope, receive, send, headers, token, limit, self.telemetry)
 
     def _admission_needed(self, route: Route) -> bool:
         """Whether a caller without a matching static token must get in another way (OAuth) or not at all."""
@@ -315,6 +335,10 @@ class LazyMetricsEndpoint:
 
             self._endpoint = MetricsEndpoint(self.app, self.telemetry)
         await self._endpoint(scope, receive, send, headers)
+
+
+async def _nothing() -> None:
+    """What a request the app does not serve (not HTTP) awaits."""
 
 
 async def _unauthorized(send: Send) -> None:

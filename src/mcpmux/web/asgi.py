@@ -1,4 +1,4 @@
-"""Small raw-ASGI building blocks: request headers, bounded bodies, plain responses."""
+"""Small raw-ASGI building blocks: request headers, bounded bodies (a POSTed message), plain responses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, error_response
+from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, error_response, parse_message
 
 log = logging.getLogger("mcpmux.http")
 
@@ -30,6 +30,8 @@ class RequestHeaders:
     """The request headers mcpmux looks at, picked out of the ASGI list in one pass."""
 
     __slots__ = (
+        "_client",
+        "_peer",
         "accept",
         "authorization",
         "content_length",
@@ -39,15 +41,15 @@ class RequestHeaders:
         "mcp_method",
         "mcp_name",
         "origin",
-        "peer",
         "protocol_version",
         "raw",
         "repeated",
         "session_id",
     )
 
-    def __init__(self, raw: list[tuple[bytes, bytes]], peer: str = "") -> None:
-        self.peer = peer  # the client's address (not a header: from the connection), "" when unknown
+    def __init__(self, raw: list[tuple[bytes, bytes]], peer: str = "", client: Any = None) -> None:
+        self._peer = peer  # the client's address (not a header: from the connection), "" when unknown
+        self._client = client  # or the ASGI scope's `client`, made `peer` only if asked (rarely)
         self.authorization: str | None = None
         self.host: str | None = None
         # a header that must come once and came again (Host, Authorization, Origin, the session and
@@ -63,45 +65,48 @@ class RequestHeaders:
         self.mcp_method: str | None = None  # 2026-07-28 routing headers, checked against the body
         self.mcp_name: str | None = None
         self.raw = raw  # all of them, for what only rare requests read (Mcp-Param-* of 2026 tool calls)
-        for name, value in raw:  # branches, not a setter call per header: this runs for every request
-            once = _ONCE.get(name)
-            if once is not None:
-                attr, label = once
-                if getattr(self, attr) is not None:
+        seen = 0  # the bits of the once-only headers met so far
+        # branches and operators, not a call per header: this runs for every request
+        for name, value in raw:
+            if name in _ONCE:
+                attr, label, bit = _ONCE[name]
+                if seen & bit:
                     self.repeated = label
+                seen |= bit
                 setattr(self, attr, value.decode("latin-1"))
             elif name == b"content-type":
                 self.content_type = value
             elif name == b"accept":
                 self.accept = value
             elif name == b"content-length":
-                self.content_length = _content_length(value)
+                try:
+                    self.content_length = int(value)
+                except ValueError:
+                    self.content_length = None
 
-
-def peer_of(scope: Scope) -> str:
-    """The client's address of an ASGI scope ("" when the server does not know it)."""
-    client = scope.get("client")
-    return str(client[0]) if client else ""
-
-
-def _content_length(v: bytes) -> int | None:
-    try:
-        return int(v)
-    except ValueError:
-        return None
+    @property
+    def peer(self) -> str:
+        """The client's address ("" when the server does not know it)."""
+        client = self._client
+        return str(client[0]) if client else self._peer
 
 
 # Headers that must come once (attribute, name in the 400): a second one marks the request `repeated`
 # (RFC 9110 5.3: never a guess a front proxy might make the other way)
-_ONCE: dict[bytes, tuple[str, str]] = {
-    b"authorization": ("authorization", "Authorization"),
-    b"host": ("host", "Host"),
-    b"origin": ("origin", "Origin"),
-    b"mcp-session-id": ("session_id", "Mcp-Session-Id"),
-    b"mcp-protocol-version": ("protocol_version", "MCP-Protocol-Version"),
-    b"last-event-id": ("last_event_id", "Last-Event-ID"),
-    b"mcp-method": ("mcp_method", "Mcp-Method"),
-    b"mcp-name": ("mcp_name", "Mcp-Name"),
+_ONCE: dict[bytes, tuple[str, str, int]] = {
+    name: (attr, label, 1 << bit)
+    for bit, (name, attr, label) in enumerate(
+        [
+            (b"authorization", "authorization", "Authorization"),
+            (b"host", "host", "Host"),
+            (b"origin", "origin", "Origin"),
+            (b"mcp-session-id", "session_id", "Mcp-Session-Id"),
+            (b"mcp-protocol-version", "protocol_version", "MCP-Protocol-Version"),
+            (b"last-event-id", "last_event_id", "Last-Event-ID"),
+            (b"mcp-method", "mcp_method", "Mcp-Method"),
+            (b"mcp-name", "mcp_name", "Mcp-Name"),
+        ]
+    )
 }
 
 
@@ -136,6 +141,33 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def read_message(receive: Receive, send: Send, headers: RequestHeaders, limit: int) -> Message | None:
+    """The POSTed JSON-RPC message, read within `limit` bytes and parsed; None once refused (or gone).
+
+    Refused before it is read: a Content-Type without JSON (415), a Content-Length past `limit` (413).
+    """
+    if b"json" not in headers.content_type:
+        await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
+        return None
+    if headers.content_length is not None and headers.content_length > limit:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+        return None
+    return await read_posted(receive, send, limit)
+
+
+async def read_posted(receive: Receive, send: Send, limit: int) -> Message | None:
+    """A POSTed body read within `limit` bytes and parsed as one message; None once refused (413, 400)."""
+    try:
+        return parse_message(await read_body(receive, limit))
+    except BodyTooLargeError:
+        await send_error(send, 413, f"Request body larger than {limit} bytes")
+    except ClientDisconnectedError:
+        pass
+    except MessageError as exc:
+        await send_error(send, 400, str(exc), code=exc.code)
+    return None
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:

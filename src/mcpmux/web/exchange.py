@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def status_line(status: int) -> bytes:
-    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+    return _STATUS_LINES[status] if status in _STATUS_LINES else b"HTTP/1.1 %d \r\n" % status
 
 
 def plain_response(status: int, text: str) -> bytes:
@@ -36,9 +36,12 @@ def plain_response(status: int, text: str) -> bytes:
     )
 
 
-def header_lines(headers: list[Any] | tuple[Any, ...]) -> tuple[list[bytes], int | None, bool]:
-    """An app's response headers as head parts (names lowercased), its Content-Length (None: none),
-    and whether it sent `Connection: close`. Pure."""
+def header_block(headers: Iterable[Any]) -> tuple[bytes, int | None, bool]:
+    """An app's response headers as one block of head lines (names lowercased), its Content-Length
+    (None: none), and whether it sent `Connection: close`. Pure.
+
+    No header injection: every CR and LF in the block must be one of its line ends (and no NUL).
+    """
     parts: list[bytes] = []
     length: int | None = None
     close = False
@@ -49,18 +52,16 @@ def header_lines(headers: list[Any] | tuple[Any, ...]) -> tuple[list[bytes], int
         elif name == b"connection" and b"close" in value.lower():
             close = True
         parts += (name, b": ", value, b"\r\n")
-    return parts, length, close
+    block = b"".join(parts)
+    lines = len(parts) >> 2
+    if block.count(b"\n") != lines or block.count(b"\r") != lines or b"\0" in block:
+        raise RuntimeError("invalid character in a response header")
+    return block, length, close
 
 
 def has_body(status: int) -> bool:
     """Whether a response with this status has a body (not 1xx, 204 or 304)."""
     return status >= 200 and status not in (204, 304)
-
-
-def check_head(head: bytes, lines: int) -> None:
-    """No header injection: every CR and LF in a head of `lines` lines must be one of its line ends."""
-    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
-        raise RuntimeError("invalid character in a response header")
 
 
 class Exchange:
@@ -126,8 +127,15 @@ class Exchange:
         while True:
             if conn.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
-            if self.body or not (self.more_body or self.end_delivered):
-                return self._take_body()
+            body = self.body
+            if body or not (self.more_body or self.end_delivered):  # what has arrived of the body
+                taken = bytes(body)
+                body.clear()
+                if self.more_body:
+                    conn.resume_reading()
+                else:
+                    self.end_delivered = True
+                return {"type": "http.request", "body": taken, "more_body": self.more_body}
             # more of the body is on its way, or all of it was delivered and only a disconnect is left
             if self.more_body:
                 conn.resume_reading()
@@ -142,16 +150,6 @@ class Exchange:
         self.expect_continue = False
         if not self.conn.disconnected and not self.response_started:
             self.conn.transport.write(_CONTINUE)
-
-    def _take_body(self) -> Message:
-        """What has arrived of the body (reading resumes if more is to come)."""
-        body = bytes(self.body)
-        self.body.clear()
-        if self.more_body:
-            self.conn.resume_reading()
-        else:
-            self.end_delivered = True
-        return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def send(self, message: Message) -> None:
         conn = self.conn
@@ -188,8 +186,14 @@ class Exchange:
 
     def _body(self, body: bytes, more: bool) -> None:
         conn = self.conn
+        if self.length_left >= 0 and not self.is_head:  # counted against its Content-Length
+            if len(body) > self.length_left:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.length_left -= len(body)
+            payload = body
+        else:
+            payload = self._payload(body, more)
         head = self.head
-        payload = self._payload(body, more)
         if head:
             self.head = b""
             if len(payload) < 65536:
@@ -206,48 +210,43 @@ class Exchange:
             conn.response_complete(self)
 
     def _payload(self, body: bytes, more: bool) -> bytes:
-        """The bytes that carry `body` on the wire: framed when chunked, counted against Content-Length."""
+        """The bytes that carry `body` without a Content-Length: framed when chunked, none for HEAD."""
         if self.is_head:
             return b""
         if self.chunked:
             payload = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
             return payload + b"0\r\n\r\n" if not more else payload
-        if self.length_left >= 0:
-            if len(body) > self.length_left:
-                raise RuntimeError("response body longer than its Content-Length")
-            self.length_left -= len(body)
         return body
 
     def _start(self, status: int, headers: Any) -> None:
-        if not isinstance(headers, (list, tuple)):
-            headers = list(headers)
         self.response_started = True
         self.expect_continue = False
-        lines, length, close_sent = header_lines(headers)
-        if length is not None:
-            self.length_left = length
+        block, length, close_sent = header_block(headers)
         if close_sent:
             self.keep_alive = False
-        extra: list[bytes] = []
-        streamed = length is None and not self.is_head and has_body(status)
-        if streamed:
-            self._frame_stream(extra)
+        streamed = False
+        extra = b""
+        if length is not None:
+            self.length_left = length
+        elif not self.is_head and has_body(status):
+            streamed = True
+            extra = self._frame_stream()
         if not self.keep_alive and not close_sent:
-            extra.append(b"connection: close\r\n")
-        head = b"".join((status_line(status), *lines, *extra, b"\r\n"))
-        check_head(head, 2 + len(headers) + len(extra))
+            extra += b"connection: close\r\n"
+        line = _STATUS_LINES[status] if status in _STATUS_LINES else status_line(status)
+        head = b"".join((line, block, extra, b"\r\n"))
         if streamed:
             self.conn.transport.write(head)  # a stream's first event may come much later
         else:
             self.head = head
 
-    def _frame_stream(self, extra: list[bytes]) -> None:
+    def _frame_stream(self) -> bytes:
         """A body without a length: chunked on HTTP/1.1; on HTTP/1.0 it ends when the connection closes."""
         if self.scope["http_version"] == "1.1":
             self.chunked = True
-            extra.append(b"transfer-encoding: chunked\r\n")
-        else:
-            self.keep_alive = False
+            return b"transfer-encoding: chunked\r\n"
+        self.keep_alive = False
+        return b""
 
     def abandon(self) -> None:
         """The app ended without completing its response: flush what is held and drop the connection."""

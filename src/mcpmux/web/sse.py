@@ -19,12 +19,13 @@ from .asgi import (
     Scope,
     Send,
     query_param,
+    read_posted,
     respond_now,
     send_bytes,
     send_error,
     sse_event,
 )
-from .streamable import new_session_refusal, notify_contained, pump_outbox, read_posted, relay_contained
+from .streamable import new_session_refusal, notify_contained, pump_outbox, relay_contained
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")

@@ -18,7 +18,6 @@ from ..jsonrpc import (
     MessageError,
     check_fields,
     error_response,
-    parse_message,
 )
 from ..protocol.constants import HANDSHAKE_VERSIONS, MODERN_VERSIONS
 from ..protocol.era import is_modern
@@ -27,15 +26,13 @@ from ..relay.route import Route
 from .asgi import (
     JSON_TYPE,
     SSE_HEADERS,
-    BodyTooLargeError,
-    ClientDisconnectedError,
     Receive,
     RequestHeaders,
     Scope,
     Send,
     encode,
     event_of,
-    read_body,
+    read_message,
     respond_now,
     send_bytes,
     send_error,
@@ -164,17 +161,15 @@ async def handle_post(
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
         await _modern_handler()(route, msg, receive, send, headers, token, telemetry)  # checks fields too
         return
-    if "method" in msg and not await fields_ok(msg, send):
-        return
-    if _is_initialize(msg):
-        await _initialize(route, msg, send, headers, token, telemetry)
-        return
+    if "method" in msg:
+        answer = _answered_here(route, msg, send, headers, token, telemetry)
+        if answer is not None:
+            await answer
+            return
     client = await _session(route, headers, token)
-    refused_in_session = session_refusal(client, headers)
-    if refused_in_session is not None:
-        await _refuse(send, msg, refused_in_session)
+    if client is None or headers.protocol_version not in _IN_SESSION_VERSIONS:
+        await _refuse(send, msg, client, headers)
         return
-    assert client is not None  # session_refusal refuses a missing session
     client.touch()
     if "method" not in msg:
         route.handle_response(client, msg)
@@ -184,7 +179,29 @@ async def handle_post(
         await notify_contained(route, client, msg)
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
-        await exchange.finish(await relay_contained(telemetry, route, client, msg, exchange))
+        await exchange.finish(await telemetry.relay(route, client, msg, exchange))
+
+
+_IN_SESSION_VERSIONS = (*HANDSHAKE_VERSIONS, None)  # None: no MCP-Protocol-Version header
+
+
+def _answered_here(
+    route: Route,
+    msg: Message,
+    send: Send,
+    headers: RequestHeaders,
+    token: TokenScope | None,
+    telemetry: Telemetry,
+) -> Awaitable[None] | None:
+    """For a message with a method: the answer to await for one whose fields are bad (-32602, or 400)
+    or for `initialize`; None when it goes to its session. Not a coroutine (no frame per request)."""
+    try:
+        check_fields(msg)
+    except MessageError as exc:
+        return refuse_fields(msg, send, exc)
+    if msg["method"] == "initialize" and "id" in msg:
+        return _initialize(route, msg, send, headers, token, telemetry)
+    return None
 
 
 @functools.cache
@@ -195,35 +212,15 @@ def _modern_handler() -> Callable[..., Awaitable[None]]:
     return handle_modern
 
 
-def _is_initialize(msg: Message) -> bool:
-    return msg.get("method") == "initialize" and "id" in msg
-
-
-async def _refuse(send: Send, msg: Message, refusal: tuple[int, str]) -> None:
-    status, text = refusal
+async def _refuse(send: Send, msg: Message, client: ClientSession | None, headers: RequestHeaders) -> None:
+    """A message the session its headers name cannot serve: none found, or a version it does not speak."""
+    if client is None:
+        status, text = (
+            (404, "Session not found") if headers.session_id else (400, "Bad Request: Missing session ID")
+        )
+    else:
+        status, text = 400, f"Unsupported protocol version: {headers.protocol_version}"
     await send_json(send, status, error_response(msg.get("id"), INVALID_REQUEST, text))
-
-
-async def read_message(receive: Receive, send: Send, headers: RequestHeaders, limit: int) -> Message | None:
-    """The POSTed JSON-RPC message, read within `limit` bytes and parsed; None once refused (or gone)."""
-    refused = body_refusal(headers, limit)
-    if refused is not None:
-        await send_error(send, *refused)
-        return None
-    return await read_posted(receive, send, limit)
-
-
-async def read_posted(receive: Receive, send: Send, limit: int) -> Message | None:
-    """A POSTed body read within `limit` bytes and parsed as one message; None once refused (413, 400)."""
-    try:
-        return parse_message(await read_body(receive, limit))
-    except BodyTooLargeError:
-        await send_error(send, 413, f"Request body larger than {limit} bytes")
-    except ClientDisconnectedError:
-        pass
-    except MessageError as exc:
-        await send_error(send, 400, str(exc), code=exc.code)
-    return None
 
 
 def new_session_refusal(route: Route) -> tuple[int, str] | None:
@@ -238,36 +235,14 @@ def new_session_refusal(route: Route) -> tuple[int, str] | None:
     return None
 
 
-def body_refusal(headers: RequestHeaders, limit: int) -> tuple[int, str] | None:
-    """Why a POST's body is refused before it is read (415, 413), or None."""
-    if b"json" not in headers.content_type:
-        return 415, "Unsupported Media Type: Content-Type must be application/json"
-    if headers.content_length is not None and headers.content_length > limit:
-        return 413, f"Request body larger than {limit} bytes"
-    return None
-
-
-def session_refusal(client: ClientSession | None, headers: RequestHeaders) -> tuple[int, str] | None:
-    """Why a message cannot be served in the session its headers name (the HTTP status and why), or None."""
-    if client is None:
-        return (404, "Session not found") if headers.session_id else (400, "Bad Request: Missing session ID")
-    if headers.protocol_version is not None and headers.protocol_version not in HANDSHAKE_VERSIONS:
-        return 400, f"Unsupported protocol version: {headers.protocol_version}"
-    return None
-
-
-async def relay_contained(
+def relay_contained(
     telemetry: Telemetry, route: Route, client: ClientSession, msg: Message, exchange: Any
-) -> Message:
-    """`telemetry.relay`, with a bug anywhere below turned into this request's JSON-RPC error.
+) -> Awaitable[Message]:
+    """`telemetry.relay`, which turns a bug anywhere below into this request's JSON-RPC error itself.
 
-    Whatever happens, the request gets exactly one answer; the traceback goes to the log only.
+    Not a coroutine: the caller awaits the one it returns (no frame in between on every resume).
     """
-    try:
-        return await telemetry.relay(route, client, msg, exchange)
-    except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
-        log.exception("%s: request %s failed", route.name or "mcp", msg.get("method"))
-        return error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+    return telemetry.relay(route, client, msg, exchange)
 
 
 async def fields_ok(msg: Message, send: Send) -> bool:
@@ -275,10 +250,15 @@ async def fields_ok(msg: Message, send: Send) -> bool:
     try:
         check_fields(msg)
     except MessageError as exc:
-        answer = error_response(msg.get("id"), exc.code, str(exc))  # no id: null, and 400
-        await send_json(send, 200 if "id" in msg else 400, answer)
+        await refuse_fields(msg, send, exc)
         return False
     return True
+
+
+async def refuse_fields(msg: Message, send: Send, exc: MessageError) -> None:
+    """A message whose fields mcpmux reads are bad: answered under its id (-32602), else 400."""
+    answer = error_response(msg.get("id"), exc.code, str(exc))  # no id: null, and 400
+    await send_json(send, 200 if "id" in msg else 400, answer)
 
 
 async def notify_contained(route: Route, client: ClientSession, msg: Message) -> None:
@@ -317,7 +297,7 @@ async def _initialize(
         return
     client = route.new_session(token)
     exchange = PostExchange(client, msg["id"], send, client.id.encode())
-    response = await relay_contained(telemetry, route, client, msg, exchange)
+    response = await telemetry.relay(route, client, msg, exchange)
     if "error" in response:
         await route.close_session(client)
         await send_json(send, 200, response)

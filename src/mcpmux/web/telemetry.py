@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..core.counters import LATENCY_BUCKETS_SECONDS, RequestStats
+from ..jsonrpc import INTERNAL_ERROR, error_response
 from ..logs import log_request
 from ..relay.toolsearch import CALL_TOOL
 
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from ..relay.client import ClientSession
     from ..relay.route import Route
     from ..tracing import Tracing
+
+log = logging.getLogger("mcpmux.http")
 
 MERGED_ROUTE_LABEL = "_merged"  # route names never start with "_"
 OTHER_LABEL = "_other"
@@ -86,17 +90,28 @@ class Telemetry:
     async def relay(
         self, route: Route, client: ClientSession, msg: dict[str, Any], exchange: Any
     ) -> dict[str, Any]:
-        """`route.handle_request`, measured; the response it returns."""
+        """`route.handle_request`, measured: the response it returns, or this request's JSON-RPC error for
+        a bug anywhere below (the traceback goes to the log only): the request gets exactly one answer.
+
+        The faces await this directly (no containing coroutine in between: one frame less on every
+        resume of the request).
+        """
         method = msg["method"]
         tool = called_tool(route, msg.get("params")) if method == "tools/call" else ""
         key = (route.name, method, tool)
         stats = self.stats.get(key) or self._new_stats(route, key)
         if self.tracing is not None:
-            return await self._relay_traced(route, client, msg, exchange, stats)
+            try:
+                return await self._relay_traced(route, client, msg, exchange, stats)
+            except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
+                return failed(route, msg, exc)
         stats.active += 1
         started = perf_counter()
         try:
             response = await route.handle_request(client, msg, exchange)
+        except Exception as exc:  # task boundary, as above
+            stats.finish(perf_counter() - started, True)
+            return failed(route, msg, exc)
         except BaseException:
             stats.finish(perf_counter() - started, True)
             raise
@@ -129,3 +144,9 @@ class Telemetry:
         if route.log_enabled:
             log_request(stats, client.id, msg.get("id"), response, seconds, span)
         return response
+
+
+def failed(route: Route, msg: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The JSON-RPC error answering a request whose handling raised `exc` (logged with its traceback)."""
+    log.error("%s: request %s failed", route.name or "mcp", msg.get("method"), exc_info=exc)
+    return error_response(msg["id"], INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
