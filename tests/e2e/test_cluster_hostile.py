@@ -442,3 +442,24 @@ async def test_an_oversized_entry_in_a_get_stream_is_skipped_and_the_stream_goes
                     break
     owner.wait_for_line(r"a GET stream entry skipped \(too big\)", BOUND_SECONDS, since)
     cluster.alive()
+
+
+async def test_a_json_answer_bigger_than_the_relays_high_water_mark_gets_through(
+    cluster: Cluster, http: httpx2.AsyncClient
+) -> None:
+    owner, other = cluster.replicas
+    session = await open_session(http, owner)
+    text = "x" * (3 * 1024 * 1024)  # above forward.HIGH_WATER (1 MiB): reading from the owner paused for ever
+    call = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}},
+    }
+    sent = headers(TOKEN_A, session, accept="application/json")
+    with anyio.fail_after(BOUND_SECONDS):
+        reply = await http.post(other.url("/alpha/mcp"), content=orjson.dumps(call), headers=sent)
+    assert reply.status_code == 200, reply.text[:300]
+    assert reply.headers["content-type"].startswith("application/json")
+    assert text in reply.text
+    cluster.alive()

@@ -34,6 +34,9 @@ MAX_OWNERS = 64  # replicas with an open pool here (a restarted replica has a ne
 MAX_OWNER_CONNECTIONS = 256  # per owner: open forwarded requests, GET streams included
 MAX_OWNER_STREAMS = MAX_OWNER_CONNECTIONS // 2  # relayed GETs (open for long): the rest stay for requests
 HIGH_WATER = 1024 * 1024  # bytes of a relayed stream waiting for a slow caller before reading pauses
+# A JSON answer is relayed in one piece: read whole (no pause), up to this size (an upstream's biggest
+# message, 64 MiB by default, with room for the envelope); a bigger one is a 502, the replica lives on.
+MAX_ANSWER_BYTES = 72 * 1024 * 1024
 
 
 class OwnerUnreachableError(Exception):
@@ -47,7 +50,8 @@ def relayed_headers(headers: Any) -> list[tuple[bytes, bytes]]:
 class Relayed:
     """The owner's answer as the HTTP client's callbacks deliver it: head, body chunks, end or error.
 
-    Reading from the owner pauses while more than HIGH_WATER bytes wait for the caller.
+    Reading from an event stream pauses while more than HIGH_WATER bytes wait for the caller; any
+    other answer is read whole (nothing takes from it before its end), up to MAX_ANSWER_BYTES.
     """
 
     def __init__(self) -> None:
@@ -55,6 +59,8 @@ class Relayed:
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: deque[bytes] = deque()
         self.waiting = 0  # bytes in `chunks`
+        self.streaming = False  # an event stream: relayed as it comes
+        self.too_big = False  # a whole answer above MAX_ANSWER_BYTES: its connection is closed
         self.ended = False
         self.error: HttpError | None = None
         self.request: Request | None = None
@@ -62,13 +68,18 @@ class Relayed:
 
     def on_head(self, status: int, headers: dict[bytes, bytes]) -> None:
         self.status, self.headers = status, relayed_headers(headers.items())
+        self.streaming = STREAM_TYPE in dict(self.headers).get(b"content-type", b"")
         self._wake.set()
 
     def on_data(self, data: bytes) -> None:
         self.chunks.append(data)
         self.waiting += len(data)
-        if self.waiting > HIGH_WATER:
+        if self.streaming and self.waiting > HIGH_WATER:
             self._pause(True)
+        elif not self.streaming and self.waiting > MAX_ANSWER_BYTES:
+            self.too_big, self.ended = True, True
+            self.chunks.clear()
+            self._close()
         self._wake.set()
 
     def on_end(self) -> None:
@@ -103,8 +114,12 @@ class Relayed:
 
     def abandon(self) -> None:
         """The caller went before the end: the connection to the owner is closed (not reused)."""
+        if not self.over:
+            self._close()
+
+    def _close(self) -> None:
         conn = self.request.conn if self.request is not None else None
-        if not self.over and conn is not None:
+        if conn is not None:
             conn.close()
 
 
@@ -211,17 +226,27 @@ async def forward(
     if relayed.error is not None and not relayed.status:
         raise OwnerUnreachableError(str(relayed.error))
     try:
-        if STREAM_TYPE not in dict(relayed.headers).get(b"content-type", b""):
-            while not relayed.over:
-                await relayed.wait()
-            if relayed.error is not None:
-                raise OwnerUnreachableError(str(relayed.error))
-            await send_bytes(send, relayed.status, relayed.take(), relayed.headers)
+        if not relayed.streaming:
+            await _whole_answer(relayed, send)
             return
         await send({"type": "http.response.start", "status": relayed.status, "headers": relayed.headers})
         await while_connected(receive, send, lambda: pump(relayed, send))
     finally:
         relayed.abandon()
+
+
+async def _whole_answer(relayed: Relayed, send: Send) -> None:
+    """A JSON (or any non-stream) answer: sent once it is whole, with its length."""
+    while not relayed.over:
+        await relayed.wait()
+    if relayed.too_big:
+        await send_error(
+            send, 502, f"Bad Gateway: the owner replica's answer is above {MAX_ANSWER_BYTES} bytes"
+        )
+        return
+    if relayed.error is not None:
+        raise OwnerUnreachableError(str(relayed.error))
+    await send_bytes(send, relayed.status, relayed.take(), relayed.headers)
 
 
 async def pump(relayed: Relayed, send: Send) -> None:
