@@ -25,7 +25,8 @@ from .asgi import (
     send_error,
     sse_event,
 )
-from .streamable import new_session_refusal, notify_contained, pump_outbox, relay_contained
+from .closing import TaskCanceller
+from .streamable import new_session_refusal, notify_contained, pump_outbox
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -100,7 +101,7 @@ async def handle_sse_stream(
     client = route.new_session(token)
     client.has_stream = True
     endpoint = f"{message_url}?sessionId={client.id}".encode()
-    in_flight: set[anyio.CancelScope] = set()
+    in_flight: set[TaskCanceller] = set()
     client.sse_requests = in_flight  # the POSTs of this session run here while the stream is open
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -160,39 +161,35 @@ async def _run_message(
 ) -> None:
     """A request or notification POSTed to a session whose stream is open."""
     # The rest runs in this request's own task (the HTTP server serves the connection's next request
-    # once the 202 is out), under a cancel scope registered with the session so that closing the stream
-    # cancels it. Cheaper than spawning a task per message, which is what the legacy transport would
-    # otherwise cost. A scope, not the task: the task is the HTTP server's, and must live on.
-    in_flight: set[anyio.CancelScope] | None = client.sse_requests
+    # once the 202 is out), registered with the session so that closing the stream cancels it: cheaper
+    # than a task per message. The task is the HTTP server's and must live on, so the cancellation is
+    # this request's alone (TaskCanceller, asyncio-native: an anyio cancel scope per message cost ~20
+    # calls), and it is taken back here.
+    in_flight: set[TaskCanceller] | None = client.sse_requests
     if in_flight is None:  # the stream closed while the body was read
         await send_error(send, 404, "Session not found")
         return
-    if "id" not in msg:
+    ack = Ack(send, asyncio.get_running_loop()) if "id" in msg else None
+    if ack is None:
         await accept(send)
-        with anyio.CancelScope() as cancel:
-            in_flight.add(cancel)
-            try:
-                await notify_contained(route, client, msg)
-            finally:
-                in_flight.discard(cancel)
-        return
-    ack = Ack(send, asyncio.get_running_loop())
-    with anyio.CancelScope() as cancel:
-        in_flight.add(cancel)
-        try:
-            await _serve_request(route, client, msg, telemetry, ack)
-        finally:
-            in_flight.discard(cancel)
-    await ack.now()  # also when the stream closed under the request: the POST still gets its 202
-
-
-async def _serve_request(
-    route: Route, client: ClientSession, msg: dict[str, Any], telemetry: Telemetry, ack: Ack
-) -> None:
-    exchange = StreamExchange(client, msg["id"], ack)
-    response = await relay_contained(telemetry, route, client, msg, exchange)
-    await ack.now()
-    await client.outbox.deliver(response)
+    canceller = TaskCanceller()
+    in_flight.add(canceller)
+    try:
+        if ack is None:
+            await notify_contained(route, client, msg)
+        else:
+            response = await telemetry.relay(route, client, msg, StreamExchange(client, msg["id"], ack))
+            await ack.now()
+            await client.outbox.deliver(response)
+    except asyncio.CancelledError:
+        task = canceller.task
+        if not canceller.fired or task is None or task.uncancel():
+            raise  # not (only) the stream's closing: the server's shutdown
+    finally:
+        canceller.task = None
+        in_flight.discard(canceller)
+    if ack is not None:
+        await ack.now()  # also when the stream closed under the request: the POST still gets its 202
 
 
 __all__ = ["handle_sse_message", "handle_sse_stream"]
