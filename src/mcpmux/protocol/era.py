@@ -83,11 +83,12 @@ def unsupported_version(requested: Any) -> EnvelopeError:
     )
 
 
-def read_envelope(msg: Message, headers: RoutingHeaders | None) -> Envelope:
+def read_envelope(msg: Message, headers: tuple[str | None, str | None, str | None] | None) -> Envelope:
     """Check a 2026-07-28 request, as the spec's ladder does, and return its envelope.
 
     Rungs, first failure wins: the `_meta` envelope keys (-32602); the routing headers equal the
-    body (-32020; skipped when `headers` is None, as on stdio); a supported version (-32022).
+    body (-32020; `headers` a `RoutingHeaders` or a plain tuple in its order, None on stdio: skipped);
+    a supported version (-32022).
     """
     params = msg.get("params")
     meta = params.get("_meta") if type(params) is dict else None
@@ -132,22 +133,36 @@ def _field(value: str | None) -> str | None:
     return value.strip(" \t") if value is not None else None
 
 
-def check_headers(msg: Message, version: Any, headers: RoutingHeaders) -> None:
-    """`MCP-Protocol-Version`, `Mcp-Method` and (name-bearing methods) `Mcp-Name` must equal the body."""
-    sent_version = _field(headers.protocol_version)  # compared field by field: no second RoutingHeaders
-    if sent_version is None or sent_version != version:
-        raise EnvelopeError(
-            HEADER_MISMATCH,
-            "MCP-Protocol-Version header does not match the request envelope's protocol version",
+def check_headers(msg: Message, version: Any, headers: tuple[str | None, str | None, str | None]) -> None:
+    """`MCP-Protocol-Version`, `Mcp-Method` and (name-bearing methods) `Mcp-Name` (`headers`, in that
+    order; a `RoutingHeaders`) must equal the body. A value equal as sent and without whitespace to
+    strip is taken without a call: the common case costs no helper per header."""
+    sent_version, sent_method, sent_name = headers
+    if not (sent_version == version and version in MODERN_VERSIONS):  # (those have no whitespace)
+        _check_padded(
+            sent_version, version, "MCP-Protocol-Version", "the request envelope's protocol version"
         )
     method = msg.get("method")
-    if _field(headers.method) != method:
-        raise EnvelopeError(HEADER_MISMATCH, "Mcp-Method header does not match the request body's method")
+    # (equal and not the same object: both strings, so `in` is safe)
+    if sent_method is not method and (sent_method != method or " " in sent_method or "\t" in sent_method):  # type: ignore[operator]
+        _check_padded(sent_method, method, "Mcp-Method", "the request body's method")
     key = NAME_BEARING_METHODS.get(method)  # type: ignore[arg-type]
-    if key is None:
-        return
-    value = (msg.get("params") or {}).get(key)
-    if value is not None and decode_header_value(_field(headers.name)) != value:
+    if key is not None:
+        _check_name(sent_name, msg["params"].get(key), key)  # (the envelope was there: params is an object)
+
+
+def _check_padded(sent: str | None, expected: Any, header: str, what: str) -> None:
+    if sent is None or _field(sent) != expected:
+        raise EnvelopeError(HEADER_MISMATCH, f"{header} header does not match {what}")
+
+
+def _check_name(sent: str | None, value: Any, key: str) -> None:
+    """`Mcp-Name` against the body's `key` parameter: verbatim, or base64 as `encode_header_value` sends."""
+    if value is None or (
+        sent == value and " " not in value and "\t" not in value and value[:9] != "=?base64?"
+    ):
+        return  # (equal to a body value: a string; one that would not be decoded or stripped)
+    if decode_header_value(_field(sent)) != value:
         raise EnvelopeError(
             HEADER_MISMATCH, f"Mcp-Name header does not match the request body's {key!r} parameter"
         )

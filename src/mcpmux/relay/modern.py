@@ -84,6 +84,11 @@ async def ready_carrier(
     route: Route, scope: TokenScope | None, envelope: Envelope, request_id: Any
 ) -> Carrier | Message:
     """The token's carrier, initialized; an error response for `request_id` when it cannot be."""
+    known: Carrier | None = route.modern.get(id(scope))  # the common case, here: one call per request
+    if known is not None and known.init_result is not None:
+        client = known.client
+        if not client.closed and client.scope is scope:
+            return known
     carrier = carrier_for(route, scope)
     if isinstance(carrier, str):
         return error_response(request_id, INTERNAL_ERROR, carrier)
@@ -116,15 +121,19 @@ MAX_HEADER_MAPS = 1024
 
 def param_header_map(route: Route, name: Any) -> dict[tuple[str, ...], str]:
     """The `x-mcp-header` annotations of the tool a 2026 `tools/call` on this route names ({}: none)."""
-    if not isinstance(name, str):
+    kind = type(route)  # (neither class has subclasses: `is`, no isinstance call per request)
+    if type(name) is not str:
         return {}
-    if isinstance(route, ServerRoute):
-        runtime, tool = route.runtime, route.renamed.get(name, name)
-    elif isinstance(route, MergedRoute) and (target := route.catalog.tools.get(name)) is not None:
+    if kind is ServerRoute:
+        renamed = route.renamed  # type: ignore[attr-defined]
+        runtime, tool = route.runtime, renamed.get(name, name) if renamed else name  # type: ignore[attr-defined]
+    elif kind is MergedRoute and (target := route.catalog.tools.get(name)) is not None:  # type: ignore[attr-defined]
         runtime, tool = target.member.runtime, target.upstream
     else:
         return {}
-    return _header_maps(runtime).get(tool, {})
+    cached = _HEADER_MAPS.get(id(runtime))
+    maps = cached[1] if cached is not None and cached[0] is runtime.tools else _header_maps(runtime)
+    return maps.get(tool, {}) if maps else {}  # (most servers mark no argument)
 
 
 def _header_maps(runtime: ServerRuntime) -> dict[str, dict[tuple[str, ...], str]]:

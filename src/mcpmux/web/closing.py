@@ -30,12 +30,18 @@ class TaskCanceller:
 
 
 async def until_closed(
-    exchange: Any, canceller: TaskCanceller, work: Awaitable[T], on_lost: Callable[[], None] | None = None
+    exchange: Any,
+    canceller: TaskCanceller,
+    work: Awaitable[T],
+    on_lost: Callable[[], None] | None = None,
+    failed: Callable[[Exception], T] | None = None,
 ) -> T | None:
     """`work`'s result; None when the client's connection went before `exchange` was answered
     (`exchange.done`), which cancelled `work` (`on_lost` is called first). Also `canceller.cancel()`
     from elsewhere (a suspended call given up by its retry) ends `work` so. Run in the task that made
-    `canceller`; it is disarmed when `work` ends, so it never reaches past it."""
+    `canceller`; it is disarmed when `work` ends, so it never reaches past it. With `failed`, an
+    exception from `work` gives `failed(exc)` (called in the `except`) as the result: no frame of its
+    own around `work` for that."""
 
     def lost() -> None:
         if not exchange.done:
@@ -52,6 +58,10 @@ async def until_closed(
         if canceller.fired and task is not None and task.uncancel() == 0:
             return None  # ours alone: the task goes on (to answer nothing)
         raise
+    except Exception as exc:
+        if failed is None:
+            raise
+        return failed(exc)
     finally:
         canceller.task = None
         if watch is not None and watched:

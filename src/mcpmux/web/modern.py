@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 from ..config.model import TokenScope
@@ -30,8 +31,8 @@ from ..protocol.constants import (
     SUBSCRIPTIONS_LISTEN,
     TOOLS_CALL,
 )
-from ..protocol.era import Envelope, EnvelopeError, RoutingHeaders, check_param_headers, read_envelope
-from ..protocol.translate import modern_response, strip_envelope
+from ..protocol.era import Envelope, EnvelopeError, check_param_headers, read_envelope
+from ..protocol.translate import complete_result, modern_response, strip_envelope
 from ..relay.modern import Carrier, discover, param_header_map, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
@@ -48,8 +49,9 @@ from .asgi import (
     send_json,
 )
 from .closing import TaskCanceller, until_closed
+from .exchange import Exchange
 from .modern_listen import serve_listen
-from .streamable import PostExchange, fields_ok, prefers_sse, relay_contained
+from .streamable import PostExchange, fields_ok, prefers_sse
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -66,6 +68,7 @@ NOT_SERVED = {
 # (say from concurrent tasks) reach the client in one `input_required`; a person answers them anyway.
 INPUT_GATHER_SECONDS = 0.02
 ERROR_STATUS = {METHOD_NOT_FOUND: 404, MISSING_REQUIRED_CLIENT_CAPABILITY: 400}
+NOT_CALLS = frozenset({SERVER_DISCOVER, SUBSCRIPTIONS_LISTEN})  # served without a `ModernExchange`
 
 
 class ModernExchange(PostExchange):
@@ -78,13 +81,13 @@ class ModernExchange(PostExchange):
     """
 
     __slots__ = (
-        "caller",
         "canceller",
         "carrier",
         "collecting",
         "log_rank",
         "method",
         "params",
+        "peer",
         "scope",
         "suspension",
     )
@@ -95,9 +98,9 @@ class ModernExchange(PostExchange):
         super().__init__(carrier.client, msg["id"], send, b"", prefers_sse(headers.accept))
         self.carrier = carrier
         self.scope: TokenScope | None = carrier.client.scope
-        self.caller = caller_key(self.scope is None, headers.peer)  # whose share a suspension takes
+        self.peer = headers.peer  # whose share a suspension takes (relay/shares.py caller_key)
         self.method: str = msg["method"]
-        self.params = msg.get("params")
+        self.params = msg["params"]  # (an object: the envelope is in it)
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
         self.suspension: Suspension | None = None
         self.collecting = False  # requests for input are being gathered for one `input_required`
@@ -106,7 +109,10 @@ class ModernExchange(PostExchange):
     def finish_now(self, msg: dict[str, Any]) -> bool:
         if "error" in msg or self.suspension is not None:
             return False  # its status may not be 200, or it belongs to a retry: the task answers
-        return super().finish_now(modern_response(self.method, msg, self.scope is None))
+        result = msg.get("result")  # `modern_response` for a result, without its call
+        if type(result) is dict:
+            complete_result(self.method, result, self.scope is None)
+        return super().finish_now(msg)
 
     async def emit(self, msg: dict[str, Any]) -> None:
         if "id" in msg and "method" in msg and (self.suspension is None or self.collecting):
@@ -122,7 +128,7 @@ class ModernExchange(PostExchange):
             why = f"a 2026-07-28 client cannot be asked for input during {self.method}"
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, why))
             return
-        suspension = self.suspension or self.carrier.suspensions.open(self.method, self.params, self.caller)
+        suspension = self.suspension or self._open_suspension()
         if suspension is None:
             self.client.resolve(error_response(request["id"], INTERNAL_ERROR, "too many suspended calls"))
             return
@@ -134,6 +140,10 @@ class ModernExchange(PostExchange):
         elif not self.collecting:
             self.collecting = True  # requests that come together (within a few ms) go out together
             asyncio.get_running_loop().call_later(INPUT_GATHER_SECONDS, self._answer_collected)
+
+    def _open_suspension(self) -> Suspension | None:
+        caller = caller_key(self.scope is None, self.peer)
+        return self.carrier.suspensions.open(self.method, self.params, caller)
 
     async def answer_input_required(self, suspension: Suspension) -> None:
         """End this answer with `input_required` for what `suspension` asks (a new round)."""
@@ -192,71 +202,84 @@ async def handle_modern(
     token: TokenScope | None,
     telemetry: Telemetry,
 ) -> None:
-    """One 2026-07-28 POST, contained: a failure anywhere below is logged and, when nothing was sent
-    yet, answered with -32603 under the request's id (never an HTTP 500)."""
-    recording = RecordingSend(send)  # keeps the early (synchronous) answer path
+    """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened, resumed or
+    relayed. Contained: a failure anywhere below is logged and, when nothing was sent yet, answered with
+    -32603 under the request's id (never an HTTP 500).
+
+    A call is relayed from this frame (every frame of the await chain costs a call per resume)."""
+    sending = _recording(send)  # tells whether the response started; keeps the early answer path
     try:
-        await _handle_modern(route, msg, receive, recording, headers, token, telemetry)
+        envelope = await _admit(route, msg, sending, headers)
+        if envelope is None:
+            return
+        if msg["method"] in NOT_CALLS:
+            await _discover_or_listen(route, msg, receive, sending, headers, token, envelope)
+            return
+        carrier = await ready_carrier(route, token, envelope, msg["id"])
+        if type(carrier) is not Carrier:  # (no subclasses: no isinstance call per request)
+            await send_json(sending, 503, carrier)
+            return
+        carrier.client.capabilities = envelope.capabilities
+        exchange = ModernExchange(carrier, msg, sending, headers, envelope.log_level)
+        if "requestState" in msg["params"]:  # the retry of one that answered `input_required`
+            await resume(carrier, msg, exchange)
+            return
+        # a POST closed before its answer cancels the call (2026-07-28): the upstream is told (a
+        # handshake-era one with notifications/cancelled, a 2026 one by closing mcpmux's POST); an
+        # answered one goes on
+        exchange.canceller = canceller = TaskCanceller()
+        work = telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
+        relayed = await until_closed(exchange, canceller, work, failed=partial(_failed, route, msg))
+        if relayed is not None:
+            await exchange.finish(relayed)
     except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
-        log.exception("%s: 2026-07-28 request %s failed", route.name or "mcp", msg.get("method"))
-        if recording.status or "id" not in msg:
+        answer = _failed(route, msg, exc)
+        if _started(sending) or "id" not in msg:
             raise
-        why = f"mcpmux internal error: {type(exc).__name__}"
-        await send_json(send, 200, error_response(msg["id"], INTERNAL_ERROR, why))
+        await send_json(send, 200, answer)
 
 
-async def _handle_modern(
+def _failed(route: Route, msg: Message, exc: Exception) -> Message:
+    """A failure below a 2026 request, logged (call it in the `except`): the request's answer (-32603)."""
+    log.exception("%s: 2026-07-28 request %s failed", route.name or "mcp", msg.get("method"))
+    return error_response(msg.get("id"), INTERNAL_ERROR, f"mcpmux internal error: {type(exc).__name__}")
+
+
+def _recording(send: Send) -> Send:
+    """`send`, such that `_started` can tell whether the response started: mcpmux's own server and its
+    access log know it themselves; any other `send` is wrapped (no wrapper call per write on the first)."""
+    kind = type(send)
+    return send if kind is Exchange or kind is RecordingSend else RecordingSend(send)
+
+
+def _started(send: Any) -> bool:
+    """Whether the response on a `_recording` send started."""
+    return bool(send.response_started if type(send) is Exchange else send.status)
+
+
+async def _discover_or_listen(
     route: Route,
     msg: Message,
     receive: Receive,
     send: Send,
     headers: RequestHeaders,
     token: TokenScope | None,
-    telemetry: Telemetry,
+    envelope: Envelope,
 ) -> None:
-    """One 2026-07-28 POST: checked (envelope, routing headers), then discovered, listened or relayed."""
-    envelope = await _admit(msg, send, headers)
-    if envelope is None or not await fields_ok(msg, send) or not await _params_ok(route, msg, send, headers):
-        return
     if msg["method"] == SERVER_DISCOVER:
-        await _discover(route, token, envelope, msg["id"], send)
+        response = await discover(route, token, envelope, msg["id"])
+        await send_json(send, 200 if "result" in response else 503, response)
         return
     carrier = await ready_carrier(route, token, envelope, msg["id"])
     if not isinstance(carrier, Carrier):
         await send_json(send, 503, carrier)
         return
-    if msg["method"] == SUBSCRIPTIONS_LISTEN:
-        await serve_listen(route, carrier, msg, receive, send, caller_key(token is None, headers.peer))
-        return
-    carrier.client.capabilities = envelope.capabilities
-    exchange = ModernExchange(carrier, msg, send, headers, envelope.log_level)
-    if _resumes(msg):
-        await resume(carrier, msg, exchange)
-        return
-    # a POST closed before its answer cancels the call (2026-07-28): the upstream is told (a handshake-era
-    # one with notifications/cancelled, a 2026 one by closing mcpmux's POST); an answered one goes on
-    exchange.canceller = TaskCanceller()
-    work = relay_contained(telemetry, route, carrier.client, strip_envelope(msg), exchange)
-    relayed = await until_closed(exchange, exchange.canceller, work)
-    if relayed is not None:
-        await exchange.finish(relayed)
+    await serve_listen(route, carrier, msg, receive, send, caller_key(token is None, headers.peer))
 
 
-async def _discover(
-    route: Route, token: TokenScope | None, envelope: Envelope, request_id: Any, send: Send
-) -> None:
-    response = await discover(route, token, envelope, request_id)
-    await send_json(send, 200 if "result" in response else 503, response)
-
-
-def _resumes(msg: Message) -> bool:
-    """A request carrying `requestState`: the retry of one that answered `input_required`."""
-    return "requestState" in (msg.get("params") or {})
-
-
-async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
+async def _admit(route: Route, msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
     """The request's envelope, or None once it has been answered (not a request, removed method, a
-    listen stream without an event stream, bad envelope or routing headers)."""
+    listen stream without an event stream, bad envelope, routing headers, fields or `Mcp-Param-*`)."""
     if "method" not in msg:
         refused = error_response(msg.get("id"), INVALID_REQUEST, "2026-07-28 clients send no responses")
         await send_json(send, 400, refused)
@@ -272,12 +295,13 @@ async def _admit(msg: Message, send: Send, headers: RequestHeaders) -> Envelope 
     if msg["method"] == SUBSCRIPTIONS_LISTEN and b"text/event-stream" not in headers.accept:
         await send_error(send, 406, "Not Acceptable: subscriptions/listen answers with text/event-stream")
         return None
-    routing = RoutingHeaders(headers.protocol_version, headers.mcp_method, headers.mcp_name)
+    routing = (headers.protocol_version, headers.mcp_method, headers.mcp_name)  # RoutingHeaders' order
     try:
-        return read_envelope(msg, routing)
+        envelope = read_envelope(msg, routing)
     except EnvelopeError as exc:
         await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
         return None
+    return envelope if await fields_ok(msg, send) and await _params_ok(route, msg, send, headers) else None
 
 
 async def _params_ok(route: Route, msg: Message, send: Send, headers: RequestHeaders) -> bool:
@@ -285,7 +309,7 @@ async def _params_ok(route: Route, msg: Message, send: Send, headers: RequestHea
     (else 400/-32020, as the spec says servers must check)."""
     if msg["method"] != TOOLS_CALL:
         return True
-    params = msg.get("params") or {}
+    params = msg["params"]  # (an object: the envelope is in it)
     header_map = param_header_map(route, params.get("name"))
     if not header_map:
         return True
