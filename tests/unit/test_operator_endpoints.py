@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mcpmux.config.parse import parse_config
 from mcpmux.proxy import Proxy
 from mcpmux.web.app import ProxyApp
+from mcpmux.web.pins import PinsEndpoints
 from mcpmux.web.status import status_snapshot
 
 TOKEN = "admin"
@@ -192,3 +193,55 @@ def test_oauth_on_a_loopback_proxy_without_tokens_turns_operator_views_off() -> 
     config, _ = parse_config(json.dumps(document), "test", environ={}, expand_env=False)
     status, _, body = get(ProxyApp(Proxy(config)), "/base/_status/api")
     assert status == 403 and b"operatorTokens" in body
+
+
+def two_servers(second: dict[str, Any], **proxy: Any) -> ProxyApp:
+    """`fx` inheriting the default token, and `own` with the options given (its own tokens, OAuth)."""
+    document = {
+        "mcpProxy": {
+            "baseURL": BASE_URL,
+            "addr": "127.0.0.1:9999",
+            "options": {"authTokens": [TOKEN]},
+            **proxy,
+        },
+        "mcpServers": {"fx": {"command": "x"}, "own": {"command": "x", "options": second}},
+    }
+    config, _ = parse_config(json.dumps(document), "test", environ={}, expand_env=False)
+    app = ProxyApp(Proxy(config))
+    app.tables.append(PinsEndpoints(app).table)  # as `serve` does
+    app.rebuild()
+    return app
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"authTokens": ["own-only"]},  # the server's own tokens replace the default one
+        {
+            "authTokens": [
+                {"token": TOKEN, "servers": ["own"], "toolFilter": {"mode": "allow", "list": ["a"]}}
+            ]
+        },
+        {"authTokens": [], "oauth": {"issuer": "https://login.example.com"}},  # OAuth only
+    ],
+)
+def test_a_default_token_that_a_server_leaves_out_sees_no_operator_view(second: dict[str, Any]) -> None:
+    app = two_servers(second)
+    for path in ("/base/_status/api", "/metrics", "/_pins", "/base/_pins"):
+        status, _, body = get(app, path, TOKEN)
+        assert status == 403 and b"operatorTokens" in body, path  # 200 with `own`'s data before
+    assert json.loads(get(app, "/_readyz", TOKEN)[2]) == {
+        "status": "not ready",
+        "servers": {"fx": {"ready": False}, "own": {"ready": False}},
+    }  # no details either
+    explicit = two_servers(second, operatorTokens=[TOKEN])  # an operator named as such sees everything
+    assert get(explicit, "/_pins", TOKEN)[0] == 200
+
+
+def test_a_default_token_that_every_server_takes_stays_the_operator() -> None:
+    for second in (
+        {},
+        {"authTokens": ["own-extra", TOKEN]},
+        {"authTokens": []},
+    ):  # inherited, listed, auth off
+        assert get(two_servers(second), "/_pins", TOKEN)[0] == 200, second

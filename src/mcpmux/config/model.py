@@ -283,10 +283,24 @@ class ProxyConfig:
 
     @property
     def operator_token_scopes(self) -> tuple[TokenScope, ...]:
-        """The tokens that open operator views: `operatorTokens`, else the unscoped default tokens."""
+        """The tokens that open operator views: `operatorTokens`, else the unscoped default tokens that
+        reach every server (operator views show every server: a default token that a server's own
+        `authTokens` or OAuth setting leaves out must not see that server there)."""
         if self.operator_tokens is not None:
             return self.operator_tokens
-        return tuple(scope for scope in self.defaults.auth_tokens if scope.unrestricted)
+        return tuple(
+            scope for scope in self.defaults.auth_tokens if scope.unrestricted and self._reaches_all(scope.token)
+        )
+
+    def _reaches_all(self, token: str) -> bool:
+        """Whether every enabled server's own route takes `token` unscoped (or has auth off)."""
+        for server in self.enabled_servers.values():
+            own = server.options.auth_tokens
+            if not own and server.options.oauth is None:
+                continue  # auth off: anyone reaches it
+            if not any(scope.token == token and scope.unrestricted for scope in own):
+                return False
+        return True
 
     @property
     def enabled_servers(self) -> dict[str, ServerConfig]:
