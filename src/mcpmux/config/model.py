@@ -288,9 +288,8 @@ class ProxyConfig:
         `authTokens` or OAuth setting leaves out must not see that server there)."""
         if self.operator_tokens is not None:
             return self.operator_tokens
-        return tuple(
-            scope for scope in self.defaults.auth_tokens if scope.unrestricted and self._reaches_all(scope.token)
-        )
+        defaults = self.defaults.auth_tokens
+        return tuple(s for s in defaults if s.unrestricted and self._reaches_all(s.token))
 
     def _reaches_all(self, token: str) -> bool:
         """Whether every enabled server's own route takes `token` unscoped (or has auth off)."""
