@@ -245,3 +245,23 @@ def test_a_default_token_that_every_server_takes_stays_the_operator() -> None:
         {"authTokens": []},
     ):  # inherited, listed, auth off
         assert get(two_servers(second), "/_pins", TOKEN)[0] == 200, second
+
+
+def test_readyz_details_need_an_allowed_host_even_where_operator_views_are_open() -> None:
+    app = ProxyApp(proxy_of())  # loopback, no token anywhere: operator views open to the listener
+    app.state.runtimes["fx"].stderr_tail = ["secret-ish stderr line"]
+    scope = {"type": "http", "method": "GET", "path": "/_readyz", "query_string": b""}
+    answers = {}
+    for host in (b"127.0.0.1:9999", b"rebound.example:9999"):  # the second: a DNS-rebinding page
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
+
+        anyio.run(app, {**scope, "headers": [(b"host", host)]}, receive, send)
+        answers[host] = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert "secret-ish stderr line" in json.dumps(answers[b"127.0.0.1:9999"])
+    assert answers[b"rebound.example:9999"] == {"status": "not ready", "servers": {"fx": {"ready": False}}}

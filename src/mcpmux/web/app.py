@@ -307,7 +307,9 @@ class ProxyApp:
         runtimes = self.state.runtimes
         ready = all(rt.available for rt in runtimes.values())  # lazyStart ones count
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
-        if operator_of(config, headers) is None:
+        # probes come with any Host; details only with one the policy allows (a DNS-rebinding page
+        # must not read servers' errors and stderr where operator views are open on loopback)
+        if operator_of(config, headers) is None or not self.hosts.host_allowed(headers.host):
             body["servers"] = {self.redactor.name(n): {"ready": rt.available} for n, rt in runtimes.items()}
         else:
             servers = {self.redactor.name(name): rt.status() for name, rt in runtimes.items()}
