@@ -173,15 +173,16 @@ def check_fields(msg: Message) -> None:
     if meta is not None:
         _check_meta(meta)
     fields = STRING_FIELDS.get(method)
-    if fields is not None:
-        required = method in _REQUIRED
-        for name in fields:
-            value = params.get(name)
-            if type(value) is not str and (value is not None or required):
-                raise _not_a_string(name)
-    other = _OTHER_CHECKS.get(method)
-    if other is not None:
-        other(params)
+    if fields is None:  # no method has both string fields and other checks
+        other = _OTHER_CHECKS.get(method)
+        if other is not None:
+            other(params)
+        return
+    required = method in _REQUIRED
+    for name in fields:
+        value = params.get(name)
+        if type(value) is not str and (value is not None or required):
+            raise _not_a_string(name)
 
 
 def _not_a_string(field: str) -> MessageError:
@@ -206,7 +207,7 @@ def _check_complete(params: dict[str, Any]) -> None:
         raise MessageError(INVALID_PARAMS, 'Invalid params: "ref" must be an object')
 
 
-# Per method: the checks of params that are not plain strings.
+# Per method: the checks of params that are not plain strings (for methods without STRING_FIELDS).
 _OTHER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "notifications/cancelled": _check_cancelled,
     "completion/complete": _check_complete,

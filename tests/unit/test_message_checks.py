@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from mcpmux.jsonrpc import MessageError, check_fields, check_shape, parse_message
+from mcpmux.jsonrpc import (
+    _OTHER_CHECKS,
+    STRING_FIELDS,
+    MessageError,
+    check_fields,
+    check_shape,
+    parse_message,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,4 +64,23 @@ def test_a_request_that_needs_params_and_has_none_is_invalid_params(method: str,
         msg["params"] = params
     with pytest.raises(MessageError) as caught:
         check_fields(msg)
+    assert caught.value.code == -32602
+
+
+def test_no_method_has_both_string_fields_and_other_checks() -> None:
+    # check_fields looks the other checks up only for methods without string fields
+    assert not STRING_FIELDS.keys() & _OTHER_CHECKS.keys()
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("notifications/cancelled", {"requestId": None}),
+        ("notifications/cancelled", {"requestId": 1.5}),
+        ("completion/complete", {"ref": "prompt"}),
+    ],
+)
+def test_params_that_are_not_plain_strings_are_still_checked(method: str, params: Any) -> None:
+    with pytest.raises(MessageError) as caught:
+        check_fields({"jsonrpc": "2.0", "method": method, "params": params})
     assert caught.value.code == -32602

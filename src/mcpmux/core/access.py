@@ -32,7 +32,12 @@ class Access:
     def allows(self, server: str, tool: str) -> bool:
         """Whether the caller may see and call the published tool name `tool` of `server`."""
         scopes = self.members.get(server)
-        return scopes is not None and all(scope_allows(scope, server, tool) for scope in scopes)
+        if scopes is None:
+            return False
+        for scope in scopes:  # (no generator: this runs for every tool call)
+            if not scope_allows(scope, server, tool):
+                return False
+        return True
 
 
 def _grant(

@@ -248,9 +248,12 @@ class MergedRoute(Route):
         params = msg.get("params")
         name = params.get("name") if params else None
         target = self.catalog.tools.get(name) if type(name) is str else None
-        if target is None or not self.access(client).allows(target.server, target.published):
+        if target is None or not self.access_table.access(client.scope).allows(
+            target.server, target.published
+        ):
             return answered(unknown_tool(msg["id"], name))
-        refused = pin_refusal(msg["id"], target.member.runtime.pin_verdict, target.upstream)
+        verdict = target.member.runtime.pin_verdict
+        refused = pin_refusal(msg["id"], verdict, target.upstream) if verdict is not None else None
         if refused is not None:
             return answered(refused)
         params["name"] = target.upstream  # type: ignore[index]

@@ -63,6 +63,14 @@ class InFlight(Pending):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def finish(self, msg: Message) -> None:
+        """`Pending.finish` with `_wake` inline: it runs for every response."""
+        if self.final is None:
+            self.final = msg
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
 
 def wanted_by(origin: Exchange | None, msg: Message) -> bool:
     """Whether a related message goes to the request's client (a log message: only at its own level)."""
