@@ -98,7 +98,7 @@ class Exchange:
         self.response_started = False
         self.response_complete = False
         self.chunked = False
-        self.length_left = -1  # bytes of a Content-Length body still to send (-1: no Content-Length)
+        self.length_left = -1  # bytes of a Content-Length body still to send (-1: none, or HEAD)
         self.head = b""  # the status line and headers, held until the first body message
         self.lost: Callable[[], None] | None = None  # see watch_disconnect
 
@@ -186,7 +186,7 @@ class Exchange:
 
     def _body(self, body: bytes, more: bool) -> None:
         conn = self.conn
-        if self.length_left >= 0 and not self.is_head:  # counted against its Content-Length
+        if self.length_left >= 0:  # counted against its Content-Length
             if len(body) > self.length_left:
                 raise RuntimeError("response body longer than its Content-Length")
             self.length_left -= len(body)
@@ -203,10 +203,11 @@ class Exchange:
         elif payload:
             conn.transport.write(payload)
         if not more:
-            if self.length_left > 0 and not self.is_head:
+            if self.length_left > 0:
                 raise RuntimeError("response body shorter than its Content-Length")
             self.response_complete = True
-            self.wake()
+            if self.waiter is not None:  # (a disconnect watch ends with the response: `lost` is not called)
+                self.wake()
             conn.response_complete(self)
 
     def _payload(self, body: bytes, more: bool) -> bytes:
@@ -227,7 +228,7 @@ class Exchange:
         streamed = False
         extra = b""
         if length is not None:
-            self.length_left = length
+            self.length_left = length if not self.is_head else -1  # HEAD: no body is sent, none counted
         elif not self.is_head and has_body(status):
             streamed = True
             extra = self._frame_stream()

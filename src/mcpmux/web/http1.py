@@ -259,22 +259,10 @@ class Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        """The request whose head just completed starts now, or waits for its turn (or is refused)."""
         self.head_started = None
         if self.refusal is not None:
             return  # the connection is refusing: nothing more is started
-        exchange = self._exchange()
-        if exchange is None:
-            return
-        self.reading = exchange
-        if self.current is None:
-            self._start(exchange)
-        else:
-            self.queued.append(exchange)
-            if len(self.queued) >= self.limits.max_pipelined:
-                self.pause_reading()
-
-    def _exchange(self) -> Exchange | None:
-        """The request whose head just completed, or None when it is refused."""
         parser, headers = self.parser, self._headers
         scope = request_scope(parser, self._url, headers, self.local, self.client)
         keep_alive = scope["http_version"] != "1.0" and parser.should_keep_alive()
@@ -283,9 +271,16 @@ class Connection(asyncio.Protocol):
             # is answered as plain HTTP and the connection closes; one with a body is refused outright.
             if has_body(headers):
                 self._refuse(400, "HTTP upgrade is not supported: send the request without Upgrade")
-                return None
+                return
             keep_alive = False
-        return Exchange(self, scope, keep_alive, self._expect_continue)
+        exchange = self.reading = Exchange(self, scope, keep_alive, self._expect_continue)
+        if self.current is None:
+            self.current = exchange
+            self.server.run(exchange)
+        else:
+            self.queued.append(exchange)
+            if len(self.queued) >= self.limits.max_pipelined:
+                self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading
@@ -294,7 +289,8 @@ class Connection(asyncio.Protocol):
         exchange.body += body
         if len(exchange.body) > BODY_HIGH_WATER:
             self.pause_reading()
-        exchange.wake()
+        if exchange.waiter is not None or exchange.lost is not None:  # else wake() has nothing to do
+            exchange.wake()
 
     def on_message_complete(self) -> None:
         exchange = self.reading
@@ -302,15 +298,12 @@ class Connection(asyncio.Protocol):
             return
         self.reading = None
         exchange.more_body = False
-        exchange.wake()
+        if exchange.waiter is not None or exchange.lost is not None:
+            exchange.wake()
         if self.current is None and not self.queued:  # answered before its body was in: idle from now
             self.idle_since = self.loop.time()
 
     # -- requests ----------------------------------------------------------------------------
-
-    def _start(self, exchange: Exchange) -> None:
-        self.current = exchange
-        self.server.run(exchange)
 
     def response_complete(self, exchange: Exchange) -> None:
         if exchange is not self.current:
@@ -320,7 +313,8 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         if self.queued:
-            self._start(self.queued.popleft())
+            self.current = self.queued.popleft()
+            self.server.run(self.current)
         elif self.refusal is not None:
             self._send_refusal()
             return

@@ -76,7 +76,9 @@ class PostExchange:
         """
         if self.done or self.started or self.prefer_sse:
             return False
-        if not respond_now(self.send, 200, encode(msg), self._json_headers()):
+        if not respond_now(
+            self.send, 200, encode(msg), [JSON_TYPE, (b"mcp-session-id", self.session_header)]
+        ):
             return False
         self.done = self.early = True
         return True
@@ -179,7 +181,9 @@ async def handle_post(
         await notify_contained(route, client, msg)
     else:
         exchange = PostExchange(client, msg["id"], send, client.id.encode(), prefers_sse(headers.accept))
-        await exchange.finish(await telemetry.relay(route, client, msg, exchange))
+        response = await telemetry.relay(route, client, msg, exchange)
+        if not exchange.early:  # else the upstream's reader wrote it already (finish_now)
+            await exchange.finish(response)
 
 
 _IN_SESSION_VERSIONS = (*HANDSHAKE_VERSIONS, None)  # None: no MCP-Protocol-Version header
