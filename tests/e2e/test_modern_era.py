@@ -127,7 +127,7 @@ async def test_discover_on_a_route_is_the_upstreams_initialize_answer_in_2026_fo
     result = reply.json()["result"]
     assert result["resultType"] == "complete"
     assert result["supportedVersions"] == [MODERN]
-    assert (result["ttlMs"], result["cacheScope"]) == (0, "private")
+    assert (result["ttlMs"], result["cacheScope"]) == (60000, "public")  # a handshake-era upstream: a minute
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == init["serverInfo"]
     assert set(result["capabilities"]) == set(init["capabilities"]) - {"tasks"}
     assert result["capabilities"]["tools"]["listChanged"] is True  # served by subscriptions/listen

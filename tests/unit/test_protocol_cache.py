@@ -8,13 +8,16 @@ import orjson
 import pytest
 
 from mcpmux.protocol.cache import (
+    HANDSHAKE_DISCOVER_HINT,
     HINT_META,
     NO_CACHE,
     carried_hint,
     carry_hint,
     combine,
+    discover_hint,
     for_client,
     read_hint,
+    recarry,
     take_hint,
 )
 from mcpmux.protocol.translate import complete_result, handshake_response, modern_response
@@ -116,3 +119,20 @@ def test_results_of_methods_that_are_not_cacheable_get_no_hints() -> None:
         "content": [],
         "resultType": "complete",
     }
+
+
+def test_the_discover_hint_of_an_upstream_is_its_own_else_a_bounded_default() -> None:
+    carry_hint(modern := {"capabilities": {}}, (5000, "public"))
+    assert discover_hint(modern) == (5000, "public")
+    assert discover_hint({"capabilities": {}}) == HANDSHAKE_DISCOVER_HINT  # a handshake-era upstream
+    assert 0 < HANDSHAKE_DISCOVER_HINT[0] <= 3_600_000
+    assert discover_hint(None) is None  # not initialized: nothing known yet
+    assert combine([discover_hint(modern), discover_hint(None)]) == NO_CACHE
+
+
+def test_recarrying_replaces_or_removes_the_carried_hint_and_keeps_other_meta() -> None:
+    carry_hint(result := {"_meta": {"com.example/x": 1}}, (5000, "public"))
+    recarry(result, None)
+    assert result == {"_meta": {"com.example/x": 1}}
+    recarry(result, (7, "private"))
+    assert carried_hint(result) == (7, "private")

@@ -55,6 +55,15 @@ def for_client(hint: Hint | None, shareable: bool) -> Hint:
     return (ttl, scope) if shareable or scope == PRIVATE else (ttl, PRIVATE)
 
 
+def discover_hint(init: dict[str, Any] | None) -> Hint | None:
+    """The hint for `server/discover` of an upstream known by its `initialize` result (as mcpmux's
+    session has it): a 2026 upstream's own discover hint, else `HANDSHAKE_DISCOVER_HINT`; None when the
+    upstream is not initialized (what it will say is not known yet)."""
+    if init is None:
+        return None
+    return carried_hint(init) or HANDSHAKE_DISCOVER_HINT
+
+
 def carry_hint(result: dict[str, Any], hint: Hint) -> None:
     """Put `hint` into `result` for the way through mcpmux (`result` is mcpmux's own copy)."""
     meta = result.get("_meta")
@@ -70,16 +79,32 @@ def carried_hint(result: dict[str, Any]) -> Hint | None:
     return read_hint(carried[0], carried[1])
 
 
+def take_carried(result: dict[str, Any]) -> Hint | None:
+    """The hint `carry_hint` put into `result`, removed from it (the key goes, forged or not).
+    `result` is mcpmux's own copy."""
+    meta = result.get("_meta")
+    if type(meta) is not dict or HINT_META not in meta:
+        return None
+    hint = carried_hint(result)
+    rest = {k: v for k, v in meta.items() if k != HINT_META}
+    if rest:
+        result["_meta"] = rest
+    else:
+        del result["_meta"]
+    return hint
+
+
+def recarry(result: dict[str, Any], hint: Hint | None) -> None:
+    """`result` (mcpmux's own copy) carrying `hint` instead of what it carried (None: nothing)."""
+    take_carried(result)
+    if hint is not None:
+        carry_hint(result, hint)
+
+
 def take_hint(result: dict[str, Any]) -> Hint | None:
     """The hint a result carries (removed from it): mcpmux's `_meta` entry, else `ttlMs`/`cacheScope`
     an upstream put there itself. `result` is mcpmux's own copy."""
     meta = result.get("_meta")
     if type(meta) is dict and HINT_META in meta:
-        hint = carried_hint(result)
-        rest = {k: v for k, v in meta.items() if k != HINT_META}
-        if rest:
-            result["_meta"] = rest
-        else:
-            del result["_meta"]
-        return hint
+        return take_carried(result)
     return read_hint(result.pop("ttlMs", None), result.pop("cacheScope", None))

@@ -20,6 +20,7 @@ from ..jsonrpc import (
     error_response,
     result_response,
 )
+from ..protocol.cache import Hint, carry_hint, combine, discover_hint
 from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND, SAFE_TO_REPLAY
 from ..upstream.runtime import ServerRuntime
 from . import merged_resources
@@ -308,6 +309,8 @@ class MergedRoute(Route):
             instructions.insert(0, SEARCH_INSTRUCTIONS)
         if instructions:
             result["instructions"] = "\n\n".join(instructions)
+        if client.modern:  # a 2026 client's carrier: how long its server/discover answer holds
+            carry_hint(result, self._discover_hint(client))
         return result_response(msg["id"], result)
 
     def _join(self, client: ClientSession) -> tuple[dict[str, Any], list[str]]:
@@ -329,6 +332,12 @@ class MergedRoute(Route):
             if init.get("instructions"):
                 instructions.append(f"## {member.label}\n{init['instructions']}")
         return caps, instructions
+
+    def _discover_hint(self, client: ClientSession) -> Hint:
+        """The shortest ttl and most private scope of the discover hints of the members the client's
+        token reaches; a member not initialized yet (lazyStart, down) makes the answer not cacheable."""
+        sessions = [m.runtime.session for m in self.members if self._reaches(client, m.name)]
+        return combine([discover_hint(s.init_result if s is not None else None) for s in sessions])
 
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:
         refused = self.set_log_level(client, msg)

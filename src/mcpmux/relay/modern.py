@@ -9,6 +9,7 @@ import anyio
 
 from ..config.model import TokenScope
 from ..jsonrpc import INTERNAL_ERROR, Message, error_response, request, result_response
+from ..protocol.cache import carried_hint, for_client
 from ..protocol.constants import INITIALIZE, LATEST_HANDSHAKE_VERSION
 from ..protocol.era import Envelope, x_mcp_header_map
 from ..protocol.translate import discover_from_initialize
@@ -103,14 +104,20 @@ async def discover(route: Route, scope: TokenScope | None, envelope: Envelope, r
     """`server/discover`: the route's initialize answer (merged capabilities on /mcp), translated.
 
     Asked afresh each time, so a server that restarted with other capabilities is described as it is now.
+    Its cache hint is the one the route's initialize carried for the carrier (the upstream's own discover
+    hint, or mcpmux's for a handshake-era upstream; on /mcp and groups the members' combined), `private`
+    when the request came with a token (what a token reaches may differ from what another reaches).
     """
     carrier = carrier_for(route, scope)
     if isinstance(carrier, str):
         return error_response(request_id, INTERNAL_ERROR, carrier)
     response = await carrier.handshake(route, envelope)
-    if carrier.init_result is None:
+    init = carrier.init_result
+    if init is None:
         return {**response, "id": request_id}
-    return result_response(request_id, discover_from_initialize(carrier.init_result, listen=True))
+    ttl_ms, cache_scope = for_client(carried_hint(init), shareable=scope is None)
+    result = discover_from_initialize(init, listen=True, ttl_ms=ttl_ms, cache_scope=cache_scope)
+    return result_response(request_id, result)
 
 
 # id(runtime) -> (the tools list it was built from, tool name -> its x-mcp-header annotations); reloads

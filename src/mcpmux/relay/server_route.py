@@ -19,6 +19,7 @@ from ..jsonrpc import (
     error_response,
     result_response,
 )
+from ..protocol.cache import discover_hint, recarry
 from ..protocol.constants import SAFE_TO_REPLAY
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
@@ -270,9 +271,9 @@ class ServerRoute(Route):
             self.dispatch.attach(client)
         version = negotiate_version(params.get("protocolVersion"), upstream_init.get("protocolVersion"))
         client.protocol_version = version
-        return result_response(msg["id"], self.initialize_result(upstream_init, version))
+        return result_response(msg["id"], self.initialize_result(upstream_init, version, client.modern))
 
-    def initialize_result(self, upstream_init: dict[str, Any], version: str) -> dict[str, Any]:
+    def initialize_result(self, upstream_init: dict[str, Any], version: str, modern: bool) -> dict[str, Any]:
         caps = dict(upstream_init.get("capabilities") or {})
         for kind in LISTABLE:  # the proxy sends list_changed itself when an upstream restarts
             if isinstance(caps.get(kind), dict):
@@ -292,6 +293,7 @@ class ServerRoute(Route):
         }
         if self.search is not None:
             result["instructions"] = search_instructions(upstream_init.get("instructions"))
+        recarry(result, discover_hint(upstream_init) if modern else None)  # (a 2026 carrier's discover)
         return result
 
     async def _set_level(self, client: ClientSession, msg: Message, exchange: Any) -> Message:

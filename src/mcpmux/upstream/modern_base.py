@@ -27,6 +27,7 @@ from ..jsonrpc import (
     request,
     result_response,
 )
+from ..protocol.cache import NO_CACHE, carry_hint, read_hint
 from ..protocol.constants import (
     CACHEABLE_METHODS,
     CANCELLED,
@@ -212,6 +213,9 @@ class ModernTranslation:
             return error_response(msg["id"], INTERNAL_ERROR, why)
         fallback = {"name": self.name, "version": ""}
         init = initialize_from_discover(result, params.get("protocolVersion"), fallback)
+        # its discover's own cache hint, for what mcpmux answers a 2026 client's discover with (none valid:
+        # not cacheable); the routes take it off before an initialize result leaves (relay/)
+        carry_hint(init, read_hint(result.get("ttlMs"), result.get("cacheScope")) or NO_CACHE)
         acknowledged = self._listen_for_changes(init["capabilities"])
         if acknowledged is not None:  # a list change right after the handshake must not be lost
             with anyio.move_on_after(ACK_WAIT_SECONDS):
