@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import orjson
 import pytest
@@ -38,7 +39,13 @@ def test_the_token_itself_is_never_in_the_state() -> None:
     state = sealed(caller="secret-token-value")
     body = base64.urlsafe_b64decode(state.split(".")[1] + "==")
     assert b"secret-token-value" not in body
-    assert orjson.loads(body)["sub"] == caller_digest("secret-token-value")
+    sub = orjson.loads(body)["sub"]
+    assert sub == caller_digest("secret-token-value", OLD.secret)
+    # not a plain hash a client could test guessed tokens against (it was sha256 of the token)
+    plain = {
+        hashlib.sha256(t.encode()).hexdigest() for t in ("secret-token-value", "token secret-token-value")
+    }
+    assert sub not in plain and sub != caller_digest("secret-token-value", b"k" * 32)
 
 
 @pytest.mark.parametrize(

@@ -33,9 +33,11 @@ class StateKey:
             raise ValueError(f"requestState key {self.id!r}: the secret must have at least 32 bytes")
 
 
-def caller_digest(credential: str | None) -> str:
-    """What a state remembers of its caller: a SHA-256 of the token (never the token itself)."""
-    return hashlib.sha256((credential or "").encode("utf-8")).hexdigest()
+def caller_digest(credential: str | None, key: bytes) -> str:
+    """What a state remembers of its caller: an HMAC of the token under the state's key (never the token,
+    nor a plain hash a client could test guessed tokens against offline)."""
+    text = b"caller\x00" + (credential or "").encode("utf-8", "surrogatepass")
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
 
 
 def _b64(data: bytes) -> str:
@@ -69,7 +71,7 @@ class StateSealer:
             {
                 "kid": self.signing.id,
                 "exp": now + self.ttl_seconds,
-                "sub": caller_digest(caller),
+                "sub": caller_digest(caller, self.signing.secret),
                 "req": request,
                 "data": payload,
             }
@@ -93,14 +95,14 @@ class StateSealer:
             raise StateError("requestState was signed with an unknown key")
         if not hmac.compare_digest(mac, self._mac(key, signed)):
             raise StateError("requestState was altered")
-        return self._check_claims(body, caller, request, now)
+        return self._check_claims(body, caller_digest(caller, key.secret), request, now)
 
     @staticmethod
-    def _check_claims(body: dict[str, Any], caller: str | None, request: str, now: float) -> Any:
+    def _check_claims(body: dict[str, Any], caller: str, request: str, now: float) -> Any:
         exp = body.get("exp")
         if not isinstance(exp, (int, float)) or now > exp:
             raise StateError("requestState has expired")
-        if not hmac.compare_digest(str(body.get("sub")), caller_digest(caller)):
+        if not hmac.compare_digest(str(body.get("sub")), caller):
             raise StateError("requestState belongs to another caller")
         if body.get("req") != request:
             raise StateError("requestState belongs to another request")
