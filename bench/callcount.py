@@ -42,7 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ab import checkout, git
+from ab import git
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -215,6 +215,15 @@ def measure(src: Path, mode: str, sessions: int, duration: float, tmp: Path) -> 
     return {key: n - before.get(key, 0) for key, n in after.items() if n != before.get(key, 0)}, calls
 
 
+def checkout(revision: str) -> tuple[str, Path]:
+    """The commit `revision` names and a worktree of it of this run's own (detached; several runs at once
+    never share or remove each other's)."""
+    commit = git("rev-parse", "--short", f"{revision}^{{commit}}").strip()
+    path = Path(tempfile.mkdtemp(prefix=f"mcpmux-callcount-{commit}-"))
+    git("worktree", "add", "--detach", str(path), commit)
+    return commit, path
+
+
 def python_level(counts: Counts) -> int:
     return sum(n for (file, _), n in counts.items() if file != "~")
 
@@ -277,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for label, src in trees.items():
             if label != "work tree":
-                git("worktree", "remove", "--force", str(src.parent))
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(src.parent)], check=False
+                )
     return 0
 
 
