@@ -131,3 +131,25 @@ async def test_a_post_streams_reads_of_big_events_are_bounded_in_bytes(redis: Re
         await relay_post(redis, post_key(SESSION, recorded.tag), recorded.tag, 0, send, alive)
     assert events(replayed) == live  # the same ids and events as the live answer
     assert max(redis.reads) <= READ_LIMIT, redis.reads  # one read brought all 12 MiB before
+
+
+async def test_registry_entries_and_shared_tokens_above_their_bound_are_never_read(redis: Recorded) -> None:
+    from mcpmux.cluster.oauth_lock import MAX_SHARED_BYTES, RefreshLock
+    from mcpmux.cluster.registry import KEY_PREFIX, MAX_ENTRY_BYTES, Registry
+
+    registry = Registry(redis, "aaaaaaaaaaaa", "http://127.0.0.1:1")
+    padded = {"url": "http://10.0.0.9:1", "stats": {"pad": "x" * (MAX_ENTRY_BYTES + 1)}, "at": 1.0}
+    lock = RefreshLock(redis, SECRET)
+    tokens_key = lock._keys("up")[1]
+    with anyio.fail_after(BOUND_SECONDS):
+        await registry.register()
+        await redis.set(KEY_PREFIX + "bbbbbbbbbbbb", orjson.dumps(padded))  # not written by a replica
+        await redis.set(KEY_PREFIX + "cccccccccccc", orjson.dumps({**padded, "stats": {}}))
+        await redis.lpush(KEY_PREFIX + "dddddddddddd", b"a list, not an entry")
+        members = {m["replica"] for m in await registry.members()}
+        big, small = await registry.address("bbbbbbbbbbbb"), await registry.address("cccccccccccc")
+        await redis.set(tokens_key, b"x" * (MAX_SHARED_BYTES + 1))
+        shared = await lock._shared(tokens_key)
+    assert members == {"aaaaaaaaaaaa", "cccccccccccc"}  # the padded entry was read and listed before
+    assert (big, small) == (None, "http://10.0.0.9:1")
+    assert shared is None

@@ -15,12 +15,15 @@ import anyio
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
+from .values import BoundedValues
+
 log = logging.getLogger("mcpmux.cluster")
 
 LOCK_MS = 30_000  # a refresh holding the lock longer than this lets another replica try
 WAIT_SECONDS = 2 * LOCK_MS / 1000  # the longest wait for the lock before refreshing anyway
 POLL_SECONDS = 0.05
 SHARED_MIN_SECONDS = 5.0  # a shared token expiring sooner than this is not taken
+MAX_SHARED_BYTES = 256 * 1024  # shared tokens above this (encrypted) are neither written nor read
 # compare-and-delete: only the holder (its random token) releases the lock
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -47,6 +50,7 @@ class RefreshLock:
         key = hmac.new(secret.encode(), b"mcpmux oauth tokens", hashlib.sha256).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
         self._release = redis.register_script(RELEASE)
+        self._values = BoundedValues(redis, MAX_SHARED_BYTES)
 
     @staticmethod
     def _keys(server: str) -> tuple[str, str]:
@@ -97,7 +101,7 @@ class RefreshLock:
             log.warning("cluster refresh lock not released (%s)", type(exc).__name__)
 
     async def _shared(self, key: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(key)
+        raw = await self._values.one(key)
         if raw is None:
             return None
         try:
@@ -109,7 +113,11 @@ class RefreshLock:
     async def _publish(self, key: str, tokens: dict[str, Any]) -> None:
         expiry = tokens.get("expires_at")
         ttl_ms = None if expiry is None else max(1, int((float(expiry) - time.time()) * 1000))
+        sealed = self._fernet.encrypt(orjson.dumps(tokens))
+        if len(sealed) > MAX_SHARED_BYTES:  # the others would not read them
+            log.warning("cluster: new OAuth tokens not shared (above %d bytes)", MAX_SHARED_BYTES)
+            return
         try:
-            await self.redis.set(key, self._fernet.encrypt(orjson.dumps(tokens)), px=ttl_ms)
+            await self.redis.set(key, sealed, px=ttl_ms)
         except Exception as exc:  # the others refresh themselves
             log.warning("cluster: new OAuth tokens not shared (%s)", type(exc).__name__)

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import anyio
 import orjson
 
+from .values import BoundedValues
+
 log = logging.getLogger("mcpmux.cluster")
 
 KEY_PREFIX = "mcpmux:replica:"
@@ -19,6 +21,7 @@ HEARTBEAT_SECONDS = 5.0
 CACHE_SECONDS = 5.0  # how long a looked-up address is reused (a dead owner is also found by its refusal)
 CACHE_LIMIT = 4096
 LATE_SECONDS = 2 * HEARTBEAT_SECONDS  # a heartbeat older than this: the replica is late (busy, or dying)
+MAX_ENTRY_BYTES = 8192  # a registry entry above this is not read (nor written: `register` refuses it)
 
 
 class Registry:
@@ -39,10 +42,13 @@ class Registry:
         self.wall = wall  # heartbeats carry the wall-clock time: the view shows how old each one is
         self.stats: Callable[[], dict[str, Any]] = dict  # published with each heartbeat (the cluster view)
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._values = BoundedValues(redis, MAX_ENTRY_BYTES)
 
     async def register(self) -> None:
-        entry = {"url": self.advertise, "stats": self.stats(), "at": self.wall()}
-        await self.redis.set(KEY_PREFIX + self.replica, orjson.dumps(entry), ex=TTL_SECONDS)
+        entry = orjson.dumps({"url": self.advertise, "stats": self.stats(), "at": self.wall()})
+        if len(entry) > MAX_ENTRY_BYTES:  # the others would not read it
+            raise ValueError(f"the registry entry is above {MAX_ENTRY_BYTES} bytes (advertise URL too long?)")
+        await self.redis.set(KEY_PREFIX + self.replica, entry, ex=TTL_SECONDS)
 
     async def heartbeat(self) -> None:
         """Renew the key until cancelled; a failed renewal is logged and retried (Redis may come back)."""
@@ -75,7 +81,7 @@ class Registry:
         cached = self._cache.get(replica)
         if cached is not None and cached[1] > now:
             return cached[0]
-        url = entry_url(await self.redis.get(KEY_PREFIX + replica))
+        url = entry_url(await self._values.one(KEY_PREFIX + replica))
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[replica] = (url, now + CACHE_SECONDS)
@@ -88,7 +94,7 @@ class Registry:
             keys.append(key)
             if len(keys) >= CACHE_LIMIT:
                 break
-        values = await self.redis.mget(keys) if keys else []
+        values = await self._values.many(keys)
         members = []
         now = self.wall()
         for key, raw in zip(keys, values, strict=True):
