@@ -223,6 +223,13 @@ def acknowledged(honored: dict[str, Any], subscription_id: Any) -> Message:
     return {"jsonrpc": "2.0", "method": SUBSCRIPTIONS_ACKNOWLEDGED, "params": params}
 
 
+def listen_ended(subscription_id: Any) -> Message:
+    """The last message of a `subscriptions/listen` stream the server ends: the listen request's result
+    (the spec's graceful close; without it a client takes the stream as lost)."""
+    result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID_META: subscription_id}}
+    return {"jsonrpc": "2.0", "id": subscription_id, "result": result}
+
+
 def with_input_key(params: Any, key: str) -> Any:
     """A 2026 upstream's request for input as a request: its key kept in `_meta` (a new dict), so that a
     2026 client is asked under the upstream's own key (protocol/constants.py INPUT_KEY_META)."""

@@ -14,7 +14,7 @@ from ..protocol.constants import (
     RESOURCES_UNSUBSCRIBE,
     TOOLS_LIST_CHANGED,
 )
-from ..protocol.translate import with_subscription_id
+from ..protocol.translate import listen_ended, with_subscription_id
 from .client import ClientSession, Outbox
 from .route import Route
 from .shares import share_refusal
@@ -64,6 +64,13 @@ class ListenOutbox(Outbox):
         if wanted:
             self.push(with_subscription_id(msg, self.subscription_id))
 
+    def end(self) -> None:
+        """mcpmux ends the stream (its carrier ended: reload, shutdown): the listen request's result goes
+        out after what is queued, then the stream closes."""
+        if not self.closed:
+            self.push(listen_ended(self.subscription_id))
+        self.close()
+
     def honored(self, wanted: dict[str, Any]) -> dict[str, Any]:
         honored: dict[str, Any] = {key: True for key in sorted(self.flags)}
         if "resourceSubscriptions" in wanted:
@@ -90,10 +97,10 @@ class FanOutbox(Outbox):
         self.push(msg)
 
     def close(self) -> None:
-        """The carrier ended (idle, reload, shutdown): so do its listen streams."""
+        """The carrier ended (reload, shutdown): so do its listen streams, gracefully."""
         super().close()
         for listener in list(self.listeners):
-            listener.close()
+            listener.end()
 
 
 async def open_listen(
