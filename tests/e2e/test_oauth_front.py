@@ -115,6 +115,18 @@ async def test_a_bad_token_gets_401_invalid_token(proxy: ProxyProcess, auth: Aut
     assert "aud" in params(other.headers["www-authenticate"])["error_description"]
 
 
+async def test_an_audience_that_is_no_url_is_no_match_not_a_crash(
+    proxy: ProxyProcess, auth: AuthServer
+) -> None:
+    url = proxy.url("/a/mcp")  # an issuer copies a client's `resource` into `aud`: it may be anything
+    with anyio.fail_after(BOUND):
+        alone = await get(url, auth.mint({"aud": "http://[::1", "scope": "mcp:a"}))
+        beside = await get(url, auth.mint({"aud": ["http://[::1", url], "scope": "mcp:a"}))
+    assert alone.status_code == 401  # was a ValueError: HTTP 500
+    assert "aud" in params(alone.headers["www-authenticate"])["error_description"]
+    assert beside.status_code == 400  # admitted: the MCP layer answers a ping without a session
+
+
 async def test_a_token_without_a_scope_for_the_route_gets_403_insufficient_scope(
     proxy: ProxyProcess, auth: AuthServer
 ) -> None:

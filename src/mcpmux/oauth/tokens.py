@@ -39,7 +39,10 @@ class Claims:
 def normalize_resource(url: str) -> str:
     """A resource URL compared the way clients build it: scheme and host lower case, no fragment, no
     trailing slash (`https://h/mcp` and `https://h/mcp/` name the same resource)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # not a URL (a bad IPv6 literal): compared as it is, so it matches no resource URL
+        return url.strip()
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
