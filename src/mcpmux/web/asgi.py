@@ -143,23 +143,21 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def read_message(receive: Receive, send: Send, headers: RequestHeaders, limit: int) -> Message | None:
-    """The POSTed JSON-RPC message, read within `limit` bytes and parsed; None once refused (or gone).
+async def read_posted(
+    receive: Receive, send: Send, limit: int, headers: RequestHeaders | None = None
+) -> Message | None:
+    """A POSTed body read within `limit` bytes and parsed as one message; None once refused (or gone).
 
-    Refused before it is read: a Content-Type without JSON (415), a Content-Length past `limit` (413).
+    Given the request's `headers` (streamable HTTP), refused before it is read for a Content-Type
+    without JSON (415) or a Content-Length past `limit` (413); then 413 past `limit`, 400 unparsable.
     """
-    if b"json" not in headers.content_type:
-        await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
-        return None
-    if headers.content_length is not None and headers.content_length > limit:
-        await send_error(send, 413, f"Request body larger than {limit} bytes")
-        return None
-    return await read_posted(receive, send, limit)
-
-
-async def read_posted(receive: Receive, send: Send, limit: int) -> Message | None:
-    """A POSTed body read within `limit` bytes and parsed as one message; None once refused (413, 400)."""
     try:
+        if headers is not None:
+            if b"json" not in headers.content_type:
+                await send_error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
+                return None
+            if headers.content_length is not None and headers.content_length > limit:
+                raise BodyTooLargeError
         return parse_message(await read_body(receive, limit))
     except BodyTooLargeError:
         await send_error(send, 413, f"Request body larger than {limit} bytes")

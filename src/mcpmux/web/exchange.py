@@ -186,10 +186,12 @@ class Exchange:
 
     def _body(self, body: bytes, more: bool) -> None:
         conn = self.conn
-        if self.length_left >= 0:  # counted against its Content-Length
-            if len(body) > self.length_left:
+        left = self.length_left
+        if left >= 0:  # counted against its Content-Length
+            left -= len(body)
+            if left < 0:
                 raise RuntimeError("response body longer than its Content-Length")
-            self.length_left -= len(body)
+            self.length_left = left
             payload = body
         else:
             payload = self._payload(body, more)

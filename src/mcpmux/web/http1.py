@@ -30,19 +30,13 @@ import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import httptools
 
 from ..config.model import HttpLimits
-from .exchange import BODY_HIGH_WATER, Exchange, plain_response
-from .http1_head import (
-    HEAD_END,
-    HeadTooLargeError,
-    address,
-    feed_end,
-    has_body,
-    request_scope,
-)
+from .exchange import ASGI_INFO, BODY_HIGH_WATER, Exchange, plain_response
+from .http1_head import HEAD_END, HeadTooLargeError, address, feed_end, has_body
 
 if TYPE_CHECKING:
     from .server import Http1Server
@@ -264,7 +258,23 @@ class Connection(asyncio.Protocol):
         if self.refusal is not None:
             return  # the connection is refusing: nothing more is started
         parser, headers = self.parser, self._headers
-        scope = request_scope(parser, self._url, headers, self.local, self.client)
+        url = httptools.parse_url(self._url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("latin-1")
+        scope = {  # the ASGI HTTP scope of the head (headers as read, names lowercased)
+            "type": "http",
+            "asgi": ASGI_INFO,
+            "http_version": parser.get_http_version(),
+            "server": self.local,
+            "client": self.client,
+            "scheme": "http",
+            "method": parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": unquote(path) if "%" in path else path,
+            "raw_path": raw_path,
+            "query_string": url.query or b"",
+            "headers": headers,
+        }
         keep_alive = scope["http_version"] != "1.0" and parser.should_keep_alive()
         if parser.should_upgrade():
             # Upgrades (h2c, websocket) are not supported: the parser stops at the head, so the request

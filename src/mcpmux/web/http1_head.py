@@ -1,13 +1,8 @@
-"""Request heads for web/http1.py: the ASGI scope of a parsed head, and where to stop feeding the parser."""
+"""Request heads for web/http1.py: where to stop feeding the parser, and what a head announces."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
-
-import httptools
-
-from .exchange import ASGI_INFO, Scope
 
 HEAD_END = b"\r\n\r\n"  # the parser refuses bare LF line ends: every request head ends with this
 
@@ -37,35 +32,6 @@ def feed_end(data: bytes, pos: int, room: int, carry: bytes = b"") -> int:
         if found < 0:
             return len(data)
     return found + 4
-
-
-def request_scope(
-    parser: httptools.HttpRequestParser,
-    raw_url: bytes,
-    headers: list[tuple[bytes, bytes]],
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-) -> Scope:
-    """The ASGI HTTP scope of the head the parser just completed (headers as read, names lowercased)."""
-    url = httptools.parse_url(raw_url)
-    raw_path: bytes = url.path
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = unquote(path)
-    return {
-        "type": "http",
-        "asgi": ASGI_INFO,
-        "http_version": parser.get_http_version(),
-        "server": server,
-        "client": client,
-        "scheme": "http",
-        "method": parser.get_method().decode("ascii"),
-        "root_path": "",
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": url.query or b"",
-        "headers": headers,
-    }
 
 
 def has_body(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -32,7 +32,7 @@ from .asgi import (
     Send,
     encode,
     event_of,
-    read_message,
+    read_posted,
     respond_now,
     send_bytes,
     send_error,
@@ -157,7 +157,7 @@ async def handle_post(
     limit: int,
     telemetry: Telemetry,
 ) -> None:
-    msg = await read_message(receive, send, headers, limit)
+    msg = await read_posted(receive, send, limit, headers)
     if msg is None:
         return
     if is_modern(headers.session_id, headers.protocol_version, msg):  # one check when in a session
