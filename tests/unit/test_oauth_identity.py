@@ -73,3 +73,20 @@ def test_a_token_naming_no_one_is_refused(payload: dict[str, Any]) -> None:
 def test_the_principal_holds_no_part_of_the_token() -> None:
     principal = principal_of({"sub": "alice", "jti": "secret-id"}, ISSUER)
     assert principal == "sub:https%3A%2F%2Fidp.example%2F:alice"
+
+
+def test_a_principal_whose_session_holds_its_scope_keeps_that_scope_beyond_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from mcpmux.oauth import resource
+
+    monkeypatch.setattr(resource, "PRINCIPAL_CACHE_ENTRIES", 2)
+    door = guard()
+    held = scope_of({"sub": "alice"}, on=door)  # as a client session holds it
+    for n in range(5):  # more principals than the cache keeps
+        scope_of({"sub": f"user-{n}"}, on=door)
+    gc.collect()
+    assert scope_of({"sub": "alice"}, on=door) is held  # a new object before: alice's session was 404
+    assert len(door._principals) == 2 and len(door._held) <= 3  # those nothing holds are gone

@@ -30,7 +30,7 @@ class ToolOverride:
     title: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class TokenScope:
     """An accepted auth token, optionally limited to some servers and tools.
 

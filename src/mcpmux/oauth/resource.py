@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakValueDictionary
 
 from ..config.model import OAuthResource, TokenScope
 from ..core.toolfilter import scope_allows
@@ -47,8 +48,10 @@ class ResourceGuard:
     def __init__(self, config: OAuthResource) -> None:
         self.config = config
         self.verifier = TokenVerifier(config)
-        # One TokenScope object per principal and grant: a client session stays bound to it.
+        # One TokenScope object per principal and grant: a client session stays bound to it. The most
+        # recent ones are kept; beyond them, one lives on here as long as something (a session) holds it.
         self._principals: OrderedDict[tuple[str, str, frozenset[str]], TokenScope] = OrderedDict()
+        self._held: WeakValueDictionary[tuple[str, str, frozenset[str]], TokenScope] = WeakValueDictionary()
 
     @property
     def scopes_supported(self) -> tuple[str, ...]:
@@ -102,7 +105,7 @@ class ResourceGuard:
         """What the token's scopes grant, as one TokenScope object per principal; None: nothing."""
         granted = frozenset(s for s in claims.scopes if any(s == mapped for mapped, _ in self.config.scopes))
         key = (claims.issuer, claims.principal, granted)
-        scope = self._principals.get(key)
+        scope = self._principals.get(key) or self._held.get(key)
         if scope is None:
             label, config = f"oauth:{claims.principal}", self.config
             if not config.scopes:
@@ -112,8 +115,9 @@ class ResourceGuard:
                 scope = TokenScope(token=label, any_of=grants, oauth=config)
             else:
                 return None
-            self._principals[key] = scope
-            while len(self._principals) > PRINCIPAL_CACHE_ENTRIES:
-                self._principals.popitem(last=False)
+            self._held[key] = scope
+        self._principals[key] = scope
         self._principals.move_to_end(key)
+        while len(self._principals) > PRINCIPAL_CACHE_ENTRIES:
+            self._principals.popitem(last=False)
         return scope
