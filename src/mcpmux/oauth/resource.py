@@ -107,13 +107,8 @@ class ResourceGuard:
         key = (claims.issuer, claims.principal, granted)
         scope = self._principals.get(key) or self._held.get(key)
         if scope is None:
-            label, config = f"oauth:{claims.principal}", self.config
-            if not config.scopes:
-                scope = TokenScope(token=label, oauth=config)
-            elif granted:
-                grants = tuple(g for s, g in config.scopes if s in granted)
-                scope = TokenScope(token=label, any_of=grants, oauth=config)
-            else:
+            scope = self._new_scope(f"oauth:{claims.principal}", granted)
+            if scope is None:
                 return None
             self._held[key] = scope
         self._principals[key] = scope
@@ -121,3 +116,13 @@ class ResourceGuard:
         while len(self._principals) > PRINCIPAL_CACHE_ENTRIES:
             self._principals.popitem(last=False)
         return scope
+
+    def _new_scope(self, label: str, granted: frozenset[str]) -> TokenScope | None:
+        """The scope of a principal with `granted` mapped scopes (None: they grant nothing)."""
+        config = self.config
+        if not config.scopes:
+            return TokenScope(token=label, oauth=config)
+        if not granted:
+            return None
+        grants = tuple(g for s, g in config.scopes if s in granted)
+        return TokenScope(token=label, any_of=grants, oauth=config)
