@@ -153,3 +153,16 @@ async def test_registry_entries_and_shared_tokens_above_their_bound_are_never_re
     assert members == {"aaaaaaaaaaaa", "cccccccccccc"}  # the padded entry was read and listed before
     assert (big, small) == (None, "http://10.0.0.9:1")
     assert shared is None
+
+
+async def test_a_replica_whose_registry_entry_would_be_too_big_does_not_start() -> None:
+    from mcpmux.cluster.node import Cluster, ClusterError
+    from mcpmux.config.model import ClusterConfig
+
+    with running_redis() as url:
+        cluster = Cluster(ClusterConfig(url, SECRET), "http://10.0.0.9:1/" + "a" * 9000, 1024)
+        try:
+            with anyio.fail_after(BOUND_SECONDS), pytest.raises(ClusterError, match="above 8192 bytes"):
+                await cluster.connect()  # it said "cannot reach Redis: ValueError"
+        finally:
+            await cluster.redis.aclose()

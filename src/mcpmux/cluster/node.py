@@ -115,6 +115,8 @@ class Cluster:
         try:
             with anyio.fail_after(CONNECT_SECONDS * 2):
                 await self.registry.register()
+        except ValueError as exc:  # an entry too big for the registry (a huge advertise URL)
+            raise ClusterError(f"cluster mode: {exc}") from None
         except Exception as exc:
             raise ClusterError(f"cluster mode: cannot reach Redis: {type(exc).__name__}") from exc
         set_session_ids(self.sealer.session_id)
