@@ -333,7 +333,8 @@ class Connection(asyncio.Protocol):
         if self._unparsed:  # room in the pipeline again: parse what was held back
             held, self._unparsed = self._unparsed, b""
             self._feed(held)
-        self.resume_reading()
+        if self.read_paused:  # (else resume_reading has nothing to do)
+            self.resume_reading()
 
     def _refuse(self, status: int, text: str) -> None:
         """Answer a bad request with `status` and close, after the requests before it were answered."""

@@ -185,11 +185,11 @@ async def _run_message(
         task = canceller.task
         if not canceller.fired or task is None or task.uncancel():
             raise  # not (only) the stream's closing: the server's shutdown
+        if ack is not None:
+            await ack.now()  # the stream closed under the request: the POST still gets its 202
     finally:
         canceller.task = None
         in_flight.discard(canceller)
-    if ack is not None:
-        await ack.now()  # also when the stream closed under the request: the POST still gets its 202
 
 
 __all__ = ["handle_sse_message", "handle_sse_stream"]
