@@ -16,6 +16,7 @@ import httpx2
 import orjson
 import pytest
 from mcp.client import Client
+from mcp.shared.subscriptions import ToolsListChanged
 from relay_kit import ACCEPT_BOTH, BOUND_SECONDS, messages_of, raw_http, relay_proxy
 
 from harness import ProxyProcess
@@ -218,3 +219,24 @@ async def test_the_sdk_client_sees_the_discover_hint(proxy: ProxyProcess) -> Non
         discovered = client.session.discover_result
     assert discovered is not None
     assert (discovered.ttl_ms, discovered.cache_scope) == (5000, "public")
+
+
+async def test_a_list_change_is_not_masked_by_a_long_ttl(proxy: ProxyProcess) -> None:
+    """tools/list may be cached for a minute, but the upstream's list_changed reaches the client's listen
+    stream, the SDK's `Client` drops its cached list, and the next listing asks again and sees the change."""
+    before = listed_so_far(proxy, "hinted")
+    with anyio.fail_after(BOUND_SECONDS):
+        async with (
+            Client(proxy.url("/hinted/mcp"), mode=MODERN) as client,
+            client.listen(tools_list_changed=True) as subscription,
+        ):
+            first = await client.list_tools()
+            assert [t.name for t in (await client.list_tools()).tools] == [t.name for t in first.tools]
+            await client.call_tool("notify_list_changed", {"kind": "tools"})
+            async for event in subscription:
+                if isinstance(event, ToolsListChanged):
+                    break
+            again = await client.list_tools()
+    assert "dynamic_tool" not in {t.name for t in first.tools}
+    assert "dynamic_tool" in {t.name for t in again.tools}
+    assert listed_so_far(proxy, "hinted") == before + 2  # the second listing came from the cache
