@@ -181,3 +181,12 @@ async def test_an_oversized_metadata_document_is_not_read(auth: AuthServer) -> N
     finally:
         auth.metadata_padding = 0
     await verify(auth, auth.mint({"aud": RESOURCE}))  # a fresh verifier reads the normal document
+
+
+async def test_a_jwks_or_introspection_url_that_is_no_url_refuses_the_token_without_a_crash(
+    auth: AuthServer,
+) -> None:
+    token = auth.mint({"aud": RESOURCE})
+    assert "unknown key" in await refused(auth, token, jwks_uri="http://[::1")  # raised InvalidURL before
+    spec = OAuthIntrospection(client_id="c", client_secret="s", endpoint="http://[::1")
+    assert "could not be introspected" in await refused(auth, "opaque-x", introspection=spec)

@@ -28,7 +28,7 @@ async def fetch_json(
         async with httpx2.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
             async with client.stream(method, url, data=data, auth=auth) as response:
                 body = await _read_capped(response, limit)
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL) as exc:  # a URL from a metadata document may be anything
         raise FetchError(f"{url}: {type(exc).__name__}") from None
     if response.status_code != 200:
         raise FetchError(f"{url}: HTTP {response.status_code}")
