@@ -253,6 +253,32 @@ async def test_a_request_past_its_timeout_gets_an_error_naming_the_server_and_is
     assert cancel["params"]["reason"] == "Request timed out"
 
 
+async def test_each_request_times_out_at_its_own_deadline_under_the_sessions_one_timer() -> None:
+    # One timer per session, set for the nearest deadline: a later request with a shorter timeout moves
+    # it up, and after it fires it is set again for the next one; a request still within its own
+    # timeout is not touched. Outcomes do not depend on timing (the long timeout is far away).
+    server = FakeServer()
+    server.hang("tools/call")
+
+    async with session_on(server) as (session, conn, _), anyio.create_task_group() as tg:
+        answers: dict[str, Message] = {}
+
+        async def ask(request_id: str, seconds: float) -> None:
+            answers[request_id] = await session.request(
+                call(request_id), Origin(Client("a"), request_id), seconds
+            )
+
+        tg.start_soon(ask, "long", 600.0)
+        await conn.wait_sent(lambda m: m.get("params", {}).get("name") == "echo")
+        for short in ("short1", "short2"):  # the second one starts after the first one's timer fired
+            await ask(short, 0.05)
+            assert answers[short]["error"]["message"] == "up: request timed out after 0.05s"
+        assert "long" not in answers and len(session.pending) == 1  # still in flight, its timer set
+        tg.cancel_scope.cancel()
+    cancels = [m for m in conn.sent if m.get("method") == "notifications/cancelled"]
+    assert [m["params"]["reason"] for m in cancels].count("Request timed out") == 2
+
+
 async def test_the_handshake_sends_initialize_then_initialized_and_keeps_the_result() -> None:
     server = FakeServer(prompts={})
     async with session_on(server) as (session, conn, _):

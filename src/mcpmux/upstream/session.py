@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcpmux.upstream")
 
+NO_DEADLINE = float("inf")
+# A request is due when its deadline is at most this far ahead: the loop's clock resolution (asyncio fires
+# timers that early too; uvloop counts milliseconds), so the timer never fires just before it and spins.
+CLOCK_SLACK_SECONDS = 0.001
+
 
 class Exchange(Protocol):
     """The downstream request an upstream request was made for: where related messages go."""
@@ -54,9 +59,13 @@ class SessionEvents(Protocol):
 
 
 class InFlight(Pending):
-    """A request in flight (see `Pending`) whose task waits on a future (`waiter`) for what comes next."""
+    """A request in flight (see `Pending`) whose task waits on a future (`waiter`) for what comes next,
+    and its `deadline` (loop time; `NO_DEADLINE` without a timeout) for the session's timer."""
 
-    __slots__ = ()
+    __slots__ = ("deadline", "timeout")
+
+    deadline: float
+    timeout: float
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -81,10 +90,8 @@ def wanted_by(origin: Exchange | None, msg: Message) -> bool:
     return bool(origin.client.wants_log((msg.get("params") or {}).get("level")))
 
 
-def done(timer: asyncio.TimerHandle | None, client: Any) -> None:
-    """A request ended: its timer stops, its client is one request less busy and active from now."""
-    if timer is not None:
-        timer.cancel()
+def done(client: Any) -> None:
+    """A request ended: its client is one request less busy and active from now."""
     if client is not None:
         client.busy -= 1
         client.touch()  # idleness counts from the end of the last request
@@ -149,6 +156,8 @@ class UpstreamSession:
         self.init_result: dict[str, Any] | None = None
         self.bad_messages = 0  # invalid messages from the upstream, dropped
         self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None  # fires at the nearest deadline (`_arm`)
+        self._timer_at = NO_DEADLINE
 
     @property
     def pending(self) -> dict[int, InFlight]:
@@ -198,7 +207,7 @@ class UpstreamSession:
         request_id = msg["id"]
         if self.closed_reason is not None:
             return self._closed_error(request_id)
-        pending, up, timer = self._start(msg, origin, timeout_seconds, early)
+        pending, up = self._start(msg, origin, timeout_seconds, early)
         uid, client = pending.uid, pending.client
         try:
             try:
@@ -222,7 +231,7 @@ class UpstreamSession:
             await self._send(self.ids.abandon(uid, "The client cancelled the request"))
             raise
         finally:
-            done(timer, client)
+            done(client)
         if pending.overflowed:
             await self._abandon(pending)
         response: Message = pending.final
@@ -245,19 +254,46 @@ class UpstreamSession:
 
     def _start(
         self, msg: Message, origin: Exchange | None, timeout_seconds: float | None, early: bool
-    ) -> tuple[InFlight, Message, asyncio.TimerHandle | None]:
-        """Put a request in flight: what to send upstream, its timer, its client counted busy until `done`
-        (an idle session has no request waiting); with `early`, the origin's path for answering before the
-        request's handler returns (`finish_now`) goes with it."""
+    ) -> tuple[InFlight, Message]:
+        """Put a request in flight: what to send upstream; its deadline, the session's timer moved up to it
+        when it is the nearest; its client counted busy until `done` (an idle session has no request
+        waiting); with `early`, the origin's path for answering before the request's handler returns
+        (`finish_now`) goes with it."""
         pending = InFlight(origin, self.queue_limit, getattr(origin, "finish_now", None) if early else None)
         up = self.ids.start(msg, pending)
-        timer = None
+        pending.timeout = timeout_seconds or 0.0
         if timeout_seconds:
-            timer = self._loop.call_later(timeout_seconds, self._expire, pending.uid, timeout_seconds)
+            deadline = pending.deadline = self._loop.time() + timeout_seconds
+            if deadline < self._timer_at:
+                self._arm(deadline)
+        else:
+            pending.deadline = NO_DEADLINE
         client = pending.client
         if client is not None:
             client.busy += 1
-        return pending, up, timer
+        return pending, up
+
+    def _arm(self, when: float) -> None:
+        """Set the session's one timer for `when`, the nearest deadline of its requests in flight.
+
+        One timer per session, not one per request: it fires at the nearest deadline, times out every
+        request that is due and is set again for the nearest one left (requests that ended meanwhile are
+        no longer in flight: nothing to cancel when a request ends).
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._timer, self._timer_at = None, NO_DEADLINE
+        due = self._loop.time() + CLOCK_SLACK_SECONDS
+        in_flight = self.ids.pending.values()
+        for pending in [p for p in in_flight if p.deadline <= due]:
+            self._expire(pending.uid, pending.timeout)
+        nearest = min((p.deadline for p in in_flight), default=NO_DEADLINE)
+        if nearest != NO_DEADLINE:
+            self._arm(nearest)
 
     async def _abandon(self, pending: InFlight) -> None:
         """Too many messages for the request waited for its client (maxRequestQueue): cancel it upstream."""
@@ -325,6 +361,9 @@ class UpstreamSession:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        if self._timer is not None:  # no request is left in flight to time out
+            self._timer.cancel()
+            self._timer, self._timer_at = None, NO_DEADLINE
         owner = f" of client session {self.owner.id}" if self.owner is not None else ""
         log.debug("%s: upstream session%s closed: %s", self.name, owner, reason)
         self.ids.close(CONNECTION_CLOSED, f"{self.name}: upstream unavailable ({reason})")
