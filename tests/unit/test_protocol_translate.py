@@ -16,6 +16,7 @@ from mcpmux.protocol.constants import (
 from mcpmux.protocol.translate import (
     complete_result,
     discover_from_initialize,
+    drop_envelope,
     forwarded_capabilities,
     initialize_from_discover,
     modern_response,
@@ -142,6 +143,18 @@ def test_strip_envelope_drops_an_emptied_meta_and_leaves_plain_requests_alone() 
     plain = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"progressToken": 1}}}
     assert strip_envelope(plain) is plain
     assert strip_envelope({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})["method"] == "tools/list"
+
+
+def test_drop_envelope_removes_the_envelope_keys_and_gives_the_message_its_own_params() -> None:
+    meta = {PROTOCOL_VERSION_META: "2026-07-28", CLIENT_CAPABILITIES_META: {}, "progressToken": 7}
+    sent = {"name": "e", "_meta": meta}
+    msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": sent}
+    assert drop_envelope(msg) is msg
+    assert msg["params"] == {"name": "e", "_meta": {"progressToken": 7}}
+    msg["params"]["name"] = "renamed"  # what the merged route does to a tool call
+    assert sent["name"] == "e"  # the params as sent (a suspended call's binding) stay
+    only = {"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"_meta": {PROTOCOL_VERSION_META: "v"}}}
+    assert drop_envelope(only)["params"] == {}
 
 
 def test_a_2026_upstream_is_told_only_the_client_capabilities_mcpmux_can_translate() -> None:

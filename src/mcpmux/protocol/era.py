@@ -108,10 +108,10 @@ def read_envelope(msg: Message, headers: tuple[str | None, str | None, str | Non
         raise EnvelopeError(INVALID_PARAMS, "the protocol-version envelope value must be a string")
     if version not in MODERN_VERSIONS:
         raise unsupported_version(version)
-    return Envelope(version, *_client_fields(meta))
+    return _client_fields(version, meta)
 
 
-def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+def _client_fields(version: str, meta: dict[str, Any]) -> Envelope:
     caps = meta[CLIENT_CAPABILITIES_META]
     if type(caps) is not dict:
         raise EnvelopeError(INVALID_PARAMS, f"{CLIENT_CAPABILITIES_META!r} must be an object")
@@ -125,7 +125,7 @@ def _client_fields(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         dumps((caps, info))
     except JSONEncodeError:
         raise EnvelopeError(INVALID_PARAMS, "the client capabilities or info are nested too deeply") from None
-    return caps, info or {}, level
+    return Envelope(version, caps, info or {}, level)
 
 
 def _field(value: str | None) -> str | None:

@@ -195,6 +195,23 @@ def strip_envelope(msg: Message) -> Message:
     return {**msg, "params": new_params}
 
 
+def drop_envelope(msg: Message) -> Message:
+    """`strip_envelope` for the proxy's own copy of a request whose envelope was read (`params._meta` is
+    an object), with one copy instead of three: the envelope keys are deleted from `_meta` in place and
+    `msg` gets a copy of its params (`_meta` left out when nothing else is in it), which the relay may
+    change (a merged tool's name): the params as sent stay what a suspended call is bound to. Returns
+    `msg`."""
+    params = msg["params"]
+    meta = params["_meta"]
+    for key in ENVELOPE_META_KEYS:
+        if key in meta:
+            del meta[key]
+    params = msg["params"] = params.copy()
+    if not meta:
+        del params["_meta"]
+    return msg
+
+
 def with_subscription_id(msg: Message, subscription_id: Any) -> Message:
     """A notification for a `subscriptions/listen` stream: `_meta` names the stream (a new message)."""
     params = msg.get("params")

@@ -81,15 +81,20 @@ def carrier_for(route: Route, scope: TokenScope | None) -> Carrier | str:
     return carrier
 
 
+def known_carrier(route: Route, scope: TokenScope | None) -> Carrier | None:
+    """The token's carrier when it is open and initialized (the common case, without a coroutine), else
+    None (`ready_carrier` opens or initializes it)."""
+    carrier: Carrier | None = route.modern.get(id(scope))
+    if carrier is None or carrier.init_result is None:
+        return None
+    client = carrier.client
+    return carrier if not client.closed and client.scope is scope else None
+
+
 async def ready_carrier(
     route: Route, scope: TokenScope | None, envelope: Envelope, request_id: Any
 ) -> Carrier | Message:
     """The token's carrier, initialized; an error response for `request_id` when it cannot be."""
-    known: Carrier | None = route.modern.get(id(scope))  # the common case, here: one call per request
-    if known is not None and known.init_result is not None:
-        client = known.client
-        if not client.closed and client.scope is scope:
-            return known
     carrier = carrier_for(route, scope)
     if isinstance(carrier, str):
         return error_response(request_id, INTERNAL_ERROR, carrier)

@@ -13,6 +13,8 @@ from ..jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     Message,
+    MessageError,
+    check_fields,
     error_response,
     result_response,
 )
@@ -32,8 +34,8 @@ from ..protocol.constants import (
     TOOLS_CALL,
 )
 from ..protocol.era import Envelope, EnvelopeError, check_param_headers, read_envelope
-from ..protocol.translate import complete_result, modern_response, strip_envelope
-from ..relay.modern import Carrier, discover, param_header_map, ready_carrier
+from ..protocol.translate import complete_result, drop_envelope, modern_response
+from ..relay.modern import Carrier, discover, known_carrier, param_header_map, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
 from ..relay.route import Route
 from ..relay.shares import caller_key
@@ -45,13 +47,12 @@ from .asgi import (
     RequestHeaders,
     Send,
     send_bytes,
-    send_error,
     send_json,
 )
 from .closing import TaskCanceller, until_closed
 from .exchange import Exchange
 from .modern_listen import serve_listen
-from .streamable import PostExchange, fields_ok, prefers_sse
+from .streamable import PostExchange, prefers_sse
 from .telemetry import Telemetry
 
 log = logging.getLogger("mcpmux.http")
@@ -84,10 +85,10 @@ class ModernExchange(PostExchange):
         "canceller",
         "carrier",
         "collecting",
+        "headers",
         "log_rank",
         "method",
         "params",
-        "peer",
         "scope",
         "suspension",
     )
@@ -95,10 +96,10 @@ class ModernExchange(PostExchange):
     def __init__(
         self, carrier: Carrier, msg: Message, send: Send, headers: RequestHeaders, log_level: str | None
     ) -> None:
-        super().__init__(carrier.client, msg["id"], send, b"", prefers_sse(headers.accept))
+        PostExchange.__init__(self, carrier.client, msg["id"], send, b"", prefers_sse(headers.accept))
         self.carrier = carrier
         self.scope: TokenScope | None = carrier.client.scope
-        self.peer = headers.peer  # whose share a suspension takes (relay/shares.py caller_key)
+        self.headers = headers  # its peer: whose share a suspension takes (relay/shares.py caller_key)
         self.method: str = msg["method"]
         self.params = msg["params"]  # (an object: the envelope is in it)
         self.log_rank = LOG_RANK[log_level] if log_level is not None else None
@@ -142,7 +143,7 @@ class ModernExchange(PostExchange):
             asyncio.get_running_loop().call_later(INPUT_GATHER_SECONDS, self._answer_collected)
 
     def _open_suspension(self) -> Suspension | None:
-        caller = caller_key(self.scope is None, self.peer)
+        caller = caller_key(self.scope is None, self.headers.peer)
         return self.carrier.suspensions.open(self.method, self.params, caller)
 
     async def answer_input_required(self, suspension: Suspension) -> None:
@@ -209,13 +210,14 @@ async def handle_modern(
     A call is relayed from this frame (every frame of the await chain costs a call per resume)."""
     sending = _recording(send)  # tells whether the response started; keeps the early answer path
     try:
-        envelope = await _admit(route, msg, sending, headers)
-        if envelope is None:
+        envelope = _admit(route, msg, headers)
+        if type(envelope) is not Envelope:  # (a NamedTuple: a refusal is a plain tuple)
+            await _refuse(sending, envelope)  # type: ignore[arg-type]
             return
         if msg["method"] in NOT_CALLS:
             await _discover_or_listen(route, msg, receive, sending, headers, token, envelope)
             return
-        carrier = await ready_carrier(route, token, envelope, msg["id"])
+        carrier = known_carrier(route, token) or await ready_carrier(route, token, envelope, msg["id"])
         if type(carrier) is not Carrier:  # (no subclasses: no isinstance call per request)
             await send_json(sending, 503, carrier)
             return
@@ -228,13 +230,13 @@ async def handle_modern(
         # handshake-era one with notifications/cancelled, a 2026 one by closing mcpmux's POST); an
         # answered one goes on
         exchange.canceller = canceller = TaskCanceller()
-        work = telemetry.relay(route, carrier.client, strip_envelope(msg), exchange)
+        work = telemetry.relay(route, carrier.client, drop_envelope(msg), exchange)
         relayed = await until_closed(exchange, canceller, work, failed=partial(_failed, route, msg))
-        if relayed is not None:
+        if relayed is not None:  # (also when `early`: a suspended call's response goes to its retry)
             await exchange.finish(relayed)
     except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
         answer = _failed(route, msg, exc)
-        if _started(sending) or "id" not in msg:
+        if _unanswerable(sending, msg):
             raise
         await send_json(send, 200, answer)
 
@@ -252,9 +254,10 @@ def _recording(send: Send) -> Send:
     return send if kind is Exchange or kind is RecordingSend else RecordingSend(send)
 
 
-def _started(send: Any) -> bool:
-    """Whether the response on a `_recording` send started."""
-    return bool(send.response_started if type(send) is Exchange else send.status)
+def _unanswerable(send: Any, msg: Message) -> bool:
+    """Whether a failed request gets no -32603: a notification, or its response (on a `_recording`
+    send) started already."""
+    return "id" not in msg or bool(send.response_started if type(send) is Exchange else send.status)
 
 
 async def _discover_or_listen(
@@ -277,48 +280,59 @@ async def _discover_or_listen(
     await serve_listen(route, carrier, msg, receive, send, caller_key(token is None, headers.peer))
 
 
-async def _admit(route: Route, msg: Message, send: Send, headers: RequestHeaders) -> Envelope | None:
-    """The request's envelope, or None once it has been answered (not a request, removed method, a
-    listen stream without an event stream, bad envelope, routing headers, fields or `Mcp-Param-*`)."""
+# An answer a request gets instead of being served: HTTP status and JSON-RPC body (None: no body, 202).
+Refusal = tuple[int, Message | None]
+
+
+def _admit(route: Route, msg: Message, headers: RequestHeaders) -> Envelope | Refusal:
+    """The request's envelope, or why it is refused (not a request, removed method, a listen stream
+    without an event stream, bad envelope, routing headers, fields or `Mcp-Param-*`). Synchronous: the
+    refusal is sent by the caller (no coroutine per check on every request)."""
     if "method" not in msg:
-        refused = error_response(msg.get("id"), INVALID_REQUEST, "2026-07-28 clients send no responses")
-        await send_json(send, 400, refused)
-        return None
+        return 400, error_response(msg.get("id"), INVALID_REQUEST, "2026-07-28 clients send no responses")
     if "id" not in msg:
-        await send_bytes(send, 202, b"", [])  # no 2026 notification means anything over HTTP
-        return None
-    refusal = NOT_SERVED.get(msg["method"])
-    if refusal is not None:
-        refused = error_response(msg["id"], METHOD_NOT_FOUND, f"Method not found ({refusal})")
-        await send_json(send, 404, refused)
-        return None
-    if msg["method"] == SUBSCRIPTIONS_LISTEN and b"text/event-stream" not in headers.accept:
-        await send_error(send, 406, "Not Acceptable: subscriptions/listen answers with text/event-stream")
-        return None
+        return 202, None  # no 2026 notification means anything over HTTP
+    method = msg["method"]
+    if method in NOT_SERVED:
+        return 404, error_response(msg["id"], METHOD_NOT_FOUND, f"Method not found ({NOT_SERVED[method]})")
+    if method == SUBSCRIPTIONS_LISTEN and b"text/event-stream" not in headers.accept:
+        why = "Not Acceptable: subscriptions/listen answers with text/event-stream"
+        return 406, error_response(None, INVALID_REQUEST, why)
     routing = (headers.protocol_version, headers.mcp_method, headers.mcp_name)  # RoutingHeaders' order
     try:
         envelope = read_envelope(msg, routing)
     except EnvelopeError as exc:
-        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc), exc.data))
-        return None
-    return envelope if await fields_ok(msg, send) and await _params_ok(route, msg, send, headers) else None
+        return 400, error_response(msg["id"], exc.code, str(exc), exc.data)
+    return _fields_refusal(route, msg, headers) or envelope
 
 
-async def _params_ok(route: Route, msg: Message, send: Send, headers: RequestHeaders) -> bool:
-    """A `tools/call`'s `Mcp-Param-*` headers mirror the arguments its tool marks `x-mcp-header`
-    (else 400/-32020, as the spec says servers must check)."""
+def _fields_refusal(route: Route, msg: Message, headers: RequestHeaders) -> Refusal | None:
+    """The fields mcpmux reads (-32602, under the request's id, as on the handshake path); a
+    `tools/call`'s `Mcp-Param-*` headers mirror the arguments its tool marks `x-mcp-header` (else
+    400/-32020, as the spec says servers must check)."""
+    try:
+        check_fields(msg)
+    except MessageError as exc:
+        return 200, error_response(msg["id"], exc.code, str(exc))
     if msg["method"] != TOOLS_CALL:
-        return True
-    params = msg["params"]  # (an object: the envelope is in it)
-    header_map = param_header_map(route, params.get("name"))
+        return None
+    params = msg["params"]  # (an object: the envelope is in it; `name` a string: checked above)
+    header_map = param_header_map(route, params["name"])
     if not header_map:
-        return True
+        return None
     try:
         check_param_headers(header_map, params.get("arguments"), param_headers(headers.raw))
     except EnvelopeError as exc:
-        await send_json(send, 400, error_response(msg["id"], exc.code, str(exc)))
-        return False
-    return True
+        return 400, error_response(msg["id"], exc.code, str(exc))
+    return None
+
+
+async def _refuse(send: Send, refusal: Refusal) -> None:
+    status, body = refusal
+    if body is None:
+        await send_bytes(send, status, b"", [])
+    else:
+        await send_json(send, status, body)
 
 
 def param_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
