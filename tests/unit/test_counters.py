@@ -15,7 +15,7 @@ from mcpmux.core.counters import (
     RequestStats,
     Traffic,
 )
-from mcpmux.upstream.session import Link
+from mcpmux.upstream.session import Link, UpstreamSession
 
 
 def test_finished_requests_are_counted_with_errors_and_cumulative_latency_buckets() -> None:
@@ -53,27 +53,43 @@ def test_a_counting_link_counts_every_message_by_kind_then_delivers_it() -> None
 
 
 class RecordingConnection:
-    name = "rec"
-    pid = 4242
+    """A connection that records what it is sent and answers requests inline."""
 
-    def __init__(self) -> None:
+    name = "rec"
+    closed = False
+
+    def __init__(self, session: UpstreamSession) -> None:
+        self.session = session
         self.sent: list[tuple[dict[str, Any], Any]] = []
 
     async def send(self, msg: dict[str, Any], related: Any = None) -> None:
         self.sent.append((msg, related))
+        if "method" in msg and "id" in msg:
+            self.session.receive({"jsonrpc": "2.0", "id": msg["id"], "result": {}}, related)
 
 
-def test_a_counted_connection_counts_what_it_sends_and_is_otherwise_the_connection() -> None:
+class NoOwner:
+    def on_notification(self, session: Any, msg: dict[str, Any], related: Any) -> None: ...
+
+    def on_server_request(self, session: Any, msg: dict[str, Any], related: Any) -> None: ...
+
+    def spawn(self, fn: Any, *args: Any) -> None: ...
+
+
+def test_an_upstream_session_counts_what_it_sends_by_kind_in_its_traffic() -> None:
     traffic = Traffic()
-    inner = RecordingConnection()
-    conn = traffic.connection(inner)
+    sent: list[tuple[dict[str, Any], Any]] = []
 
     async def send_all() -> None:
-        await conn.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}, 1)
-        await conn.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        await conn.send({"jsonrpc": "2.0", "id": "s1", "result": {}})
+        session = UpstreamSession("rec", NoOwner())
+        conn = RecordingConnection(session)
+        session.connection, session.sent = conn, traffic.sent
+        await session.request({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {}}, None, 5)
+        await session.notify({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"})
+        session.receive({"jsonrpc": "2.0", "id": "s1", "method": "roots/list"}, None)  # the server asks
+        await session.respond({"jsonrpc": "2.0", "id": "s1", "result": {"roots": []}})
+        sent.extend(conn.sent)
 
     anyio.run(send_all)
     assert traffic.sent == [1, 1, 1]
-    assert [related for _, related in inner.sent] == [1, None, None]
-    assert (conn.name, conn.pid) == ("rec", 4242)
+    assert [related for _, related in sent] == [1, None, None]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Awaitable
 from typing import Any
 
 # Upper bounds (seconds) of the latency histogram buckets; the last one catches everything.
@@ -64,30 +63,5 @@ class Traffic:
     __slots__ = ("received", "sent")
 
     def __init__(self) -> None:
-        self.sent = [0, 0, 0]  # proxy -> upstream, indexed by REQUEST/NOTIFICATION/RESPONSE
+        self.sent = [0, 0, 0]  # proxy -> upstream, indexed by REQUEST/NOTIFICATION/RESPONSE (the sessions')
         self.received = [0, 0, 0]  # upstream -> proxy (counted by the connection's `Link`)
-
-    def connection(self, conn: Any) -> CountedConnection:
-        """Wrap a connection so every message sent on it is counted."""
-        return CountedConnection(conn, self.sent)
-
-
-class CountedConnection:
-    """A connection whose `send` counts; everything else is the wrapped connection's."""
-
-    __slots__ = ("_sent", "inner")
-
-    def __init__(self, inner: Any, sent: list[int]) -> None:
-        self.inner = inner
-        self._sent = sent
-
-    def send(self, msg: dict[str, Any], related: Any = None) -> Awaitable[None]:
-        # Returns the inner coroutine rather than awaiting it: no extra frame per message.
-        if "method" in msg:
-            self._sent[REQUEST if "id" in msg else NOTIFICATION] += 1
-        else:
-            self._sent[RESPONSE] += 1
-        return self.inner.send(msg, related)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

@@ -260,7 +260,7 @@ class ServerRuntime(Supervisor):
             self.isolated_sessions.add(session)
             try:
                 async with open_connection(self.config, link, self.era) as conn:
-                    session.connection = self.traffic.connection(conn)
+                    session.connection, session.sent = conn, self.traffic.sent
                     if hasattr(conn, "serve_callers"):  # 2026-07-28: each request carries its client's
                         conn.serve_callers(session)
                     async with anyio.create_task_group() as life:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import orjson
 
-from ..core.counters import NOTIFICATION, REQUEST, RESPONSE
+from ..core.counters import NOTIFICATION, REQUEST, RESPONSE, kind_of
 from ..errors import UpstreamError
 from ..jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, Message, error_response, notification
 from ..protocol.idmap import (
@@ -155,6 +155,8 @@ class UpstreamSession:
         self.closed_reason: str | None = None
         self.init_result: dict[str, Any] | None = None
         self.bad_messages = 0  # invalid messages from the upstream, dropped
+        # Messages sent, by kind (REQUEST/NOTIFICATION/RESPONSE): the owner's `Traffic.sent` once connected.
+        self.sent = [0, 0, 0]
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None  # fires at the nearest deadline (`_arm`)
         self._timer_at = NO_DEADLINE
@@ -211,6 +213,7 @@ class UpstreamSession:
         uid, client = pending.uid, pending.client
         try:
             try:
+                self.sent[REQUEST] += 1  # `_write`, inline: once per request
                 await self.connection.send(up, uid)
             except orjson.JSONEncodeError as exc:  # nested deeper than JSON can be written (254 levels)
                 self.ids.forget(uid)
@@ -324,18 +327,23 @@ class UpstreamSession:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
-                await self.connection.send(notice)
+                await self._write(notice)
             except Exception as exc:
                 log.debug("%s: could not send cancellation: %s", self.name, exc)
 
+    def _write(self, msg: Message) -> Awaitable[None]:
+        """Send a message on the connection, counted by kind in `sent` (the caller awaits the send)."""
+        self.sent[kind_of(msg)] += 1
+        return self.connection.send(msg)
+
     async def notify(self, msg: Message) -> None:
         if self.closed_reason is None:
-            await self.connection.send(msg)
+            await self._write(msg)
 
     async def respond(self, msg: Message) -> None:
         """Send the answer to a server-to-client request back upstream (once; not after it was cancelled)."""
         if self.closed_reason is None and self.ids.answer(msg):
-            await self.connection.send(msg)
+            await self._write(msg)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -353,7 +361,7 @@ class UpstreamSession:
         if not isinstance(result, dict):
             raise UpstreamError(self.name, "initialize returned no result object")
         self.init_result = result
-        await self.connection.send(notification("notifications/initialized"))
+        await self._write(notification("notifications/initialized"))
         return result
 
     def close(self, reason: str) -> None:

@@ -214,7 +214,7 @@ class Supervisor(SupervisionState):
 
     def _wire(self, conn: Any, session: UpstreamSession) -> None:
         """A new connection and its session: what each needs of the other."""
-        session.connection = self.traffic.connection(conn)
+        session.connection, session.sent = conn, self.traffic.sent
         if hasattr(conn, "serve_callers"):  # 2026-07-28: each request carries its client's
             conn.serve_callers(session)
         if hasattr(conn, "on_recovered"):
