@@ -40,6 +40,7 @@ class Script:
     sessions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     hold: threading.Event | None = None  # when set here, tools/call waits for it before answering
     refuse_calls_echoing: str | None = None  # a header name: tools/call gets 401 quoting its value
+    echo_as_json: bool = False  # that 401 as a JSON object (not JSON-RPC) instead of plain text
 
     def connections(self, method: str = "POST") -> int:
         with self.lock:
@@ -118,9 +119,12 @@ class Handler(BaseHTTPRequestHandler):
             self.script.hold.wait(30)
         echoed = self.script.refuse_calls_echoing
         if request.get("method") == "tools/call" and echoed is not None:
-            self._send(
-                401, f"bad credentials: {self.headers.get(echoed)}".encode(), {"content-type": "text/plain"}
-            )
+            text = f"bad credentials: {self.headers.get(echoed)}"
+            if self.script.echo_as_json:
+                body = json.dumps({"error": text, "padding": "p" * 100_000}).encode()
+                self._send(401, body, {"content-type": "application/json"})
+            else:
+                self._send(401, text.encode(), {"content-type": "text/plain"})
             return
         if "id" not in request:
             self._send(202)

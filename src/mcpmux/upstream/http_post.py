@@ -13,6 +13,7 @@ import orjson
 from anyio.abc import TaskGroup
 
 from ..config.model import ServerConfig
+from ..core.redact import redact_running
 from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, Message, error_response
 from .connection import Liveness, Receiver
@@ -26,6 +27,16 @@ log = logging.getLogger("mcpmux.upstream")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one JSON reply: as the stdio line limit
 MAX_POOL_CONNECTIONS = 64
+
+
+EXCERPT_CHARS = 200  # of an upstream's error body, quoted in the error a client gets
+EXCERPT_SCAN_BYTES = 4096  # what is read of it (redacted whole, then cut: a secret is never cut in two)
+
+
+def body_excerpt(raw: bytes) -> str:
+    """The start of an upstream's error body for an error message: redacted first, then cut (cut
+    first, a configured secret straddling the cut kept its first part, which no redaction matches)."""
+    return redact_running(raw[:EXCERPT_SCAN_BYTES].decode("utf-8", "replace"))[:EXCERPT_CHARS]
 
 
 def is_request(msg: Message) -> bool:

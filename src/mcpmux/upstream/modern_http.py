@@ -20,7 +20,7 @@ from ..protocol.translate import with_envelope, without_subscription_id
 from .connection import Connection, Receiver
 from .era_memory import EraMemory
 from .http_client import HttpError, Request
-from .http_post import HttpTransport, Posted, abort, event_message, hang_up, http_pool
+from .http_post import HttpTransport, Posted, abort, body_excerpt, event_message, hang_up, http_pool
 from .modern_base import ModernTranslation, wire_ids
 from .modern_headers import learn_param_headers, request_headers
 from .origin import shown_origin
@@ -72,7 +72,7 @@ class ModernReply(Posted):
         ctype = self.headers.get(b"content-type", b"")
         body = self.body()
         if not ctype.startswith(b"application/json"):
-            why = f"HTTP {self.status} from {origin}: {body[:200].decode('utf-8', 'replace')}"
+            why = f"HTTP {self.status} from {origin}: {body_excerpt(body)}"
             return error_response(self.msg["id"], INTERNAL_ERROR, why)
         item = orjson.loads(body) if body else None
         return item if isinstance(item, dict) and "method" not in item else None

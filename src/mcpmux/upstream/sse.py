@@ -17,7 +17,7 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import Message
 from .connection import Receiver
 from .http_client import HttpError
-from .http_post import HttpTransport, Posted, event_message, http_pool, is_request
+from .http_post import HttpTransport, Posted, body_excerpt, event_message, http_pool, is_request
 from .origin import same_origin, shown_origin
 from .sse_events import Event, SseParser
 
@@ -79,8 +79,9 @@ class Ack(Posted):
             return
         if status == 404:
             self.conn.die("the upstream no longer knows our SSE session (HTTP 404)")
-        text = self.body()[:200].decode("utf-8", "replace")
-        self.failed(self.conn.unavailable(f"HTTP {status} from {self.conn.origin}: {text}"))
+        self.failed(
+            self.conn.unavailable(f"HTTP {status} from {self.conn.origin}: {body_excerpt(self.body())}")
+        )
 
     def on_error(self, exc: HttpError) -> None:
         self.failed(self.conn.unavailable(f"cannot reach {self.conn.origin}: {exc}"))

@@ -17,7 +17,7 @@ from ..errors import UpstreamUnavailableError
 from ..jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, Message, error_response, notification
 from .connection import Receiver
 from .http_client import HttpError
-from .http_post import HttpTransport, Posted, event_message, header_text, http_pool, is_request
+from .http_post import HttpTransport, Posted, body_excerpt, event_message, header_text, http_pool, is_request
 from .origin import shown_origin
 from .sse_events import SseParser
 from .tasks import released
@@ -201,7 +201,7 @@ class StreamableHttpConnection(HttpTransport):
         if data is None:
             return
         if isinstance(data, dict) and "jsonrpc" not in data and "id" in msg:
-            data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {status}: {data}")
+            data = error_response(msg["id"], INTERNAL_ERROR, f"HTTP {status}: {body_excerpt(reply.body())}")
         if isinstance(data, list):
             for item in data:
                 reply.item(item)
@@ -213,8 +213,7 @@ class StreamableHttpConnection(HttpTransport):
         status = reply.status
         raw = reply.body()
         if status >= 400 and not reply.headers.get(b"content-type", b"").startswith(b"application/json"):
-            text = raw[:200].decode("utf-8", "replace")
-            raise self.unavailable(f"HTTP {status} from {self.origin}: {text}")
+            raise self.unavailable(f"HTTP {status} from {self.origin}: {body_excerpt(raw)}")
         try:
             return orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
