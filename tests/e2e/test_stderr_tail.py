@@ -44,3 +44,26 @@ async def test_a_server_failing_at_start_shows_its_stderr_tail_redacted(tmp_path
         assert len(broken["last_stderr"]) <= 10
     assert SECRET not in proxy.log
     assert SECRET not in str(body)
+
+
+LONG_SECRET = "long-s3cr3t-" + "v" * 48
+STRADDLING = (
+    "import os, sys\n"
+    "print('x' * 490 + ' ' + os.environ['API_TOKEN'], file=sys.stderr)\n"  # it straddles the 500-char cut
+    "import no_such_module_for_mcpmux\n"
+)
+
+
+async def test_a_secret_straddling_the_line_cut_shows_no_part_of_itself(tmp_path: Path) -> None:
+    server = {
+        "command": sys.executable,
+        "args": ["-c", STRADDLING],
+        "env": {"API_TOKEN": LONG_SECRET},
+        "options": {"restart": FAST_RESTART},
+    }
+    with running_proxy({"mcpServers": {"broken": server}}, tmp_path) as proxy, anyio.fail_after(30):
+        await wait_for_log(proxy, r"broken failed to connect")
+        _status, body = readyz(proxy)
+    lines = body["servers"]["broken"]["last_stderr"]
+    assert lines[0] == "x" * 490 + " ***"  # was cut at 500 first: "long-s3cr" stayed, unredacted
+    assert LONG_SECRET[:9] not in str(body) and LONG_SECRET[:9] not in proxy.log

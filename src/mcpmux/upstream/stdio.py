@@ -132,8 +132,8 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         debug = log.isEnabledFor(logging.DEBUG)
         for raw in lines:
             text = raw[:STDERR_LINE_LIMIT].decode("utf-8", "replace").rstrip()
-            if text:
-                self.stderr_tail.append(text[:STDERR_TAIL_LINE_CHARS])
+            if text:  # kept whole (bounded by the line limit): redacted before it is cut to show
+                self.stderr_tail.append(text)
             if debug:
                 log.debug("%s stderr: %s", self.name, text)
 
@@ -142,7 +142,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         tail = list(self.stderr_tail)
         rest = self.err_partial.decode("utf-8", "replace").strip()
         if rest:
-            tail = [*tail[1 - STDERR_TAIL_LINES :], rest[:STDERR_TAIL_LINE_CHARS]]
+            tail = [*tail[1 - STDERR_TAIL_LINES :], rest]
         return tail
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
@@ -233,8 +233,10 @@ class StdioConnection:
         return f"{why}; stderr: {' | '.join(tail)}" if tail else why
 
     def stderr_tail(self) -> list[str]:
-        """The last lines of the process's stderr, secrets redacted (for the logs and status views)."""
-        return [redact_stderr(line, self.redactor) for line in self.protocol.last_stderr()]
+        """The last lines of the process's stderr, secrets redacted, then cut (for the logs and status
+        views: cut first, a secret straddling the cut would keep its first part)."""
+        lines = self.protocol.last_stderr()
+        return [redact_stderr(line, self.redactor)[:STDERR_TAIL_LINE_CHARS] for line in lines]
 
     @property
     def closed(self) -> bool:
