@@ -278,6 +278,7 @@ async def test_a_2025_session_beside_2026_requests_is_unchanged(
         call = {"name": "echo", "arguments": {}}
         modern = await post_modern(http, proxy.url("/stdio/mcp"), "tools/call", call)
         assert modern.status_code == 200
+        assert "mcp-session-id" not in modern.headers  # a 2026 answer has no session (not even empty)
         result = await legacy.result("tools/call", {"name": "echo", "arguments": {"text": "old"}})
         assert "resultType" not in result
         assert result["structuredContent"] == {"text": "old"}
@@ -348,7 +349,9 @@ async def test_the_input_required_wire_and_a_sealed_request_state(
     url = proxy.url("/sse/mcp")
     call = {"name": "ask_sampling", "arguments": {"prompt": "p"}}
     caps = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
-    first = (await post_modern(http, url, "tools/call", call, meta=caps)).json()["result"]
+    asking = await post_modern(http, url, "tools/call", call, meta=caps)
+    assert "mcp-session-id" not in asking.headers  # no session, not even an empty header
+    first = asking.json()["result"]
     assert first["resultType"] == "input_required"
     assert "ttlMs" not in first and "cacheScope" not in first
     ((key, asked),) = first["inputRequests"].items()

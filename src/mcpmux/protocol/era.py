@@ -229,6 +229,19 @@ def mcp_param_headers(header_map: dict[tuple[str, ...], str], arguments: Any) ->
     return headers
 
 
+def param_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's `Mcp-Param-*` headers (lower-case name -> value); one sent twice is refused
+    (-32020): which of the two an intermediary looked at cannot be known."""
+    sent: dict[str, str] = {}
+    for name, value in raw:
+        if name.lower().startswith(b"mcp-param-"):
+            key = name.decode("latin-1").lower()
+            if key in sent:
+                raise EnvelopeError(HEADER_MISMATCH, f"more than one {name.decode('latin-1')} header")
+            sent[key] = value.decode("latin-1")
+    return sent
+
+
 def check_param_headers(header_map: dict[tuple[str, ...], str], arguments: Any, sent: dict[str, str]) -> None:
     """`Mcp-Param-*` headers (`sent`: lower-case name -> value) must mirror the annotated arguments:
     present exactly when the argument is, equal after decoding (numbers compared as numbers)."""

@@ -19,7 +19,6 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.constants import (
-    HEADER_MISMATCH,
     INITIALIZE,
     INPUT_REQUIRED_METHODS,
     LOG_MESSAGE,
@@ -33,7 +32,7 @@ from ..protocol.constants import (
     SUBSCRIPTIONS_LISTEN,
     TOOLS_CALL,
 )
-from ..protocol.era import Envelope, EnvelopeError, check_param_headers, read_envelope
+from ..protocol.era import Envelope, EnvelopeError, check_param_headers, param_headers, read_envelope
 from ..protocol.translate import complete_result, drop_envelope, modern_response
 from ..relay.modern import Carrier, discover, known_carrier, param_header_map, ready_carrier
 from ..relay.mrtr import SUSPENSION_SECONDS, Suspension
@@ -46,6 +45,8 @@ from .asgi import (
     RecordingSend,
     RequestHeaders,
     Send,
+    encode,
+    respond_now,
     send_bytes,
     send_json,
 )
@@ -108,12 +109,22 @@ class ModernExchange(PostExchange):
         self.canceller: TaskCanceller | None = None  # cancels the call's task (also once suspended)
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
+        """`PostExchange.finish_now` with the 2026 result and no session header."""
         if "error" in msg or self.suspension is not None:
             return False  # its status may not be 200, or it belongs to a retry: the task answers
         result = msg.get("result")  # `modern_response` for a result, without its call
         if type(result) is dict:
             complete_result(self.method, result, self.scope is None)
-        return super().finish_now(msg)
+        return self._write_now(msg)
+
+    def _write_now(self, msg: dict[str, Any]) -> bool:
+        """Write `msg` as the JSON answer now, if it can go so (see `PostExchange.finish_now`)."""
+        if self.done or self.started or self.prefer_sse:
+            return False
+        if not respond_now(self.send, 200, encode(msg), [JSON_TYPE]):
+            return False
+        self.done = self.early = True
+        return True
 
     async def emit(self, msg: dict[str, Any]) -> None:
         if "id" in msg and "method" in msg and (self.suspension is None or self.collecting):
@@ -157,7 +168,7 @@ class ModernExchange(PostExchange):
             return
         self.collecting = False
         result = result_response(self.request_id, suspension.input_required(self.scope))
-        if super().finish_now(result):
+        if self._write_now(result):
             return
         # No synchronous write here: tell the upstream, which then finishes the call as usual.
         self.suspension = None
@@ -333,19 +344,6 @@ async def _refuse(send: Send, refusal: Refusal) -> None:
         await send_bytes(send, status, b"", [])
     else:
         await send_json(send, status, body)
-
-
-def param_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's `Mcp-Param-*` headers (lower-case name -> value); one sent twice is refused
-    (-32020): which of the two an intermediary looked at cannot be known."""
-    sent: dict[str, str] = {}
-    for name, value in raw:
-        if name.lower().startswith(b"mcp-param-"):
-            key = name.decode("latin-1").lower()
-            if key in sent:
-                raise EnvelopeError(HEADER_MISMATCH, f"more than one {name.decode('latin-1')} header")
-            sent[key] = value.decode("latin-1")
-    return sent
 
 
 async def resume(carrier: Carrier, msg: Message, exchange: ModernExchange) -> None:
