@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -23,14 +24,18 @@ FAILING = (
 )
 
 
-async def test_a_server_failing_at_start_shows_its_stderr_tail_redacted(tmp_path: Path) -> None:
-    server = {
+def failing(script: str, secret: str) -> dict[str, Any]:
+    """A stdio server running `script` with `secret` in its environment, restarted fast."""
+    return {
         "command": sys.executable,
-        "args": ["-c", FAILING],
-        "env": {"API_TOKEN": SECRET},
+        "args": ["-c", script],
+        "env": {"API_TOKEN": secret},
         "options": {"restart": FAST_RESTART},
     }
-    config = {"mcpServers": {"broken": server}}
+
+
+async def test_a_server_failing_at_start_shows_its_stderr_tail_redacted(tmp_path: Path) -> None:
+    config = {"mcpServers": {"broken": failing(FAILING, SECRET)}}
     with running_proxy(config, tmp_path) as proxy, anyio.fail_after(30):
         line = await wait_for_log(proxy, r"broken failed to connect")
         assert "process exited with code 1; stderr:" in line, line
@@ -55,13 +60,8 @@ STRADDLING = (
 
 
 async def test_a_secret_straddling_the_line_cut_shows_no_part_of_itself(tmp_path: Path) -> None:
-    server = {
-        "command": sys.executable,
-        "args": ["-c", STRADDLING],
-        "env": {"API_TOKEN": LONG_SECRET},
-        "options": {"restart": FAST_RESTART},
-    }
-    with running_proxy({"mcpServers": {"broken": server}}, tmp_path) as proxy, anyio.fail_after(30):
+    config = {"mcpServers": {"broken": failing(STRADDLING, LONG_SECRET)}}
+    with running_proxy(config, tmp_path) as proxy, anyio.fail_after(30):
         await wait_for_log(proxy, r"broken failed to connect")
         _status, body = readyz(proxy)
     lines = body["servers"]["broken"]["last_stderr"]
