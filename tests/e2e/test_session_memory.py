@@ -69,7 +69,7 @@ async def test_isolated_sessions_are_freed_at_delete_with_the_garbage_collector_
                             session = route.sessions[client.session_id]
                             upstream_session = session.upstreams["up"]
                             refs += [weakref.ref(session), weakref.ref(upstream_session)]
-                            refs.append(weakref.ref(upstream_session.connection.inner))  # the transport
+                            refs.append(weakref.ref(upstream_session.connection))  # the transport
                             del session, upstream_session
                         # raw_http DELETEd the session on exit
                     await until(lambda: not runtime.isolated_sessions, "every isolated session ended")
