@@ -217,7 +217,7 @@ class SessionStreams:
                 continue
             body, last, delivered = take_batch(entries, assembler)
             quiet, cursor = 0, bytes(last).decode()
+            if delivered is not None:  # a stream opened without Last-Event-ID starts after it: noted
+                await self.redis.hset(record, "cursor", delivered)  # before the client can see it
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-            if delivered is not None:  # a stream resumed without Last-Event-ID starts after it
-                await self.redis.hset(record, "cursor", delivered)
