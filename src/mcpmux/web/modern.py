@@ -83,6 +83,7 @@ class ModernExchange(PostExchange):
     """
 
     __slots__ = (
+        "answered",
         "canceller",
         "carrier",
         "collecting",
@@ -107,6 +108,7 @@ class ModernExchange(PostExchange):
         self.suspension: Suspension | None = None
         self.collecting = False  # requests for input are being gathered for one `input_required`
         self.canceller: TaskCanceller | None = None  # cancels the call's task (also once suspended)
+        self.answered = False  # its final answer went out from the upstream's reader (`finish_now`)
 
     def finish_now(self, msg: dict[str, Any]) -> bool:
         """`PostExchange.finish_now` with the 2026 result and no session header."""
@@ -115,7 +117,8 @@ class ModernExchange(PostExchange):
         result = msg.get("result")  # `modern_response` for a result, without its call
         if type(result) is dict:
             complete_result(self.method, result, self.scope is None)
-        return self._write_now(msg)
+        self.answered = self._write_now(msg)
+        return self.answered
 
     def _write_now(self, msg: dict[str, Any]) -> bool:
         """Write `msg` as the JSON answer now, if it can go so (see `PostExchange.finish_now`)."""
@@ -243,7 +246,7 @@ async def handle_modern(
         exchange.canceller = canceller = TaskCanceller()
         work = telemetry.relay(route, carrier.client, drop_envelope(msg), exchange)
         relayed = await until_closed(exchange, canceller, work, failed=partial(_failed, route, msg))
-        if relayed is not None:  # (also when `early`: a suspended call's response goes to its retry)
+        if relayed is not None and not exchange.answered:  # (a suspended call's goes to its retry)
             await exchange.finish(relayed)
     except Exception as exc:  # task boundary: one request's failure must not become an HTTP 500
         answer = _failed(route, msg, exc)
