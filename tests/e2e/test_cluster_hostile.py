@@ -463,3 +463,17 @@ async def test_a_json_answer_bigger_than_the_relays_high_water_mark_gets_through
     assert reply.headers["content-type"].startswith("application/json")
     assert text in reply.text
     cluster.alive()
+
+
+async def test_a_sessions_redis_stream_is_not_served_on_another_route(
+    cluster: Cluster, http: httpx2.AsyncClient
+) -> None:
+    owner, other = cluster.replicas
+    session = await open_session(http, owner, TOKEN_C)  # on alpha, with the token that reaches beta too
+    assert await get_stream_status(http, other, session, TOKEN_C) == 200  # its Redis stream now exists
+    sent = headers(TOKEN_C, session, accept="text/event-stream")
+    with anyio.fail_after(BOUND_SECONDS):
+        async with http.stream("GET", other.url("/beta/mcp"), headers=sent) as stream:
+            status = stream.status_code
+    assert status == 404  # alpha's stream was served at /beta/mcp before (the record named no route)
+    cluster.alive()
