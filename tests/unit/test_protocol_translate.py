@@ -153,8 +153,14 @@ def test_drop_envelope_removes_the_envelope_keys_and_gives_the_message_its_own_p
     assert msg["params"] == {"name": "e", "_meta": {"progressToken": 7}}
     msg["params"]["name"] = "renamed"  # what the merged route does to a tool call
     assert sent["name"] == "e"  # the params as sent (a suspended call's binding) stay
-    only = {"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"_meta": {PROTOCOL_VERSION_META: "v"}}}
-    assert drop_envelope(only)["params"] == {}
+    envelope = {PROTOCOL_VERSION_META: "v", CLIENT_CAPABILITIES_META: {}, LOG_LEVEL_META: "info"}
+    for meta_sent in (envelope, {**envelope, CLIENT_INFO_META: {"name": "c"}}):
+        only = {"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"_meta": meta_sent}}
+        assert drop_envelope(only)["params"] == {}
+        assert PROTOCOL_VERSION_META in meta_sent  # left as sent: only the message's params changed
+    with_info = {PROTOCOL_VERSION_META: "v", CLIENT_CAPABILITIES_META: {}, CLIENT_INFO_META: {}, "x": 1}
+    other = {"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"_meta": with_info}}
+    assert drop_envelope(other)["params"] == {"_meta": {"x": 1}}
 
 
 def test_a_2026_upstream_is_told_only_the_client_capabilities_mcpmux_can_translate() -> None:

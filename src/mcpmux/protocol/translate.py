@@ -197,16 +197,19 @@ def strip_envelope(msg: Message) -> Message:
 
 def drop_envelope(msg: Message) -> Message:
     """`strip_envelope` for the proxy's own copy of a request whose envelope was read (`params._meta` is
-    an object), with one copy instead of three: the envelope keys are deleted from `_meta` in place and
-    `msg` gets a copy of its params (`_meta` left out when nothing else is in it), which the relay may
-    change (a merged tool's name): the params as sent stay what a suspended call is bound to. Returns
-    `msg`."""
+    an object with the version and capabilities keys), with one copy instead of three: `msg` gets a copy
+    of its params, which the relay may change (a merged tool's name; the params as sent stay what a
+    suspended call is bound to), without `_meta` when only envelope keys are in it (the common case:
+    `_meta` itself untouched), else with the envelope keys deleted from `_meta`. Returns `msg`."""
     params = msg["params"]
     meta = params["_meta"]
+    params = msg["params"] = params.copy()
+    if len(meta) == 2 + (CLIENT_INFO_META in meta) + (LOG_LEVEL_META in meta):
+        del params["_meta"]
+        return msg
     for key in ENVELOPE_META_KEYS:
         if key in meta:
             del meta[key]
-    params = msg["params"] = params.copy()
     if not meta:
         del params["_meta"]
     return msg
