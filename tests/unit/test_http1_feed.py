@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcpmux.web.http1_head import feed_end
+from mcpmux.web.http1_head import HEADER_NAMES, feed_end
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -49,3 +49,10 @@ def test_a_body_that_looks_like_a_head_end_only_shortens_the_feed() -> None:
     end = feed_end(data, 0, 2)
     assert end < len(data)  # conservative: the real second head is not reached in this feed
     assert heads_in(data[:end]) == 2
+
+
+def test_the_header_name_table_gives_what_lower_and_len_give() -> None:
+    assert HEADER_NAMES[b"MCP-Protocol-Version"] == (b"mcp-protocol-version", 20)
+    assert HEADER_NAMES[b"Last-Event-Id"] == HEADER_NAMES[b"Last-Event-ID"] == (b"last-event-id", 13)
+    for spelling, (lowered, size) in HEADER_NAMES.items():
+        assert (lowered, size) == (spelling.lower(), len(spelling))

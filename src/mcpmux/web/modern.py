@@ -117,16 +117,14 @@ class ModernExchange(PostExchange):
         result = msg.get("result")  # `modern_response` for a result, without its call
         if type(result) is dict:
             complete_result(self.method, result, self.scope is None)
-        self.answered = self._write_now(msg)
-        return self.answered
-
-    def _write_now(self, msg: dict[str, Any]) -> bool:
-        """Write `msg` as the JSON answer now, if it can go so (see `PostExchange.finish_now`)."""
-        if self.done or self.started or self.prefer_sse:
-            return False
-        if not respond_now(self.send, 200, encode(msg), [JSON_TYPE]):
-            return False
-        self.done = self.early = True
+        if (
+            self.done
+            or self.started
+            or self.prefer_sse
+            or not respond_now(self.send, 200, encode(msg), [JSON_TYPE])
+        ):
+            return False  # (see `PostExchange.finish_now`)
+        self.done = self.early = self.answered = True
         return True
 
     async def emit(self, msg: dict[str, Any]) -> None:
@@ -170,8 +168,11 @@ class ModernExchange(PostExchange):
         if not self.collecting or suspension is None:
             return
         self.collecting = False
-        result = result_response(self.request_id, suspension.input_required(self.scope))
-        if self._write_now(result):
+        result = encode(result_response(self.request_id, suspension.input_required(self.scope)))
+        if not (self.done or self.started or self.prefer_sse) and respond_now(
+            self.send, 200, result, [JSON_TYPE]
+        ):
+            self.done = self.early = True
             return
         # No synchronous write here: tell the upstream, which then finishes the call as usual.
         self.suspension = None
