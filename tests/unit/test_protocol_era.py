@@ -96,6 +96,17 @@ def test_a_bad_envelope_gets_invalid_params(msg: dict[str, Any], code: int, word
     assert caught.value.code == code
 
 
+def test_the_nesting_check_is_skipped_only_for_capabilities_equal_to_ones_that_passed() -> None:
+    fine = call(**{CLIENT_CAPABILITIES_META: {"x": deep_dict(100)}})
+    deep = call(**{CLIENT_CAPABILITIES_META: {"x": deep_dict(300)}})
+    for msg in (fine, deep, deep, fine, fine, deep):  # a refused value is never remembered as checked
+        if msg is deep:
+            with pytest.raises(EnvelopeError, match="nested too deeply"):
+                read_envelope(msg, None)
+        else:
+            assert read_envelope(msg, None).capabilities == {"x": deep_dict(100)}
+
+
 def test_an_unsupported_version_gets_32022_listing_every_version_the_proxy_speaks() -> None:
     msg = call(**{PROTOCOL_VERSION_META: "2099-01-01"})
     with pytest.raises(EnvelopeError) as caught:

@@ -26,6 +26,8 @@ from .constants import (
 
 _B64_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # what an HTTP header name may be made of
+# The last client capabilities and info that passed the nesting check of `_client_fields`
+_last_checked: list[tuple[Any, Any]] = [(None, None)]
 MAX_SCHEMA_DEPTH = 8  # nested `properties` followed when looking for `x-mcp-header`
 
 
@@ -121,10 +123,15 @@ def _client_fields(version: str, meta: dict[str, Any]) -> Envelope:
     level = meta.get(LOG_LEVEL_META)
     if level is not None and (type(level) is not str or level not in LOG_RANK):
         raise EnvelopeError(INVALID_PARAMS, f"Invalid log level: {level!r}")
-    try:  # they go upstream (an isolated session's initialize): JSON writers stop at 254 levels
-        dumps((caps, info))
-    except JSONEncodeError:
-        raise EnvelopeError(INVALID_PARAMS, "the client capabilities or info are nested too deeply") from None
+    checked = (caps, info)
+    if checked != _last_checked[0]:  # (equal values nest equally deep: a client sends the same each call)
+        try:  # they go upstream (an isolated session's initialize): JSON writers stop at 254 levels
+            dumps(checked)
+        except JSONEncodeError:
+            raise EnvelopeError(
+                INVALID_PARAMS, "the client capabilities or info are nested too deeply"
+            ) from None
+        _last_checked[0] = checked
     return Envelope(version, caps, info or {}, level)
 
 

@@ -215,11 +215,12 @@ def watch_disconnect(send: Send, callback: Callable[[], None] | None) -> bool:
 class RecordingSend:
     """Wraps a `send` and records the response status, keeping the early path if the server offers it."""
 
-    __slots__ = ("inner", "status", "watch_disconnect")
+    __slots__ = ("inner", "status", "task", "watch_disconnect")
 
     def __init__(self, inner: Send) -> None:
         self.inner = inner
         self.status = 0
+        self.task: Any = getattr(inner, "task", None)  # the task running the request, if known (`Exchange`)
         # the inner send's own disconnect watch, bound once (None: it cannot tell); no call in between
         self.watch_disconnect: Callable[[Callable[[], None] | None], bool] | None = getattr(
             inner, "watch_disconnect", None

@@ -18,8 +18,9 @@ class TaskCanceller:
 
     __slots__ = ("fired", "task")
 
-    def __init__(self) -> None:
-        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+    def __init__(self, task: asyncio.Task[Any] | None = None) -> None:
+        """`task`: the current task when the caller knows it (saves looking it up)."""
+        self.task: asyncio.Task[Any] | None = task if task is not None else asyncio.current_task()
         self.fired = False
 
     def cancel(self) -> None:

@@ -82,6 +82,7 @@ class Exchange:
         "response_complete",
         "response_started",
         "scope",
+        "task",
         "waiter",
     )
 
@@ -101,6 +102,7 @@ class Exchange:
         self.length_left = -1  # bytes of a Content-Length body still to send (-1: none, or HEAD)
         self.head = b""  # the status line and headers, held until the first body message
         self.lost: Callable[[], None] | None = None  # see watch_disconnect
+        self.task: asyncio.Task[Any] | None = None  # the worker task running the app for it (web/server.py)
 
     def wake(self) -> None:
         waiter = self.waiter

@@ -223,7 +223,8 @@ async def handle_modern(
     -32603 under the request's id (never an HTTP 500).
 
     A call is relayed from this frame (every frame of the await chain costs a call per resume)."""
-    sending = _recording(send)  # tells whether the response started; keeps the early answer path
+    sending = _recording(send)  # tells whether the response started; keeps the early answer path (and
+    # knows the task running the request, when the server does: `Exchange.task`, `RecordingSend.task`)
     try:
         envelope = _admit(route, msg, headers)
         if type(envelope) is not Envelope:  # (a NamedTuple: a refusal is a plain tuple)
@@ -244,7 +245,7 @@ async def handle_modern(
         # a POST closed before its answer cancels the call (2026-07-28): the upstream is told (a
         # handshake-era one with notifications/cancelled, a 2026 one by closing mcpmux's POST); an
         # answered one goes on
-        exchange.canceller = canceller = TaskCanceller()
+        exchange.canceller = canceller = TaskCanceller(sending.task)  # type: ignore[attr-defined]
         work = telemetry.relay(route, carrier.client, drop_envelope(msg), exchange)
         relayed = await until_closed(exchange, canceller, work, failed=partial(_failed, route, msg))
         if relayed is not None and not exchange.answered:  # (a suspended call's goes to its retry)

@@ -118,7 +118,9 @@ class Http1Server:
         The app is awaited right here (no coroutine per request in between: every resume of a request
         passes through each frame of its await chain).
         """
+        task = asyncio.current_task()  # once per worker: known to the request (`Exchange.task`)
         while exchange is not None:
+            exchange.task = task
             try:
                 await self.app(exchange.scope, exchange.receive, exchange)  # an EarlySend (web/asgi.py)
             except asyncio.CancelledError:
