@@ -1,9 +1,11 @@
-"""How far the HTTP server feeds its parser at a time: never past the heads the pipeline has room for."""
+"""How far the HTTP server feeds its parser at a time (never past the heads the pipeline has room for), and
+the lookup tables its header reading uses."""
 
 from __future__ import annotations
 
 import pytest
 
+from mcpmux.web.asgi import RequestHeaders
 from mcpmux.web.http1_head import HEADER_NAMES, feed_end
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -56,3 +58,19 @@ def test_the_header_name_table_gives_what_lower_and_len_give() -> None:
     assert HEADER_NAMES[b"Last-Event-Id"] == HEADER_NAMES[b"Last-Event-ID"] == (b"last-event-id", 13)
     for spelling, (lowered, size) in HEADER_NAMES.items():
         assert (lowered, size) == (spelling.lower(), len(spelling))
+
+
+def test_header_values_read_from_the_table_or_decoded_are_the_same_text() -> None:
+    raw = [
+        (b"mcp-protocol-version", b"2026-07-28"),
+        (b"mcp-method", b"tools/call"),
+        (b"mcp-name", b"\xe9t\xe9"),
+    ]
+    headers = RequestHeaders(raw)
+    assert (headers.protocol_version, headers.mcp_method, headers.mcp_name) == (
+        "2026-07-28",
+        "tools/call",
+        "\xe9t\xe9",
+    )
+    assert headers.repeated is None
+    assert RequestHeaders([*raw, (b"mcp-method", b"tools/call")]).repeated == "Mcp-Method"

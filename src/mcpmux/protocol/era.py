@@ -153,8 +153,8 @@ def check_headers(msg: Message, version: Any, headers: tuple[str | None, str | N
     # (equal and not the same object: both strings, so `in` is safe)
     if sent_method is not method and (sent_method != method or " " in sent_method or "\t" in sent_method):  # type: ignore[operator]
         _check_padded(sent_method, method, "Mcp-Method", "the request body's method")
-    key = NAME_BEARING_METHODS.get(method)  # type: ignore[arg-type]
-    if key is not None:
+    if method in NAME_BEARING_METHODS:  # (a lookup, no call)
+        key = NAME_BEARING_METHODS[method]
         _check_name(sent_name, msg["params"].get(key), key)  # (the envelope was there: params is an object)
 
 
