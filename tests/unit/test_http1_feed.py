@@ -1,12 +1,12 @@
 """How far the HTTP server feeds its parser at a time (never past the heads the pipeline has room for), and
-the lookup tables its header reading uses."""
+the request headers read from the ASGI list."""
 
 from __future__ import annotations
 
 import pytest
 
 from mcpmux.web.asgi import RequestHeaders
-from mcpmux.web.http1_head import HEADER_NAMES, feed_end
+from mcpmux.web.http1_head import feed_end
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -53,14 +53,7 @@ def test_a_body_that_looks_like_a_head_end_only_shortens_the_feed() -> None:
     assert heads_in(data[:end]) == 2
 
 
-def test_the_header_name_table_gives_what_lower_and_len_give() -> None:
-    assert HEADER_NAMES[b"MCP-Protocol-Version"] == (b"mcp-protocol-version", 20)
-    assert HEADER_NAMES[b"Last-Event-Id"] == HEADER_NAMES[b"Last-Event-ID"] == (b"last-event-id", 13)
-    for spelling, (lowered, size) in HEADER_NAMES.items():
-        assert (lowered, size) == (spelling.lower(), len(spelling))
-
-
-def test_header_values_read_from_the_table_or_decoded_are_the_same_text() -> None:
+def test_once_only_header_values_are_read_as_text_and_a_repeat_is_marked() -> None:
     raw = [
         (b"mcp-protocol-version", b"2026-07-28"),
         (b"mcp-method", b"tools/call"),

@@ -10,7 +10,6 @@ from urllib.parse import unquote_plus
 import orjson
 
 from ..jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, error_response, parse_message
-from ..protocol import constants
 
 log = logging.getLogger("mcpmux.http")
 
@@ -74,7 +73,7 @@ class RequestHeaders:
                 if seen & bit:
                     self.repeated = label
                 seen |= bit
-                setattr(self, attr, _TEXT[value] if value in _TEXT else value.decode("latin-1"))
+                setattr(self, attr, value.decode("latin-1"))  # (cheaper than a table lookup by value)
             elif name == b"content-type":
                 self.content_type = value
             elif name == b"accept":
@@ -107,26 +106,6 @@ _ONCE: dict[bytes, tuple[str, str, int]] = {
             (b"mcp-method", "mcp_method", "Mcp-Method"),
             (b"mcp-name", "mcp_name", "Mcp-Name"),
         ]
-    )
-}
-
-
-# Header values most requests carry (protocol versions, method names), as sent -> as text: a lookup
-# instead of a decode (a static table: hostile values cannot grow it; any other value is decoded)
-_TEXT: dict[bytes, str] = {
-    text.encode(): text
-    for text in (
-        *constants.KNOWN_VERSIONS,
-        constants.TOOLS_CALL,
-        constants.TOOLS_LIST,
-        constants.PROMPTS_GET,
-        constants.PROMPTS_LIST,
-        constants.RESOURCES_READ,
-        constants.RESOURCES_LIST,
-        constants.RESOURCE_TEMPLATES_LIST,
-        constants.COMPLETION_COMPLETE,
-        constants.SERVER_DISCOVER,
-        constants.SUBSCRIPTIONS_LISTEN,
     )
 }
 

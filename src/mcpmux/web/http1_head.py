@@ -7,21 +7,6 @@ from typing import Any
 HEAD_END = b"\r\n\r\n"  # the parser refuses bare LF line ends: every request head ends with this
 
 
-# Header names clients commonly send, as sent (lowercase, Title-Case, the spec's spelling) -> the lowercase
-# name and its length: one dict lookup per header instead of `lower()` and `len()` (a static table, so
-# hostile names cannot grow it; any other name is lowercased as usual)
-_COMMON = (
-    "Host User-Agent Accept Accept-Encoding Accept-Language Connection Content-Type Content-Length "
-    "Transfer-Encoding Expect Authorization Origin Referer Cache-Control Last-Event-ID Mcp-Session-Id "
-    "MCP-Protocol-Version Mcp-Method Mcp-Name"
-).split()
-HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {
-    spelling.encode(): (name.lower().encode(), len(name))
-    for name in _COMMON
-    for spelling in (name, name.lower(), "-".join(part.capitalize() for part in name.split("-")))
-}
-
-
 class HeadTooLargeError(Exception):
     """A request head past `maxHeadBytes`, raised in a parser callback to stop the parser."""
 
