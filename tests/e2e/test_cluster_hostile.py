@@ -435,10 +435,8 @@ async def test_an_oversized_entry_in_a_get_stream_is_skipped_and_the_stream_goes
         async with http.stream("GET", other.url("/alpha/mcp"), headers=sent) as stream:
             assert stream.status_code == 200
             async for line in stream.aiter_lines():
-                if line.startswith("data:"):
-                    assert "notifications/after" in line, line[
-                        :200
-                    ]  # the huge entry never reaches the client
+                if line.startswith("data:"):  # the huge entry never reaches the client
+                    assert "notifications/after" in line, line[:200]
                     break
     owner.wait_for_line(r"a GET stream entry skipped \(too big\)", BOUND_SECONDS, since)
     cluster.alive()

@@ -105,6 +105,16 @@ class Dispatch:
             return None
         return await self._open_private(client)
 
+    def direct(self, method: str) -> UpstreamSession | None:
+        """The ready shared session when a `method` request can go straight to it, for the caller to await
+        that session's request itself: no session to open or wait for (`session_for`) and nothing to
+        replay should it die under the request (`replay`); else None (go through `session_for`)."""
+        runtime = self.runtime
+        if runtime.isolated or method in SAFE_TO_REPLAY:
+            return None
+        session = runtime.session
+        return session if session is not None and session.closed_reason is None else None
+
     def open_session(self, client: ClientSession) -> UpstreamSession | None:
         """The upstream session the client already uses on this server (never opens one)."""
         runtime = self.runtime

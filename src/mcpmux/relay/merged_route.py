@@ -21,7 +21,7 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.cache import Hint, carry_hint, combine, discover_hint
-from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND, SAFE_TO_REPLAY
+from ..protocol.constants import LIST_CHANGED, RESOURCE_NOT_FOUND
 from ..upstream.runtime import ServerRuntime
 from . import merged_resources
 from .client import ClientSession
@@ -227,11 +227,10 @@ class MergedRoute(Route):
         """Relay to a member (`early`: its answer goes back unchanged, so the face may write it from the
         upstream's reader, the early response path). Not a coroutine: on the member's ready shared session
         a request that is never replayed is that session's request itself, for the caller to await."""
-        runtime = member.runtime
-        session = None if runtime.isolated else runtime.session
-        if session is None or session.closed_reason is not None or msg["method"] in SAFE_TO_REPLAY:
+        session = member.dispatch.direct(msg["method"])
+        if session is None:
             return self._relay(member, client, msg, exchange, early)
-        return session.request(msg, exchange, runtime.request_timeout_seconds, early=early)
+        return session.request(msg, exchange, member.runtime.request_timeout_seconds, early=early)
 
     async def _relay(
         self, member: Member, client: ClientSession, msg: Message, exchange: Any, early: bool

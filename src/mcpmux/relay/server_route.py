@@ -20,7 +20,6 @@ from ..jsonrpc import (
     result_response,
 )
 from ..protocol.cache import discover_hint, recarry
-from ..protocol.constants import SAFE_TO_REPLAY
 from ..upstream.runtime import ServerRuntime
 from ..upstream.session import UpstreamSession
 from . import subscriptions
@@ -121,8 +120,8 @@ class ServerRoute(Route):
         local = None if relay else self._local.get(method)
         if local is not None:
             return local(client, msg, exchange)
-        upstream = None if self.isolated else self.runtime.session
-        if upstream is None or upstream.closed_reason is not None or method in SAFE_TO_REPLAY:
+        upstream = self.dispatch.direct(method)
+        if upstream is None:
             return self._relay(client, msg, exchange)
         if method == "tools/call" and (self._shapes_tools(client, self.renamed) or self._unlisted_tool(msg)):
             return self._relay(client, msg, exchange)

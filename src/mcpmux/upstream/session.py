@@ -111,7 +111,7 @@ class Link:
 
     def __call__(self, msg: Message, related: Any) -> None:
         received = self.received
-        if received is not None:
+        if received is not None:  # `counters.kind_of`, inline: it runs for every message received
             if "method" in msg:
                 received[REQUEST if "id" in msg else NOTIFICATION] += 1
             else:
